@@ -1,0 +1,165 @@
+"""Composition root: builds the Starlette app and its pipelines from a config."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import orjson
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from gateway.config import GatewayConfig, load_config
+from gateway.errors import GatewayError, error_response, model_not_found
+from gateway.pipeline import Pipeline
+from gateway.stages.authenticate import Authenticate
+from gateway.stages.body import ParseJSON, ReadBody
+from gateway.stages.render import Render
+from gateway.stages.route import Forward, ResolveModel
+from gateway.stages.validate import ValidateChat, ValidateEmbeddings
+from routing.router import Router, build_router
+from routing.upstreams import Upstreams
+
+log = logging.getLogger("seawall")
+
+
+class Gateway:
+    """Everything one running gateway owns: config, upstream pools, router, pipelines."""
+
+    def __init__(self, config: GatewayConfig) -> None:
+        self.config = config
+        self.created = int(time.time())
+        deployments = [d for g in config.models for d in g.deployments]
+        self.upstreams = Upstreams(deployments)
+        self.router: Router = build_router(config.models, self.upstreams.providers)
+        self.ready = False
+        self.authenticate = Authenticate(config.keys)
+        max_bytes = config.server.max_request_bytes
+        self.chat = Pipeline(
+            "chat",
+            [
+                self.authenticate,
+                ReadBody(max_bytes),
+                ParseJSON(),
+                ValidateChat(),
+                ResolveModel(self.router),
+                Forward(self.router),
+                Render(),
+            ],
+        )
+        self.embeddings = Pipeline(
+            "embeddings",
+            [
+                self.authenticate,
+                ReadBody(max_bytes),
+                ParseJSON(),
+                ValidateEmbeddings(),
+                ResolveModel(self.router),
+                Forward(self.router),
+                Render(),
+            ],
+        )
+
+    async def start(self) -> None:
+        await self.upstreams.start()
+        self.ready = True
+
+    async def stop(self) -> None:
+        self.ready = False
+        await self.upstreams.aclose()
+
+    # -- small endpoints that need no pipeline ------------------------------------
+
+    def _model_card(self, name: str) -> dict[str, Any]:
+        return {"id": name, "object": "model", "created": self.created, "owned_by": "seawall"}
+
+    async def list_models(self, request: Request) -> Response:
+        self.authenticate.principal_for(request.headers.get("authorization"))
+        data = [self._model_card(g.name) for g in self.config.models]
+        return _json({"object": "list", "data": data})
+
+    async def get_model(self, request: Request) -> Response:
+        self.authenticate.principal_for(request.headers.get("authorization"))
+        name = request.path_params["model"]
+        if self.router.group(name) is None:
+            raise model_not_found(name)
+        return _json(self._model_card(name))
+
+    async def healthz(self, request: Request) -> Response:
+        return _json({"status": "ok"})
+
+    async def readyz(self, request: Request) -> Response:
+        if not self.ready:
+            return _json({"status": "starting"}, status=503)
+        return _json({"status": "ready", "model_groups": len(self.config.models)})
+
+
+def _json(payload: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(payload), status_code=status, media_type="application/json")
+
+
+async def _gateway_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, GatewayError)
+    return error_response(exc)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    error = GatewayError(
+        exc.status_code,
+        f"{request.method} {request.url.path}: {exc.detail}",
+        code="not_found" if exc.status_code == 404 else None,
+        headers=exc.headers,
+    )
+    return error_response(error)
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> Response:
+    # The traceback goes to the server log (Starlette re-raises after this), never
+    # to the client.
+    error = GatewayError(500, "The gateway hit an internal error.", code="internal_error")
+    return error_response(error)
+
+
+def create_app(config: GatewayConfig) -> Starlette:
+    gateway = Gateway(config)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await gateway.start()
+        try:
+            yield
+        finally:
+            await gateway.stop()
+
+    routes = [
+        Route("/v1/chat/completions", gateway.chat.handle, methods=["POST"]),
+        Route("/v1/embeddings", gateway.embeddings.handle, methods=["POST"]),
+        Route("/v1/models", gateway.list_models, methods=["GET"]),
+        Route("/v1/models/{model:path}", gateway.get_model, methods=["GET"]),
+        Route("/healthz", gateway.healthz, methods=["GET"]),
+        Route("/readyz", gateway.readyz, methods=["GET"]),
+    ]
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={
+            GatewayError: _gateway_error,
+            HTTPException: _http_error,
+            Exception: _unexpected_error,
+        },
+    )
+    app.state.gateway = gateway
+    return app
+
+
+def app_from_environment() -> Starlette:
+    """Factory for `uvicorn --factory` and multi-worker mode: config from SEAWALL_CONFIG."""
+    return create_app(load_config(os.environ.get("SEAWALL_CONFIG") or None))

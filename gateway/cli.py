@@ -1,0 +1,123 @@
+"""The `seawall` command line."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from gateway.config import ConfigError, GatewayConfig, is_loopback, load_config
+
+EXIT_CONFIG = 2
+
+
+def _load(path: str | None) -> GatewayConfig:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        print(exc.render(), file=sys.stderr)
+        raise SystemExit(EXIT_CONFIG) from None
+
+
+def serve(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    host = args.host or config.server.host
+    port = config.server.port if args.port is None else args.port
+    if not config.keys and not is_loopback(host):
+        print(
+            f"refusing to serve on {host}: the config has no keys, so the gateway would be "
+            "open to anyone who can reach it. Bind to 127.0.0.1, or add `keys:` to the config.",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
+    import uvicorn
+
+    options = dict(
+        host=host,
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        access_log=args.access_log,
+        log_level=args.log_level,
+        lifespan="on",
+        timeout_graceful_shutdown=10,
+    )
+    if args.workers > 1:
+        # Workers are separate processes: each loads the config itself.
+        if args.config:
+            os.environ["SEAWALL_CONFIG"] = os.path.abspath(args.config)
+        uvicorn.run("gateway.app:app_from_environment", factory=True, workers=args.workers, **options)
+    else:
+        from gateway.app import create_app
+
+        uvicorn.run(create_app(config), **options)
+    return 0
+
+
+def check_config(args: argparse.Namespace) -> int:
+    config = _load(args.file)
+    deployments = sum(len(g.deployments) for g in config.models)
+    print(f"{args.file}: ok ({len(config.models)} model groups, {deployments} deployments)")
+    return 0
+
+
+def mock_upstream(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from routing.config import MockSettings
+    from routing.mock.server import MockUpstreamApp
+
+    settings = MockSettings(
+        latency_ms=args.latency_ms,
+        chunk_delay_ms=args.chunk_delay_ms,
+        stream_chunks=args.stream_chunks,
+        error_rate=args.error_rate,
+        seed=args.seed,
+    )
+    app = MockUpstreamApp(args.model, settings)
+    uvicorn.run(
+        app, host=args.host, port=args.port, loop="uvloop", http="httptools",
+        access_log=False, log_level=args.log_level,
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="seawall", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    p = commands.add_parser("serve", help="run the gateway")
+    p.add_argument("--config", help="YAML config file (default: the embedded demo config)")
+    p.add_argument("--host", help="bind address (default: server.host, 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port (default: server.port, 8080)")
+    p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    p.add_argument("--access-log", action="store_true", help="log every request (slower)")
+    p.add_argument("--log-level", default="info")
+    p.set_defaults(func=serve)
+
+    p = commands.add_parser("check-config", help="validate a config file and exit")
+    p.add_argument("file")
+    p.set_defaults(func=check_config)
+
+    p = commands.add_parser("mock-upstream", help="serve the mock LLM over HTTP")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=9100)
+    p.add_argument("--model", default="mock-gpt")
+    p.add_argument("--latency-ms", type=float, default=0)
+    p.add_argument("--chunk-delay-ms", type=float, default=0)
+    p.add_argument("--stream-chunks", type=int, default=8)
+    p.add_argument("--error-rate", type=float, default=0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--log-level", default="warning")
+    p.set_defaults(func=mock_upstream)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,175 @@
+"""The gateway's configuration: one YAML file, validated once, immutable afterwards.
+
+`load_config` reports every problem it can find (field path and reason) in one
+`ConfigError`, so an operator fixes a broken file in one pass instead of one error
+per restart.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import re
+from collections.abc import Iterable, Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import AfterValidator, Field, ValidationError, field_validator, model_validator
+
+from routing.config import Frozen, Identifier, ModelGroupConfig, Secret, non_empty
+
+DEFAULT_CONFIG_RESOURCE = "default_config.yaml"
+SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+
+#: Request bodies larger than this are refused with 413 before they are parsed.
+DEFAULT_MAX_REQUEST_BYTES = 8 * 1024 * 1024
+
+
+class ConfigError(Exception):
+    """A config that cannot be served; `problems` lists each one as `path: reason`."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        lines = [f"invalid config {self.source}: {len(self.problems)} problem(s)"]
+        lines += [f"  - {p}" for p in self.problems]
+        return "\n".join(lines)
+
+
+class ServerConfig(Frozen):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    max_request_bytes: int = Field(DEFAULT_MAX_REQUEST_BYTES, ge=1024)
+
+
+class KeyConfig(Frozen):
+    """An API key: stored as the sha256 of the bearer token, or an `env:` reference."""
+
+    id: Identifier
+    key_sha256: str | None = None
+    key: Secret | None = None
+    roles: tuple[str, ...] = ("user",)
+
+    @field_validator("key_sha256")
+    @classmethod
+    def _check_hex(cls, value: str | None) -> str | None:
+        if value is not None:
+            value = value.lower()
+            if not SHA256_HEX.match(value):
+                raise ValueError("must be 64 hexadecimal characters (sha256 of the token)")
+        return value
+
+    @model_validator(mode="after")
+    def _exactly_one_secret(self) -> KeyConfig:
+        if (self.key_sha256 is None) == (self.key is None):
+            raise ValueError("set exactly one of key_sha256 or key")
+        return self
+
+    @property
+    def digest(self) -> str:
+        if self.key_sha256 is not None:
+            return self.key_sha256
+        assert self.key is not None
+        return hashlib.sha256(self.key.get_secret_value().encode()).hexdigest()
+
+
+class GatewayConfig(Frozen):
+    server: ServerConfig = ServerConfig()
+    models: Annotated[tuple[ModelGroupConfig, ...], AfterValidator(non_empty)]
+    keys: tuple[KeyConfig, ...] = ()
+
+    def group(self, name: str) -> ModelGroupConfig | None:
+        for group in self.models:
+            if group.name == name:
+                return group
+        return None
+
+    @property
+    def needs_litellm(self) -> bool:
+        return any(d.uses_litellm for g in self.models for d in g.deployments)
+
+
+def cross_reference_problems(config: GatewayConfig) -> list[str]:
+    """Problems pydantic cannot see field by field: uniqueness and references."""
+    problems: list[str] = []
+    names = [g.name for g in config.models]
+    problems += _duplicates("models", "model group name", names)
+    ids = [d.id for g in config.models for d in g.deployments]
+    problems += _duplicates("models", "deployment id", ids)
+    problems += _duplicates("keys", "key id", [k.id for k in config.keys])
+    known = set(names)
+    for i, group in enumerate(config.models):
+        for field in ("fallbacks", "context_window_fallbacks"):
+            for j, target in enumerate(getattr(group, field)):
+                path = f"models[{i}].{field}[{j}]"
+                if target == group.name:
+                    problems.append(f"{path}: a group cannot fall back to itself")
+                elif target not in known:
+                    problems.append(f"{path}: unknown model group {target!r}")
+    return problems
+
+
+def _duplicates(path: str, what: str, values: Iterable[str]) -> list[str]:
+    seen: set[str] = set()
+    problems = []
+    for value in values:
+        if value in seen:
+            problems.append(f"{path}: duplicate {what} {value!r}")
+        seen.add(value)
+    return problems
+
+
+def format_validation_error(error: ValidationError) -> list[str]:
+    problems = []
+    for item in error.errors():
+        path = ""
+        for part in item["loc"]:
+            path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+        message = item["msg"].removeprefix("Value error, ")
+        problems.append(f"{path or '(top level)'}: {message}")
+    return problems
+
+
+def parse_config(data: object, source: str) -> GatewayConfig:
+    if not isinstance(data, Mapping):
+        raise ConfigError(source, ["(top level): the config must be a YAML mapping"])
+    try:
+        config = GatewayConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(source, format_validation_error(exc)) from None
+    problems = cross_reference_problems(config)
+    if problems:
+        raise ConfigError(source, problems)
+    return config
+
+
+def load_config(path: str | Path | None = None) -> GatewayConfig:
+    """Load `path`, or the embedded default (mock providers, no keys) when None."""
+    if path is None:
+        text = resources.files("gateway").joinpath(DEFAULT_CONFIG_RESOURCE).read_text()
+        source = "<embedded default>"
+    else:
+        source = str(path)
+        try:
+            text = Path(path).read_text()
+        except OSError as exc:
+            raise ConfigError(source, [f"cannot read file: {exc.strerror}"]) from None
+    try:
+        data: Any = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(source, [f"YAML syntax error: {exc}"]) from None
+    return parse_config(data, source)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,164 @@
+"""Client-facing errors, always in OpenAI's envelope.
+
+`{"error": {"message", "type", "param", "code"}}` with the right status: the OpenAI
+SDKs turn it into their typed exceptions (BadRequestError, NotFoundError, ...).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+from starlette.responses import Response
+
+from routing.outcomes import Failure, UpstreamError
+
+_TYPE_BY_STATUS = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "invalid_request_error",
+    405: "invalid_request_error",
+    413: "invalid_request_error",
+    429: "rate_limit_error",
+}
+
+
+class GatewayError(Exception):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        code: str | None = None,
+        param: str | None = None,
+        type: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.code = code
+        self.param = param
+        self.type = type or _TYPE_BY_STATUS.get(status, "server_error" if status >= 500 else "invalid_request_error")
+        self.headers = dict(headers or {})
+
+    def envelope(self) -> dict[str, Any]:
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+
+
+def error_response(error: GatewayError, headers: Mapping[str, str] | None = None) -> Response:
+    merged = {**(headers or {}), **error.headers}
+    return Response(
+        orjson.dumps(error.envelope()),
+        status_code=error.status,
+        headers=merged,
+        media_type="application/json",
+    )
+
+
+def invalid_json(detail: str) -> GatewayError:
+    return GatewayError(
+        400,
+        f"We could not parse the JSON body of your request: {detail}",
+        code="invalid_json",
+    )
+
+
+def invalid_type(param: str, expected: str, value: object) -> GatewayError:
+    return GatewayError(
+        400,
+        f"Invalid type for '{param}': expected {expected}, but got {json_type(value)} instead.",
+        code="invalid_type",
+        param=param,
+    )
+
+
+def invalid_value(param: str, message: str) -> GatewayError:
+    return GatewayError(400, f"Invalid value for '{param}': {message}", code="invalid_value", param=param)
+
+
+def missing_parameter(param: str) -> GatewayError:
+    return GatewayError(
+        400, f"Missing required parameter: '{param}'.", code="missing_required_parameter", param=param
+    )
+
+
+def model_not_found(model: str) -> GatewayError:
+    return GatewayError(
+        404,
+        f"The model `{model}` does not exist or you do not have access to it.",
+        code="model_not_found",
+        param="model",
+    )
+
+
+def body_too_large(limit: int) -> GatewayError:
+    return GatewayError(
+        413,
+        f"Request body exceeds the gateway limit of {limit} bytes (server.max_request_bytes).",
+        code="request_too_large",
+    )
+
+
+def unauthorized(message: str) -> GatewayError:
+    return GatewayError(401, message, code="invalid_api_key", headers={"www-authenticate": "Bearer"})
+
+
+def json_type(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def upstream_error(error: UpstreamError) -> GatewayError:
+    """The client's view of a failed upstream attempt.
+
+    A 4xx that is the caller's fault (bad parameter, context too long) keeps the
+    provider's own message, type and code: rewriting it would lose what the caller
+    needs to fix. Gateway-side failures name the deployment that failed.
+    """
+    status = error.client_status
+    headers = {"x-seawall-deployment": error.deployment}
+    if error.retry_after is not None and status == 429:
+        headers["retry-after-ms"] = str(int(error.retry_after * 1000))
+        headers["retry-after"] = str(max(1, round(error.retry_after)))
+    body = error.error_body or {}
+    if error.failure in (Failure.CLIENT, Failure.CONTEXT_LENGTH, Failure.CONTENT_POLICY) and body:
+        code = body.get("code")
+        if code is None and error.failure is Failure.CONTEXT_LENGTH:
+            code = "context_length_exceeded"
+        return GatewayError(
+            status,
+            str(body.get("message") or error.message),
+            code=code if isinstance(code, str) else None,
+            param=body.get("param") if isinstance(body.get("param"), str) else None,
+            type=body.get("type") if isinstance(body.get("type"), str) else None,
+            headers=headers,
+        )
+    return GatewayError(
+        status,
+        f"Deployment '{error.deployment}' failed: {error.message}",
+        code=f"upstream_{error.failure.label}",
+        headers=headers,
+    )

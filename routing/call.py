@@ -1,0 +1,49 @@
+"""What the router sends upstream and what comes back."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Endpoint = Literal["chat", "embeddings"]
+
+
+@dataclass(slots=True)
+class UpstreamRequest:
+    """One client request, as the router sees it.
+
+    `body` is the parsed client JSON; providers copy it before changing `model`, so
+    retries and failovers always start from what the client sent. `extensions` are
+    passed to the httpx request untouched: layers below routing (the chaos
+    transport, tracing) read their per-request settings there.
+    """
+
+    endpoint: Endpoint
+    body: dict[str, Any]
+    stream: bool = False
+    extensions: dict[str, Any] = field(default_factory=dict)
+
+
+async def _no_close() -> None:
+    return None
+
+
+@dataclass(slots=True)
+class Reply:
+    """A successful upstream answer: a parsed JSON body, or an SSE event stream.
+
+    For streams the first event has already arrived (the router only commits to a
+    deployment once it has), and `events` yields complete SSE events only.
+    """
+
+    deployment: str
+    status: int = 200
+    body: bytes = b""
+    data: dict[str, Any] | None = None
+    events: AsyncIterator[bytes] | None = None
+    close: Callable[[], Awaitable[None]] = _no_close
+
+    @property
+    def is_stream(self) -> bool:
+        return self.events is not None

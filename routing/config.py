@@ -1,0 +1,164 @@
+"""Configuration schema for model groups and deployments.
+
+The gateway composes these models into its top-level config; they live here so that
+`routing` can be used (and tested) without `gateway`. Every model is frozen: a loaded
+config never changes under a running request.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Annotated, Literal, TypeVar
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    model_validator,
+)
+
+ENV_PREFIX = "env:"
+T = TypeVar("T")
+IDENTIFIER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+class Frozen(BaseModel):
+    """Base for config models: immutable, and unknown keys are errors (typos surface)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def resolve_secret(value: object) -> object:
+    """Resolve `env:NAME` references so a secret never has to be written in a file.
+
+    A missing variable is a config error (reported with the field path), not a
+    silent empty key that fails later with a confusing 401 from the provider.
+    """
+    if isinstance(value, str) and value.startswith(ENV_PREFIX):
+        name = value[len(ENV_PREFIX) :]
+        if not name:
+            raise ValueError("empty environment variable name in 'env:' reference")
+        resolved = os.environ.get(name)
+        if resolved is None:
+            raise ValueError(f"environment variable {name} is not set")
+        return resolved
+    return value
+
+
+Secret = Annotated[SecretStr, BeforeValidator(resolve_secret)]
+
+
+def _identifier(value: str) -> str:
+    if not IDENTIFIER.match(value):
+        raise ValueError(
+            "must be 1-64 characters of letters, digits, '.', '_' or '-', starting "
+            "with a letter or digit"
+        )
+    return value
+
+
+Identifier = Annotated[str, AfterValidator(_identifier)]
+
+
+def non_empty(items: tuple[T, ...]) -> tuple[T, ...]:
+    # An AfterValidator instead of Field(min_length=1): pydantic's length check
+    # also fires when an item failed, adding a misleading "0 items" problem.
+    if not items:
+        raise ValueError("must list at least one entry")
+    return items
+
+
+class Timeouts(Frozen):
+    """Per-attempt time limits. `ttft_ms` bounds the wait for the first body byte."""
+
+    connect_ms: int = Field(2000, gt=0)
+    ttft_ms: int = Field(10000, gt=0)
+    total_ms: int = Field(60000, gt=0)
+
+
+class SLA(Frozen):
+    """Targets a deployment is expected to meet; breaking them lowers its weight."""
+
+    p99_latency_ms: float | None = Field(None, gt=0)
+    max_error_rate: float | None = Field(None, ge=0, le=1)
+    ttft_ms: float | None = Field(None, gt=0)
+
+
+class BreakerSettings(Frozen):
+    consecutive_failures: int = Field(5, ge=1)
+    open_seconds: float = Field(30, gt=0)
+    max_open_seconds: float = Field(300, gt=0)
+    half_open_probes: int = Field(1, ge=1)
+
+
+class RetrySettings(Frozen):
+    """`attempts` counts every try on one deployment, the first included."""
+
+    attempts: int = Field(2, ge=1, le=10)
+    backoff_ms: int = Field(200, ge=0)
+    max_backoff_ms: int = Field(5000, ge=0)
+
+
+class MockSettings(Frozen):
+    """Behaviour of the built-in fake LLM (provider `mock`)."""
+
+    latency_ms: float = Field(0, ge=0, description="delay before the first byte")
+    chunk_delay_ms: float = Field(0, ge=0, description="delay between streamed chunks")
+    stream_chunks: int = Field(8, ge=1, le=100_000)
+    error_rate: float = Field(0, ge=0, le=1)
+    embedding_dim: int = Field(256, ge=1, le=8192)
+    seed: int = 0
+
+
+Provider = Annotated[str, AfterValidator(_identifier)]
+OPENAI_COMPATIBLE = frozenset({"openai", "mock"})
+OPENAI_API_BASE = "https://api.openai.com/v1"
+
+
+class DeploymentConfig(Frozen):
+    id: Identifier
+    provider: Provider = "openai"
+    model: str = Field(min_length=1)
+    api_base: str | None = None
+    api_key: Secret | None = None
+    weight: float = Field(1.0, gt=0)
+    headers: dict[str, str] = Field(default_factory=dict)
+    timeouts: Timeouts = Timeouts()
+    sla: SLA = SLA()
+    breaker: BreakerSettings = BreakerSettings()
+    retry: RetrySettings = RetrySettings()
+    mock: MockSettings = MockSettings()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_api_base(cls, data: object) -> object:
+        if isinstance(data, dict) and data.get("provider", "openai") == "openai":
+            data.setdefault("api_base", OPENAI_API_BASE)
+        return data
+
+    @model_validator(mode="after")
+    def _check_api_base(self) -> DeploymentConfig:
+        if self.api_base is not None and not self.api_base.startswith(("http://", "https://")):
+            raise ValueError("api_base must be an http:// or https:// URL")
+        return self
+
+    @property
+    def uses_litellm(self) -> bool:
+        return self.provider not in OPENAI_COMPATIBLE
+
+
+Strategy = Literal["weighted", "latency", "priority", "least-busy"]
+
+
+class ModelGroupConfig(Frozen):
+    name: Identifier
+    strategy: Strategy = "weighted"
+    fallbacks: tuple[str, ...] = ()
+    context_window_fallbacks: tuple[str, ...] = ()
+    max_prompt_tokens: int | None = Field(None, gt=0)
+    hedge_after_ms: int | None = Field(None, gt=0)
+    deployments: Annotated[tuple[DeploymentConfig, ...], AfterValidator(non_empty)]

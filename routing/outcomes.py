@@ -1,0 +1,124 @@
+"""What an upstream attempt can end in, and what each outcome means for routing.
+
+One table (DESIGN.md section 4) decides retries, breaker accounting, failover and the
+status the client finally sees. Keeping it as data on the enum means the router,
+the breaker and the error renderer can never disagree about an outcome.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Policy:
+    retry_same_deployment: bool
+    counts_for_breaker: bool
+    fails_over: bool
+    client_status: int | None  # None: relay the upstream status unchanged
+
+
+class Failure(enum.Enum):
+    """Classes of upstream failure, each with its routing policy."""
+
+    CONNECT = Policy(False, True, True, 502)  # refused, DNS, TLS
+    TIMEOUT = Policy(True, True, True, 504)  # connect/total timeout, stall
+    RATE_LIMITED = Policy(True, True, True, 429)
+    SERVER = Policy(True, True, True, 502)  # 500/502/503/504/529 (503 and 529 map to 503)
+    CONTEXT_LENGTH = Policy(False, False, False, 400)  # uses context_window_fallbacks
+    CONTENT_POLICY = Policy(False, False, False, 400)
+    CLIENT = Policy(False, False, False, None)  # other 4xx: the caller's problem
+    BAD_RESPONSE = Policy(True, True, True, 502)  # invalid JSON, truncated body
+    STREAM_BROKEN = Policy(False, True, False, 502)  # after the first byte was relayed
+
+    @property
+    def policy(self) -> Policy:
+        return self.value  # type: ignore[no-any-return]
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+SERVER_STATUSES = frozenset({500, 502, 503, 504, 529})
+CONTEXT_MARKERS = (
+    "context_length_exceeded",
+    "maximum context length",
+    "context window",
+    "prompt is too long",
+    "too many tokens",
+)
+POLICY_MARKERS = ("content_policy", "content_filter", "content management policy", "safety system")
+
+
+class UpstreamError(Exception):
+    """An attempt on one deployment failed; `failure` says how."""
+
+    def __init__(
+        self,
+        failure: Failure,
+        deployment: str,
+        message: str,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+        error_body: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.failure = failure
+        self.deployment = deployment
+        self.message = message
+        self.status = status
+        self.retry_after = retry_after
+        self.error_body = error_body
+
+    @property
+    def client_status(self) -> int:
+        policy_status = self.failure.policy.client_status
+        if policy_status is None:
+            return self.status or 502
+        if self.failure is Failure.SERVER and self.status in (503, 529):
+            return 503
+        return policy_status
+
+    def __repr__(self) -> str:
+        return f"UpstreamError({self.failure.label}, {self.deployment!r}, status={self.status})"
+
+
+def classify_status(status: int, error: dict[str, Any] | None) -> Failure:
+    """Map an upstream HTTP error status (and its error object) to a failure class."""
+    if status == 429:
+        return Failure.RATE_LIMITED
+    if status in SERVER_STATUSES or status >= 500:
+        return Failure.SERVER
+    if status == 400 and error is not None:
+        text = " ".join(str(error.get(k) or "") for k in ("code", "type", "message")).lower()
+        if any(marker in text for marker in CONTEXT_MARKERS):
+            return Failure.CONTEXT_LENGTH
+        if any(marker in text for marker in POLICY_MARKERS):
+            return Failure.CONTENT_POLICY
+    if status == 408:
+        return Failure.TIMEOUT
+    return Failure.CLIENT
+
+
+def parse_retry_after(headers: dict[str, str], cap_seconds: float) -> float | None:
+    """Seconds to wait from `retry-after-ms` (preferred, as OpenAI sends it) or `retry-after`.
+
+    Only the delta-seconds form of `retry-after` is honoured; HTTP dates from LLM
+    providers are rare and a wrong clock would make them dangerous. Capped so one
+    provider cannot park a request for minutes.
+    """
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        raw = headers.get(name)
+        if raw is None:
+            continue
+        try:
+            value = float(raw) * scale
+        except ValueError:
+            continue
+        if value >= 0 and value == value:  # rejects NaN
+            return min(value, cap_seconds)
+    return None

@@ -1,0 +1,199 @@
+"""Relay to any OpenAI-compatible API (OpenAI, vLLM, llama.cpp, the built-in mock...).
+
+The request body goes upstream as the client sent it except `model`, which becomes
+the deployment's upstream model name. The response body comes back byte for byte,
+`model` included: it names the model that actually answered, as OpenAI itself does
+when it resolves an alias to a snapshot. The gateway reports the group and the
+deployment in response headers instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import httpx
+import orjson
+
+from routing.call import Reply, UpstreamRequest
+from routing.config import DeploymentConfig
+from routing.outcomes import Failure, UpstreamError, classify_status, parse_retry_after
+from routing.sse import EventRelay
+
+USER_AGENT = b"seawall/0.1"
+#: Upstream error bodies are read up to this size; the rest is discarded.
+MAX_ERROR_BODY_BYTES = 64 * 1024
+#: A provider's retry-after is honoured up to this many seconds.
+RETRY_AFTER_CAP_SECONDS = 60.0
+PATHS = {"chat": "/chat/completions", "embeddings": "/embeddings"}
+
+
+class OpenAICompatible:
+    def __init__(self, config: DeploymentConfig, transport: httpx.AsyncBaseTransport) -> None:
+        assert config.api_base is not None
+        self.deployment_id = config.id
+        self.model = config.model
+        self.transport = transport
+        base = config.api_base.rstrip("/")
+        self._urls = {name: httpx.URL(base + path) for name, path in PATHS.items()}
+        headers: list[tuple[bytes, bytes]] = [
+            (b"content-type", b"application/json"),
+            (b"user-agent", USER_AGENT),
+        ]
+        if config.api_key is not None:
+            token = config.api_key.get_secret_value()
+            headers.append((b"authorization", b"Bearer " + token.encode()))
+        headers += [(k.lower().encode(), v.encode()) for k, v in config.headers.items()]
+        self._headers = httpx.Headers(headers)
+        self._stream_headers = httpx.Headers([*headers, (b"accept", b"text/event-stream")])
+        t = config.timeouts
+        self._total = t.total_ms / 1000
+        connect = t.connect_ms / 1000
+        # Non-stream: the whole answer is generated before the headers arrive, so the
+        # read limit is the total. Stream: reads must not stall longer than ttft.
+        self._timeouts = {"connect": connect, "read": self._total, "write": self._total, "pool": connect}
+        ttft = min(t.ttft_ms / 1000, self._total)
+        self._stream_timeouts = {"connect": connect, "read": ttft, "write": ttft, "pool": connect}
+
+    async def start(self) -> None:
+        start = getattr(self.transport, "start", None)
+        if start is not None:
+            await start()
+
+    async def aclose(self) -> None:
+        await self.transport.aclose()
+
+    def _build(self, request: UpstreamRequest) -> httpx.Request:
+        body = dict(request.body)
+        body["model"] = self.model
+        extensions: dict[str, Any] = {
+            "timeout": self._stream_timeouts if request.stream else self._timeouts,
+            "seawall.deployment": self.deployment_id,
+        }
+        if request.extensions:
+            extensions.update(request.extensions)
+        return httpx.Request(
+            "POST",
+            self._urls[request.endpoint],
+            headers=self._stream_headers if request.stream else self._headers,
+            content=orjson.dumps(body),
+            extensions=extensions,
+        )
+
+    async def send(self, request: UpstreamRequest, deadline: float | None = None) -> Reply:
+        limit = self._total
+        if deadline is not None:
+            limit = min(limit, deadline - time.monotonic())
+            if limit <= 0:
+                raise UpstreamError(Failure.TIMEOUT, self.deployment_id, "request deadline exceeded")
+        http_request = self._build(request)
+        if request.stream:
+            return await self._send_stream(http_request, time.monotonic() + limit)
+        response: httpx.Response | None = None
+        try:
+            async with asyncio.timeout(limit):
+                response = await self.transport.handle_async_request(http_request)
+                if response.status_code >= 400:
+                    raise await self._http_error(response)
+                raw = await response.aread()
+        except UpstreamError:
+            raise
+        except (TimeoutError, httpx.HTTPError) as exc:
+            raise self._transport_error(exc) from exc
+        finally:
+            if response is not None:
+                await response.aclose()
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise UpstreamError(
+                Failure.BAD_RESPONSE, self.deployment_id, "upstream returned invalid JSON"
+            ) from None
+        if not isinstance(data, dict):
+            raise UpstreamError(
+                Failure.BAD_RESPONSE, self.deployment_id, "upstream returned a non-object JSON body"
+            )
+        return Reply(self.deployment_id, response.status_code, raw, data)
+
+    async def _send_stream(self, http_request: httpx.Request, deadline: float) -> Reply:
+        response: httpx.Response | None = None
+        try:
+            async with asyncio.timeout(deadline - time.monotonic()):
+                response = await self.transport.handle_async_request(http_request)
+                if response.status_code >= 400:
+                    raise await self._http_error(response)
+                content_type = response.headers.get("content-type", "")
+                if not content_type.startswith("text/event-stream"):
+                    raise UpstreamError(
+                        Failure.BAD_RESPONSE,
+                        self.deployment_id,
+                        f"upstream answered a stream request with content-type {content_type!r}",
+                    )
+                relay = EventRelay(self.deployment_id, response.aiter_raw(), deadline)
+                first = await relay.first()
+        except UpstreamError:
+            if response is not None:
+                await response.aclose()
+            raise
+        except (TimeoutError, httpx.HTTPError) as exc:
+            if response is not None:
+                await response.aclose()
+            raise self._transport_error(exc) from exc
+        return Reply(
+            self.deployment_id,
+            response.status_code,
+            events=_prepend(first, relay),
+            close=response.aclose,
+        )
+
+    async def _http_error(self, response: httpx.Response) -> UpstreamError:
+        raw = b""
+        try:
+            async for chunk in response.aiter_raw():
+                raw += chunk
+                if len(raw) > MAX_ERROR_BODY_BYTES:
+                    break
+        except httpx.HTTPError:
+            pass
+        error = _error_object(raw)
+        status = response.status_code
+        failure = classify_status(status, error)
+        detail = (error or {}).get("message") or raw[:200].decode("utf-8", "replace").strip()
+        return UpstreamError(
+            failure,
+            self.deployment_id,
+            f"upstream returned HTTP {status}" + (f": {detail}" if detail else ""),
+            status=status,
+            retry_after=parse_retry_after(dict(response.headers), RETRY_AFTER_CAP_SECONDS),
+            error_body=error,
+        )
+
+    def _transport_error(self, exc: BaseException) -> UpstreamError:
+        if isinstance(exc, httpx.ConnectTimeout):
+            return UpstreamError(Failure.TIMEOUT, self.deployment_id, "connect timeout")
+        if isinstance(exc, (TimeoutError, httpx.TimeoutException)):
+            return UpstreamError(Failure.TIMEOUT, self.deployment_id, "upstream timed out")
+        if isinstance(exc, httpx.ConnectError):
+            return UpstreamError(Failure.CONNECT, self.deployment_id, f"cannot connect: {exc}")
+        return UpstreamError(Failure.BAD_RESPONSE, self.deployment_id, f"broken response: {exc}")
+
+
+def _error_object(raw: bytes) -> dict[str, Any] | None:
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    if isinstance(data, dict):
+        error = data.get("error")
+        if isinstance(error, dict):
+            return error
+        if isinstance(error, str):
+            return {"message": error}
+    return None
+
+
+async def _prepend(first: bytes, rest: EventRelay) -> Any:
+    yield first
+    async for events in rest:
+        yield events

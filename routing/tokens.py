@@ -1,0 +1,104 @@
+"""Token counting with tiktoken, offline.
+
+tiktoken downloads its encodings on first use and this gateway must start with no
+network. litellm ships the same encoding files under its package, so we point
+tiktoken's cache there. `find_spec` locates litellm without importing it (importing
+litellm costs seconds and ~150 MB).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import orjson
+import tiktoken
+
+#: Per-message framing tokens in OpenAI's chat format (see OpenAI's cookbook recipe).
+TOKENS_PER_MESSAGE = 3
+TOKENS_PER_NAME = 1
+REPLY_PRIMING_TOKENS = 3
+
+# Families that use o200k_base; everything else counts with cl100k_base, the closest
+# public encoding for non-OpenAI models (an estimate, documented as such).
+O200K_PREFIXES = ("gpt-4o", "gpt-4.1", "gpt-4.5", "gpt-5", "o1", "o3", "o4", "chatgpt-4o")
+
+
+def offline_encodings_dir() -> Path | None:
+    spec = importlib.util.find_spec("litellm")
+    if spec is None or spec.origin is None:
+        return None
+    folder = Path(spec.origin).parent / "litellm_core_utils" / "tokenizers"
+    return folder if folder.is_dir() else None
+
+
+def configure_offline_encodings() -> None:
+    folder = offline_encodings_dir()
+    if folder is not None:
+        os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(folder))
+
+
+configure_offline_encodings()
+
+
+def encoding_name_for(model: str) -> str:
+    name = model.rsplit("/", 1)[-1].lower()
+    return "o200k_base" if name.startswith(O200K_PREFIXES) else "cl100k_base"
+
+
+@functools.cache
+def get_encoding(name: str) -> tiktoken.Encoding:
+    return tiktoken.get_encoding(name)
+
+
+def encoding_for(model: str) -> tiktoken.Encoding:
+    return get_encoding(encoding_name_for(model))
+
+
+def count_text(text: str, encoding: tiktoken.Encoding) -> int:
+    # disallowed_special=() counts "<|endoftext|>" in user text as plain text instead
+    # of raising: user input must never crash the counter.
+    return len(encoding.encode(text, disallowed_special=()))
+
+
+def content_text(content: Any) -> str:
+    """The text of a message `content`: a string or a list of typed parts."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = []
+        for part in content:
+            if isinstance(part, Mapping) and isinstance(part.get("text"), str):
+                parts.append(part["text"])
+        return "\n".join(parts)
+    return orjson.dumps(content).decode()
+
+
+def count_messages(messages: Iterable[Mapping[str, Any]], encoding: tiktoken.Encoding) -> int:
+    total = REPLY_PRIMING_TOKENS
+    for message in messages:
+        total += TOKENS_PER_MESSAGE
+        total += count_text(content_text(message.get("content")), encoding)
+        role = message.get("role")
+        if isinstance(role, str):
+            total += count_text(role, encoding)
+        name = message.get("name")
+        if isinstance(name, str):
+            total += TOKENS_PER_NAME + count_text(name, encoding)
+        tool_calls = message.get("tool_calls")
+        if tool_calls:
+            total += count_text(orjson.dumps(tool_calls).decode(), encoding)
+    return total
+
+
+def count_tools(tools: Iterable[Any] | None, encoding: tiktoken.Encoding) -> int:
+    """Tool definitions as the model sees them: an approximation by their JSON text."""
+    if not tools:
+        return 0
+    return count_text(orjson.dumps(list(tools)).decode(), encoding)
