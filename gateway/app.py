@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import time
@@ -69,6 +70,11 @@ class Gateway:
 
     async def start(self) -> None:
         await self.upstreams.start()
+        # Everything allocated so far lives as long as the process. Freezing it keeps
+        # the cyclic GC from rescanning it on every full collection: measured, c=32
+        # p99 fell from ~27 ms to ~7 ms and throughput rose ~13% (docs/performance.md).
+        gc.collect()
+        gc.freeze()
         self.ready = True
 
     async def stop(self) -> None:

@@ -47,7 +47,9 @@ def serve(args: argparse.Namespace) -> int:
         # Workers are separate processes: each loads the config itself.
         if args.config:
             os.environ["SEAWALL_CONFIG"] = os.path.abspath(args.config)
-        uvicorn.run("gateway.app:app_from_environment", factory=True, workers=args.workers, **options)
+        uvicorn.run(
+            "gateway.app:app_from_environment", factory=True, workers=args.workers, **options
+        )
     else:
         from gateway.app import create_app
 
@@ -77,8 +79,13 @@ def mock_upstream(args: argparse.Namespace) -> int:
     )
     app = MockUpstreamApp(args.model, settings)
     uvicorn.run(
-        app, host=args.host, port=args.port, loop="uvloop", http="httptools",
-        access_log=False, log_level=args.log_level,
+        app,
+        host=args.host,
+        port=args.port,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        log_level=args.log_level,
     )
     return 0
 

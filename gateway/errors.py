@@ -41,7 +41,9 @@ class GatewayError(Exception):
         self.message = message
         self.code = code
         self.param = param
-        self.type = type or _TYPE_BY_STATUS.get(status, "server_error" if status >= 500 else "invalid_request_error")
+        self.type = type or _TYPE_BY_STATUS.get(
+            status, "server_error" if status >= 500 else "invalid_request_error"
+        )
         self.headers = dict(headers or {})
 
     def envelope(self) -> dict[str, Any]:
@@ -83,12 +85,17 @@ def invalid_type(param: str, expected: str, value: object) -> GatewayError:
 
 
 def invalid_value(param: str, message: str) -> GatewayError:
-    return GatewayError(400, f"Invalid value for '{param}': {message}", code="invalid_value", param=param)
+    return GatewayError(
+        400, f"Invalid value for '{param}': {message}", code="invalid_value", param=param
+    )
 
 
 def missing_parameter(param: str) -> GatewayError:
     return GatewayError(
-        400, f"Missing required parameter: '{param}'.", code="missing_required_parameter", param=param
+        400,
+        f"Missing required parameter: '{param}'.",
+        code="missing_required_parameter",
+        param=param,
     )
 
 
@@ -110,7 +117,9 @@ def body_too_large(limit: int) -> GatewayError:
 
 
 def unauthorized(message: str) -> GatewayError:
-    return GatewayError(401, message, code="invalid_api_key", headers={"www-authenticate": "Bearer"})
+    return GatewayError(
+        401, message, code="invalid_api_key", headers={"www-authenticate": "Bearer"}
+    )
 
 
 def json_type(value: object) -> str:
@@ -131,12 +140,23 @@ def json_type(value: object) -> str:
     return type(value).__name__
 
 
+#: Upstream statuses that point at the gateway's own configuration of a deployment
+#: (its provider key, its api_base or model name), not at anything the caller sent.
+DEPLOYMENT_PROBLEMS = {
+    401: ("upstream_auth_failed", "rejected the gateway's provider credentials"),
+    403: ("upstream_forbidden", "refused the gateway's provider credentials"),
+    404: ("upstream_not_found", "does not know the configured model or path"),
+}
+
+
 def upstream_error(error: UpstreamError) -> GatewayError:
     """The client's view of a failed upstream attempt.
 
     A 4xx that is the caller's fault (bad parameter, context too long) keeps the
     provider's own message, type and code: rewriting it would lose what the caller
-    needs to fix. Gateway-side failures name the deployment that failed.
+    needs to fix. A 401/403/404 keeps its status (DESIGN.md section 4) but says it is
+    the deployment's configuration, so a client never blames its own API key.
+    Gateway-side failures name the deployment that failed.
     """
     status = error.client_status
     headers = {"x-seawall-deployment": error.deployment}
@@ -144,14 +164,25 @@ def upstream_error(error: UpstreamError) -> GatewayError:
         headers["retry-after-ms"] = str(int(error.retry_after * 1000))
         headers["retry-after"] = str(max(1, round(error.retry_after)))
     body = error.error_body or {}
+    if error.failure is Failure.CLIENT and error.status in DEPLOYMENT_PROBLEMS:
+        code, what = DEPLOYMENT_PROBLEMS[error.status]
+        detail = body.get("message") or error.message
+        return GatewayError(
+            status,
+            f"Deployment '{error.deployment}' {what} (upstream said: {detail}). "
+            "This is a gateway configuration problem, not a problem with your request or key.",
+            code=code,
+            type="upstream_error",
+            headers=headers,
+        )
     if error.failure in (Failure.CLIENT, Failure.CONTEXT_LENGTH, Failure.CONTENT_POLICY) and body:
-        code = body.get("code")
-        if code is None and error.failure is Failure.CONTEXT_LENGTH:
-            code = "context_length_exceeded"
+        provider_code = body.get("code")
+        if provider_code is None and error.failure is Failure.CONTEXT_LENGTH:
+            provider_code = "context_length_exceeded"
         return GatewayError(
             status,
             str(body.get("message") or error.message),
-            code=code if isinstance(code, str) else None,
+            code=provider_code if isinstance(provider_code, str) else None,
             param=body.get("param") if isinstance(body.get("param"), str) else None,
             type=body.get("type") if isinstance(body.get("type"), str) else None,
             headers=headers,

@@ -11,6 +11,8 @@ import enum
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 
 @dataclass(frozen=True)
 class Policy:
@@ -21,25 +23,40 @@ class Policy:
 
 
 class Failure(enum.Enum):
-    """Classes of upstream failure, each with its routing policy."""
+    """Classes of upstream failure; `policy` says what each one means for routing."""
 
-    CONNECT = Policy(False, True, True, 502)  # refused, DNS, TLS
-    TIMEOUT = Policy(True, True, True, 504)  # connect/total timeout, stall
-    RATE_LIMITED = Policy(True, True, True, 429)
-    SERVER = Policy(True, True, True, 502)  # 500/502/503/504/529 (503 and 529 map to 503)
-    CONTEXT_LENGTH = Policy(False, False, False, 400)  # uses context_window_fallbacks
-    CONTENT_POLICY = Policy(False, False, False, 400)
-    CLIENT = Policy(False, False, False, None)  # other 4xx: the caller's problem
-    BAD_RESPONSE = Policy(True, True, True, 502)  # invalid JSON, truncated body
-    STREAM_BROKEN = Policy(False, True, False, 502)  # after the first byte was relayed
+    CONNECT = "connect"  # refused, DNS, TLS
+    TIMEOUT = "timeout"  # connect/total timeout, stall
+    RATE_LIMITED = "rate_limited"
+    SERVER = "server"  # 500/502/503/504/529 (503 and 529 map to 503)
+    CONTEXT_LENGTH = "context_length"  # uses context_window_fallbacks
+    CONTENT_POLICY = "content_policy"
+    CLIENT = "client"  # other 4xx: the caller's problem
+    BAD_RESPONSE = "bad_response"  # invalid JSON, truncated body
+    STREAM_BROKEN = "stream_broken"  # after the first byte was relayed
 
     @property
     def policy(self) -> Policy:
-        return self.value  # type: ignore[no-any-return]
+        return POLICIES[self]
 
     @property
     def label(self) -> str:
-        return self.name.lower()
+        return self.value
+
+
+# A table, not enum values: equal values would silently make members aliases.
+POLICIES: dict[Failure, Policy] = {
+    #                         retry  breaker failover client status
+    Failure.CONNECT: Policy(False, True, True, 502),
+    Failure.TIMEOUT: Policy(True, True, True, 504),
+    Failure.RATE_LIMITED: Policy(True, True, True, 429),
+    Failure.SERVER: Policy(True, True, True, 502),
+    Failure.CONTEXT_LENGTH: Policy(False, False, False, 400),
+    Failure.CONTENT_POLICY: Policy(False, False, False, 400),
+    Failure.CLIENT: Policy(False, False, False, None),
+    Failure.BAD_RESPONSE: Policy(True, True, True, 502),
+    Failure.STREAM_BROKEN: Policy(False, True, False, 502),
+}
 
 
 SERVER_STATUSES = frozenset({500, 502, 503, 504, 529})
@@ -102,6 +119,21 @@ def classify_status(status: int, error: dict[str, Any] | None) -> Failure:
     if status == 408:
         return Failure.TIMEOUT
     return Failure.CLIENT
+
+
+def error_object(raw: bytes | str) -> dict[str, Any] | None:
+    """The error object of an error body: OpenAI's `{"error": {...}}`, Anthropic's
+    `{"type": "error", "error": {...}}`, or `{"error": "text"}`; None if neither."""
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    error = data.get("error") if isinstance(data, dict) else None
+    if isinstance(error, dict):
+        return error
+    if isinstance(error, str):
+        return {"message": error}
+    return None
 
 
 def parse_retry_after(headers: dict[str, str], cap_seconds: float) -> float | None:

@@ -72,9 +72,7 @@ class Router:
         return Routed(reply, [hop])
 
 
-def build_router(
-    groups: Iterable[ModelGroupConfig], providers: Mapping[str, Provider]
-) -> Router:
+def build_router(groups: Iterable[ModelGroupConfig], providers: Mapping[str, Provider]) -> Router:
     return Router(
         ModelGroup(g, [Deployment(d, providers[d.id]) for d in g.deployments]) for g in groups
     )

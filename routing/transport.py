@@ -58,7 +58,7 @@ class AiohttpResponseStream(httpx.AsyncByteStream):
                 if not chunk:
                     return
                 yield chunk
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             raise map_exception(exc, self._request) from exc
 
     async def aclose(self) -> None:
@@ -89,7 +89,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 connector=connector,
                 auto_decompress=False,
                 skip_auto_headers=("User-Agent", "Accept-Encoding"),
-                cookie_jar=aiohttp.DummyCookieJar(),  # a proxy must never carry cookies across callers
+                # A proxy must never carry one caller's cookies into another's request.
+                cookie_jar=aiohttp.DummyCookieJar(),
             )
 
     def _url(self, url: httpx.URL) -> yarl.URL:
@@ -129,7 +130,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 allow_redirects=False,
                 timeout=self._timeout(request.extensions.get("timeout", {})),
             )
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             raise map_exception(exc, request) from exc
         return httpx.Response(
             status_code=response.status,

@@ -51,7 +51,5 @@ class ParseJSON:
         except orjson.JSONDecodeError as exc:
             raise invalid_json(str(exc)) from None
         if not isinstance(body, dict):
-            raise GatewayError(
-                400, "The request body must be a JSON object.", code="invalid_json"
-            )
+            raise GatewayError(400, "The request body must be a JSON object.", code="invalid_json")
         exchange.body = body

@@ -2,27 +2,30 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 
 import orjson
 from starlette.responses import Response, StreamingResponse
 
-from gateway.errors import upstream_error
+from gateway.errors import GatewayError, upstream_error
 from gateway.exchange import Exchange
 from routing.call import Reply
 from routing.outcomes import UpstreamError
 
+log = logging.getLogger("seawall")
+
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 
 
-def sse_error_event(error: UpstreamError) -> bytes:
+def sse_error_event(error: GatewayError) -> bytes:
     """An OpenAI-style error event: the openai SDK raises `APIError` when it reads it.
 
     The stream already started, so the status cannot change and switching to another
     deployment would splice two different answers together. The client is told
     instead, and decides.
     """
-    envelope = upstream_error(error).envelope()
+    envelope = error.envelope()
     envelope["error"]["code"] = "stream_interrupted"
     return b"event: error\ndata: " + orjson.dumps(envelope) + b"\n\n"
 
@@ -33,7 +36,11 @@ async def relay_events(reply: Reply) -> AsyncIterator[bytes]:
         async for events in reply.events:
             yield events
     except UpstreamError as exc:
-        yield sse_error_event(exc)
+        yield sse_error_event(upstream_error(exc))
+    except Exception:
+        # A bug must still end the stream readably, not as a dropped connection.
+        log.exception("stream relay failed on deployment %s", reply.deployment)
+        yield sse_error_event(GatewayError(500, "The gateway hit an internal error mid-stream."))
     finally:
         await reply.close()
 

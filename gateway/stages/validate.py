@@ -98,8 +98,10 @@ def check_messages(messages: Any) -> None:
         raise invalid_type("messages", "an array", messages)
     if not messages:
         raise GatewayError(
-            400, "Invalid 'messages': empty array. Expected an array with minimum length 1.",
-            code="empty_array", param="messages",
+            400,
+            "Invalid 'messages': empty array. Expected an array with minimum length 1.",
+            code="empty_array",
+            param="messages",
         )
     for i, message in enumerate(messages):
         where = f"messages[{i}]"
@@ -111,9 +113,7 @@ def check_messages(messages: Any) -> None:
         if not isinstance(role, str):
             raise invalid_type(f"{where}.role", "a string", role)
         if role not in ROLES:
-            raise invalid_value(
-                f"{where}.role", f"'{role}' is not one of {sorted(ROLES)}."
-            )
+            raise invalid_value(f"{where}.role", f"'{role}' is not one of {sorted(ROLES)}.")
         content = message.get("content")
         if content is not None and not isinstance(content, (str, list)):
             raise invalid_type(f"{where}.content", "a string or an array", content)

@@ -30,7 +30,12 @@ class MockError(Exception):
     def __init__(self, status: int, message: str, param: str | None = None) -> None:
         super().__init__(message)
         self.status = status
-        self.error = {"message": message, "type": "invalid_request_error", "param": param, "code": None}
+        self.error = {
+            "message": message,
+            "type": "invalid_request_error",
+            "param": param,
+            "code": None,
+        }
 
 
 def _digest(value: Any) -> str:
@@ -135,7 +140,11 @@ class MockLLM:
         if call is not None:
             finish, produced = "tool_calls", call["function"]["arguments"]
             pieces = _split(produced, self.settings.stream_chunks)
-            head = {**call, "index": 0, "function": {"name": call["function"]["name"], "arguments": ""}}
+            head = {
+                **call,
+                "index": 0,
+                "function": {"name": call["function"]["name"], "arguments": ""},
+            }
             yield _chunk(base, {"role": "assistant", "content": None, "tool_calls": [head]})
             for piece in pieces:
                 yield _chunk(base, {"tool_calls": [{"index": 0, "function": {"arguments": piece}}]})
@@ -208,7 +217,10 @@ def _split(text: str, parts: int) -> list[str]:
 
 
 def _chunk(base: Json, delta: Json, finish: str | None = None) -> Json:
-    return {**base, "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
+    return {
+        **base,
+        "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+    }
 
 
 def _compact_json(value: Any) -> str:

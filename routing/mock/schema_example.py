@@ -44,7 +44,9 @@ def example_for(schema: Any, root: Any = None, name: str = "value", depth: int =
     if isinstance(schema.get("allOf"), list):
         merged: dict[str, Any] = {k: v for k, v in schema.items() if k != "allOf"}
         for part in schema["allOf"]:
-            part = _resolve(part["$ref"], root) if isinstance(part, dict) and "$ref" in part else part
+            part = (
+                _resolve(part["$ref"], root) if isinstance(part, dict) and "$ref" in part else part
+            )
             if isinstance(part, dict):
                 for key, value in part.items():
                     if key == "properties" and isinstance(value, dict):

@@ -57,13 +57,17 @@ class MockUpstreamApp:
                 "headers": list(response.headers.raw),
             }
         )
-        async for chunk in response.aiter_raw():
+        async for chunk in response.aiter_bytes():
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 async def _send_simple(send: Any, status: int, body: bytes) -> None:
     await send(
-        {"type": "http.response.start", "status": status, "headers": [(b"content-type", b"application/json")]}
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json")],
+        }
     )
     await send({"type": "http.response.body", "body": body})

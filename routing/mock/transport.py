@@ -71,9 +71,7 @@ class MockTransport(httpx.AsyncBaseTransport):
             return _json(400, _error("request body must be a JSON object"))
         await wait_or_time_out(self.settings.latency_ms / 1000, read_timeout)
         if self.settings.error_rate and self._rng.random() < self.settings.error_rate:
-            return _json(
-                503, _error("mock upstream error (error_rate)", kind="server_error")
-            )
+            return _json(503, _error("mock upstream error (error_rate)", kind="server_error"))
         try:
             if path.endswith("/chat/completions"):
                 if body.get("stream") is True:

@@ -18,7 +18,13 @@ import orjson
 
 from routing.call import Reply, UpstreamRequest
 from routing.config import DeploymentConfig
-from routing.outcomes import Failure, UpstreamError, classify_status, parse_retry_after
+from routing.outcomes import (
+    Failure,
+    UpstreamError,
+    classify_status,
+    error_object,
+    parse_retry_after,
+)
 from routing.sse import EventRelay
 
 USER_AGENT = b"seawall/0.1"
@@ -52,7 +58,12 @@ class OpenAICompatible:
         connect = t.connect_ms / 1000
         # Non-stream: the whole answer is generated before the headers arrive, so the
         # read limit is the total. Stream: reads must not stall longer than ttft.
-        self._timeouts = {"connect": connect, "read": self._total, "write": self._total, "pool": connect}
+        self._timeouts = {
+            "connect": connect,
+            "read": self._total,
+            "write": self._total,
+            "pool": connect,
+        }
         ttft = min(t.ttft_ms / 1000, self._total)
         self._stream_timeouts = {"connect": connect, "read": ttft, "write": ttft, "pool": connect}
 
@@ -86,7 +97,9 @@ class OpenAICompatible:
         if deadline is not None:
             limit = min(limit, deadline - time.monotonic())
             if limit <= 0:
-                raise UpstreamError(Failure.TIMEOUT, self.deployment_id, "request deadline exceeded")
+                raise UpstreamError(
+                    Failure.TIMEOUT, self.deployment_id, "request deadline exceeded"
+                )
         http_request = self._build(request)
         if request.stream:
             return await self._send_stream(http_request, time.monotonic() + limit)
@@ -130,7 +143,7 @@ class OpenAICompatible:
                         self.deployment_id,
                         f"upstream answered a stream request with content-type {content_type!r}",
                     )
-                relay = EventRelay(self.deployment_id, response.aiter_raw(), deadline)
+                relay = EventRelay(self.deployment_id, response.aiter_bytes(), deadline)
                 first = await relay.first()
         except UpstreamError:
             if response is not None:
@@ -150,13 +163,13 @@ class OpenAICompatible:
     async def _http_error(self, response: httpx.Response) -> UpstreamError:
         raw = b""
         try:
-            async for chunk in response.aiter_raw():
+            async for chunk in response.aiter_bytes():
                 raw += chunk
                 if len(raw) > MAX_ERROR_BODY_BYTES:
                     break
-        except httpx.HTTPError:
-            pass
-        error = _error_object(raw)
+        except (httpx.HTTPError, httpx.StreamError):
+            pass  # the status alone still classifies the failure
+        error = error_object(raw)
         status = response.status_code
         failure = classify_status(status, error)
         detail = (error or {}).get("message") or raw[:200].decode("utf-8", "replace").strip()
@@ -177,20 +190,6 @@ class OpenAICompatible:
         if isinstance(exc, httpx.ConnectError):
             return UpstreamError(Failure.CONNECT, self.deployment_id, f"cannot connect: {exc}")
         return UpstreamError(Failure.BAD_RESPONSE, self.deployment_id, f"broken response: {exc}")
-
-
-def _error_object(raw: bytes) -> dict[str, Any] | None:
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return None
-    if isinstance(data, dict):
-        error = data.get("error")
-        if isinstance(error, dict):
-            return error
-        if isinstance(error, str):
-            return {"message": error}
-    return None
 
 
 async def _prepend(first: bytes, rest: EventRelay) -> Any:

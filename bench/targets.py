@@ -1,0 +1,231 @@
+"""The programs the benchmark runs: how to install them, configure them and start them.
+
+Each `*_argv` function writes whatever config its program needs into `workdir`
+(a temporary directory) and returns the command line; `bench/run.py` spawns it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+from upstream import COMPLETION_BODY, MODEL
+
+BENCH_DIR = Path(__file__).resolve().parent
+LITELLM_VENV = BENCH_DIR / ".litellm-venv"
+#: Pinned: later 1.106.x need a certifi the local registry lacks, and 1.107.0 was a
+#: compromised release.
+LITELLM_REQUIREMENT = "litellm[proxy]==1.106.2"
+LITELLM_MASTER_KEY = "sk-bench-master"
+UPSTREAM_KEY = "sk-bench"
+MODEL_GROUP = "bench"
+#: Debian keeps nginx in sbin, which a non-login PATH may lack.
+_TOOL_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/local/sbin"])
+
+
+class NotRun(RuntimeError):
+    """A target that cannot be measured on this machine; the message says why."""
+
+
+def find_tool(binary: str) -> str | None:
+    return shutil.which(binary, path=_TOOL_PATH)
+
+
+def _apt_get(*args: str) -> bool:
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    done = subprocess.run(["apt-get", *args], env=env, capture_output=True, check=False)
+    return done.returncode == 0
+
+
+def ensure_tool(binary: str, package: str) -> str | None:
+    """The path of `binary`, installing Debian's `package` if needed (None if impossible).
+
+    `apt-get update` is slow and needs the network, so it runs only when a plain
+    install fails (typically: no package lists yet).
+    """
+    found = find_tool(binary)
+    if found is None and shutil.which("apt-get"):
+        print(f"installing {package} with apt-get ...", file=sys.stderr)
+        if not _apt_get("install", "-y", package) and _apt_get("update"):
+            _apt_get("install", "-y", package)
+        found = find_tool(binary)
+    return found
+
+
+def upstream_argv(port: int) -> list[str]:
+    return [sys.executable, str(BENCH_DIR / "upstream.py"), "--port", str(port)]
+
+
+def nginx_argv(nginx: str, workdir: Path, port: int) -> list[str]:
+    """nginx answering the chat route with the upstream's fixed JSON, tuned to be no bottleneck.
+
+    Every path nginx would write to (pid, logs, temp dirs) points into `workdir`, so
+    it runs beside any system nginx and leaves nothing behind.
+    """
+    prefix = workdir / "nginx"
+    prefix.mkdir(exist_ok=True)
+    body = COMPLETION_BODY.decode()
+    if "'" in body or "$" in body:
+        raise ValueError("the completion JSON cannot be quoted in an nginx config")
+    temp_paths = "\n".join(
+        f"    {kind}_temp_path {prefix}/{kind};"
+        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    config = prefix / "nginx.conf"
+    config.write_text(f"""\
+worker_processes 1;
+daemon off;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    keepalive_requests 10000000;
+    keepalive_timeout 300s;
+{temp_paths}
+    server {{
+        listen 127.0.0.1:{port};
+        location = /v1/chat/completions {{
+            default_type application/json;
+            return 200 '{body}';
+        }}
+    }}
+}}
+""")
+    return [nginx, "-p", str(prefix), "-e", str(prefix / "error.log"), "-c", str(config)]
+
+
+def seawall_argv(workdir: Path, port: int, upstream_port: int) -> list[str]:
+    """`seawall serve` with one group `bench` whose one deployment is the upstream."""
+    config = workdir / f"seawall-{upstream_port}.yaml"
+    deployment = {
+        "id": "upstream",
+        "provider": "openai",
+        "model": MODEL,
+        "api_base": f"http://127.0.0.1:{upstream_port}/v1",
+        "api_key": UPSTREAM_KEY,
+    }
+    document = {
+        "server": {"host": "127.0.0.1", "port": port},
+        "models": [{"name": MODEL_GROUP, "deployments": [deployment]}],
+    }
+    config.write_text(yaml.safe_dump(document, sort_keys=False))
+    seawall = Path(sys.executable).with_name("seawall")
+    return [
+        str(seawall),
+        "serve",
+        "--config",
+        str(config),
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+    ]
+
+
+def litellm_argv(workdir: Path, port: int, upstream_port: int) -> list[str]:
+    """LiteLLM's proxy, one worker, a master key, one model `bench` -> the upstream."""
+    config = workdir / f"litellm-{upstream_port}.yaml"
+    document = {
+        "model_list": [
+            {
+                "model_name": MODEL_GROUP,
+                "litellm_params": {
+                    "model": f"openai/{MODEL}",
+                    "api_base": f"http://127.0.0.1:{upstream_port}/v1",
+                    "api_key": UPSTREAM_KEY,
+                },
+            }
+        ],
+        "general_settings": {"master_key": LITELLM_MASTER_KEY},
+    }
+    config.write_text(yaml.safe_dump(document, sort_keys=False))
+    litellm = LITELLM_VENV / "bin" / "litellm"
+    return [
+        str(litellm),
+        "--config",
+        str(config),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--num_workers",
+        "1",
+    ]
+
+
+def litellm_env() -> dict[str, str]:
+    """Environment for an offline LiteLLM proxy with no database.
+
+    The bundled cost map replaces the download at import; without DATABASE_URL the
+    proxy authenticates with the master key alone and skips spend logs and migrations.
+    The feedback banner is only log noise.
+    """
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env.update(
+        LITELLM_LOCAL_MODEL_COST_MAP="True",
+        LITELLM_LOG="ERROR",
+        DISABLE_SCHEMA_UPDATE="True",
+        LITELLM_DONT_SHOW_FEEDBACK_BOX="True",
+    )
+    return env
+
+
+def _venv_python() -> Path:
+    return LITELLM_VENV / "bin" / "python"
+
+
+def _marker() -> Path:
+    """Written after a complete install: a venv half-built by an interrupted run is redone."""
+    return LITELLM_VENV / ".bench-requirement"
+
+
+def _last_error(log_path: Path, limit: int = 300) -> str:
+    """pip's last ERROR line (else its last line), cut short: it can list every version."""
+    lines = [line for line in log_path.read_text(errors="replace").splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("ERROR")]
+    last = (errors or lines or ["(no output)"])[-1]
+    return last if len(last) <= limit else last[:limit] + " ..."
+
+
+def ensure_litellm(log_path: Path) -> None:
+    """Create `bench/.litellm-venv` with the pinned LiteLLM proxy, unless already there.
+
+    Raises NotRun with the reason (and pip's last words) if it cannot be installed.
+    """
+    marker = _marker()
+    if marker.exists() and marker.read_text() == LITELLM_REQUIREMENT:
+        return
+    print(f"installing {LITELLM_REQUIREMENT} into {LITELLM_VENV} ...", file=sys.stderr)
+    python3 = shutil.which("python3") or sys.executable
+    steps = {
+        "python3 -m venv": [python3, "-m", "venv", "--clear", str(LITELLM_VENV)],
+        "pip install": [str(_venv_python()), "-m", "pip", "install", "-q", LITELLM_REQUIREMENT],
+    }
+    with log_path.open("wb") as log:
+        for step, argv in steps.items():
+            try:
+                done = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, timeout=1800)
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                raise NotRun(f"{step} failed: {exc}") from exc
+            if done.returncode != 0:
+                raise NotRun(f"{step} exited {done.returncode}: {_last_error(log_path)}")
+    marker.write_text(LITELLM_REQUIREMENT)
+
+
+def litellm_versions() -> dict[str, str]:
+    """Versions inside the LiteLLM venv (its uvicorn is not seawall's)."""
+    script = (
+        "import importlib.metadata as m, json, platform\n"
+        "print(json.dumps({'litellm': m.version('litellm'), 'uvicorn': m.version('uvicorn'),"
+        " 'python': platform.python_version()}))"
+    )
+    done = subprocess.run(
+        [str(_venv_python()), "-c", script], capture_output=True, text=True, check=True
+    )
+    return dict(json.loads(done.stdout))

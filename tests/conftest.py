@@ -1,0 +1,24 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from gateway.app import create_app
+from gateway.config import load_config
+from routing.mock.server import MockUpstreamApp
+from tests.support import ServerThread
+
+
+@pytest.fixture(scope="session")
+def default_gateway() -> Iterator[ServerThread]:
+    """The embedded default config (two in-process mocks, no keys) on loopback."""
+    with ServerThread(create_app(load_config(None))) as server:
+        yield server
+
+
+@pytest.fixture
+def mock_upstream() -> Iterator[ServerThread]:
+    """`seawall mock-upstream`'s app on a real socket."""
+    with ServerThread(MockUpstreamApp()) as server:
+        yield server

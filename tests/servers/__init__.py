@@ -1,0 +1,1 @@
+"""Fake upstream providers that tests run on loopback (see `tests.support.ServerThread`)."""

@@ -1,0 +1,169 @@
+"""Real servers on loopback for the tests: uvicorn in a thread, or a `seawall` process.
+
+Ports are never guessed: a socket is bound to port 0 first and handed to uvicorn,
+so parallel test runs cannot collide. Readiness is an event set by uvicorn's own
+startup (or, for a subprocess, the line it prints), never a sleep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import queue
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import openai
+import uvicorn
+import uvloop
+import yaml
+
+from gateway.app import create_app
+from gateway.config import parse_config
+
+STARTUP_TIMEOUT = 30.0
+
+
+def bound_socket(host: str = "127.0.0.1") -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, 0))
+    sock.listen(1024)
+    sock.set_inheritable(True)
+    return sock
+
+
+class _Server(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, ready: threading.Event) -> None:
+        super().__init__(config)
+        self._ready = ready
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        self._ready.set()
+
+
+class ServerThread:
+    """Runs an ASGI app on a real loopback socket in a background thread."""
+
+    def __init__(self, app: Any, *, lifespan: str = "on") -> None:
+        self.app = app
+        self.sock = bound_socket()
+        self.port = self.sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._ready = threading.Event()
+        config = uvicorn.Config(
+            app, lifespan=lifespan, log_level="warning", access_log=False, http="httptools"
+        )
+        self.server = _Server(config, self._ready)
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self.error: BaseException | None = None
+
+    def _run(self) -> None:
+        try:
+            with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+                runner.run(self.server.serve(sockets=[self.sock]))
+        except BaseException as exc:  # surfaced by start()
+            self.error = exc
+        finally:
+            self._ready.set()
+
+    def start(self) -> ServerThread:
+        self._thread.start()
+        if not self._ready.wait(STARTUP_TIMEOUT) or not self.server.started:
+            raise RuntimeError(f"server did not start: {self.error!r}")
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self._thread.join(STARTUP_TIMEOUT)
+        self.sock.close()
+
+    def __enter__(self) -> ServerThread:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+@contextmanager
+def running_gateway(config: dict[str, Any]) -> Iterator[ServerThread]:
+    app = create_app(parse_config(config, "<test>"))
+    with ServerThread(app) as server:
+        yield server
+
+
+def sdk(base: str) -> openai.OpenAI:
+    """The official SDK pointed at a server root, with its own retries off."""
+    return openai.OpenAI(base_url=base.rstrip("/") + "/v1", api_key="unused", max_retries=0)
+
+
+def one_deployment(group: str, **deployment: Any) -> dict[str, Any]:
+    """A config with one model group of one deployment."""
+    return {"models": [{"name": group, "deployments": [deployment]}]}
+
+
+def gateway_config(*groups: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"models": list(groups), **extra}
+
+
+def mock_group(name: str = "demo", *deployments: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    if not deployments:
+        deployments = ({"id": f"{name}-mock", "provider": "mock", "model": "mock-gpt"},)
+    return {"name": name, "deployments": list(deployments), **extra}
+
+
+class SeawallProcess:
+    """`seawall ...` as a real subprocess; ready when uvicorn prints its address."""
+
+    def __init__(self, args: Sequence[str], env: dict[str, str] | None = None) -> None:
+        self.args = [sys.executable, "-m", "gateway", *args]
+        self.env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"}
+        self.proc: subprocess.Popen[str] | None = None
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        self.output: list[str] = []
+
+    def _pump(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.output.append(line)
+            self.lines.put(line)
+        self.lines.put(None)
+
+    def start(self, ready_marker: str = "Uvicorn running on") -> SeawallProcess:
+        self.proc = subprocess.Popen(
+            self.args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=self.env
+        )
+        threading.Thread(target=self._pump, daemon=True).start()
+        while True:
+            line = self.lines.get(timeout=STARTUP_TIMEOUT)
+            if line is None:
+                raise RuntimeError("seawall exited before ready:\n" + "".join(self.output))
+            if ready_marker in line:
+                return self
+
+    def run_to_exit(self, timeout: float = STARTUP_TIMEOUT) -> tuple[int, str]:
+        result = subprocess.run(
+            self.args, capture_output=True, text=True, env=self.env, timeout=timeout
+        )
+        return result.returncode, result.stdout + result.stderr
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def write_config(path: Path, config: dict[str, Any]) -> Path:
+    path.write_text(yaml.safe_dump(config))
+    return path

@@ -1,0 +1,153 @@
+"""The `seawall` command as a user runs it: real processes, real sockets."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from tests.support import SeawallProcess, bound_socket, sdk, write_config
+
+
+def free_port() -> int:
+    sock = bound_socket()
+    port = sock.getsockname()[1]
+    sock.close()
+    return port
+
+
+def test_serve_embedded_default_answers_at_once() -> None:
+    port = free_port()
+    process = SeawallProcess(["serve", "--port", str(port)]).start()
+    try:
+        reply = sdk(f"http://127.0.0.1:{port}").chat.completions.create(
+            model="demo", messages=[{"role": "user", "content": "hi"}]
+        )
+        assert reply.choices[0].message.content == "This is a mock reply from mock-gpt to: hi"
+        assert httpx.get(f"http://127.0.0.1:{port}/readyz").json()["status"] == "ready"
+    finally:
+        process.stop()
+
+
+def test_serve_refuses_public_bind_without_keys() -> None:
+    code, output = SeawallProcess(["serve", "--host", "0.0.0.0", "--port", "0"]).run_to_exit()
+    assert code == 2
+    assert "refusing to serve on 0.0.0.0" in output and "keys" in output
+
+
+def test_bad_config_exits_2_listing_every_problem(tmp_path: Path) -> None:
+    config = write_config(
+        tmp_path / "bad.yaml",
+        {
+            "models": [
+                {"name": "g", "deployments": [{"id": "d", "model": "m", "weight": -1, "nope": 1}]}
+            ]
+        },
+    )
+    for args in (["serve", "--config", str(config)], ["check-config", str(config)]):
+        code, output = SeawallProcess(args).run_to_exit()
+        assert code == 2
+        assert "2 problem(s)" in output
+        assert "models[0].deployments[0].weight: Input should be greater than 0" in output
+        assert "models[0].deployments[0].nope: Extra inputs are not permitted" in output
+        assert "Traceback" not in output
+
+
+def test_check_config_ok(tmp_path: Path) -> None:
+    config = write_config(
+        tmp_path / "ok.yaml",
+        {"models": [{"name": "g", "deployments": [{"id": "d", "provider": "mock", "model": "m"}]}]},
+    )
+    code, output = SeawallProcess(["check-config", str(config)]).run_to_exit()
+    assert code == 0 and "ok (1 model groups, 1 deployments)" in output
+
+
+def test_keys_require_bearer_auth(tmp_path: Path) -> None:
+    port = free_port()
+    config = write_config(
+        tmp_path / "keys.yaml",
+        {
+            "models": [
+                {"name": "g", "deployments": [{"id": "d", "provider": "mock", "model": "m"}]}
+            ],
+            "keys": [{"id": "team-a", "key_sha256": hashlib.sha256(b"sk-team-a").hexdigest()}],
+        },
+    )
+    process = SeawallProcess(["serve", "--config", str(config), "--port", str(port)]).start()
+    base = f"http://127.0.0.1:{port}/v1"
+    try:
+        good = openai.OpenAI(base_url=base, api_key="sk-team-a", max_retries=0)
+        assert good.chat.completions.create(
+            model="g", messages=[{"role": "user", "content": "x"}]
+        ).choices
+        bad = openai.OpenAI(base_url=base, api_key="sk-wrong", max_retries=0)
+        with pytest.raises(openai.AuthenticationError) as info:
+            bad.chat.completions.create(model="g", messages=[{"role": "user", "content": "x"}])
+        assert info.value.code == "invalid_api_key"
+        with pytest.raises(openai.AuthenticationError):
+            bad.models.list()
+        missing = httpx.post(base + "/chat/completions", json={"model": "g"})
+        assert missing.status_code == 401 and missing.headers["www-authenticate"] == "Bearer"
+        # Liveness probes stay open: orchestrators do not hold API keys.
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
+    finally:
+        process.stop()
+
+
+def test_keys_allow_public_bind(tmp_path: Path) -> None:
+    port = free_port()
+    config = write_config(
+        tmp_path / "keys.yaml",
+        {
+            "models": [
+                {"name": "g", "deployments": [{"id": "d", "provider": "mock", "model": "m"}]}
+            ],
+            "keys": [{"id": "k", "key_sha256": "0" * 64}],
+        },
+    )
+    process = SeawallProcess(
+        ["serve", "--config", str(config), "--host", "0.0.0.0", "--port", str(port)]
+    )
+    process.start()
+    try:
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
+    finally:
+        process.stop()
+
+
+def test_multiple_workers_serve(tmp_path: Path) -> None:
+    port = free_port()
+    process = SeawallProcess(["serve", "--port", str(port), "--workers", "2"])
+    process.start(ready_marker="Application startup complete")
+    try:
+        client = openai.OpenAI(
+            base_url=f"http://127.0.0.1:{port}/v1", api_key="none", max_retries=0
+        )
+        for _ in range(4):
+            assert client.chat.completions.create(
+                model="demo", messages=[{"role": "user", "content": "x"}]
+            ).choices
+    finally:
+        process.stop()
+
+
+def test_mock_upstream_command_serves_the_mock() -> None:
+    port = free_port()
+    process = SeawallProcess(["mock-upstream", "--port", str(port), "--log-level", "info"]).start()
+    try:
+        client = sdk(f"http://127.0.0.1:{port}")
+        reply = client.chat.completions.create(
+            model="whatever", messages=[{"role": "user", "content": "yo"}]
+        )
+        assert reply.choices[0].message.content == "This is a mock reply from mock-gpt to: yo"
+        stream = client.chat.completions.create(
+            model="x", messages=[{"role": "user", "content": "yo"}], stream=True
+        )
+        assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices).endswith(
+            "to: yo"
+        )
+    finally:
+        process.stop()

@@ -1,0 +1,79 @@
+"""The SSE relay cuts only at event boundaries and notices truncated streams."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from routing.outcomes import Failure, UpstreamError
+from routing.sse import EventRelay, split_complete
+
+events = st.lists(
+    st.text(
+        alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n"),
+        max_size=30,
+    ).map(lambda s: f"data: {s}\n\n".encode()),
+    min_size=1,
+    max_size=20,
+)
+
+
+@given(events, st.data())
+def test_split_never_cuts_inside_an_event(items: list[bytes], data: st.DataObject) -> None:
+    stream = b"".join(items)
+    cut = data.draw(st.integers(0, len(stream)))
+    complete, tail = split_complete(stream[:cut])
+    assert complete + tail == stream[:cut]
+    assert complete == b"" or complete.endswith(b"\n\n")
+    assert stream.startswith(complete)
+    # every complete prefix is a whole number of the original events
+    boundaries = {sum(len(e) for e in items[:i]) for i in range(len(items) + 1)}
+    assert len(complete) in boundaries
+
+
+async def _chunks(parts: list[bytes]) -> AsyncIterator[bytes]:
+    for part in parts:
+        yield part
+
+
+async def _collect(relay: EventRelay) -> bytes:
+    out = await relay.first()
+    async for piece in relay:
+        out += piece
+    return out
+
+
+@given(events, st.lists(st.integers(1, 40), max_size=30))
+async def test_relay_reassembles_arbitrary_chunking(items: list[bytes], sizes: list[int]) -> None:
+    stream = b"".join(items) + b"data: [DONE]\n\n"
+    parts, at = [], 0
+    for size in sizes:
+        parts.append(stream[at : at + size])
+        at += size
+    parts.append(stream[at:])
+    relay = EventRelay("d", _chunks([p for p in parts if p]), None)
+    assert await _collect(relay) == stream
+
+
+async def test_relay_reports_missing_done() -> None:
+    relay = EventRelay("d", _chunks([b"data: 1\n\n", b"data: 2\n\ndata: par"]), None)
+    assert await relay.first() == b"data: 1\n\n"
+    with pytest.raises(UpstreamError) as info:
+        async for _ in relay:
+            pass
+    assert info.value.failure is Failure.STREAM_BROKEN
+    assert "before [DONE]" in info.value.message
+
+
+async def test_relay_accepts_done_without_final_blank_line() -> None:
+    relay = EventRelay("d", _chunks([b"data: 1\n\n", b"data: [DONE]"]), None)
+    assert await _collect(relay) == b"data: 1\n\ndata: [DONE]\n\n"
+
+
+async def test_relay_with_no_event_is_a_bad_response() -> None:
+    with pytest.raises(UpstreamError) as info:
+        await EventRelay("d", _chunks([b"partial without end"]), None).first()
+    assert info.value.failure is Failure.BAD_RESPONSE
