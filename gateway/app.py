@@ -17,15 +17,20 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from gateway.admin import require_admin, routing_state
 from gateway.config import GatewayConfig, load_config
 from gateway.errors import GatewayError, error_response, model_not_found
+from gateway.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from gateway.metrics import Metrics
 from gateway.pipeline import Pipeline
 from gateway.stages.authenticate import Authenticate
 from gateway.stages.body import ParseJSON, ReadBody
+from gateway.stages.deadline import Deadline
 from gateway.stages.render import Render
 from gateway.stages.route import Forward, ResolveModel
 from gateway.stages.validate import ValidateChat, ValidateEmbeddings
 from routing.router import Router, build_router
+from routing.stats import Clock
 from routing.upstreams import Upstreams
 
 log = logging.getLogger("seawall")
@@ -34,12 +39,17 @@ log = logging.getLogger("seawall")
 class Gateway:
     """Everything one running gateway owns: config, upstream pools, router, pipelines."""
 
-    def __init__(self, config: GatewayConfig) -> None:
+    def __init__(self, config: GatewayConfig, clock: Clock = time.monotonic) -> None:
         self.config = config
         self.created = int(time.time())
         deployments = [d for g in config.models for d in g.deployments]
         self.upstreams = Upstreams(deployments)
-        self.router: Router = build_router(config.models, self.upstreams.providers)
+        # `clock` drives health bookkeeping (stats, breakers, retry budget); tests
+        # pass their own to move time without sleeping. Deadlines are always real time.
+        self.router: Router = build_router(
+            config.models, self.upstreams.providers, config.routing, clock
+        )
+        self.metrics = Metrics(self.router)
         self.ready = False
         self.authenticate = Authenticate(config.keys)
         max_bytes = config.server.max_request_bytes
@@ -51,9 +61,11 @@ class Gateway:
                 ParseJSON(),
                 ValidateChat(),
                 ResolveModel(self.router),
+                Deadline(self.router),
                 Forward(self.router),
                 Render(),
             ],
+            self.metrics.count_response,
         )
         self.embeddings = Pipeline(
             "embeddings",
@@ -63,9 +75,11 @@ class Gateway:
                 ParseJSON(),
                 ValidateEmbeddings(),
                 ResolveModel(self.router),
+                Deadline(self.router),
                 Forward(self.router),
                 Render(),
             ],
+            self.metrics.count_response,
         )
 
     async def start(self) -> None:
@@ -97,6 +111,13 @@ class Gateway:
         if self.router.group(name) is None:
             raise model_not_found(name)
         return _json(self._model_card(name))
+
+    async def metrics_endpoint(self, request: Request) -> Response:
+        return Response(self.metrics.render(), media_type=METRICS_CONTENT_TYPE)
+
+    async def admin_routing(self, request: Request) -> Response:
+        require_admin(self.authenticate, request.headers.get("authorization"))
+        return _json(routing_state(self.router))
 
     async def healthz(self, request: Request) -> Response:
         return _json({"status": "ok"})
@@ -134,8 +155,8 @@ async def _unexpected_error(request: Request, exc: Exception) -> Response:
     return error_response(error)
 
 
-def create_app(config: GatewayConfig) -> Starlette:
-    gateway = Gateway(config)
+def create_app(config: GatewayConfig, clock: Clock = time.monotonic) -> Starlette:
+    gateway = Gateway(config, clock)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -152,6 +173,8 @@ def create_app(config: GatewayConfig) -> Starlette:
         Route("/v1/models/{model:path}", gateway.get_model, methods=["GET"]),
         Route("/healthz", gateway.healthz, methods=["GET"]),
         Route("/readyz", gateway.readyz, methods=["GET"]),
+        Route("/metrics", gateway.metrics_endpoint, methods=["GET"]),
+        Route("/admin/routing", gateway.admin_routing, methods=["GET"]),
     ]
     app = Starlette(
         routes=routes,

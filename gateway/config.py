@@ -18,7 +18,14 @@ from typing import Annotated, Any
 import yaml
 from pydantic import AfterValidator, Field, ValidationError, field_validator, model_validator
 
-from routing.config import Frozen, Identifier, ModelGroupConfig, Secret, non_empty
+from routing.config import (
+    Frozen,
+    Identifier,
+    ModelGroupConfig,
+    RoutingSettings,
+    Secret,
+    non_empty,
+)
 
 DEFAULT_CONFIG_RESOURCE = "default_config.yaml"
 SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
@@ -80,6 +87,7 @@ class KeyConfig(Frozen):
 
 class GatewayConfig(Frozen):
     server: ServerConfig = ServerConfig()
+    routing: RoutingSettings = RoutingSettings()
     models: Annotated[tuple[ModelGroupConfig, ...], AfterValidator(non_empty)]
     keys: tuple[KeyConfig, ...] = ()
 
@@ -104,7 +112,7 @@ def cross_reference_problems(config: GatewayConfig) -> list[str]:
     problems += _duplicates("keys", "key id", [k.id for k in config.keys])
     known = set(names)
     for i, group in enumerate(config.models):
-        for field in ("fallbacks", "context_window_fallbacks"):
+        for field in ("fallbacks", "context_window_fallbacks", "content_policy_fallbacks"):
             for j, target in enumerate(getattr(group, field)):
                 path = f"models[{i}].{field}[{j}]"
                 if target == group.name:

@@ -159,6 +159,8 @@ def upstream_error(error: UpstreamError) -> GatewayError:
     Gateway-side failures name the deployment that failed.
     """
     status = error.client_status
+    if not error.deployment:  # a group-level failure: no attempt was made
+        return GatewayError(status, error.message, code=f"upstream_{error.failure.label}")
     headers = {"x-seawall-deployment": error.deployment}
     if error.retry_after is not None and status == 429:
         headers["retry-after-ms"] = str(int(error.retry_after * 1000))

@@ -28,6 +28,7 @@ class Exchange:
 
     __slots__ = (
         "body",
+        "deadline",
         "endpoint",
         "group",
         "headers",
@@ -46,6 +47,8 @@ class Exchange:
         self.raw = b""
         self.body: dict[str, Any] = {}
         self.stream = False
+        #: `time.monotonic()` instant the whole request must finish by.
+        self.deadline: float | None = None
         self.group: ModelGroup | None = None
         self.routed: Routed | None = None
         self.response: Response | None = None

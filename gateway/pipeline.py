@@ -8,7 +8,7 @@ in a handler. The last stage must set `exchange.response`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from starlette.requests import Request
@@ -23,10 +23,20 @@ class Stage(Protocol):
     async def __call__(self, exchange: Exchange) -> None: ...
 
 
+def _ignore(endpoint: str, status: int) -> None:
+    return None
+
+
 class Pipeline:
-    def __init__(self, endpoint: Endpoint, stages: Sequence[Stage]) -> None:
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        stages: Sequence[Stage],
+        observe: Callable[[str, int], None] = _ignore,
+    ) -> None:
         self.endpoint = endpoint
         self.stages = tuple(stages)
+        self._observe = observe
 
     def names(self) -> list[str]:
         return [type(stage).__name__ for stage in self.stages]
@@ -37,6 +47,8 @@ class Pipeline:
             for stage in self.stages:
                 await stage(exchange)
         except GatewayError as error:
+            self._observe(self.endpoint, error.status)
             return error_response(error, exchange.headers)
         assert exchange.response is not None, "the last stage must set exchange.response"
+        self._observe(self.endpoint, exchange.response.status_code)
         return exchange.response

@@ -159,6 +159,29 @@ class ModelGroupConfig(Frozen):
     strategy: Strategy = "weighted"
     fallbacks: tuple[str, ...] = ()
     context_window_fallbacks: tuple[str, ...] = ()
+    #: Groups to try when a provider refuses on content policy; none by default,
+    #: because another model answering what one refused is a policy decision.
+    content_policy_fallbacks: tuple[str, ...] = ()
     max_prompt_tokens: int | None = Field(None, gt=0)
     hedge_after_ms: int | None = Field(None, gt=0)
     deployments: Annotated[tuple[DeploymentConfig, ...], AfterValidator(non_empty)]
+
+
+class RetryBudgetSettings(Frozen):
+    """Retries allowed gateway-wide: `ratio` of the requests seen in the last
+    `window_seconds`, plus `min_per_second` so a quiet gateway can still retry."""
+
+    ratio: float = Field(0.2, ge=0, le=1)
+    min_per_second: float = Field(1.0, ge=0)
+    window_seconds: float = Field(10, gt=0, le=300)
+
+
+class RoutingSettings(Frozen):
+    #: Overall limit for one client request, all attempts, retries and fallbacks
+    #: included; a client may lower it with the `x-seawall-timeout-ms` header.
+    request_timeout_ms: int = Field(300_000, gt=0)
+    retry_budget: RetryBudgetSettings = RetryBudgetSettings()
+    #: Sliding window for the SLA statistics (latency percentiles, error rate).
+    stats_window_seconds: int = Field(60, ge=5, le=3600)
+    #: Fewest attempts in the window before SLA targets change a deployment's weight.
+    sla_min_samples: int = Field(20, ge=1)

@@ -34,6 +34,8 @@ class Failure(enum.Enum):
     CLIENT = "client"  # other 4xx: the caller's problem
     BAD_RESPONSE = "bad_response"  # invalid JSON, truncated body
     STREAM_BROKEN = "stream_broken"  # after the first byte was relayed
+    UNAVAILABLE = "unavailable"  # breakers keep every (remaining) deployment away
+    DEADLINE = "deadline"  # the request's own time limit ran out
 
     @property
     def policy(self) -> Policy:
@@ -56,6 +58,8 @@ POLICIES: dict[Failure, Policy] = {
     Failure.CLIENT: Policy(False, False, False, None),
     Failure.BAD_RESPONSE: Policy(True, True, True, 502),
     Failure.STREAM_BROKEN: Policy(False, True, False, 502),
+    Failure.UNAVAILABLE: Policy(False, False, True, 503),
+    Failure.DEADLINE: Policy(False, False, False, 504),
 }
 
 

@@ -1,27 +1,53 @@
-"""Picks a deployment of a model group and sends the attempt."""
+"""Routes one request through a model group, its deployments and its fallbacks.
+
+For each request:
+
+1. Group chain. The requested group first. When it cannot serve, the next group
+   comes from the list the failure calls for: `fallbacks` for failures that fail
+   over, `context_window_fallbacks` for a context-length error,
+   `content_policy_fallbacks` for a content-policy refusal. Only the requested
+   group's lists are used (no transitive fallbacks), and no group is tried twice.
+2. Within a group, a deployment is chosen by the group's strategy among those whose
+   breaker admits traffic; after a failure that fails over, another one not yet
+   tried. If every breaker of the group is open, the deployment whose breaker
+   opened first is tried anyway (a group is never ejected whole) and the route
+   says `(all-open)`.
+3. On a deployment, the attempt is retried per its `retry` settings (see
+   `routing.retry`), asking its breaker again before every retry.
+4. With `hedge_after_ms`, a second deployment is started when the first has not
+   answered in time; the first success wins and the other is cancelled.
+
+Every attempt is a hop in the route (`group/deployment`, `!<status or failure>`
+when it failed), which the gateway returns as `x-seawall-route`.
+"""
 
 from __future__ import annotations
 
-import bisect
-import itertools
+import asyncio
+import contextlib
+import logging
 import random
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
+from routing.breaker import FORCED, NORMAL, Permit
+from routing.budget import RetryBudget
 from routing.call import Reply, UpstreamRequest
-from routing.config import DeploymentConfig, ModelGroupConfig
-from routing.outcomes import UpstreamError
+from routing.config import ModelGroupConfig, RoutingSettings
+from routing.deployment import Deployment
+from routing.outcomes import Failure, UpstreamError
 from routing.providers.base import Provider
+from routing.retry import is_retryable, retrying
+from routing.stats import Clock
+from routing.strategies import STRATEGIES
 
+log = logging.getLogger("seawall.routing")
 
-@dataclass(frozen=True)
-class Deployment:
-    config: DeploymentConfig
-    provider: Provider
-
-    @property
-    def id(self) -> str:
-        return self.config.id
+FALLBACK_LISTS = {
+    Failure.CONTEXT_LENGTH: "context_window_fallbacks",
+    Failure.CONTENT_POLICY: "content_policy_fallbacks",
+}
 
 
 class ModelGroup:
@@ -31,48 +57,383 @@ class ModelGroup:
         self.config = config
         self.name = config.name
         self.deployments = tuple(deployments)
-        self._cumulative = list(itertools.accumulate(d.config.weight for d in self.deployments))
+        self.choose = STRATEGIES[config.strategy]
+        self.hedge_after = None if config.hedge_after_ms is None else config.hedge_after_ms / 1000
+        self.hedges = 0
 
-    def pick(self, rng: random.Random) -> Deployment:
-        """Weighted random choice: O(log n), no shared state to lock."""
-        point = rng.random() * self._cumulative[-1]
-        return self.deployments[bisect.bisect_right(self._cumulative, point)]
+    def select(self, tried: set[str], rng: random.Random) -> tuple[Deployment, Permit] | None:
+        """The next deployment to try and its breaker permit; None when none is left."""
+        if len(self.deployments) == 1:
+            only = self.deployments[0]
+            if only.id in tried:
+                return None
+            return only, only.breaker.allow() or FORCED
+        available = [d for d in self.deployments if d.breaker.available()]
+        if available:
+            untried = [d for d in available if d.id not in tried]
+            if not untried:
+                return None
+            deployment = untried[0] if len(untried) == 1 else self.choose(untried, rng)
+            permit = deployment.breaker.allow()
+            return None if permit is None else (deployment, permit)
+        oldest = min(self.deployments, key=_opened_at)
+        return None if oldest.id in tried else (oldest, FORCED)
+
+
+def _opened_at(deployment: Deployment) -> float:
+    opened_at = deployment.breaker.opened_at
+    return float("inf") if opened_at is None else opened_at
+
+
+@dataclass(slots=True)
+class Hop:
+    group: str
+    deployment: str
+    outcome: str = ""  # "" for success, else the upstream status or failure label
+    note: str = ""
+
+    def __str__(self) -> str:
+        text = f"{self.group}/{self.deployment}{self.note}"
+        return f"{text}!{self.outcome}" if self.outcome else text
+
+
+@dataclass(slots=True)
+class Journey:
+    """One request's way through groups and deployments: what it carries, and the
+    hops made so far (its route)."""
+
+    request: UpstreamRequest
+    deadline: float | None
+    route: list[Hop] = field(default_factory=list)
+
+    def hop(self, group: str, deployment: str, outcome: str = "", note: str = "") -> None:
+        self.route.append(Hop(group, deployment, outcome, note))
 
 
 @dataclass
 class Routed:
     reply: Reply
-    route: list[str] = field(default_factory=list)
+    route: list[Hop] = field(default_factory=list)
 
 
 class RoutingError(Exception):
-    """No deployment could serve the request; `error` is the last attempt's failure."""
+    """No deployment could serve the request; `error` is the last failure."""
 
-    def __init__(self, error: UpstreamError, route: list[str]) -> None:
+    def __init__(self, error: UpstreamError, route: list[Hop]) -> None:
         super().__init__(error.message)
         self.error = error
         self.route = route
 
 
+def render_route(route: Iterable[Hop]) -> str:
+    return " > ".join(str(hop) for hop in route)
+
+
 class Router:
-    def __init__(self, groups: Iterable[ModelGroup], rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        groups: Iterable[ModelGroup],
+        settings: RoutingSettings | None = None,
+        clock: Clock = time.monotonic,
+        rng: random.Random | None = None,
+    ) -> None:
         self.groups: Mapping[str, ModelGroup] = {g.name: g for g in groups}
-        self._rng = rng or random.Random()
+        self.settings = settings or RoutingSettings()
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self.budget = RetryBudget(self.settings.retry_budget, clock)
+        self.fallbacks: dict[tuple[str, str], int] = {}
 
     def group(self, name: str) -> ModelGroup | None:
         return self.groups.get(name)
 
-    async def send(self, group: ModelGroup, request: UpstreamRequest) -> Routed:
-        deployment = group.pick(self._rng)
-        hop = f"{group.name}/{deployment.id}"
+    def deployments(self) -> Iterator[tuple[ModelGroup, Deployment]]:
+        for group in self.groups.values():
+            for deployment in group.deployments:
+                yield group, deployment
+
+    def deadline_for(self, timeout_ms: float | None = None) -> float:
+        """The `time.monotonic()` instant a request must finish by. Deadlines are real
+        time even when `clock` (which drives health bookkeeping) is a test's clock."""
+        limit: float = self.settings.request_timeout_ms
+        if timeout_ms is not None:
+            limit = min(limit, timeout_ms)
+        return time.monotonic() + limit / 1000
+
+    # -- the group chain ----------------------------------------------------------
+
+    async def send(
+        self, group: ModelGroup, request: UpstreamRequest, deadline: float | None = None
+    ) -> Routed:
+        journey = Journey(request, deadline)
+        self.budget.record_request()
+        seen = {group.name}
+        current, active = group, ""
+        chain: Iterator[str] = iter(())
+        while True:
+            try:
+                return Routed(await self._serve_group(current, journey), journey.route)
+            except UpstreamError as exc:
+                listed = FALLBACK_LISTS.get(exc.failure)
+                if listed is None:
+                    if not exc.failure.policy.fails_over:
+                        raise RoutingError(exc, journey.route) from exc
+                    listed = "fallbacks"
+                if listed != active:
+                    chain, active = iter(getattr(group.config, listed)), listed
+                following = next((self.groups[n] for n in chain if n not in seen), None)
+                if following is None:
+                    raise RoutingError(exc, journey.route) from exc
+                key = (current.name, following.name)
+                self.fallbacks[key] = self.fallbacks.get(key, 0) + 1
+                seen.add(following.name)
+                current = following
+
+    # -- within a group -------------------------------------------------------------
+
+    async def _serve_group(self, group: ModelGroup, journey: Journey) -> Reply:
+        tried: set[str] = set()
+        last: UpstreamError | None = None
+        while True:
+            pick = group.select(tried, self.rng)
+            if pick is None:
+                if last is not None:
+                    raise last
+                raise UpstreamError(
+                    Failure.UNAVAILABLE,
+                    "",
+                    f"no deployment of model group '{group.name}' is available",
+                )
+            deployment, permit = pick
+            tried.add(deployment.id)
+            try:
+                if group.hedge_after is not None:
+                    return await self._hedged(journey, group, deployment, permit, tried)
+                return await self._on_deployment(journey, group, deployment, permit)
+            except UpstreamError as exc:
+                last = exc
+                if not exc.failure.policy.fails_over:
+                    raise
+
+    async def _hedged(
+        self,
+        journey: Journey,
+        group: ModelGroup,
+        deployment: Deployment,
+        permit: Permit,
+        tried: set[str],
+    ) -> Reply:
+        assert group.hedge_after is not None
+        first = asyncio.ensure_future(self._on_deployment(journey, group, deployment, permit))
+        tasks: set[asyncio.Future[Reply]] = {first}
+        winner: asyncio.Future[Reply] | None = None
         try:
-            reply = await deployment.provider.send(request)
+            done, _ = await asyncio.wait(tasks, timeout=group.hedge_after)
+            if not done:
+                pick = group.select(tried, self.rng)
+                if pick is not None:
+                    second, second_permit = pick
+                    tried.add(second.id)
+                    group.hedges += 1
+                    second.stats.hedges += 1
+                    hedge = self._on_deployment(journey, group, second, second_permit, "(hedge)")
+                    tasks.add(asyncio.ensure_future(hedge))
+            failures: list[BaseException] = []
+            pending = set(tasks)
+            while pending:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    error = task.exception()
+                    if error is None:
+                        winner = task
+                        return task.result()
+                    failures.append(error)
+            raise failures[-1]
+        finally:
+            await _cancel_losers(tasks, winner)
+
+    # -- on one deployment ------------------------------------------------------------
+
+    async def _on_deployment(
+        self,
+        journey: Journey,
+        group: ModelGroup,
+        deployment: Deployment,
+        permit: Permit,
+        note: str = "",
+    ) -> Reply:
+        """One deployment: the attempt, then retries if its failure allows them.
+
+        Tenacity takes over only after a failure: the failed attempt is replayed into
+        it as its attempt 1, so the attempt count, the wait (retry-after) and the stop
+        rules all see it, while the success path never builds the retry machinery.
+        """
+        try:
+            return await self._attempt(journey, group, deployment, permit, note)
         except UpstreamError as exc:
-            raise RoutingError(exc, [f"{hop}!{exc.status or exc.failure.label}"]) from exc
-        return Routed(reply, [hop])
+            if deployment.config.retry.attempts < 2 or not is_retryable(exc):
+                raise
+            first_failure = exc
+
+        def count_retry(_: object) -> None:
+            deployment.stats.retries += 1
+
+        replayed = False
+        settings = deployment.config.retry
+        async for attempt in retrying(settings, journey.deadline, self.budget, count_retry):
+            with attempt:
+                if not replayed:
+                    replayed = True
+                    raise first_failure
+                retry_permit = deployment.breaker.allow()
+                if retry_permit is None:
+                    raise UpstreamError(
+                        Failure.UNAVAILABLE, deployment.id, "circuit breaker opened"
+                    )
+                return await self._attempt(journey, group, deployment, retry_permit, note)
+        raise AssertionError("tenacity stopped without an outcome")  # pragma: no cover
+
+    async def _attempt(
+        self,
+        journey: Journey,
+        group: ModelGroup,
+        deployment: Deployment,
+        permit: Permit,
+        note: str = "",
+    ) -> Reply:
+        if permit.forced:
+            note += "(all-open)"
+        if journey.deadline is not None and time.monotonic() >= journey.deadline:
+            deployment.breaker.cancelled(permit)
+            raise UpstreamError(Failure.DEADLINE, deployment.id, "request deadline exceeded")
+        stats, breaker = deployment.stats, deployment.breaker
+        started = stats.started()
+        try:
+            reply = await deployment.provider.send(journey.request, journey.deadline)
+        except UpstreamError as exc:
+            stats.ended()
+            stats.record(self.clock() - started, exc.failure)
+            if exc.failure.policy.counts_for_breaker:
+                breaker.failure(permit)
+            elif exc.failure is not Failure.DEADLINE:
+                breaker.success(permit)  # it answered; the request was the problem
+            else:
+                breaker.cancelled(permit)
+            if exc.status in (401, 403):
+                log.error(
+                    "deployment %s rejected the gateway's credentials (HTTP %s)",
+                    deployment.id,
+                    exc.status,
+                )
+            journey.hop(group.name, deployment.id, str(exc.status or exc.failure.label), note)
+            raise
+        except BaseException:
+            # Cancelled (a hedge loser, a client that left) or a provider bug:
+            # no verdict on the deployment.
+            stats.ended()
+            breaker.cancelled(permit)
+            journey.hop(group.name, deployment.id, "cancelled", note)
+            raise
+        journey.hop(group.name, deployment.id, note=note)
+        elapsed = self.clock() - started
+        if reply.events is None:
+            stats.ended()
+            stats.record(elapsed)
+            breaker.success(permit)
+            return reply
+        # A stream: the first event is in, so the deployment has answered. What
+        # happens to the rest of it is recorded when it ends.
+        stats.record_ttft(elapsed)
+        breaker.success(permit)
+        tracked = _TrackedStream(reply, deployment, started)
+        return Reply(reply.deployment, reply.status, events=tracked.events(), close=tracked.close)
 
 
-def build_router(groups: Iterable[ModelGroupConfig], providers: Mapping[str, Provider]) -> Router:
+class _TrackedStream:
+    """Records a stream's outcome when it ends: finished, broken, or abandoned.
+
+    `close` finalizes too, so a stream that is never iterated (a hedge loser, a
+    client gone before the first write) still leaves the in-flight count right.
+    """
+
+    def __init__(self, reply: Reply, deployment: Deployment, started: float) -> None:
+        assert reply.events is not None
+        self._reply = reply
+        self._upstream = reply.events
+        self._deployment = deployment
+        self._started = started
+        self._finalized = False
+
+    async def events(self) -> AsyncIterator[bytes]:
+        failure: Failure | None = None
+        finished = False
+        try:
+            async for chunk in self._upstream:
+                yield chunk
+            finished = True
+        except UpstreamError as exc:
+            failure, finished = exc.failure, True
+            raise
+        finally:
+            self._finalize(finished, failure)
+
+    def _finalize(self, finished: bool, failure: Failure | None) -> None:
+        if self._finalized:
+            return
+        self._finalized = True
+        deployment = self._deployment
+        deployment.stats.ended()
+        if finished:  # a client that went away says nothing about the deployment
+            deployment.stats.record(deployment.clock() - self._started, failure)
+            if failure is not None and failure.policy.counts_for_breaker:
+                deployment.breaker.failure(NORMAL)
+
+    async def close(self) -> None:
+        self._finalize(False, None)
+        await self._reply.close()
+
+
+async def _cancel_losers(
+    tasks: set[asyncio.Future[Reply]], winner: asyncio.Future[Reply] | None
+) -> None:
+    for task in tasks:
+        if not task.done():
+            task.cancel()
+    for task in tasks:
+        with contextlib.suppress(BaseException):
+            await task
+    # A loser that answered in the same instant as the winner holds a live stream.
+    for task in tasks:
+        if task is not winner and not task.cancelled() and task.exception() is None:
+            await task.result().close()
+
+
+def build_router(
+    groups: Iterable[ModelGroupConfig],
+    providers: Mapping[str, Provider],
+    settings: RoutingSettings | None = None,
+    clock: Clock = time.monotonic,
+    rng: random.Random | None = None,
+) -> Router:
+    settings = settings or RoutingSettings()
     return Router(
-        ModelGroup(g, [Deployment(d, providers[d.id]) for d in g.deployments]) for g in groups
+        (
+            ModelGroup(
+                g,
+                [
+                    Deployment(
+                        d,
+                        providers[d.id],
+                        clock,
+                        settings.stats_window_seconds,
+                        settings.sla_min_samples,
+                    )
+                    for d in g.deployments
+                ],
+            )
+            for g in groups
+        ),
+        settings,
+        clock,
+        rng,
     )

@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -92,9 +92,24 @@ class ServerThread:
         self.stop()
 
 
+class FakeClock:
+    """A clock for the gateway's health bookkeeping that tests move by hand."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 @contextmanager
-def running_gateway(config: dict[str, Any]) -> Iterator[ServerThread]:
-    app = create_app(parse_config(config, "<test>"))
+def running_gateway(
+    config: dict[str, Any], clock: Callable[[], float] | None = None
+) -> Iterator[ServerThread]:
+    app = create_app(parse_config(config, "<test>"), *([clock] if clock else []))
     with ServerThread(app) as server:
         yield server
 

@@ -86,7 +86,10 @@ def test_server_errors_name_the_deployment(
     assert error["code"] == code
     assert "'primary'" in error["message"] and "provider melted" in error["message"]
     assert response.headers["x-seawall-deployment"] == "primary"
-    assert response.headers["x-seawall-route"] == f"chat/primary!{status}"
+    # retry.attempts defaults to 2: the same deployment, twice, then the error
+    assert response.headers["x-seawall-route"] == f"chat/primary!{status} > chat/primary!{status}"
+    assert scripted.calls == 2
+    assert response.headers["x-should-retry"] == "false"
 
 
 def test_sdk_sees_typed_exceptions(upstream: Any) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from gateway.errors import model_not_found, upstream_error
 from gateway.exchange import Exchange
 from routing.call import UpstreamRequest
-from routing.router import Router, RoutingError
+from routing.router import Router, RoutingError, render_route
 
 
 class ResolveModel:
@@ -32,10 +32,13 @@ class Forward:
         assert exchange.group is not None
         request = UpstreamRequest(exchange.endpoint, exchange.body, exchange.stream)
         try:
-            routed = await self.router.send(exchange.group, request)
+            routed = await self.router.send(exchange.group, request, exchange.deadline)
         except RoutingError as exc:
-            exchange.headers["x-seawall-route"] = " > ".join(exc.route)
+            exchange.headers["x-seawall-route"] = render_route(exc.route)
+            # The gateway already spent its retries and fallbacks on this request;
+            # the OpenAI SDKs honour this and do not multiply them.
+            exchange.headers["x-should-retry"] = "false"
             raise upstream_error(exc.error) from exc
         exchange.routed = routed
-        exchange.headers["x-seawall-route"] = " > ".join(routed.route)
+        exchange.headers["x-seawall-route"] = render_route(routed.route)
         exchange.headers["x-seawall-deployment"] = routed.reply.deployment

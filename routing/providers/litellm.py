@@ -38,6 +38,7 @@ from routing.outcomes import (
     error_object,
     parse_retry_after,
 )
+from routing.providers.base import attempt_limit
 
 #: A provider's retry-after is honoured up to this many seconds (as for OpenAI upstreams).
 RETRY_AFTER_CAP_SECONDS = 60.0
@@ -181,13 +182,7 @@ class LiteLLMProvider:
 
     async def send(self, request: UpstreamRequest, deadline: float | None = None) -> Reply:
         litellm = import_litellm()
-        limit = self._total
-        if deadline is not None:
-            limit = min(limit, deadline - time.monotonic())
-            if limit <= 0:
-                raise UpstreamError(
-                    Failure.TIMEOUT, self.deployment_id, "request deadline exceeded"
-                )
+        limit, by_deadline = attempt_limit(self.deployment_id, self._total, deadline)
         kwargs = self._kwargs(request, limit)
         ends = time.monotonic() + limit
         stream: Any = None
@@ -205,7 +200,12 @@ class LiteLLMProvider:
         except Exception as exc:  # litellm raises many types; classify them all
             if stream is not None:
                 await _close_stream(stream)
-            raise self._classify(exc) from exc
+            error = self._classify(exc)
+            if by_deadline and error.failure is Failure.TIMEOUT:
+                error = UpstreamError(
+                    Failure.DEADLINE, self.deployment_id, "request deadline exceeded"
+                )
+            raise error from exc
         if first is None:
             await _close_stream(stream)
             raise UpstreamError(

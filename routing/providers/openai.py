@@ -25,6 +25,7 @@ from routing.outcomes import (
     error_object,
     parse_retry_after,
 )
+from routing.providers.base import attempt_limit
 from routing.sse import EventRelay
 
 USER_AGENT = b"seawall/0.1"
@@ -93,16 +94,10 @@ class OpenAICompatible:
         )
 
     async def send(self, request: UpstreamRequest, deadline: float | None = None) -> Reply:
-        limit = self._total
-        if deadline is not None:
-            limit = min(limit, deadline - time.monotonic())
-            if limit <= 0:
-                raise UpstreamError(
-                    Failure.TIMEOUT, self.deployment_id, "request deadline exceeded"
-                )
+        limit, by_deadline = attempt_limit(self.deployment_id, self._total, deadline)
         http_request = self._build(request)
         if request.stream:
-            return await self._send_stream(http_request, time.monotonic() + limit)
+            return await self._send_stream(http_request, time.monotonic() + limit, by_deadline)
         response: httpx.Response | None = None
         try:
             async with asyncio.timeout(limit):
@@ -113,7 +108,7 @@ class OpenAICompatible:
         except UpstreamError:
             raise
         except (TimeoutError, httpx.HTTPError) as exc:
-            raise self._transport_error(exc) from exc
+            raise self._transport_error(exc, by_deadline) from exc
         finally:
             if response is not None:
                 await response.aclose()
@@ -129,7 +124,9 @@ class OpenAICompatible:
             )
         return Reply(self.deployment_id, response.status_code, raw, data)
 
-    async def _send_stream(self, http_request: httpx.Request, deadline: float) -> Reply:
+    async def _send_stream(
+        self, http_request: httpx.Request, deadline: float, by_deadline: bool
+    ) -> Reply:
         response: httpx.Response | None = None
         try:
             async with asyncio.timeout(deadline - time.monotonic()):
@@ -152,7 +149,7 @@ class OpenAICompatible:
         except (TimeoutError, httpx.HTTPError) as exc:
             if response is not None:
                 await response.aclose()
-            raise self._transport_error(exc) from exc
+            raise self._transport_error(exc, by_deadline) from exc
         return Reply(
             self.deployment_id,
             response.status_code,
@@ -182,7 +179,9 @@ class OpenAICompatible:
             error_body=error,
         )
 
-    def _transport_error(self, exc: BaseException) -> UpstreamError:
+    def _transport_error(self, exc: BaseException, by_deadline: bool) -> UpstreamError:
+        if by_deadline and isinstance(exc, TimeoutError):
+            return UpstreamError(Failure.DEADLINE, self.deployment_id, "request deadline exceeded")
         if isinstance(exc, httpx.ConnectTimeout):
             return UpstreamError(Failure.TIMEOUT, self.deployment_id, "connect timeout")
         if isinstance(exc, (TimeoutError, httpx.TimeoutException)):

@@ -104,8 +104,8 @@ class ScriptedUpstream:
             self.requests.append(request)
             self.headers.append({k.decode(): v.decode() for k, v in scope["headers"]})
         answer = self.script(number, request)
-        if answer.delay:
-            await asyncio.sleep(answer.delay)
+        if answer.delay and await _client_left_within(answer.delay, receive):
+            return
         if answer.events is not None:
             await self._stream(answer, send)
             return
@@ -140,3 +140,15 @@ class ScriptedUpstream:
                 {"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": True}
             )
         await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def _client_left_within(seconds: float, receive: Any) -> bool:
+    """Wait `seconds`, or less if the client disconnects first (then True): like a
+    real server, a scripted one stops working for a client that went away."""
+    try:
+        async with asyncio.timeout(seconds):
+            while (await receive())["type"] != "http.disconnect":
+                pass
+    except TimeoutError:
+        return False
+    return True

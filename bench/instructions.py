@@ -1,0 +1,133 @@
+"""Instructions per request, counted by valgrind: a benchmark that noise cannot move.
+
+wrk's requests per second on a shared 2-core VM vary by +-7% from run to run, which
+hides a 5% regression. Valgrind's callgrind counts the instructions the gateway
+process executes instead, and those repeat to within a fraction of a percent.
+
+The gateway app runs in-process (its ASGI interface called directly: no uvicorn,
+no client in the process) against `bench/upstream.py` in another process, so only
+the gateway's own work is counted: parse, stages, routing, the upstream call, the
+response. Two runs of different lengths are counted and subtracted, so start-up
+and imports cancel out:
+
+    instructions/request = (count(N2) - count(N1)) / (N2 - N1)
+
+    .venv/bin/python bench/instructions.py              # this checkout
+    .venv/bin/python bench/instructions.py --stream     # 200-event streams
+
+To compare two revisions, run it in a worktree of each (see bench/README.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from checks import Endpoint, wait_ready
+from processes import free_port, spawn
+from upstream import MODEL, STREAM_EVENTS
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO = BENCH_DIR.parent
+SHORT, LONG = 300, 1500
+
+DRIVER = r"""
+import asyncio, os, sys
+import uvloop
+from gateway.app import create_app
+from gateway.config import load_config
+
+STREAM = os.environ["BENCH_STREAM"] == "1"
+BODY = (b'{"model":"bench","stream":%s,"messages":[{"role":"user","content":"Hello there"}]}'
+        % (b"true" if STREAM else b"false"))
+SCOPE = {
+    "type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"}, "http_version": "1.1",
+    "method": "POST", "scheme": "http", "path": "/v1/chat/completions",
+    "raw_path": b"/v1/chat/completions", "query_string": b"", "root_path": "",
+    "headers": [(b"host", b"gw"), (b"content-type", b"application/json"),
+                (b"content-length", str(len(BODY)).encode())],
+    "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 2),
+}
+
+async def one(app):
+    delivered = False
+    async def receive():
+        nonlocal delivered
+        if not delivered:
+            delivered = True
+            return {"type": "http.request", "body": BODY, "more_body": False}
+        await asyncio.Event().wait()
+    status = []
+    async def send(message):
+        if message["type"] == "http.response.start":
+            status.append(message["status"])
+    await app(dict(SCOPE, state={}), receive, send)
+    assert status == [200], status
+
+async def main(count):
+    app = create_app(load_config(os.environ["BENCH_CONFIG"]))
+    async with app.router.lifespan_context(app):
+        for _ in range(count):
+            await one(app)
+
+uvloop.run(main(int(sys.argv[1])))
+"""
+
+
+def count_instructions(requests: int, env: dict[str, str]) -> int:
+    """Instructions valgrind counts for a whole driver run of `requests` requests."""
+    result = subprocess.run(
+        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
+         sys.executable, "-c", DRIVER, str(requests)],
+        capture_output=True, text=True, env=env, check=False,
+    )  # fmt: skip
+    match = re.search(r"Collected : (\d+)", result.stderr)
+    if result.returncode != 0 or match is None:
+        raise SystemExit(f"driver failed ({result.returncode}):\n{result.stderr[-2000:]}")
+    return int(match.group(1))
+
+
+def write_config(folder: Path, upstream_port: int) -> Path:
+    config = folder / "seawall.yaml"
+    config.write_text(
+        "models:\n  - name: bench\n    deployments:\n"
+        "      - {id: upstream, provider: openai, model: gpt-4o-mini, "
+        f'api_base: "http://127.0.0.1:{upstream_port}/v1", api_key: sk-bench}}\n'
+    )
+    return config
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--stream", action="store_true", help="200-event streams")
+    args = parser.parse_args()
+    if subprocess.run(["which", "valgrind"], capture_output=True).returncode != 0:
+        subprocess.run(["apt-get", "install", "-y", "-q", "valgrind"], check=True)
+    port = free_port()
+    argv = [sys.executable, str(BENCH_DIR / "upstream.py"), "--port", str(port)]
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(scratch)
+        with spawn("upstream", argv, folder, folder) as upstream:
+            endpoint = Endpoint(f"http://127.0.0.1:{port}/v1/chat/completions", "sk-bench", MODEL)
+            wait_ready(endpoint, args.stream, upstream, timeout_s=30)
+            env = {
+                **os.environ,
+                "BENCH_CONFIG": str(write_config(folder, port)),
+                "BENCH_STREAM": "1" if args.stream else "0",
+                "PYTHONPATH": str(REPO),
+            }
+            short = count_instructions(SHORT, env)
+            long = count_instructions(LONG, env)
+    per_request = (long - short) / (LONG - SHORT)
+    unit = f"stream of {STREAM_EVENTS} events" if args.stream else "request"
+    print(f"{per_request:,.0f} instructions per {unit} (valgrind; {SHORT} vs {LONG} requests)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

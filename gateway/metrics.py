@@ -1,0 +1,126 @@
+"""Prometheus metrics, read from the live routing state at scrape time.
+
+The hot path only bumps plain integers on the deployments' own statistics; this
+collector turns them into metric families when Prometheus asks. No metric lock is
+taken per request. Metrics are per worker process: with `--workers N`, scrape
+each worker or run one worker per pod.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from routing.breaker import CLOSED, HALF_OPEN, OPEN
+from routing.router import Router
+from routing.stats import export_buckets
+
+BREAKER_STATES = {CLOSED: 0, HALF_OPEN: 1, OPEN: 2}
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def _histogram(
+    family: HistogramMetricFamily, labels: list[str], bins: list[int], total: float
+) -> None:
+    buckets = [
+        ("+Inf" if bound == math.inf else f"{bound:.6g}", count)
+        for bound, count in export_buckets(bins)
+    ]
+    family.add_metric(labels, buckets, total)
+
+
+class RoutingCollector(Collector):
+    def __init__(self, router: Router, responses: Mapping[tuple[str, int], int]) -> None:
+        self.router = router
+        self.responses = responses
+
+    def collect(self) -> Iterator[Metric]:
+        labels = ["group", "deployment"]
+        attempts = CounterMetricFamily(
+            "seawall_upstream_attempts",
+            "Upstream attempts by outcome (ok, or the failure class).",
+            labels=[*labels, "outcome"],
+        )
+        latency = HistogramMetricFamily(
+            "seawall_upstream_latency_seconds",
+            "Attempt latency (successes and timeouts; whole stream for streams).",
+            labels=labels,
+        )
+        ttft = HistogramMetricFamily(
+            "seawall_upstream_ttft_seconds", "Time to the first streamed event.", labels=labels
+        )
+        breaker = GaugeMetricFamily(
+            "seawall_breaker_state",
+            "Circuit breaker: 0 closed, 1 half-open, 2 open.",
+            labels=labels,
+        )
+        openings = CounterMetricFamily(
+            "seawall_breaker_openings", "Times the breaker opened.", labels=labels
+        )
+        weight = GaugeMetricFamily(
+            "seawall_effective_weight", "Configured weight times the SLA factor.", labels=labels
+        )
+        in_flight = GaugeMetricFamily(
+            "seawall_upstream_in_flight", "Attempts (and streams) in progress.", labels=labels
+        )
+        retries = CounterMetricFamily(
+            "seawall_retries", "Retries on the same deployment.", labels=labels
+        )
+        hedges = CounterMetricFamily(
+            "seawall_hedges", "Hedged second attempts started.", labels=["group"]
+        )
+        for group, deployment in self.router.deployments():
+            names = [group.name, deployment.id]
+            stats = deployment.stats
+            for outcome, count in sorted(stats.outcomes.items()):
+                attempts.add_metric([*names, outcome], count)
+            _histogram(latency, names, stats.latency_bins, stats.latency_sum)
+            _histogram(ttft, names, stats.ttft_bins, stats.ttft_sum)
+            breaker.add_metric(names, BREAKER_STATES.get(deployment.breaker.state, 0))
+            openings.add_metric(names, deployment.breaker.total_openings)
+            weight.add_metric(names, deployment.effective_weight())
+            in_flight.add_metric(names, stats.in_flight)
+            retries.add_metric(names, stats.retries)
+        for group in self.router.groups.values():
+            hedges.add_metric([group.name], group.hedges)
+        fallbacks = CounterMetricFamily(
+            "seawall_fallbacks", "Requests passed to a fallback group.", labels=["from", "to"]
+        )
+        for (source, target), count in sorted(self.router.fallbacks.items()):
+            fallbacks.add_metric([source, target], count)
+        denied = CounterMetricFamily(
+            "seawall_retry_budget_denied", "Retries refused because the retry budget was spent."
+        )
+        denied.add_metric([], self.router.budget.denied)
+        responses = CounterMetricFamily(
+            "seawall_responses",
+            "Client responses by endpoint and status.",
+            labels=["endpoint", "status"],
+        )
+        for (endpoint, status), count in sorted(self.responses.items()):
+            responses.add_metric([endpoint, str(status)], count)
+        yield from (attempts, latency, ttft, breaker, openings, weight, in_flight, retries, hedges)
+        yield from (fallbacks, denied, responses)
+
+
+class Metrics:
+    def __init__(self, router: Router) -> None:
+        self.responses: dict[tuple[str, int], int] = {}
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(RoutingCollector(router, self.responses))
+
+    def count_response(self, endpoint: str, status: int) -> None:
+        key = (endpoint, status)
+        self.responses[key] = self.responses.get(key, 0) + 1
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,48 @@
+"""A gateway-wide retry budget, so retries cannot turn an outage into a storm.
+
+Per-request retry limits multiply under load: with 2 retries each, a provider
+that fails everything gets three times the traffic exactly when it is least able
+to take it. The budget caps retries at `ratio` of the requests seen recently
+(Finagle's and Envoy's approach), plus a small floor so a quiet gateway can
+still retry its occasional failure.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+from routing.config import RetryBudgetSettings
+from routing.stats import Clock, SlidingCounter
+
+
+class RetryBudget:
+    def __init__(self, settings: RetryBudgetSettings, clock: Clock = time.monotonic) -> None:
+        self.settings = settings
+        window = max(1, math.ceil(settings.window_seconds))
+        self._requests = SlidingCounter(window, clock)
+        self._retries = SlidingCounter(window, clock)
+        self._floor = settings.min_per_second * window
+        self.denied = 0
+
+    def record_request(self) -> None:
+        self._requests.add()
+
+    def allowance(self) -> float:
+        return self._floor + self.settings.ratio * self._requests.total()
+
+    def try_spend(self) -> bool:
+        """Take one retry from the budget; False (and counted) when it is spent."""
+        if self._retries.total() + 1 > self.allowance():
+            self.denied += 1
+            return False
+        self._retries.add()
+        return True
+
+    def state(self) -> dict[str, float]:
+        return {
+            "requests_in_window": self._requests.total(),
+            "retries_in_window": self._retries.total(),
+            "allowance": self.allowance(),
+            "denied_total": self.denied,
+        }
