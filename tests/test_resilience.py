@@ -161,6 +161,28 @@ def test_breaker_opens_after_n_failures_and_recovers_through_capped_probes() -> 
             assert metric(gateway, "seawall_breaker_openings_total", group="g", deployment="a") == 3
 
 
+def test_a_breaker_that_trips_mid_retry_stops_the_retries() -> None:
+    # LiteLLM #32574: cooldowns were skipped by retries. Here retries ask the breaker.
+    breaker = {"consecutive_failures": 2, "open_seconds": 60}
+    retry = {"attempts": 5, "backoff_ms": 1, "max_backoff_ms": 2}
+    with upstreams(a=DOWN, b=OK) as up:
+        config = {
+            "models": [
+                group(
+                    "g",
+                    deployment("a", up["a"][1], breaker=breaker, retry=retry),
+                    deployment("b", up["b"][1]),
+                    strategy="priority",
+                )
+            ]
+        }
+        with running_gateway(config, FakeClock()) as gateway:
+            response = chat(gateway)
+    assert response.status_code == 200
+    assert response.headers["x-seawall-route"] == "g/a!503 > g/a!503 > g/b"
+    assert up["a"][0].calls == 2
+
+
 def test_a_group_is_never_ejected_whole() -> None:
     clock = FakeClock()
     breaker = {"consecutive_failures": 1, "open_seconds": 60}
