@@ -26,6 +26,15 @@ class StartError(RuntimeError):
     """The server exited, or never answered a chat completion with 200 in time."""
 
 
+DEFAULT_PROMPT = "Hello there, how are you?"
+
+
+def prompt_of(tokens: int) -> str:
+    """A user message of about `tokens` tokens ("hello" is one token in both
+    o200k_base and cl100k_base); 0 gives the default short greeting."""
+    return " ".join(["hello"] * tokens) if tokens else DEFAULT_PROMPT
+
+
 @dataclass(frozen=True)
 class Endpoint:
     """Where a server under test takes chat completions, and as whom to call it."""
@@ -33,12 +42,13 @@ class Endpoint:
     url: str
     api_key: str
     model: str
+    prompt: str = DEFAULT_PROMPT
 
     def body(self, stream: bool) -> dict[str, Any]:
-        """The request every measurement sends: a short, realistic single-turn chat."""
+        """The request every measurement sends: a realistic single-turn chat."""
         body: dict[str, Any] = {
             "model": self.model,
-            "messages": [{"role": "user", "content": "Hello there, how are you?"}],
+            "messages": [{"role": "user", "content": self.prompt}],
         }
         if stream:
             body["stream"] = True

@@ -14,6 +14,7 @@ and imports cancel out:
 
     .venv/bin/python bench/instructions.py              # this checkout
     .venv/bin/python bench/instructions.py --stream     # 200-event streams
+    .venv/bin/python bench/instructions.py --prompt-tokens 1000 --max-prompt-tokens 1100
 
 To compare two revisions, run it in a worktree of each (see bench/README.md).
 """
@@ -28,7 +29,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from checks import Endpoint, wait_ready
+from checks import Endpoint, prompt_of, wait_ready
 from processes import free_port, spawn
 from upstream import MODEL, STREAM_EVENTS
 
@@ -42,9 +43,7 @@ import uvloop
 from gateway.app import create_app
 from gateway.config import load_config
 
-STREAM = os.environ["BENCH_STREAM"] == "1"
-BODY = (b'{"model":"bench","stream":%s,"messages":[{"role":"user","content":"Hello there"}]}'
-        % (b"true" if STREAM else b"false"))
+BODY = os.environ["BENCH_BODY"].encode()
 SCOPE = {
     "type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"}, "http_version": "1.1",
     "method": "POST", "scheme": "http", "path": "/v1/chat/completions",
@@ -92,10 +91,11 @@ def count_instructions(requests: int, env: dict[str, str]) -> int:
     return int(match.group(1))
 
 
-def write_config(folder: Path, upstream_port: int) -> Path:
+def write_config(folder: Path, upstream_port: int, max_prompt_tokens: int | None) -> Path:
     config = folder / "seawall.yaml"
+    limit = "" if max_prompt_tokens is None else f"    max_prompt_tokens: {max_prompt_tokens}\n"
     config.write_text(
-        "models:\n  - name: bench\n    deployments:\n"
+        "models:\n  - name: bench\n" + limit + "    deployments:\n"
         "      - {id: upstream, provider: openai, model: gpt-4o-mini, "
         f'api_base: "http://127.0.0.1:{upstream_port}/v1", api_key: sk-bench}}\n'
     )
@@ -105,6 +105,8 @@ def write_config(folder: Path, upstream_port: int) -> Path:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--stream", action="store_true", help="200-event streams")
+    parser.add_argument("--prompt-tokens", type=int, default=0, help="user message of ~N tokens")
+    parser.add_argument("--max-prompt-tokens", type=int, help="the group's prompt limit")
     args = parser.parse_args()
     if subprocess.run(["which", "valgrind"], capture_output=True).returncode != 0:
         subprocess.run(["apt-get", "install", "-y", "-q", "valgrind"], check=True)
@@ -113,19 +115,26 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)
         with spawn("upstream", argv, folder, folder) as upstream:
-            endpoint = Endpoint(f"http://127.0.0.1:{port}/v1/chat/completions", "sk-bench", MODEL)
+            url = f"http://127.0.0.1:{port}/v1/chat/completions"
+            endpoint = Endpoint(url, "sk-bench", MODEL, prompt_of(args.prompt_tokens))
             wait_ready(endpoint, args.stream, upstream, timeout_s=30)
+            body = Endpoint(url, "sk-bench", "bench", endpoint.prompt).encoded_body(args.stream)
             env = {
                 **os.environ,
-                "BENCH_CONFIG": str(write_config(folder, port)),
-                "BENCH_STREAM": "1" if args.stream else "0",
+                "BENCH_CONFIG": str(write_config(folder, port, args.max_prompt_tokens)),
+                "BENCH_BODY": body.decode(),
                 "PYTHONPATH": str(REPO),
             }
             short = count_instructions(SHORT, env)
             long = count_instructions(LONG, env)
     per_request = (long - short) / (LONG - SHORT)
     unit = f"stream of {STREAM_EVENTS} events" if args.stream else "request"
-    print(f"{per_request:,.0f} instructions per {unit} (valgrind; {SHORT} vs {LONG} requests)")
+    prompt = f"a ~{args.prompt_tokens}-token prompt" if args.prompt_tokens else "a short prompt"
+    limit = f", max_prompt_tokens {args.max_prompt_tokens}" if args.max_prompt_tokens else ""
+    print(
+        f"{per_request:,.0f} instructions per {unit}, {prompt}{limit} "
+        f"(valgrind; {SHORT} vs {LONG} requests)"
+    )
     return 0
 
 

@@ -30,10 +30,12 @@ from pathlib import Path
 from types import FrameType
 
 from checks import (
+    DEFAULT_PROMPT,
     Endpoint,
     StartError,
     check_completion,
     check_stream,
+    prompt_of,
     wait_ready,
 )
 from loadgen import WrkError, run_wrk, write_script
@@ -98,6 +100,8 @@ class Settings:
     wrk: str
     workdir: Path
     logdir: Path
+    prompt: str = DEFAULT_PROMPT
+    max_prompt_tokens: int | None = None
 
 
 @dataclass(frozen=True)
@@ -146,7 +150,7 @@ def start_upstreams(stack: ExitStack, nginx: str | None, settings: Settings) -> 
     """
     log("starting upstreams")
     port = free_port()
-    endpoint = Endpoint(chat_url(port), UPSTREAM_KEY, MODEL)
+    endpoint = Endpoint(chat_url(port), UPSTREAM_KEY, MODEL, settings.prompt)
     argv = upstream_argv(port)
     server = stack.enter_context(
         start_server("upstream", argv, endpoint, True, settings, UPSTREAM_READY_TIMEOUT_S)
@@ -156,7 +160,7 @@ def start_upstreams(stack: ExitStack, nginx: str | None, settings: Settings) -> 
         log("  nginx unavailable: upstream.py serves plain completions too")
         return {STREAM: stream, NON_STREAM: stream}
     port = free_port()
-    endpoint = Endpoint(chat_url(port), UPSTREAM_KEY, MODEL)
+    endpoint = Endpoint(chat_url(port), UPSTREAM_KEY, MODEL, settings.prompt)
     argv = nginx_argv(nginx, settings.workdir, port)
     server = stack.enter_context(
         start_server("nginx", argv, endpoint, False, settings, UPSTREAM_READY_TIMEOUT_S)
@@ -177,8 +181,8 @@ def launch_seawall(
     kind: str, upstream: Upstream, settings: Settings
 ) -> AbstractContextManager[Server]:
     port = free_port()
-    argv = seawall_argv(settings.workdir, port, upstream.port)
-    endpoint = Endpoint(chat_url(port), UPSTREAM_KEY, MODEL_GROUP)
+    argv = seawall_argv(settings.workdir, port, upstream.port, settings.max_prompt_tokens)
+    endpoint = Endpoint(chat_url(port), UPSTREAM_KEY, MODEL_GROUP, settings.prompt)
     return start_server(f"seawall-{kind}", argv, endpoint, kind == STREAM, settings)
 
 
@@ -187,7 +191,7 @@ def launch_litellm(
 ) -> AbstractContextManager[Server]:
     port = free_port()
     argv = litellm_argv(settings.workdir, port, upstream.port)
-    endpoint = Endpoint(chat_url(port), LITELLM_MASTER_KEY, MODEL_GROUP)
+    endpoint = Endpoint(chat_url(port), LITELLM_MASTER_KEY, MODEL_GROUP, settings.prompt)
     name, stream = f"litellm-{kind}", kind == STREAM
     return start_server(name, argv, endpoint, stream, settings, env=litellm_env())
 
@@ -337,6 +341,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--quick", action="store_true", help="smoke run: 3 s cells, 1 s warm-up")
     parser.add_argument(
+        "--prompt-tokens",
+        type=int,
+        default=0,
+        help="user message of about N tokens (default: a greeting)",
+    )
+    parser.add_argument(
+        "--max-prompt-tokens", type=int, help="seawall's prompt limit (default: the model's window)"
+    )
+    parser.add_argument(
         "--targets",
         default=",".join(TARGETS),
         help=f"comma-separated subset of {','.join(TARGETS)} (default: all)",
@@ -384,7 +397,15 @@ def run(args: argparse.Namespace) -> int:
     if busy > BUSY_WARNING_PCT:
         log(f"warning: other work keeps the machine busy ({busy:.0f} % of a core)")
     with tempfile.TemporaryDirectory(prefix="seawall-bench-") as tmp:
-        settings = Settings(args.duration, args.warmup, wrk, Path(tmp), logdir)
+        settings = Settings(
+            args.duration,
+            args.warmup,
+            wrk,
+            Path(tmp),
+            logdir,
+            prompt_of(args.prompt_tokens),
+            args.max_prompt_tokens,
+        )
         try:
             results = bench_all(settings, nginx, args.targets, not_run)
         except StartError as exc:
@@ -394,7 +415,13 @@ def run(args: argparse.Namespace) -> int:
         stamp=stamp,
         started_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", now),
         wall_s=time.monotonic() - began,
-        settings={"duration_s": args.duration, "warmup_s": args.warmup, "targets": args.targets},
+        settings={
+            "duration_s": args.duration,
+            "warmup_s": args.warmup,
+            "targets": args.targets,
+            "prompt_tokens": args.prompt_tokens,
+            "max_prompt_tokens": args.max_prompt_tokens,
+        },
         machine=machine_facts(busy),
         versions=versions(wrk, nginx, "litellm" in not_run and not_run["litellm"] is None),
         targets=results,

@@ -100,8 +100,13 @@ http {{
     return [nginx, "-p", str(prefix), "-e", str(prefix / "error.log"), "-c", str(config)]
 
 
-def seawall_argv(workdir: Path, port: int, upstream_port: int) -> list[str]:
-    """`seawall serve` with one group `bench` whose one deployment is the upstream."""
+def seawall_argv(
+    workdir: Path, port: int, upstream_port: int, max_prompt_tokens: int | None = None
+) -> list[str]:
+    """`seawall serve` with one group `bench` whose one deployment is the upstream.
+
+    `max_prompt_tokens` sets the group's prompt limit: close above the prompt's
+    size, it makes the guard count every prompt exactly (its worst case)."""
     config = workdir / f"seawall-{upstream_port}.yaml"
     deployment = {
         "id": "upstream",
@@ -114,6 +119,8 @@ def seawall_argv(workdir: Path, port: int, upstream_port: int) -> list[str]:
         "server": {"host": "127.0.0.1", "port": port},
         "models": [{"name": MODEL_GROUP, "deployments": [deployment]}],
     }
+    if max_prompt_tokens is not None:
+        document["models"][0]["max_prompt_tokens"] = max_prompt_tokens  # type: ignore[index]
     config.write_text(yaml.safe_dump(document, sort_keys=False))
     seawall = Path(sys.executable).with_name("seawall")
     return [

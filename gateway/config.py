@@ -26,12 +26,14 @@ from routing.config import (
     Secret,
     non_empty,
 )
+from tools.config import ReceiptsConfig, ToolConfig, ToolPolicy
 
 DEFAULT_CONFIG_RESOURCE = "default_config.yaml"
 SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 
 #: Request bodies larger than this are refused with 413 before they are parsed.
 DEFAULT_MAX_REQUEST_BYTES = 8 * 1024 * 1024
+DEFAULT_MAX_JSON_DEPTH = 64
 
 
 class ConfigError(Exception):
@@ -52,6 +54,8 @@ class ServerConfig(Frozen):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
     max_request_bytes: int = Field(DEFAULT_MAX_REQUEST_BYTES, ge=1024)
+    #: Request bodies nested deeper than this are refused with 400.
+    max_json_depth: int = Field(DEFAULT_MAX_JSON_DEPTH, ge=4, le=1000)
 
 
 class KeyConfig(Frozen):
@@ -90,6 +94,9 @@ class GatewayConfig(Frozen):
     routing: RoutingSettings = RoutingSettings()
     models: Annotated[tuple[ModelGroupConfig, ...], AfterValidator(non_empty)]
     keys: tuple[KeyConfig, ...] = ()
+    tools: tuple[ToolConfig, ...] = ()
+    receipts: ReceiptsConfig = ReceiptsConfig()
+    tool_policy: ToolPolicy = ToolPolicy()
 
     def group(self, name: str) -> ModelGroupConfig | None:
         for group in self.models:
@@ -110,6 +117,8 @@ def cross_reference_problems(config: GatewayConfig) -> list[str]:
     ids = [d.id for g in config.models for d in g.deployments]
     problems += _duplicates("models", "deployment id", ids)
     problems += _duplicates("keys", "key id", [k.id for k in config.keys])
+    problems += _duplicates("tools", "tool name", [t.name for t in config.tools])
+    problems += _duplicates("receipts.keys", "receipt key id", [k.id for k in config.receipts.keys])
     known = set(names)
     for i, group in enumerate(config.models):
         for field in ("fallbacks", "context_window_fallbacks", "content_policy_fallbacks"):

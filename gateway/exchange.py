@@ -8,7 +8,6 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from routing.call import Endpoint
 from routing.router import ModelGroup, Routed
 
 
@@ -40,7 +39,7 @@ class Exchange:
         "stream",
     )
 
-    def __init__(self, request: Request, endpoint: Endpoint) -> None:
+    def __init__(self, request: Request, endpoint: str) -> None:
         self.request = request
         self.endpoint = endpoint
         self.principal: Principal | None = None

@@ -20,6 +20,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from gateway.events import Events
 from routing.breaker import CLOSED, HALF_OPEN, OPEN
 from routing.router import Router
 from routing.stats import export_buckets
@@ -39,9 +40,12 @@ def _histogram(
 
 
 class RoutingCollector(Collector):
-    def __init__(self, router: Router, responses: Mapping[tuple[str, int], int]) -> None:
+    def __init__(
+        self, router: Router, responses: Mapping[tuple[str, int], int], events: Events
+    ) -> None:
         self.router = router
         self.responses = responses
+        self.events = events
 
     def collect(self) -> Iterator[Metric]:
         labels = ["group", "deployment"]
@@ -108,15 +112,22 @@ class RoutingCollector(Collector):
         )
         for (endpoint, status), count in sorted(self.responses.items()):
             responses.add_metric([endpoint, str(status)], count)
+        guards = CounterMetricFamily(
+            "seawall_guard_events",
+            "Guard decisions and tool-check findings, by kind and action.",
+            labels=["kind", "action"],
+        )
+        for (kind, action), count in sorted(self.events.counts.items()):
+            guards.add_metric([kind, action], count)
         yield from (attempts, latency, ttft, breaker, openings, weight, in_flight, retries, hedges)
-        yield from (fallbacks, denied, responses)
+        yield from (fallbacks, denied, responses, guards)
 
 
 class Metrics:
-    def __init__(self, router: Router) -> None:
+    def __init__(self, router: Router, events: Events) -> None:
         self.responses: dict[tuple[str, int], int] = {}
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(RoutingCollector(router, self.responses))
+        self.registry.register(RoutingCollector(router, self.responses, events))
 
     def count_response(self, endpoint: str, status: int) -> None:
         key = (endpoint, status)

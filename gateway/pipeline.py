@@ -16,7 +16,6 @@ from starlette.responses import Response
 
 from gateway.errors import GatewayError, error_response
 from gateway.exchange import Exchange
-from routing.call import Endpoint
 
 
 class Stage(Protocol):
@@ -30,7 +29,7 @@ def _ignore(endpoint: str, status: int) -> None:
 class Pipeline:
     def __init__(
         self,
-        endpoint: Endpoint,
+        endpoint: str,
         stages: Sequence[Stage],
         observe: Callable[[str, int], None] = _ignore,
     ) -> None:

@@ -53,7 +53,7 @@ Secret = Annotated[SecretStr, BeforeValidator(resolve_secret)]
 
 
 def _identifier(value: str) -> str:
-    if not IDENTIFIER.match(value):
+    if not IDENTIFIER.fullmatch(value):
         raise ValueError(
             "must be 1-64 characters of letters, digits, '.', '_' or '-', starting "
             "with a letter or digit"
@@ -112,6 +112,8 @@ class MockSettings(Frozen):
     error_rate: float = Field(0, ge=0, le=1)
     embedding_dim: int = Field(256, ge=1, le=8192)
     seed: int = 0
+    #: Prompts longer than this get a 400 context_length_exceeded, as from a real model.
+    context_window: int = Field(16_384, ge=16)
 
 
 Provider = Annotated[str, AfterValidator(_identifier)]
@@ -126,6 +128,9 @@ class DeploymentConfig(Frozen):
     api_base: str | None = None
     api_key: Secret | None = None
     weight: float = Field(1.0, gt=0)
+    #: Prompt tokens the upstream model accepts; default: litellm's model table, or
+    #: for `mock` deployments their `mock.context_window`.
+    context_window: int | None = Field(None, gt=0)
     headers: dict[str, str] = Field(default_factory=dict)
     timeouts: Timeouts = Timeouts()
     sla: SLA = SLA()
@@ -162,7 +167,13 @@ class ModelGroupConfig(Frozen):
     #: Groups to try when a provider refuses on content policy; none by default,
     #: because another model answering what one refused is a policy decision.
     content_policy_fallbacks: tuple[str, ...] = ()
+    #: Default: the smallest context window among the group's deployments.
     max_prompt_tokens: int | None = Field(None, gt=0)
+    max_messages: int = Field(1000, gt=0)
+    max_tool_message_bytes: int = Field(256 * 1024, gt=0)
+    #: What an over-long prompt gets: a 400, the context_window_fallbacks, or its
+    #: oldest turns dropped.
+    on_overflow: Literal["reject", "fallback", "truncate"] = "reject"
     hedge_after_ms: int | None = Field(None, gt=0)
     deployments: Annotated[tuple[DeploymentConfig, ...], AfterValidator(non_empty)]
 

@@ -99,3 +99,19 @@ class EventRelay:
 
     def _broken(self, message: str) -> UpstreamError:
         return UpstreamError(Failure.STREAM_BROKEN, self.deployment, message)
+
+
+def data_payloads(events: bytes) -> list[bytes]:
+    """The `data:` payloads of complete SSE events, `[DONE]` excluded.
+
+    Only for streams the gateway must look into (tool calls to verify); plain
+    relaying never parses events.
+    """
+    payloads = []
+    for event in events.replace(b"\r\n", b"\n").split(b"\n\n"):
+        lines = [line[5:].lstrip() for line in event.split(b"\n") if line.startswith(b"data:")]
+        if lines:
+            payload = b"\n".join(lines)
+            if payload.strip() != b"[DONE]":
+                payloads.append(payload)
+    return payloads

@@ -80,21 +80,23 @@ def content_text(content: Any) -> str:
     return orjson.dumps(content).decode()
 
 
-def count_messages(messages: Iterable[Mapping[str, Any]], encoding: tiktoken.Encoding) -> int:
-    total = REPLY_PRIMING_TOKENS
-    for message in messages:
-        total += TOKENS_PER_MESSAGE
-        total += count_text(content_text(message.get("content")), encoding)
-        role = message.get("role")
-        if isinstance(role, str):
-            total += count_text(role, encoding)
-        name = message.get("name")
-        if isinstance(name, str):
-            total += TOKENS_PER_NAME + count_text(name, encoding)
-        tool_calls = message.get("tool_calls")
-        if tool_calls:
-            total += count_text(orjson.dumps(tool_calls).decode(), encoding)
+def message_tokens(message: Mapping[str, Any], encoding: tiktoken.Encoding) -> int:
+    """One message's tokens in OpenAI's chat framing (images are not counted)."""
+    total = TOKENS_PER_MESSAGE + count_text(content_text(message.get("content")), encoding)
+    role = message.get("role")
+    if isinstance(role, str):
+        total += count_text(role, encoding)
+    name = message.get("name")
+    if isinstance(name, str):
+        total += TOKENS_PER_NAME + count_text(name, encoding)
+    tool_calls = message.get("tool_calls")
+    if tool_calls:
+        total += count_text(orjson.dumps(tool_calls).decode(), encoding)
     return total
+
+
+def count_messages(messages: Iterable[Mapping[str, Any]], encoding: tiktoken.Encoding) -> int:
+    return REPLY_PRIMING_TOKENS + sum(message_tokens(m, encoding) for m in messages)
 
 
 def count_tools(tools: Iterable[Any] | None, encoding: tiktoken.Encoding) -> int:

@@ -367,8 +367,13 @@ def test_invalid_request_is_relayed_as_400(client: openai.OpenAI) -> None:
 
 
 def test_rate_limit_keeps_retry_after(client: openai.OpenAI) -> None:
+    # A 7 s retry-after cannot be waited out within a 3 s deadline: no retry, at once.
     with pytest.raises(openai.RateLimitError) as caught:
-        ask(client, "fake-anthropic:error:429:rate_limit_error")
+        ask(
+            client,
+            "fake-anthropic:error:429:rate_limit_error",
+            extra_headers={"x-seawall-timeout-ms": "3000"},
+        )
     assert caught.value.status_code == 429
     headers = caught.value.response.headers
     assert (headers["retry-after"], headers["retry-after-ms"]) == ("7", "7000")

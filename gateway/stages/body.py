@@ -6,6 +6,7 @@ import orjson
 
 from gateway.errors import GatewayError, body_too_large, invalid_json
 from gateway.exchange import Exchange
+from tools.schemas import depth_exceeds
 
 
 class ReadBody:
@@ -39,17 +40,31 @@ class ReadBody:
 class ParseJSON:
     """Parses the body once (orjson); every later stage reads `exchange.body`.
 
-    orjson refuses nesting deeper than 1024 levels with a clean error, so a nesting
-    bomb is a fast 400, never a RecursionError.
+    Nesting is limited to `max_depth` (server.max_json_depth): deeper bodies are a
+    fast 400, never a RecursionError in a later stage. orjson itself stops at 1024
+    levels; the walk that enforces the lower limit only runs when the body holds
+    more brackets than the limit, which a C-level count settles for most bodies.
     """
 
+    def __init__(self, max_depth: int) -> None:
+        self.max_depth = max_depth
+
     async def __call__(self, exchange: Exchange) -> None:
-        if not exchange.raw:
+        raw = exchange.raw
+        if not raw:
             raise invalid_json("the body is empty")
         try:
-            body = orjson.loads(exchange.raw)
+            body = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
             raise invalid_json(str(exc)) from None
         if not isinstance(body, dict):
             raise GatewayError(400, "The request body must be a JSON object.", code="invalid_json")
+        brackets = raw.count(b"{") + raw.count(b"[")
+        if brackets > self.max_depth and depth_exceeds(body, self.max_depth):
+            raise GatewayError(
+                400,
+                f"The request body nests deeper than {self.max_depth} levels "
+                "(server.max_json_depth).",
+                code="json_too_deep",
+            )
         exchange.body = body

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 from gateway.errors import model_not_found, upstream_error
 from gateway.exchange import Exchange
-from routing.call import UpstreamRequest
-from routing.router import Router, RoutingError, render_route
+from routing.call import Endpoint, UpstreamRequest
+from routing.router import Routed, Router, RoutingError, render_route
+
+ROUTE_HEADER = "x-seawall-route"
 
 
 class ResolveModel:
@@ -22,6 +26,33 @@ class ResolveModel:
         exchange.group = group
 
 
+def _add_route(exchange: Exchange, route: str) -> None:
+    earlier = exchange.headers.get(ROUTE_HEADER)
+    exchange.headers[ROUTE_HEADER] = f"{earlier} > {route}" if earlier else route
+
+
+async def send(router: Router, exchange: Exchange, body: dict[str, Any]) -> Routed:
+    """One trip through the router for `body`; its hops are added to the route header.
+
+    A stage that must ask again (a tool-call repair) calls this too, so the client
+    sees every hop the request made.
+    """
+    assert exchange.group is not None
+    endpoint = cast(Endpoint, exchange.endpoint)
+    request = UpstreamRequest(endpoint, body, exchange.stream)
+    try:
+        routed = await router.send(exchange.group, request, exchange.deadline)
+    except RoutingError as exc:
+        _add_route(exchange, render_route(exc.route))
+        # The gateway already spent its retries and fallbacks on this request;
+        # the OpenAI SDKs honour this and do not multiply them.
+        exchange.headers["x-should-retry"] = "false"
+        raise upstream_error(exc.error) from exc
+    _add_route(exchange, render_route(routed.route))
+    exchange.headers["x-seawall-deployment"] = routed.reply.deployment
+    return routed
+
+
 class Forward:
     """Hands the request to the router: deployment choice, attempts, failover."""
 
@@ -29,16 +60,4 @@ class Forward:
         self.router = router
 
     async def __call__(self, exchange: Exchange) -> None:
-        assert exchange.group is not None
-        request = UpstreamRequest(exchange.endpoint, exchange.body, exchange.stream)
-        try:
-            routed = await self.router.send(exchange.group, request, exchange.deadline)
-        except RoutingError as exc:
-            exchange.headers["x-seawall-route"] = render_route(exc.route)
-            # The gateway already spent its retries and fallbacks on this request;
-            # the OpenAI SDKs honour this and do not multiply them.
-            exchange.headers["x-should-retry"] = "false"
-            raise upstream_error(exc.error) from exc
-        exchange.routed = routed
-        exchange.headers["x-seawall-route"] = render_route(routed.route)
-        exchange.headers["x-seawall-deployment"] = routed.reply.deployment
+        exchange.routed = await send(self.router, exchange, exchange.body)

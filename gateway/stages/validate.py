@@ -117,8 +117,26 @@ def check_messages(messages: Any) -> None:
         content = message.get("content")
         if content is not None and not isinstance(content, (str, list)):
             raise invalid_type(f"{where}.content", "a string or an array", content)
-        if message.get("tool_calls") is not None and not isinstance(message["tool_calls"], list):
-            raise invalid_type(f"{where}.tool_calls", "an array", message["tool_calls"])
+        if message.get("tool_calls") is not None:
+            check_message_tool_calls(message["tool_calls"], f"{where}.tool_calls")
+
+
+def check_message_tool_calls(calls: Any, where: str) -> None:
+    """An assistant message's earlier tool calls: the gateway reads them to match tool
+    results to their calls, so their shape is checked like OpenAI checks it."""
+    if not isinstance(calls, list):
+        raise invalid_type(where, "an array", calls)
+    for j, call in enumerate(calls):
+        if not isinstance(call, dict):
+            raise invalid_type(f"{where}[{j}]", "an object", call)
+        function = call.get("function")
+        if not isinstance(function, dict):
+            raise invalid_type(f"{where}[{j}].function", "an object", function)
+        for field in ("name", "arguments"):
+            if not isinstance(function.get(field), str):
+                raise invalid_type(
+                    f"{where}[{j}].function.{field}", "a string", function.get(field)
+                )
 
 
 def check_tools(tools: list[Any]) -> None:

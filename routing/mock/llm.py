@@ -27,14 +27,16 @@ Json = dict[str, Any]
 class MockError(Exception):
     """A request the mock refuses, with the HTTP status and OpenAI error object."""
 
-    def __init__(self, status: int, message: str, param: str | None = None) -> None:
+    def __init__(
+        self, status: int, message: str, param: str | None = None, code: str | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.error = {
             "message": message,
             "type": "invalid_request_error",
             "param": param,
-            "code": None,
+            "code": code,
         }
 
 
@@ -92,10 +94,23 @@ class MockLLM:
                 return self.encoding.decode(tokens[:limit]), "length"
         return text, "stop"
 
-    def _usage(self, body: Json, completion: str) -> Json:
+    def _prompt_tokens(self, body: Json) -> int:
+        """Counted like a real model would, and refused past the context window."""
         prompt = count_messages(body["messages"], self.encoding) + count_tools(
             body.get("tools"), self.encoding
         )
+        window = self.settings.context_window
+        if prompt > window:
+            raise MockError(
+                400,
+                f"This model's maximum context length is {window} tokens. However, your "
+                f"messages resulted in {prompt} tokens.",
+                "messages",
+                "context_length_exceeded",
+            )
+        return prompt
+
+    def _usage(self, prompt: int, completion: str) -> Json:
         completion_tokens = count_text(completion, self.encoding)
         return {
             "prompt_tokens": prompt,
@@ -104,6 +119,7 @@ class MockLLM:
         }
 
     def chat(self, body: Json) -> Json:
+        prompt = self._prompt_tokens(body)
         text, call = self._decide(body)
         n = _choice_count(body)
         if call is not None:
@@ -123,11 +139,12 @@ class MockLLM:
                 {"index": i, "message": message, "logprobs": None, "finish_reason": finish}
                 for i in range(n)
             ],
-            "usage": self._usage(body, produced),
+            "usage": self._usage(prompt, produced),
         }
 
     def chat_chunks(self, body: Json) -> Iterator[Json]:
         """The streamed form of `chat`: role chunk, content/argument deltas, finish."""
+        prompt = self._prompt_tokens(body)
         text, call = self._decide(body)
         base = {
             "id": "chatcmpl-mock" + _digest(body)[:20],
@@ -158,7 +175,7 @@ class MockLLM:
         yield _chunk(base, {}, finish)
         options = body.get("stream_options")
         if isinstance(options, dict) and options.get("include_usage"):
-            yield {**base, "choices": [], "usage": self._usage(body, produced)}
+            yield {**base, "choices": [], "usage": self._usage(prompt, produced)}
 
     # -- embeddings --------------------------------------------------------------
 

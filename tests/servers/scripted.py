@@ -50,14 +50,7 @@ def chat_body(text: str = "scripted reply", model: str = "scripted-model") -> di
 
 
 def chunk(content: str | None = None, finish: str | None = None) -> dict[str, Any]:
-    delta: dict[str, Any] = {} if content is None else {"content": content}
-    return {
-        "id": "chatcmpl-scripted",
-        "object": "chat.completion.chunk",
-        "created": 1700000000,
-        "model": "scripted-model",
-        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-    }
+    return _delta({} if content is None else {"content": content}, finish)
 
 
 def text_events(words: list[str]) -> list[Any]:
@@ -152,3 +145,50 @@ async def _client_left_within(seconds: float, receive: Any) -> bool:
     except TimeoutError:
         return False
     return True
+
+
+def tool_call_body(name: str, arguments: str, call_id: str = "call_1") -> dict[str, Any]:
+    """A chat.completion whose answer is one tool call with `arguments` (raw JSON text)."""
+    call = {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+    return {
+        "id": "chatcmpl-scripted",
+        "object": "chat.completion",
+        "created": 1700000000,
+        "model": "scripted-model",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": None, "tool_calls": [call]},
+                "finish_reason": "tool_calls",
+            }
+        ],
+    }
+
+
+def tool_call_events(
+    name: str, arguments: str, call_id: str = "call_1", pieces: int = 3
+) -> list[Any]:
+    """The streamed form of `tool_call_body`: arguments split over `pieces` deltas."""
+    size = max(1, -(-len(arguments) // pieces))
+    head = {
+        "index": 0,
+        "id": call_id,
+        "type": "function",
+        "function": {"name": name, "arguments": ""},
+    }
+    events: list[Any] = [_delta({"role": "assistant", "content": None, "tool_calls": [head]})]
+    for start in range(0, len(arguments), size):
+        piece = {"index": 0, "function": {"arguments": arguments[start : start + size]}}
+        events.append(_delta({"tool_calls": [piece]}))
+    events.append(_delta({}, "tool_calls"))
+    return events
+
+
+def _delta(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-scripted",
+        "object": "chat.completion.chunk",
+        "created": 1700000000,
+        "model": "scripted-model",
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }

@@ -1,0 +1,50 @@
+"""Guard decisions and violations: one function records them all.
+
+Every stage that refuses, changes or flags a request calls `Events.emit`, so there
+is one place where decisions become log lines, metric counts and (later) audit
+records. A sink is any callable taking the event; the audit log will be one.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+log = logging.getLogger("seawall.events")
+
+
+@dataclass(frozen=True, slots=True)
+class GuardEvent:
+    """`kind` says what was found, `action` what the gateway did about it.
+
+    kinds: prompt_too_large, too_many_messages, tool_message_too_large,
+    json_too_deep, tool_call_invalid, tool_result_invalid, tool_result_forged,
+    tool_result_injection. actions: reject, warn, fallback, truncate, repair
+    (a repair attempt was made), repaired (the repair produced a valid call).
+    """
+
+    kind: str
+    action: str
+    group: str | None = None
+    tool: str | None = None
+    detail: str = ""
+
+
+Sink = Callable[[GuardEvent], None]
+
+
+class Events:
+    def __init__(self) -> None:
+        self.counts: dict[tuple[str, str], int] = {}
+        self._sinks: list[Sink] = []
+
+    def subscribe(self, sink: Sink) -> None:
+        self._sinks.append(sink)
+
+    def emit(self, event: GuardEvent) -> None:
+        key = (event.kind, event.action)
+        self.counts[key] = self.counts.get(key, 0) + 1
+        log.info("guard %s -> %s", event.kind, event.action, extra={"event": asdict(event)})
+        for sink in self._sinks:
+            sink(event)

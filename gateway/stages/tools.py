@@ -1,0 +1,296 @@
+"""Tool verification in both directions.
+
+`VerifyToolResults` (before routing): the `role: tool` messages an agent sends
+back are checked (receipts, output schema, injection markers) and their
+`seawall_receipt` fields are removed before any provider sees the request.
+
+`VerifyToolCalls` (after routing): the tool calls a model answers with are checked
+against the schemas the request offered. In `enforce` mode an invalid call gets
+one repair attempt, the model told what was wrong, and then a 502; in `warn` mode
+the answer passes with `x-seawall-tool-violations`.
+
+Streams: a stream that turns out to be a tool call is held until its arguments
+are complete and valid (so a bad call can still be repaired or refused with a
+proper status); a stream that starts with text is relayed at once, and a tool call
+that follows text can then only be reported at the end of the stream (an error
+event in `enforce` mode, an SSE comment in `warn` mode).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+
+from gateway.errors import GatewayError
+from gateway.events import Events, GuardEvent
+from gateway.exchange import Exchange
+from gateway.stages.route import send
+from routing.call import Reply
+from routing.router import Router
+from routing.sse import DONE_EVENT, data_payloads
+from tools.calls import OfferedTools, ToolCall, ToolCallAssembler, calls_in_reply
+from tools.config import ToolPolicy
+from tools.registry import ToolRegistry
+from tools.results import RECEIPT_FIELD, ResultChecker, tool_results
+from tools.schemas import SchemaCache
+from tools.violations import Violation, header_value, strictest
+
+VIOLATIONS_HEADER = "x-seawall-tool-violations"
+FLAGS_HEADER = "x-seawall-tool-flags"
+#: A tool-call stream is held in memory up to this size; past it, it is refused.
+MAX_HELD_BYTES = 4 * 1024 * 1024
+
+RESULT_KINDS = {"forged": "tool_result_forged", "injection": "tool_result_injection"}
+
+
+class VerifyToolResults:
+    def __init__(self, checker: ResultChecker, events: Events) -> None:
+        self.checker = checker
+        self.events = events
+
+    async def __call__(self, exchange: Exchange) -> None:
+        messages = exchange.body["messages"]
+        if not any(m.get("role") == "tool" for m in messages):
+            return
+        results = tool_results(messages)
+        for result in results:
+            if RECEIPT_FIELD in messages[result.index]:
+                messages[result.index] = {
+                    k: v for k, v in messages[result.index].items() if k != RECEIPT_FIELD
+                }
+        violations = [v for result in results for v in self.checker.check(result)]
+        if not violations:
+            return
+        group = exchange.group.name if exchange.group else None
+        flags = [v for v in violations if v.kind == "injection"]
+        problems = [v for v in violations if v.kind != "injection"]
+        for violation in violations:
+            kind = RESULT_KINDS.get(violation.kind, "tool_result_invalid")
+            action = "reject" if violation.mode == "enforce" and violation in problems else "warn"
+            self.events.emit(GuardEvent(kind, action, group, violation.tool, violation.message))
+        if flags:
+            exchange.headers[FLAGS_HEADER] = header_value(flags)
+        if problems and strictest(problems) == "enforce":
+            first = next(v for v in problems if v.mode == "enforce")
+            index = next(r.index for r in results if r.call_id == first.call_id)
+            code = "tool_result_forged" if first.kind == "forged" else "tool_result_invalid"
+            raise GatewayError(
+                400,
+                f"Tool result in messages[{index}] rejected: {first}.",
+                code=code,
+                param=f"messages[{index}].content",
+            )
+        if problems:
+            exchange.headers[VIOLATIONS_HEADER] = header_value(problems)
+
+
+def repair_messages(
+    body: dict[str, Any], calls: list[ToolCall], violations: list[Violation]
+) -> dict[str, Any]:
+    """The request again, plus the invalid calls and, as each call's tool result,
+    what was wrong with it: the form a model best understands as feedback."""
+    tool_calls, results = [], []
+    for number, call in enumerate(calls):
+        call_id = call.id or f"call_seawall_repair_{number}"
+        tool_calls.append(
+            {
+                "id": call_id,
+                "type": "function",
+                "function": {"name": call.name, "arguments": call.arguments},
+            }
+        )
+        problems = [v.message for v in violations if v.call_id == call.id] or ["none"]
+        results.append(
+            {
+                "role": "tool",
+                "tool_call_id": call_id,
+                "content": "The gateway did not run this call because it is invalid: "
+                + "; ".join(problems)
+                + ". Call the tool again with arguments that satisfy its schema, and call only "
+                "the tools you were offered.",
+            }
+        )
+    assistant = {"role": "assistant", "content": None, "tool_calls": tool_calls}
+    return {**body, "messages": [*body["messages"], assistant, *results]}
+
+
+async def _replay(chunks: list[bytes]) -> AsyncIterator[bytes]:
+    for chunk in chunks:
+        yield chunk
+
+
+class VerifyToolCalls:
+    def __init__(
+        self,
+        router: Router,
+        registry: ToolRegistry,
+        policy: ToolPolicy,
+        events: Events,
+        cache: SchemaCache | None = None,
+    ) -> None:
+        self.router = router
+        self.registry = registry
+        self.policy = policy
+        self.events = events
+        self.cache = cache or SchemaCache()
+
+    async def __call__(self, exchange: Exchange) -> None:
+        tools = exchange.body.get("tools")
+        if not tools:
+            return
+        offered = OfferedTools(tools, self.registry, self.cache, self.policy)
+        if offered.mode == "off":
+            return
+        body = exchange.body
+        violations_before: list[Violation] = []
+        for attempt in range(self.policy.repair_attempts + 1):
+            calls, violations = await self._inspect(exchange, offered)
+            if not violations:
+                if attempt:
+                    exchange.headers["x-seawall-tool-repaired"] = str(attempt)
+                    self._emit(exchange, violations_before, "repaired")
+                return
+            if strictest(violations) != "enforce":
+                self._emit(exchange, violations, "warn")
+                exchange.headers[VIOLATIONS_HEADER] = header_value(violations)
+                return
+            self._emit(
+                exchange,
+                violations,
+                "repair" if attempt < self.policy.repair_attempts else "reject",
+            )
+            violations_before = violations
+            if attempt == self.policy.repair_attempts:
+                break
+            assert exchange.routed is not None
+            await exchange.routed.reply.close()
+            body = repair_messages(body, calls, violations)
+            exchange.routed = await send(self.router, exchange, body)
+        assert exchange.routed is not None
+        await exchange.routed.reply.close()
+        exchange.headers[VIOLATIONS_HEADER] = header_value(violations)
+        raise GatewayError(
+            502,
+            f"The model's tool call is invalid after {self.policy.repair_attempts} repair "
+            f"attempt(s): {violations[0]}.",
+            code="tool_call_invalid",
+        )
+
+    def _emit(self, exchange: Exchange, violations: list[Violation], action: str) -> None:
+        group = exchange.group.name if exchange.group else None
+        for violation in violations:
+            self.events.emit(
+                GuardEvent("tool_call_invalid", action, group, violation.tool, violation.message)
+            )
+
+    async def _inspect(
+        self, exchange: Exchange, offered: OfferedTools
+    ) -> tuple[list[ToolCall], list[Violation]]:
+        assert exchange.routed is not None
+        reply = exchange.routed.reply
+        if reply.events is None:
+            calls = calls_in_reply(reply.data or {})
+            return calls, offered.check_all(calls)
+        return await self._inspect_stream(exchange, offered, reply)
+
+    async def _inspect_stream(
+        self, exchange: Exchange, offered: OfferedTools, reply: Reply
+    ) -> tuple[list[ToolCall], list[Violation]]:
+        """Reads until the stream shows what it is; holds a tool-call stream whole."""
+        assert reply.events is not None and exchange.routed is not None
+        held: list[bytes] = []
+        size = 0
+        assembler = ToolCallAssembler()
+        saw_text = saw_call = False
+        async for chunk in reply.events:
+            held.append(chunk)
+            size += len(chunk)
+            for payload in data_payloads(chunk):
+                event = _parse(payload)
+                assembler.feed(event)
+                for choice in event.get("choices") or []:
+                    delta = choice.get("delta") or {} if isinstance(choice, dict) else {}
+                    saw_call = saw_call or bool(delta.get("tool_calls"))
+                    saw_text = saw_text or bool(delta.get("content"))
+            if size > MAX_HELD_BYTES:
+                violation = Violation(
+                    "?",
+                    "too_large",
+                    "stream",
+                    f"the tool-call stream passed {MAX_HELD_BYTES} bytes",
+                    offered.mode,
+                )
+                return [], [violation]
+            if saw_text and not saw_call:
+                # A text answer: stream it from here on, checking any late tool call.
+                tail = _check_late_calls(reply.events, assembler, offered, self, exchange)
+                exchange.routed.reply = Reply(
+                    reply.deployment, reply.status, events=_chain(held, tail), close=reply.close
+                )
+                return [], []
+        calls = assembler.calls()
+        exchange.routed.reply = Reply(
+            reply.deployment, reply.status, events=_replay(held), close=reply.close
+        )
+        return calls, offered.check_all(calls)
+
+
+def _parse(payload: bytes) -> dict[str, Any]:
+    try:
+        event = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return {}
+    return event if isinstance(event, dict) else {}
+
+
+async def _chain(head: list[bytes], tail: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    for chunk in head:
+        yield chunk
+    async for chunk in tail:
+        yield chunk
+
+
+async def _check_late_calls(
+    events: AsyncIterator[bytes],
+    assembler: ToolCallAssembler,
+    offered: OfferedTools,
+    stage: VerifyToolCalls,
+    exchange: Exchange,
+) -> AsyncIterator[bytes]:
+    """Relays the rest of a text stream; a tool call in it is checked at the end.
+
+    The final `data: [DONE]` is held back until then: clients stop reading at it,
+    so a verdict must come before it (an error event replaces it in enforce mode).
+    """
+    saw_call = False
+    done = b""
+    async for chunk in events:
+        if b'"tool_calls"' in chunk:  # C-speed test; parse only such chunks
+            saw_call = True
+            for payload in data_payloads(chunk):
+                assembler.feed(_parse(payload))
+        at = chunk.rfind(DONE_EVENT)
+        if at >= 0:
+            chunk, done = chunk[:at], chunk[at:]
+        if chunk:
+            yield chunk
+    violations = offered.check_all(assembler.calls()) if saw_call else []
+    if violations:
+        enforce = strictest(violations) == "enforce"
+        stage._emit(exchange, violations, "reject" if enforce else "warn")
+        if enforce:
+            error = {
+                "error": {
+                    "message": f"The model's tool call is invalid: {violations[0]}.",
+                    "type": "server_error",
+                    "param": None,
+                    "code": "tool_call_invalid",
+                }
+            }
+            yield b"event: error\ndata: " + orjson.dumps(error) + b"\n\n"
+            return
+        yield f": {VIOLATIONS_HEADER}: {header_value(violations)}\n\n".encode()
+    if done:
+        yield done

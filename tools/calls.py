@@ -1,0 +1,180 @@
+"""Checking the tool calls a model makes against the tools the request offered.
+
+A call is checked against the schema the request itself offered for that tool
+(`tools[].function.parameters`) and, when the tool is registered, against the
+registry's `input_schema` too. A call to a tool the request did not offer is a
+violation whatever its arguments. Streamed calls arrive as argument fragments;
+`ToolCallAssembler` puts them back together first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from jsonschema.protocols import Validator
+
+from tools.config import Mode, ToolPolicy
+from tools.registry import ToolRegistry
+from tools.schemas import SchemaCache, problems
+from tools.shapes import as_dict, as_index, as_list
+from tools.violations import SEVERITY, Violation
+
+
+@dataclass(slots=True)
+class ToolCall:
+    id: str | None
+    name: str
+    arguments: str
+
+
+def calls_in_reply(data: dict[str, Any]) -> list[ToolCall]:
+    """The tool calls of every choice of a chat.completion body."""
+    found = []
+    for choice in as_list(data.get("choices")):
+        message = as_dict(as_dict(choice).get("message"))
+        for call in as_list(message.get("tool_calls")):
+            if not isinstance(call, dict):
+                continue
+            function = as_dict(call.get("function"))
+            found.append(
+                ToolCall(
+                    call.get("id"),
+                    str(function.get("name") or ""),
+                    str(function.get("arguments") or ""),
+                )
+            )
+    return found
+
+
+@dataclass
+class _Partial:
+    id: str | None = None
+    name: str = ""
+    arguments: list[str] = field(default_factory=list)
+
+
+class ToolCallAssembler:
+    """Rebuilds streamed tool calls from `chat.completion.chunk` deltas."""
+
+    def __init__(self) -> None:
+        self._calls: dict[tuple[int, int], _Partial] = {}
+
+    def feed(self, chunk: dict[str, Any]) -> None:
+        for choice in as_list(chunk.get("choices")):
+            choice = as_dict(choice)
+            for call in as_list(as_dict(choice.get("delta")).get("tool_calls")):
+                if not isinstance(call, dict):
+                    continue
+                key = (as_index(choice.get("index")), as_index(call.get("index")))
+                partial = self._calls.setdefault(key, _Partial())
+                if isinstance(call.get("id"), str):
+                    partial.id = call["id"]
+                function = as_dict(call.get("function"))
+                if isinstance(function.get("name"), str):
+                    partial.name += function["name"]
+                if isinstance(function.get("arguments"), str):
+                    partial.arguments.append(function["arguments"])
+
+    def calls(self) -> list[ToolCall]:
+        return [
+            ToolCall(p.id, p.name, "".join(p.arguments)) for _, p in sorted(self._calls.items())
+        ]
+
+
+class OfferedTools:
+    """The tools one request offered, and how calls to them are checked."""
+
+    def __init__(
+        self,
+        tools: Iterable[Any],
+        registry: ToolRegistry,
+        cache: SchemaCache,
+        policy: ToolPolicy,
+    ) -> None:
+        self._registry = registry
+        self._policy = policy
+        self._validators: dict[str, list[Validator]] = {}
+        self._modes: dict[str, Mode] = {}
+        for tool in tools:
+            function = tool.get("function") if isinstance(tool, dict) else None
+            if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+                continue
+            name = function["name"]
+            validators = []
+            offered = cache.get(function.get("parameters") or {"type": "object"})
+            if offered is not None:
+                validators.append(offered)
+            registered = registry.get(name)
+            if registered is not None:
+                validators.append(registered.input)
+            self._validators[name] = validators
+            self._modes[name] = registered.config.mode if registered else policy.offered_mode
+
+    @property
+    def names(self) -> set[str]:
+        return set(self._validators)
+
+    @property
+    def mode(self) -> Mode:
+        """The strictest mode among the offered tools: it governs unknown calls."""
+        return max(self._modes.values(), key=SEVERITY.__getitem__, default="off")
+
+    def check(self, call: ToolCall) -> list[Violation]:
+        if call.name not in self._validators:
+            return [
+                Violation(
+                    call.name or "?",
+                    "unknown_tool",
+                    "name",
+                    f"the model called '{call.name}', which the request did not offer",
+                    self.mode,
+                    call.id,
+                )
+            ]
+        mode = self._modes[call.name]
+        if mode == "off":
+            return []
+        try:
+            arguments = orjson.loads(call.arguments or "{}")
+        except orjson.JSONDecodeError as exc:
+            return [
+                Violation(
+                    call.name,
+                    "invalid_json",
+                    "arguments",
+                    f"arguments are not valid JSON ({exc})",
+                    mode,
+                    call.id,
+                )
+            ]
+        found = []
+        for validator in self._validators[call.name]:
+            for problem in problems(validator, arguments):
+                found.append(
+                    Violation(
+                        call.name,
+                        "schema",
+                        problem.path,
+                        f"arguments at {problem.path}: {problem.message}",
+                        mode,
+                        call.id,
+                    )
+                )
+        return _unique(found)
+
+    def check_all(self, calls: Iterable[ToolCall]) -> list[Violation]:
+        return [violation for call in calls for violation in self.check(call)]
+
+
+def _unique(violations: list[Violation]) -> list[Violation]:
+    """The offered and the registered schema often agree: report each problem once."""
+    seen, unique = set(), []
+    for violation in violations:
+        key = (violation.where, violation.message)
+        if key not in seen:
+            seen.add(key)
+            unique.append(violation)
+    return unique

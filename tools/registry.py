@@ -1,0 +1,40 @@
+"""The configured tools, with their schemas compiled once at start-up."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from jsonschema.protocols import Validator
+
+from tools.config import ToolConfig
+from tools.schemas import compile_schema
+
+
+@dataclass(frozen=True)
+class RegisteredTool:
+    config: ToolConfig
+    input: Validator
+    output: Validator | None
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+
+class ToolRegistry:
+    def __init__(self, tools: Iterable[ToolConfig] = ()) -> None:
+        self._tools = {
+            tool.name: RegisteredTool(
+                tool,
+                compile_schema(tool.input_schema),
+                None if tool.output_schema is None else compile_schema(tool.output_schema),
+            )
+            for tool in tools
+        }
+
+    def get(self, name: str) -> RegisteredTool | None:
+        return self._tools.get(name)
+
+    def __len__(self) -> int:
+        return len(self._tools)

@@ -1,0 +1,144 @@
+"""JSON Schema validation for tool arguments and results, with limits.
+
+Validators are compiled once: registered tools at start-up, schemas offered in
+requests on first sight (agents send the same tool list with every request, so a
+small cache keyed by the schema's canonical text serves nearly every call).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import jsonschema
+import orjson
+import referencing
+import referencing.exceptions
+from jsonschema.protocols import Validator
+
+#: Values nested deeper than this are refused before validation: jsonschema
+#: recurses per level, and a deep enough value would end in a RecursionError.
+MAX_DEPTH = 64
+#: At most this many problems are reported per value.
+MAX_ERRORS = 10
+_CACHE_SIZE = 256
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One reason a value fails its schema: where (a JSON path) and why."""
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
+
+
+def depth_exceeds(value: Any, limit: int = MAX_DEPTH) -> bool:
+    """Whether containers nest deeper than `limit`; stops as soon as they do."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(node, dict):
+            stack.extend(
+                (child, depth + 1) for child in node.values() if isinstance(child, (dict, list))
+            )
+        elif isinstance(node, list):
+            stack.extend((child, depth + 1) for child in node if isinstance(child, (dict, list)))
+    return False
+
+
+def remote_references(schema: Any) -> list[str]:
+    """`$ref`s that point outside the schema document (they are never fetched)."""
+    found, stack = [], [schema]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in ("$ref", "$dynamicRef") and isinstance(value, str):
+                    if not value.startswith("#"):
+                        found.append(value)
+                else:
+                    stack.append(value)
+        elif isinstance(node, list):
+            stack.extend(node)
+    return found
+
+
+def check_schema(schema: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A JSON Schema 2020-12 document, or a config error saying what is wrong."""
+    if schema is None:
+        return None
+    try:
+        jsonschema.Draft202012Validator.check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        where = "/".join(str(p) for p in exc.path) or "(root)"
+        raise ValueError(f"invalid JSON Schema at {where}: {exc.message}") from None
+    remote = remote_references(schema)
+    if remote:
+        raise ValueError(
+            f"$ref {remote[0]!r} points outside the schema: only local references "
+            "('#/...') are supported, remote ones are never fetched"
+        )
+    return schema
+
+
+#: An empty registry: `$ref`s resolve within the schema only. Without it jsonschema
+#: falls back to fetching remote references with a blocking urlopen, which from a
+#: client-offered schema is a server-side request forgery.
+NO_REMOTE_REFERENCES: referencing.Registry[Any] = referencing.Registry()
+
+
+def compile_schema(schema: dict[str, Any]) -> Validator:
+    cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+    return cls(schema, format_checker=cls.FORMAT_CHECKER, registry=NO_REMOTE_REFERENCES)
+
+
+class SchemaCache:
+    """Compiled validators for schemas seen in requests, least recently used out."""
+
+    def __init__(self, size: int = _CACHE_SIZE) -> None:
+        self._size = size
+        self._entries: OrderedDict[bytes, Validator | None] = OrderedDict()
+
+    def get(self, schema: Any) -> Validator | None:
+        """The validator, or None when the schema itself is not valid JSON Schema."""
+        key = orjson.dumps(schema, option=orjson.OPT_SORT_KEYS)
+        if key in self._entries:
+            self._entries.move_to_end(key)
+            return self._entries[key]
+        validator: Validator | None
+        try:
+            check_schema(schema)
+            validator = compile_schema(schema)
+        except (ValueError, TypeError):  # invalid, or a remote $ref
+            validator = None
+        self._entries[key] = validator
+        if len(self._entries) > self._size:
+            self._entries.popitem(last=False)
+        return validator
+
+
+def problems(validator: Validator, value: Any) -> list[Problem]:
+    """Why `value` fails `validator`, most useful first; empty when it is valid."""
+    if depth_exceeds(value):
+        return [Problem("$", f"nested deeper than {MAX_DEPTH} levels")]
+    found = []
+    try:
+        for error in _errors(validator, value):
+            found.append(Problem(error.json_path, error.message[:300]))
+            if len(found) >= MAX_ERRORS:
+                break
+    except referencing.exceptions.Unresolvable as exc:
+        return [Problem("$", f"the schema has a $ref that cannot be resolved ({exc})"[:300])]
+    return found
+
+
+def _errors(validator: Validator, value: Any) -> Iterator[jsonschema.ValidationError]:
+    errors = sorted(validator.iter_errors(value), key=lambda e: (len(e.path), e.json_path))
+    yield from errors
