@@ -1,4 +1,4 @@
-"""The admin API: live routing state (and, later, chaos scheduling).
+"""The admin API: live routing state and scheduled chaos faults.
 
 Every admin endpoint needs a key with the `admin` role; with no keys configured
 (loopback only) the local caller has it.
@@ -8,7 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.errors import GatewayError
+import orjson
+from starlette.requests import Request
+
+from chaos.engine import ChaosEngine
+from chaos.faults import FaultError, build
+from chaos.plan import apply_caps
+from gateway.errors import GatewayError, invalid_json
 from gateway.stages.authenticate import Authenticate
 from routing.deployment import Deployment
 from routing.router import Router
@@ -78,5 +84,69 @@ def routing_state(router: Router) -> dict[str, Any]:
         "fallbacks": [
             {"from": source, "to": target, "count": count}
             for (source, target), count in sorted(router.fallbacks.items())
+        ],
+    }
+
+
+#: Admin request bodies are small; anything bigger is refused unread.
+MAX_ADMIN_BODY = 64 * 1024
+
+
+async def read_json_object(request: Request) -> dict[str, Any]:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_ADMIN_BODY:
+        raise GatewayError(413, f"Admin requests are limited to {MAX_ADMIN_BODY} bytes.")
+    raw = await request.body()
+    if len(raw) > MAX_ADMIN_BODY:
+        raise GatewayError(413, f"Admin requests are limited to {MAX_ADMIN_BODY} bytes.")
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise invalid_json(str(exc)) from None
+    if not isinstance(body, dict):
+        raise GatewayError(400, "The request body must be a JSON object.", code="invalid_json")
+    return body
+
+
+def schedule_fault(engine: ChaosEngine, body: dict[str, Any]) -> dict[str, Any]:
+    """`POST /admin/chaos`: `{"fault", "duration_s", "target", ...fault keys}`."""
+    if not engine.enabled:
+        raise GatewayError(409, "Chaos mode is disabled (chaos.enabled).", code="chaos_disabled")
+    fault = body.get("fault")
+    duration = body.get("duration_s")
+    if not isinstance(fault, str):
+        raise GatewayError(
+            400, "'fault' must be a fault name.", code="invalid_fault", param="fault"
+        )
+    if not isinstance(duration, (int, float)) or isinstance(duration, bool):
+        raise GatewayError(
+            400,
+            "'duration_s' must be a number of seconds.",
+            code="invalid_fault",
+            param="duration_s",
+        )
+    values = {k: _text(v) for k, v in body.items() if k not in ("fault", "duration_s")}
+    try:
+        spec = apply_caps(build(fault, values), engine.config)
+        scheduled = engine.schedule.add(spec, float(duration))
+    except FaultError as exc:
+        raise GatewayError(400, f"Invalid fault: {exc}.", code="invalid_fault") from None
+    return scheduled.describe(engine.schedule_clock())
+
+
+def _text(value: Any) -> str:
+    """Admin JSON values, read like header values (one parser for both)."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
+
+
+def chaos_state(engine: ChaosEngine) -> dict[str, Any]:
+    return {
+        "enabled": engine.enabled,
+        "faults": engine.schedule.describe(),
+        "injected": [
+            {"fault": fault, "where": where, "count": count}
+            for (fault, where), count in sorted(engine.injected.items())
         ],
     }

@@ -18,6 +18,7 @@ from typing import Annotated, Any
 import yaml
 from pydantic import AfterValidator, Field, ValidationError, field_validator, model_validator
 
+from chaos.config import ChaosConfig
 from routing.config import (
     Frozen,
     Identifier,
@@ -97,6 +98,7 @@ class GatewayConfig(Frozen):
     tools: tuple[ToolConfig, ...] = ()
     receipts: ReceiptsConfig = ReceiptsConfig()
     tool_policy: ToolPolicy = ToolPolicy()
+    chaos: ChaosConfig = ChaosConfig()
 
     def group(self, name: str) -> ModelGroupConfig | None:
         for group in self.models:
@@ -120,6 +122,12 @@ def cross_reference_problems(config: GatewayConfig) -> list[str]:
     problems += _duplicates("tools", "tool name", [t.name for t in config.tools])
     problems += _duplicates("receipts.keys", "receipt key id", [k.id for k in config.receipts.keys])
     known = set(names)
+    for color, settings in config.chaos.colors.items():
+        for deployment in settings.deployments:
+            if deployment not in ids:
+                problems.append(
+                    f"chaos.colors.{color}.deployments: unknown deployment {deployment!r}"
+                )
     for i, group in enumerate(config.models):
         for field in ("fallbacks", "context_window_fallbacks", "content_policy_fallbacks"):
             for j, target in enumerate(getattr(group, field)):

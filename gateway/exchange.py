@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,8 +28,10 @@ class Exchange:
 
     __slots__ = (
         "body",
+        "chaos",
         "deadline",
         "endpoint",
+        "finalizers",
         "group",
         "headers",
         "principal",
@@ -37,6 +40,8 @@ class Exchange:
         "response",
         "routed",
         "stream",
+        "upstream_extensions",
+        "upstream_only",
     )
 
     def __init__(self, request: Request, endpoint: str) -> None:
@@ -53,3 +58,11 @@ class Exchange:
         self.response: Response | None = None
         #: Headers added to the client response, error or not.
         self.headers: dict[str, str] = {}
+        #: The chaos plan, when faults are in force for this request.
+        self.chaos: Any = None
+        #: Passed to every upstream request: extensions for the layers below
+        #: routing, and the deployments this request may use (a traffic partition).
+        self.upstream_extensions: dict[str, Any] | None = None
+        self.upstream_only: frozenset[str] | None = None
+        #: Called with the final response, success or error, just before it is sent.
+        self.finalizers: list[Callable[[Exchange, Response], None]] | None = None

@@ -41,11 +41,16 @@ def _histogram(
 
 class RoutingCollector(Collector):
     def __init__(
-        self, router: Router, responses: Mapping[tuple[str, int], int], events: Events
+        self,
+        router: Router,
+        responses: Mapping[tuple[str, int], int],
+        events: Events,
+        injected: Mapping[tuple[str, str], int],
     ) -> None:
         self.router = router
         self.responses = responses
         self.events = events
+        self.injected = injected
 
     def collect(self) -> Iterator[Metric]:
         labels = ["group", "deployment"]
@@ -120,14 +125,23 @@ class RoutingCollector(Collector):
         for (kind, action), count in sorted(self.events.counts.items()):
             guards.add_metric([kind, action], count)
         yield from (attempts, latency, ttft, breaker, openings, weight, in_flight, retries, hedges)
-        yield from (fallbacks, denied, responses, guards)
+        faults = CounterMetricFamily(
+            "seawall_faults_injected",
+            "Chaos faults injected, by fault and target (deployment or tool:NAME).",
+            labels=["fault", "target"],
+        )
+        for (fault, where), count in sorted(self.injected.items()):
+            faults.add_metric([fault, where], count)
+        yield from (fallbacks, denied, responses, guards, faults)
 
 
 class Metrics:
-    def __init__(self, router: Router, events: Events) -> None:
+    def __init__(
+        self, router: Router, events: Events, injected: Mapping[tuple[str, str], int]
+    ) -> None:
         self.responses: dict[tuple[str, int], int] = {}
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(RoutingCollector(router, self.responses, events))
+        self.registry.register(RoutingCollector(router, self.responses, events, injected))
 
     def count_response(self, endpoint: str, status: int) -> None:
         key = (endpoint, status)

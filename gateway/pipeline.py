@@ -47,7 +47,14 @@ class Pipeline:
                 await stage(exchange)
         except GatewayError as error:
             self._observe(self.endpoint, error.status)
-            return error_response(error, exchange.headers)
+            return _finalized(exchange, error_response(error, exchange.headers))
         assert exchange.response is not None, "the last stage must set exchange.response"
         self._observe(self.endpoint, exchange.response.status_code)
-        return exchange.response
+        return _finalized(exchange, exchange.response)
+
+
+def _finalized(exchange: Exchange, response: Response) -> Response:
+    if exchange.finalizers:
+        for finalize in exchange.finalizers:
+            finalize(exchange, response)
+    return response

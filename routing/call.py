@@ -23,6 +23,8 @@ class UpstreamRequest:
     body: dict[str, Any]
     stream: bool = False
     extensions: dict[str, Any] = field(default_factory=dict)
+    #: When set, only these deployments may serve the request (a traffic partition).
+    only: frozenset[str] | None = None
 
 
 async def _no_close() -> None:

@@ -61,14 +61,24 @@ class ModelGroup:
         self.hedge_after = None if config.hedge_after_ms is None else config.hedge_after_ms / 1000
         self.hedges = 0
 
-    def select(self, tried: set[str], rng: random.Random) -> tuple[Deployment, Permit] | None:
-        """The next deployment to try and its breaker permit; None when none is left."""
-        if len(self.deployments) == 1:
-            only = self.deployments[0]
-            if only.id in tried:
+    def select(
+        self, tried: set[str], rng: random.Random, only: frozenset[str] | None = None
+    ) -> tuple[Deployment, Permit] | None:
+        """The next deployment to try and its breaker permit; None when none is left.
+
+        `only` restricts the choice to a subset of the group (a traffic partition).
+        """
+        deployments = self.deployments
+        if only is not None:
+            deployments = tuple(d for d in deployments if d.id in only)
+            if not deployments:
                 return None
-            return only, only.breaker.allow() or FORCED
-        available = [d for d in self.deployments if d.breaker.available()]
+        if len(deployments) == 1:
+            sole = deployments[0]
+            if sole.id in tried:
+                return None
+            return sole, sole.breaker.allow() or FORCED
+        available = [d for d in deployments if d.breaker.available()]
         if available:
             untried = [d for d in available if d.id not in tried]
             if not untried:
@@ -76,7 +86,7 @@ class ModelGroup:
             deployment = untried[0] if len(untried) == 1 else self.choose(untried, rng)
             permit = deployment.breaker.allow()
             return None if permit is None else (deployment, permit)
-        oldest = min(self.deployments, key=_opened_at)
+        oldest = min(deployments, key=_opened_at)
         return None if oldest.id in tried else (oldest, FORCED)
 
 
@@ -195,7 +205,7 @@ class Router:
         tried: set[str] = set()
         last: UpstreamError | None = None
         while True:
-            pick = group.select(tried, self.rng)
+            pick = group.select(tried, self.rng, journey.request.only)
             if pick is None:
                 if last is not None:
                     raise last
@@ -230,7 +240,7 @@ class Router:
         try:
             done, _ = await asyncio.wait(tasks, timeout=group.hedge_after)
             if not done:
-                pick = group.select(tried, self.rng)
+                pick = group.select(tried, self.rng, journey.request.only)
                 if pick is not None:
                     second, second_permit = pick
                     tried.add(second.id)

@@ -144,3 +144,10 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+async def start_transport(transport: httpx.AsyncBaseTransport) -> None:
+    """Start a transport stack that needs it (aiohttp sessions live in the loop)."""
+    start = getattr(transport, "start", None)
+    if start is not None:
+        await start()

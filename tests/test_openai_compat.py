@@ -14,7 +14,7 @@ from tests.support import ServerThread
 WEATHER_TOOL = {
     "type": "function",
     "function": {
-        "name": "get_weather",
+        "name": "forecast_lookup",
         "description": "Current weather for a city",
         "parameters": {
             "type": "object",
@@ -104,7 +104,7 @@ def test_tool_call_arguments_satisfy_the_schema(client: openai.OpenAI) -> None:
     choice = response.choices[0]
     assert choice.finish_reason == "tool_calls"
     calls = choice.message.tool_calls or []
-    assert len(calls) == 1 and calls[0].function.name == "get_weather"
+    assert len(calls) == 1 and calls[0].function.name == "forecast_lookup"
     arguments = json.loads(calls[0].function.arguments)
     jsonschema.validate(arguments, WEATHER_TOOL["function"]["parameters"])
 
@@ -123,7 +123,7 @@ def test_streamed_tool_call_assembles_to_valid_arguments(client: openai.OpenAI) 
             name = call.function.name or name if call.function else name
             arguments += (call.function.arguments or "") if call.function else ""
         finish = chunk.choices[0].finish_reason or finish
-    assert name == "get_weather"
+    assert name == "forecast_lookup"
     assert finish == "tool_calls"
     jsonschema.validate(json.loads(arguments), WEATHER_TOOL["function"]["parameters"])
 
@@ -142,7 +142,7 @@ def test_tool_result_turn_gets_a_text_answer(client: openai.OpenAI) -> None:
                         "id": "call_1",
                         "type": "function",
                         "function": {
-                            "name": "get_weather",
+                            "name": "forecast_lookup",
                             "arguments": '{"city":"Oslo","unit":"celsius"}',
                         },
                     }

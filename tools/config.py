@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, Field, field_validator
 
 from routing.config import Frozen, Identifier, RetrySettings, Secret
+from tools.endpoints import MOCK_TOOLS
 from tools.schemas import check_schema
 
 Mode = Literal["enforce", "warn", "off"]
@@ -29,7 +30,8 @@ class ToolConfig(Frozen):
     description: str = ""
     input_schema: dict[str, Any] = Field(default_factory=lambda: {"type": "object"})
     output_schema: dict[str, Any] | None = None
-    #: Where `POST /v1/tools/{name}/invoke` sends the arguments (POST, JSON).
+    #: Where `POST /v1/tools/{name}/invoke` sends the arguments (POST, JSON), or
+    #: `mock://weather` for the built-in mock tool.
     endpoint: str | None = None
     mode: Mode = "enforce"
     timeout_ms: int = Field(10_000, gt=0)
@@ -45,8 +47,13 @@ class ToolConfig(Frozen):
     @field_validator("endpoint")
     @classmethod
     def _http_endpoint(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("http://", "https://")):
-            raise ValueError("endpoint must be an http:// or https:// URL")
+        if value is None:
+            return value
+        if value.startswith("mock://"):
+            if value[len("mock://") :] not in MOCK_TOOLS:
+                raise ValueError(f"unknown mock tool; known: {', '.join(sorted(MOCK_TOOLS))}")
+        elif not value.startswith(("http://", "https://")):
+            raise ValueError("endpoint must be an http:// or https:// URL, or mock://NAME")
         return value
 
 

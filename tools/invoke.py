@@ -55,7 +55,10 @@ class ToolInvoker:
         self._receipts = receipts
         self._transport = transport
 
-    async def invoke(self, name: str, call_id: str, arguments: Any) -> Invocation:
+    async def invoke(
+        self, name: str, call_id: str, arguments: Any, extensions: dict[str, Any] | None = None
+    ) -> Invocation:
+        """`extensions` ride along on the endpoint request (a chaos plan, tracing)."""
         tool = self._registry.get(name)
         if tool is None:
             raise ToolError(404, "tool_not_found", f"No tool named '{name}' is registered.")
@@ -70,7 +73,7 @@ class ToolInvoker:
                 f"Arguments for tool '{name}' are invalid at {problem.path}: {problem.message}",
                 param=f"arguments{problem.path[1:]}",
             )
-        result = await self._call(tool, call_id, arguments)
+        result = await self._call(tool, call_id, arguments, extensions or {})
         if tool.output is not None:
             for problem in problems(tool.output, result)[:1]:
                 raise ToolError(
@@ -87,7 +90,9 @@ class ToolInvoker:
         )
         return Invocation(call_id, content, receipt)
 
-    async def _call(self, tool: RegisteredTool, call_id: str, arguments: Any) -> Any:
+    async def _call(
+        self, tool: RegisteredTool, call_id: str, arguments: Any, extensions: dict[str, Any]
+    ) -> Any:
         settings = tool.config.retry
         retrying = AsyncRetrying(
             stop=stop_after_attempt(settings.attempts),
@@ -100,12 +105,14 @@ class ToolInvoker:
         try:
             async for attempt in retrying:
                 with attempt:
-                    return await self._once(tool, call_id, arguments)
+                    return await self._once(tool, call_id, arguments, extensions)
         except _Retryable as exc:
             raise ToolError(502, "tool_endpoint_failed", f"Tool '{tool.name}': {exc}") from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _once(self, tool: RegisteredTool, call_id: str, arguments: Any) -> Any:
+    async def _once(
+        self, tool: RegisteredTool, call_id: str, arguments: Any, extensions: dict[str, Any]
+    ) -> Any:
         assert tool.config.endpoint is not None
         seconds = tool.config.timeout_ms / 1000
         request = httpx.Request(
@@ -120,6 +127,7 @@ class ToolInvoker:
             extensions={
                 "timeout": {"connect": seconds, "read": seconds, "write": seconds, "pool": seconds},
                 "seawall.tool": tool.name,
+                **extensions,
             },
         )
         response: httpx.Response | None = None

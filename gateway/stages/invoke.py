@@ -30,7 +30,9 @@ class InvokeTool:
         if not isinstance(arguments, dict):
             raise invalid_type("arguments", "an object", arguments)
         try:
-            invocation = await self.invoker.invoke(name, call_id, arguments)
+            invocation = await self.invoker.invoke(
+                name, call_id, arguments, exchange.upstream_extensions
+            )
         except ToolError as exc:
             if exc.code in ("tool_arguments_invalid", "tool_result_invalid"):
                 kind = "tool_call_invalid" if exc.code == "tool_arguments_invalid" else exc.code

@@ -39,7 +39,13 @@ async def send(router: Router, exchange: Exchange, body: dict[str, Any]) -> Rout
     """
     assert exchange.group is not None
     endpoint = cast(Endpoint, exchange.endpoint)
-    request = UpstreamRequest(endpoint, body, exchange.stream)
+    request = UpstreamRequest(
+        endpoint,
+        body,
+        exchange.stream,
+        exchange.upstream_extensions or {},
+        exchange.upstream_only,
+    )
     try:
         routed = await router.send(exchange.group, request, exchange.deadline)
     except RoutingError as exc:

@@ -27,6 +27,7 @@ from routing.outcomes import (
 )
 from routing.providers.base import attempt_limit
 from routing.sse import EventRelay
+from routing.transport import start_transport
 
 USER_AGENT = b"seawall/0.1"
 #: Upstream error bodies are read up to this size; the rest is discarded.
@@ -69,9 +70,7 @@ class OpenAICompatible:
         self._stream_timeouts = {"connect": connect, "read": ttft, "write": ttft, "pool": connect}
 
     async def start(self) -> None:
-        start = getattr(self.transport, "start", None)
-        if start is not None:
-            await start()
+        await start_transport(self.transport)
 
     async def aclose(self) -> None:
         await self.transport.aclose()

@@ -1,0 +1,62 @@
+"""Chaos mode for one gateway: its config, its schedule, and what it injected."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping
+
+from chaos.config import ChaosConfig, ColorConfig
+from chaos.faults import FaultError, FaultSpec
+from chaos.grammar import parse
+from chaos.plan import ActiveFault, ChaosPlan, apply_caps
+from chaos.scheduled import Schedule
+
+
+class ChaosEngine:
+    def __init__(
+        self,
+        config: ChaosConfig,
+        groups: Mapping[str, str],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self.groups = groups  # deployment id -> group name
+        self.schedule = Schedule(config.max_active_faults, clock)
+        self.schedule_clock = clock
+        #: Injections since start, by (fault, where): /metrics reads these.
+        self.injected: dict[tuple[str, str], int] = {}
+
+    @property
+    def enabled(self) -> bool:
+        return self.config.enabled
+
+    def capped(self, specs: Iterable[FaultSpec]) -> list[FaultSpec]:
+        specs = list(specs)
+        if len(specs) > self.config.max_active_faults:
+            raise FaultError(
+                f"{len(specs)} faults requested; at most {self.config.max_active_faults} "
+                "(max_active_faults)"
+            )
+        return [apply_caps(spec, self.config) for spec in specs]
+
+    def color(self, name: str) -> ColorConfig:
+        color = self.config.colors.get(name)
+        if color is None:
+            known = ", ".join(sorted(self.config.colors)) or "none configured"
+            raise FaultError(f"unknown traffic color {name!r} (known: {known})")
+        return color
+
+    def plan(self, header: str | None, color: ColorConfig | None) -> ChaosPlan | None:
+        """The plan for one request; None when no fault is in force."""
+        faults = [s.fault for s in self.schedule.active()]
+        if header:
+            faults += [ActiveFault(spec) for spec in self.capped(parse(header))]
+        if color is not None and color.faults:
+            faults += [ActiveFault(spec) for spec in self.capped(parse(color.faults))]
+        if not faults:
+            return None
+        return ChaosPlan(faults, self.groups)
+
+    def count(self, plan: ChaosPlan) -> None:
+        for key, times in plan.counts.items():
+            self.injected[key] = self.injected.get(key, 0) + times

@@ -1,0 +1,90 @@
+"""Chaos mode in the request path: who may ask for faults, and forged tool results.
+
+`Chaos` builds the request's plan (see `chaos.plan`) from the `x-seawall-chaos`
+header and the `x-traffic-color` partition, honoured only when chaos mode is on
+and the caller's key has the `chaos` role (otherwise the response says
+`x-seawall-chaos: ignored`), plus any faults scheduled through the admin API. The
+plan rides to the chaos transport in the upstream request's extensions; what it
+injected is reported in `x-seawall-chaos-injected`.
+"""
+
+from __future__ import annotations
+
+from starlette.responses import Response
+
+from chaos.engine import ChaosEngine
+from chaos.faults import FaultError
+from chaos.forge import forge_result
+from chaos.plan import PLAN_EXTENSION
+from gateway.errors import GatewayError
+from gateway.events import Events, GuardEvent
+from gateway.exchange import Exchange
+from tools.registry import ToolRegistry
+from tools.results import tool_results
+
+CHAOS_HEADER = "x-seawall-chaos"
+COLOR_HEADER = "x-traffic-color"
+INJECTED_HEADER = "x-seawall-chaos-injected"
+
+
+class Chaos:
+    def __init__(self, engine: ChaosEngine, events: Events) -> None:
+        self.engine = engine
+        self.events = events
+
+    async def __call__(self, exchange: Exchange) -> None:
+        headers = exchange.request.headers
+        header, color_name = headers.get(CHAOS_HEADER), headers.get(COLOR_HEADER)
+        if header is None and color_name is None and not self.engine.schedule.active():
+            return
+        principal = exchange.principal
+        allowed = self.engine.enabled and principal is not None and "chaos" in principal.roles
+        if (header is not None or color_name is not None) and not allowed:
+            exchange.headers[CHAOS_HEADER] = "ignored"
+            header = color_name = None
+        try:
+            color = None if color_name is None else self.engine.color(color_name)
+            plan = self.engine.plan(header, color)
+        except FaultError as exc:
+            param = COLOR_HEADER if str(exc).startswith("unknown traffic color") else CHAOS_HEADER
+            raise GatewayError(
+                400, f"Invalid {param} header: {exc}.", code="invalid_chaos_header", param=param
+            ) from None
+        if color is not None and color.deployments:
+            exchange.upstream_only = frozenset(color.deployments)
+        if plan is None:
+            return
+        exchange.chaos = plan
+        exchange.upstream_extensions = {PLAN_EXTENSION: plan}
+        exchange.finalizers = [*(exchange.finalizers or []), self._report]
+
+    def _report(self, exchange: Exchange, response: Response) -> None:
+        plan = exchange.chaos
+        if not plan.injected:
+            return
+        response.headers[INJECTED_HEADER] = ", ".join(plan.injected)
+        self.engine.count(plan)
+        for fault, where in plan.counts:
+            self.events.emit(GuardEvent("fault_injected", fault, detail=where))
+
+
+class ForgeToolResults:
+    """`forge_tool`: rewrites `role: tool` results before the gateway's own tool
+    checks and the model see them, as an attacker between tool and agent would."""
+
+    def __init__(self, registry: ToolRegistry) -> None:
+        self.registry = registry
+
+    async def __call__(self, exchange: Exchange) -> None:
+        plan = exchange.chaos
+        if plan is None:
+            return
+        messages = exchange.body["messages"]
+        for result in tool_results(messages):
+            if result.tool is None:
+                continue
+            for spec in plan.tool_faults(result.tool):
+                registered = self.registry.get(result.tool)
+                schema = registered.config.output_schema if registered else None
+                forged = forge_result(result.content, spec.param("mode"), schema)
+                messages[result.index] = {**messages[result.index], "content": forged}

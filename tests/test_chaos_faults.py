@@ -1,0 +1,409 @@
+"""Every fault class, injected through `x-seawall-chaos`, and what the gateway does
+about it as a client sees it: status, error code, route, headers, counters."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support import ServerThread, running_gateway
+
+WEATHER_OUT = {
+    "type": "object",
+    "properties": {
+        "city": {"type": "string"},
+        "temp": {"type": "number"},
+        "unit": {"enum": ["c", "f"]},
+        "conditions": {"type": "string"},
+    },
+    "required": ["city", "temp", "unit", "conditions"],
+    "additionalProperties": False,
+}
+WEATHER_IN = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+OFFERED = [{"type": "function", "function": {"name": "get_weather", "parameters": WEATHER_IN}}]
+
+
+def mock(name: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "id": name,
+        "provider": "mock",
+        "model": "mock-gpt",
+        "retry": {"attempts": 1},
+        "breaker": {"consecutive_failures": 10_000},
+        "timeouts": {"connect_ms": 200, "ttft_ms": 400, "total_ms": 1500},
+        "mock": {"chunk_delay_ms": 1, "stream_chunks": 6},
+        **extra,
+    }
+
+
+CONFIG = {
+    "models": [
+        {"name": "g", "deployments": [mock("d")], "context_window_fallbacks": ["long"]},
+        {"name": "long", "deployments": [mock("long-d")]},
+        {"name": "pair", "deployments": [mock("p1"), mock("p2")], "strategy": "priority"},
+    ],
+    "tools": [
+        {
+            "name": "get_weather",
+            "input_schema": WEATHER_IN,
+            "output_schema": WEATHER_OUT,
+            "endpoint": "mock://weather",
+            "retry": {"attempts": 1},
+        }
+    ],
+    "receipts": {"keys": [{"id": "k", "secret": "chaos-test-secret-0123456789"}]},
+    "chaos": {"enabled": True, "max_latency_ms": 5000, "colors": {"blue": {"deployments": ["p2"]}}},
+}
+
+
+@pytest.fixture(scope="module")
+def gateway() -> Iterator[ServerThread]:
+    with running_gateway(CONFIG) as server:
+        yield server
+
+
+def ask(
+    gateway: ServerThread, chaos: str | None = None, model: str = "g", **body: Any
+) -> httpx.Response:
+    headers = {"x-seawall-chaos": chaos} if chaos else {}
+    headers.update(body.pop("headers", {}))
+    payload = {"model": model, "messages": [{"role": "user", "content": "hello chaos"}], **body}
+    return httpx.post(
+        gateway.url + "/v1/chat/completions", json=payload, headers=headers, timeout=30
+    )
+
+
+def error_code(response: httpx.Response) -> str:
+    return str(response.json()["error"]["code"])
+
+
+def sse_error(response: httpx.Response) -> str:
+    """The code of the error event that ended a stream ('' if it ended cleanly)."""
+    for line in response.text.splitlines():
+        if line.startswith("data: {") and '"error"' in line:
+            return line
+    return ""
+
+
+def content_of(response: httpx.Response) -> str:
+    return str(response.json()["choices"][0]["message"]["content"])
+
+
+# -- transport faults -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fault", "status", "code", "detail"),
+    [
+        ("connect_refused", 502, "upstream_connect", "Connection refused"),
+        ("tls_error", 502, "upstream_connect", "CERTIFICATE_VERIFY_FAILED"),
+        ("dns_error", 502, "upstream_connect", "Name or service not known"),
+        ("connect_timeout", 504, "upstream_timeout", "connect timeout"),
+        ("latency;ms=3000", 504, "upstream_timeout", "timed out"),
+        ("stall;ms=3000", 504, "upstream_timeout", "timed out"),
+        ("reset;after_bytes=5", 502, "upstream_bad_response", "Connection reset by peer"),
+    ],
+)
+def test_transport_faults_surface_as_real_failures(
+    gateway: ServerThread, fault: str, status: int, code: str, detail: str
+) -> None:
+    response = ask(gateway, fault)
+    assert response.status_code == status
+    assert error_code(response) == code
+    assert detail in response.json()["error"]["message"]
+    assert response.headers["x-seawall-chaos-injected"] == f"{fault.split(';')[0]}@d"
+    assert response.headers["x-seawall-route"].startswith("g/d!")
+
+
+def test_latency_delays_without_failing(gateway: ServerThread) -> None:
+    started = time.monotonic()
+    response = ask(gateway, "latency;ms=300;jitter_ms=50")
+    assert response.status_code == 200
+    assert time.monotonic() - started >= 0.25
+    assert response.headers["x-seawall-chaos-injected"] == "latency@d"
+
+
+@pytest.mark.parametrize(
+    ("fault", "message"),
+    [
+        ("stream_cut;after_events=2", "peer closed connection"),
+        ("reset;after_bytes=400", "Connection reset by peer"),
+        ("stall;ms=3000", "stalled"),
+        ("sse_truncated", "before [DONE]"),
+        ("truncated", "peer closed connection"),
+    ],
+)
+def test_stream_faults_after_the_first_byte_end_with_an_error_event(
+    gateway: ServerThread, fault: str, message: str
+) -> None:
+    response = ask(gateway, fault, stream=True)
+    assert response.status_code == 200  # already streaming when it broke
+    event = sse_error(response)
+    assert '"code":"stream_interrupted"' in event and message in event
+    assert response.text.count("data: [DONE]") == 0
+    assert response.text.startswith("data: {")  # the events before the break arrived
+
+
+def test_slow_first_token_past_ttft_is_a_504_before_any_byte(gateway: ServerThread) -> None:
+    response = ask(gateway, "slow_ttft;ms=3000", stream=True)
+    assert response.status_code == 504
+    assert error_code(response) == "upstream_timeout"
+
+
+def test_slow_chunks_slow_the_stream_down(gateway: ServerThread) -> None:
+    started = time.monotonic()
+    response = ask(gateway, "slow_chunks;ms=60", stream=True)
+    assert response.status_code == 200 and "data: [DONE]" in response.text
+    assert time.monotonic() - started >= 0.3  # several chunks, 60 ms apart
+
+
+# -- http faults ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fault", "status", "message"),
+    [
+        ("http_error", 503, "overloaded"),
+        ("http_error;status=500", 502, "had an error"),
+        ("http_error;status=529;style=anthropic", 503, "Overloaded"),
+        ("http_error;status=404", 404, "does not know the configured model"),
+    ],
+)
+def test_http_errors_are_provider_shaped(
+    gateway: ServerThread, fault: str, status: int, message: str
+) -> None:
+    response = ask(gateway, fault)
+    assert response.status_code == status
+    assert message in response.json()["error"]["message"]
+    assert response.headers["x-should-retry"] == "false"
+
+
+def test_rate_limits_carry_retry_after(gateway: ServerThread) -> None:
+    response = ask(gateway, "http_error;status=429;retry_after_ms=1500")
+    assert response.status_code == 429
+    assert error_code(response) == "upstream_rate_limited"
+    assert response.headers["retry-after-ms"] == "1500"
+
+
+def test_a_fault_with_count_fails_once_then_the_retry_succeeds(gateway: ServerThread) -> None:
+    retrying = {"retry": {"attempts": 2, "backoff_ms": 1, "max_backoff_ms": 2}}
+    config = {
+        **CONFIG,
+        "models": [{"name": "g", "deployments": [mock("d", **retrying)]}],
+        "chaos": {"enabled": True},
+    }
+    with running_gateway(config) as server:
+        response = ask(server, "http_error;status=503;count=1")
+    assert response.status_code == 200
+    assert response.headers["x-seawall-route"] == "g/d!503 > g/d"
+
+
+# -- payload faults ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fault", ["invalid_json", "truncated", "wrong_content_type"])
+def test_broken_bodies_are_502s(gateway: ServerThread, fault: str) -> None:
+    response = ask(gateway, fault)
+    assert response.status_code == 502
+    assert error_code(response) == "upstream_bad_response"
+
+
+def test_wrong_content_type_on_a_stream_is_caught_before_any_byte(gateway: ServerThread) -> None:
+    response = ask(gateway, "wrong_content_type", stream=True)
+    assert response.status_code == 502
+    assert "content-type 'text/html" in response.json()["error"]["message"]
+
+
+def test_duplicated_events_pass_through_visibly(gateway: ServerThread) -> None:
+    # The gateway relays events without parsing them, so a duplicate reaches the
+    # client: the injected header is what tells the test (and the user) why.
+    clean = ask(gateway, stream=True).text
+    doubled = ask(gateway, "sse_duplicate", stream=True)
+    assert doubled.status_code == 200
+    assert doubled.text.count("data: {") == clean.count("data: {") + 1
+    assert doubled.headers["x-seawall-chaos-injected"] == "sse_duplicate@d"
+
+
+# -- semantic faults --------------------------------------------------------------------
+
+
+def test_finish_length_cuts_the_answer(gateway: ServerThread) -> None:
+    full, cut = content_of(ask(gateway)), ask(gateway, "finish_length")
+    assert cut.json()["choices"][0]["finish_reason"] == "length"
+    assert content_of(cut) == full[: len(full) // 2]
+
+
+@pytest.mark.parametrize(
+    ("fault", "finish"), [("finish_content_filter", "content_filter"), ("empty_content", "stop")]
+)
+def test_filtered_and_empty_answers(gateway: ServerThread, fault: str, finish: str) -> None:
+    response = ask(gateway, fault)
+    assert response.status_code == 200
+    assert content_of(response) == ""
+    assert response.json()["choices"][0]["finish_reason"] == finish
+
+
+@pytest.mark.parametrize("fault", ["finish_length", "finish_content_filter", "empty_content"])
+def test_semantic_faults_on_streams(gateway: ServerThread, fault: str) -> None:
+    response = ask(gateway, fault, stream=True)
+    assert response.status_code == 200 and "data: [DONE]" in response.text
+    finishes = {
+        "finish_length": '"finish_reason":"length"',
+        "finish_content_filter": '"finish_reason":"content_filter"',
+        "empty_content": '"finish_reason":"stop"',
+    }
+    assert finishes[fault] in response.text
+
+
+def test_context_length_uses_the_context_window_fallback(gateway: ServerThread) -> None:
+    response = ask(gateway, "context_length;target=d")
+    assert response.status_code == 200
+    assert response.headers["x-seawall-route"] == "g/d!400 > long/long-d"
+
+
+# -- tool faults ------------------------------------------------------------------------
+
+
+def invoke(gateway: ServerThread, chaos: str | None = None) -> httpx.Response:
+    headers = {"x-seawall-chaos": chaos} if chaos else {}
+    return httpx.post(
+        gateway.url + "/v1/tools/get_weather/invoke",
+        json={"tool_call_id": "call_1", "arguments": {"city": "Oslo"}},
+        headers=headers,
+        timeout=30,
+    )
+
+
+def tool_round(
+    gateway: ServerThread, chaos: str | None, with_receipt: bool = True
+) -> httpx.Response:
+    signed = invoke(gateway).json()
+    tool_message: dict[str, Any] = {
+        "role": "tool",
+        "tool_call_id": "call_1",
+        "content": signed["content"],
+    }
+    if with_receipt:
+        tool_message["seawall_receipt"] = signed["receipt"]
+    call = {
+        "id": "call_1",
+        "type": "function",
+        "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'},
+    }
+    messages = [
+        {"role": "user", "content": "Weather?"},
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        tool_message,
+    ]
+    return ask(gateway, chaos, messages=messages, tools=OFFERED)
+
+
+@pytest.mark.parametrize(
+    ("mode", "receipt", "status", "signal"),
+    [
+        ("invalid", False, 400, "tool_result_invalid"),
+        ("inject", False, 200, "x-seawall-tool-flags"),
+        ("wrong", True, 400, "tool_result_forged"),
+        ("wrong", False, 200, None),  # schema-valid and unsigned: nothing can tell
+    ],
+)
+def test_forged_tool_results(
+    gateway: ServerThread, mode: str, receipt: bool, status: int, signal: str | None
+) -> None:
+    response = tool_round(gateway, f"forge_tool;tool=get_weather;mode={mode}", receipt)
+    assert response.status_code == status
+    assert response.headers["x-seawall-chaos-injected"] == "forge_tool@tool:get_weather"
+    if status == 400:
+        assert error_code(response) == signal
+    elif signal is not None:
+        assert ":injection:" in response.headers[signal]
+
+
+@pytest.mark.parametrize(
+    ("fault", "status", "check"),
+    [
+        ("forge_tool_call;mode=unknown_tool", 502, "tool_call_invalid"),
+        ("forge_tool_call;mode=bad_args", 502, "tool_call_invalid"),
+        ("forge_tool_call;mode=bad_args;count=1", 200, "repaired"),
+    ],
+)
+def test_forged_tool_calls_are_caught(
+    gateway: ServerThread, fault: str, status: int, check: str
+) -> None:
+    response = ask(
+        gateway,
+        fault,
+        tools=[{"type": "function", "function": {"name": "get_weather", "parameters": WEATHER_IN}}],
+    )
+    assert response.status_code == status
+    if status == 502:
+        assert error_code(response) == check
+    else:
+        assert response.headers["x-seawall-tool-repaired"] == "1"
+
+
+@pytest.mark.parametrize(
+    ("fault", "status", "code"),
+    [
+        ("forge_tool;target=tool:get_weather;mode=invalid", 502, "tool_result_invalid"),
+        ("connect_refused;target=tool:get_weather", 502, "tool_endpoint_failed"),
+    ],
+)
+def test_faults_on_the_tool_endpoint(
+    gateway: ServerThread, fault: str, status: int, code: str
+) -> None:
+    response = invoke(gateway, fault)
+    assert response.status_code == status
+    assert error_code(response) == code
+
+
+def test_a_wrong_result_from_the_endpoint_itself_gets_signed(gateway: ServerThread) -> None:
+    # A compromised tool is not a forged reply: the proxy vouches only for what
+    # the tool returned. The chaos header says what happened.
+    honest, forged = (
+        invoke(gateway).json(),
+        invoke(gateway, "forge_tool;tool=get_weather;mode=wrong"),
+    )
+    assert forged.status_code == 200
+    assert forged.json()["content"] != honest["content"]
+    assert forged.headers["x-seawall-chaos-injected"] == "forge_tool@tool:get_weather"
+
+
+# -- targets, partitions, permissions, caps --------------------------------------------
+
+
+def test_targets_pick_the_deployment(gateway: ServerThread) -> None:
+    response = ask(gateway, "connect_refused;target=p1", model="pair")
+    assert response.status_code == 200
+    assert response.headers["x-seawall-route"] == "pair/p1!connect > pair/p2"
+    by_group = ask(gateway, "connect_refused;target=group:pair", model="pair")
+    assert by_group.status_code == 502
+    assert by_group.headers["x-seawall-chaos-injected"] == "connect_refused@p1, connect_refused@p2"
+
+
+def test_a_traffic_color_partitions_routing(gateway: ServerThread) -> None:
+    dyed = ask(gateway, model="pair", headers={"x-traffic-color": "blue"})
+    plain = ask(gateway, model="pair")
+    assert dyed.headers["x-seawall-route"] == "pair/p2"
+    assert plain.headers["x-seawall-route"] == "pair/p1"
+
+
+def test_malformed_headers_are_400s_naming_the_problem(gateway: ServerThread) -> None:
+    response = ask(gateway, "latency;ms=soon")
+    assert response.status_code == 400
+    assert error_code(response) == "invalid_chaos_header"
+    assert "latency: ms='soon': not a whole number" in response.json()["error"]["message"]
+    color = ask(gateway, headers={"x-traffic-color": "purple"})
+    assert color.status_code == 400 and "unknown traffic color 'purple'" in color.text
+
+
+def test_caps_clamp_latency(gateway: ServerThread) -> None:
+    started = time.monotonic()
+    response = ask(gateway, "latency;ms=999999;target=long-d", model="long")
+    # clamped to max_latency_ms (5 s), which passes the 1.5 s total timeout
+    assert response.status_code == 504
+    assert time.monotonic() - started < 4
