@@ -51,7 +51,14 @@ class Schedule:
         self._faults[scheduled.id] = scheduled
         return scheduled
 
+    def __bool__(self) -> bool:
+        """Whether anything is scheduled (expired entries included): a cheap
+        first test on every request."""
+        return bool(self._faults)
+
     def active(self) -> list[Scheduled]:
+        if not self._faults:
+            return []
         now = self._clock()
         for key in [k for k, s in self._faults.items() if s.expires_at <= now]:
             del self._faults[key]

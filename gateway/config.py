@@ -55,8 +55,9 @@ class ServerConfig(Frozen):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
     max_request_bytes: int = Field(DEFAULT_MAX_REQUEST_BYTES, ge=1024)
-    #: Request bodies nested deeper than this are refused with 400.
-    max_json_depth: int = Field(DEFAULT_MAX_JSON_DEPTH, ge=4, le=1000)
+    #: Request bodies nested deeper than this are refused with 400. At most 250:
+    #: the body is re-serialized for the provider, and orjson writes at most 254 levels.
+    max_json_depth: int = Field(DEFAULT_MAX_JSON_DEPTH, ge=4, le=250)
 
 
 class KeyConfig(Frozen):

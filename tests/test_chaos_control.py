@@ -255,7 +255,10 @@ def test_any_text_parses_or_fails_with_a_fault_error(text: str) -> None:
     try:
         parse(text)
     except FaultError as exc:
-        assert str(exc)
+        message = str(exc)
+    else:
+        message = "parsed"
+    assert message  # never another exception, never an empty explanation
 
 
 @pytest.mark.parametrize(

@@ -41,9 +41,9 @@ class ParseJSON:
     """Parses the body once (orjson); every later stage reads `exchange.body`.
 
     Nesting is limited to `max_depth` (server.max_json_depth): deeper bodies are a
-    fast 400, never a RecursionError in a later stage. orjson itself stops at 1024
-    levels; the walk that enforces the lower limit only runs when the body holds
-    more brackets than the limit, which a C-level count settles for most bodies.
+    fast 400, never a RecursionError or a failed re-serialization later (orjson
+    parses up to 1024 levels but writes at most 254). The check walks containers,
+    not bytes, so a long prompt costs it nothing more.
     """
 
     def __init__(self, max_depth: int) -> None:
@@ -59,8 +59,7 @@ class ParseJSON:
             raise invalid_json(str(exc)) from None
         if not isinstance(body, dict):
             raise GatewayError(400, "The request body must be a JSON object.", code="invalid_json")
-        brackets = raw.count(b"{") + raw.count(b"[")
-        if brackets > self.max_depth and depth_exceeds(body, self.max_depth):
+        if depth_exceeds(body, self.max_depth):
             raise GatewayError(
                 400,
                 f"The request body nests deeper than {self.max_depth} levels "

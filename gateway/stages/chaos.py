@@ -35,7 +35,7 @@ class Chaos:
     async def __call__(self, exchange: Exchange) -> None:
         headers = exchange.request.headers
         header, color_name = headers.get(CHAOS_HEADER), headers.get(COLOR_HEADER)
-        if header is None and color_name is None and not self.engine.schedule.active():
+        if header is None and color_name is None and not self.engine.schedule:
             return
         principal = exchange.principal
         allowed = self.engine.enabled and principal is not None and "chaos" in principal.roles
