@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 from gateway.config import ConfigError, GatewayConfig, is_loopback, load_config
 
@@ -90,6 +93,72 @@ def mock_upstream(args: argparse.Namespace) -> int:
     return 0
 
 
+@contextmanager
+def embedded_gateway() -> Iterator[str]:
+    """The embedded default gateway on a free loopback port, served from a background
+    thread while the context is open: what `seawall chaos run` uses without --url.
+    The socket listens before the thread starts, so connections queue until the
+    server accepts them; the runner then waits for /readyz."""
+    import uvicorn
+
+    from gateway.app import create_app
+
+    sock = socket.create_server(("127.0.0.1", 0))
+    config = uvicorn.Config(
+        create_app(_load(None)),
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        log_level="warning",
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(30)
+        sock.close()
+
+
+def chaos_run(args: argparse.Namespace) -> int:
+    from chaos.runner import command
+
+    return command.run(
+        args.file,
+        url=args.url,
+        report=args.report,
+        dry_run=args.dry_run,
+        scale=args.scale,
+        start_gateway=embedded_gateway,
+        out=sys.stdout,
+        err=sys.stderr,
+    )
+
+
+def chaos_list(args: argparse.Namespace) -> int:
+    from chaos.runner import command
+
+    return command.list_experiments(sys.stdout)
+
+
+def add_chaos_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    chaos = commands.add_parser("chaos", help="chaos experiments").add_subparsers(
+        dest="chaos_command", required=True
+    )
+    p = chaos.add_parser("run", help="run an experiment (exit 0 held, 1 did not, 2 bad file)")
+    p.add_argument("file", help="experiment YAML, or the name of a shipped one")
+    p.add_argument("--url", help="gateway to test (default: start the embedded default)")
+    p.add_argument("--report", help="JSON report path (default: ./<name>-<time>.json)")
+    p.add_argument("--dry-run", action="store_true", help="validate and print the plan")
+    p.add_argument("--scale", type=float, default=1.0, help="multiply every duration")
+    p.set_defaults(func=chaos_run)
+    p = chaos.add_parser("list", help="list the shipped experiments")
+    p.set_defaults(func=chaos_list)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="seawall", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -118,6 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--log-level", default="warning")
     p.set_defaults(func=mock_upstream)
+    add_chaos_commands(commands)
     return parser
 
 

@@ -10,22 +10,24 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import AfterValidator, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from chaos.config import ChaosConfig
 from routing.config import (
+    DocumentError,
     Frozen,
     Identifier,
     ModelGroupConfig,
     RoutingSettings,
     Secret,
     non_empty,
+    validate_document,
 )
 from tools.config import ReceiptsConfig, ToolConfig, ToolPolicy
 
@@ -37,18 +39,10 @@ DEFAULT_MAX_REQUEST_BYTES = 8 * 1024 * 1024
 DEFAULT_MAX_JSON_DEPTH = 64
 
 
-class ConfigError(Exception):
-    """A config that cannot be served; `problems` lists each one as `path: reason`."""
+class ConfigError(DocumentError):
+    """A config that cannot be served."""
 
-    def __init__(self, source: str, problems: list[str]) -> None:
-        self.source = source
-        self.problems = problems
-        super().__init__(self.render())
-
-    def render(self) -> str:
-        lines = [f"invalid config {self.source}: {len(self.problems)} problem(s)"]
-        lines += [f"  - {p}" for p in self.problems]
-        return "\n".join(lines)
+    kind = "config"
 
 
 class ServerConfig(Frozen):
@@ -150,28 +144,8 @@ def _duplicates(path: str, what: str, values: Iterable[str]) -> list[str]:
     return problems
 
 
-def format_validation_error(error: ValidationError) -> list[str]:
-    problems = []
-    for item in error.errors():
-        path = ""
-        for part in item["loc"]:
-            path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
-        message = item["msg"].removeprefix("Value error, ")
-        problems.append(f"{path or '(top level)'}: {message}")
-    return problems
-
-
 def parse_config(data: object, source: str) -> GatewayConfig:
-    if not isinstance(data, Mapping):
-        raise ConfigError(source, ["(top level): the config must be a YAML mapping"])
-    try:
-        config = GatewayConfig.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(source, format_validation_error(exc)) from None
-    problems = cross_reference_problems(config)
-    if problems:
-        raise ConfigError(source, problems)
-    return config
+    return validate_document(GatewayConfig, data, cross_reference_problems, ConfigError, source)
 
 
 def load_config(path: str | Path | None = None) -> GatewayConfig:

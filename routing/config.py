@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable, Mapping
 from typing import Annotated, Literal, TypeVar
 
 from pydantic import (
@@ -18,12 +19,70 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    ValidationError,
     model_validator,
 )
 
 ENV_PREFIX = "env:"
 T = TypeVar("T")
 IDENTIFIER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+class DocumentError(Exception):
+    """A document (config, experiment) that cannot be used; `problems` lists each
+    one as `path: reason`, so it can be fixed in one pass."""
+
+    kind = "document"
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        lines = [f"invalid {self.kind} {self.source}: {len(self.problems)} problem(s)"]
+        lines += [f"  - {problem}" for problem in self.problems]
+        return "\n".join(lines)
+
+
+def problem_path(loc: tuple[int | str, ...]) -> str:
+    """pydantic's error location as a path, `models[0].deployments[1].weight`
+    (validator names that pydantic puts in locations are left out)."""
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif not part.startswith("function-"):
+            text += f".{part}" if text else part
+    return text or "(top level)"
+
+
+DocumentT = TypeVar("DocumentT", bound=BaseModel)
+
+
+def validate_document(
+    model: type[DocumentT],
+    data: object,
+    cross_checks: Callable[[DocumentT], list[str]],
+    error: type[DocumentError],
+    source: str,
+) -> DocumentT:
+    """A YAML document validated with every problem reported: all field problems
+    first; then, once the shape is right, the cross-field ones."""
+    if not isinstance(data, Mapping):
+        raise error(source, [f"(top level): the {error.kind} must be a YAML mapping"])
+    try:
+        document = model.model_validate(data)
+    except ValidationError as exc:
+        problems = [
+            f"{problem_path(item['loc'])}: {item['msg'].removeprefix('Value error, ')}"
+            for item in exc.errors()
+        ]
+        raise error(source, problems) from None
+    problems = cross_checks(document)
+    if problems:
+        raise error(source, problems)
+    return document
 
 
 class Frozen(BaseModel):

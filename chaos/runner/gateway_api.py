@@ -1,0 +1,114 @@
+"""The gateway's control plane as the runner uses it, over HTTP only.
+
+Readiness, the model group, admin faults, `/admin/routing` and `/metrics`. The
+runner never imports the gateway: it drives a real one, local or remote, exactly
+as an operator's tooling would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+
+from chaos.runner.promtext import MetricSnapshot
+
+READY_POLL_S = 0.1
+
+
+class GatewayProblem(Exception):
+    """The gateway could not be used for the experiment; the message says why."""
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        error = response.json().get("error", {})
+        return str(error.get("message") or response.text[:300])
+    except ValueError:
+        return response.text[:300]
+
+
+class GatewayAPI:
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self.client = client
+
+    async def wait_ready(self, timeout_s: float) -> None:
+        """Until `/readyz` says ready: a gateway just started may still be opening its
+        upstream pools (its socket already accepts, so connections queue)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        last = "no answer"
+        while loop.time() < deadline:
+            try:
+                response = await self.client.get("/readyz")
+                if response.status_code == 200:
+                    return
+                last = f"HTTP {response.status_code}"
+            except httpx.TransportError as exc:
+                last = f"{type(exc).__name__}: {exc}"
+            await asyncio.sleep(READY_POLL_S)
+        raise GatewayProblem(
+            f"gateway at {self.client.base_url} not ready after {timeout_s:g} s ({last})"
+        )
+
+    async def check_model(self, model: str) -> None:
+        response = await self.client.get(f"/v1/models/{model}")
+        if response.status_code != 200:
+            raise GatewayProblem(
+                f"model group {model!r}: HTTP {response.status_code}: {_detail(response)}"
+            )
+
+    async def active_faults(self) -> list[dict[str, Any]]:
+        response = await self.client.get("/admin/chaos")
+        if response.status_code != 200:
+            return []
+        faults = response.json().get("faults", [])
+        return faults if isinstance(faults, list) else []
+
+    async def schedule(self, body: dict[str, Any]) -> str:
+        response = await self.client.post("/admin/chaos", json=body)
+        if response.status_code not in (200, 201):
+            raise GatewayProblem(
+                f"POST /admin/chaos {body}: HTTP {response.status_code}: {_detail(response)}"
+            )
+        return str(response.json()["id"])
+
+    async def remove(self, fault_id: str) -> None:
+        """Delete one scheduled fault; already expired (404) is fine."""
+        response = await self.client.delete(f"/admin/chaos/{fault_id}")
+        if response.status_code not in (200, 204, 404):
+            raise GatewayProblem(f"DELETE /admin/chaos/{fault_id}: HTTP {response.status_code}")
+
+    async def clear(self) -> int | None:
+        """Clear every scheduled fault; None when the gateway has no chaos admin API."""
+        response = await self.client.delete("/admin/chaos")
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            raise GatewayProblem(
+                f"DELETE /admin/chaos: HTTP {response.status_code}: {_detail(response)}"
+            )
+        return int(response.json().get("cleared", 0))
+
+    async def breakers(self, model: str) -> dict[str, str] | None:
+        """deployment -> breaker state for the model group; None if unavailable."""
+        try:
+            response = await self.client.get("/admin/routing")
+            if response.status_code != 200:
+                return None
+            for group in response.json().get("groups", []):
+                if group.get("name") == model:
+                    return {d["id"]: d["breaker"]["state"] for d in group.get("deployments", [])}
+        except (httpx.HTTPError, ValueError, KeyError, TypeError):
+            return None
+        return None
+
+    async def metrics(self) -> MetricSnapshot | None:
+        try:
+            response = await self.client.get("/metrics")
+        except httpx.HTTPError:
+            return None
+        if response.status_code != 200:
+            return None
+        return MetricSnapshot.parse(response.text)
