@@ -256,9 +256,9 @@ def create_app(config: GatewayConfig, clock: Clock = time.monotonic) -> Starlett
             await gateway.stop()
 
     routes = [
-        Route("/v1/chat/completions", gateway.chat.handle, methods=["POST"]),
-        Route("/v1/embeddings", gateway.embeddings.handle, methods=["POST"]),
-        Route("/v1/tools/{name}/invoke", gateway.tools.handle, methods=["POST"]),
+        Route("/v1/chat/completions", gateway.chat, methods=["POST"]),
+        Route("/v1/embeddings", gateway.embeddings, methods=["POST"]),
+        Route("/v1/tools/{name}/invoke", gateway.tools, methods=["POST"]),
         Route("/v1/models", gateway.list_models, methods=["GET"]),
         Route("/v1/models/{model:path}", gateway.get_model, methods=["GET"]),
         Route("/healthz", gateway.healthz, methods=["GET"]),

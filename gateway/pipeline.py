@@ -13,6 +13,7 @@ from typing import Protocol
 
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from gateway.errors import GatewayError, error_response
 from gateway.exchange import Exchange
@@ -39,6 +40,13 @@ class Pipeline:
 
     def names(self) -> list[str]:
         return [type(stage).__name__ for stage in self.stages]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A plain ASGI endpoint: Starlette's function-endpoint wrapper would add a
+        per-request exception-handling closure that the app's own middleware already
+        provides (it still handles whatever escapes here)."""
+        response = await self.handle(Request(scope, receive, send))
+        await response(scope, receive, send)
 
     async def handle(self, request: Request) -> Response:
         exchange = Exchange(request, self.endpoint)

@@ -117,9 +117,10 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             await self.start()
         assert self._session is not None
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw]
-        try:
-            data: bytes | None = request.content or None
-        except httpx.RequestNotRead:
+        stream = request.stream
+        if isinstance(stream, httpx.ByteStream):
+            data: bytes | None = b"".join(stream) or None  # the body is in memory
+        else:
             data = await request.aread() or None
         try:
             response = await self._session.request(
