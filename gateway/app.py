@@ -43,6 +43,7 @@ from gateway.stages.render import Render
 from gateway.stages.route import Forward, ResolveModel
 from gateway.stages.tools import VerifyToolCalls, VerifyToolResults
 from gateway.stages.validate import ValidateChat, ValidateEmbeddings
+from gateway.telemetry import flush_spans, provider_configured, traced
 from routing.config import DeploymentConfig
 from routing.context_windows import prompt_limits
 from routing.router import Router, build_router
@@ -68,9 +69,13 @@ class Gateway:
         self.chaos = ChaosEngine(
             config.chaos, {d.id: g.name for g in config.models for d in g.deployments}, clock
         )
-        # With chaos mode off, no transport is wrapped: not even a pass-through costs.
-        wrap = _wrap_chaos if config.chaos.enabled else None
-        self.upstreams = Upstreams(deployments, wrap)
+        layers = TransportLayers(config)
+        if layers.tracing and not provider_configured():
+            log.warning(
+                "telemetry.opentelemetry is on but no tracer provider is configured "
+                "(e.g. run under opentelemetry-instrument): spans will go nowhere"
+            )
+        self.upstreams = Upstreams(deployments, layers.wrap_deployment if layers else None)
         # `clock` drives health bookkeeping (stats, breakers, retry budget); tests
         # pass their own to move time without sleeping. Deadlines are always real time.
         self.router: Router = build_router(
@@ -82,7 +87,7 @@ class Gateway:
         self.authenticate = Authenticate(config.keys)
         self.tool_registry = ToolRegistry(config.tools)
         self.receipts = Receipts(config.receipts)
-        self.tool_transport = _chaos_able(ToolEndpoints(AiohttpTransport()), config)
+        self.tool_transport = layers.wrap(ToolEndpoints(AiohttpTransport()), "tool-endpoints")
         self.invoker = ToolInvoker(self.tool_registry, self.receipts, self.tool_transport)
         self.prompt_limits = prompt_limits(config.models)
         for name, limit in self.prompt_limits.items():
@@ -157,6 +162,8 @@ class Gateway:
         self.ready = False
         await self.upstreams.aclose()
         await self.tool_transport.aclose()
+        if self.config.telemetry.opentelemetry:
+            await flush_spans()
 
     # -- small endpoints that need no pipeline ------------------------------------
 
@@ -205,16 +212,29 @@ class Gateway:
         return _json({"status": "ready", "model_groups": len(self.config.models)})
 
 
-def _wrap_chaos(
-    transport: httpx.AsyncBaseTransport, config: DeploymentConfig
-) -> httpx.AsyncBaseTransport:
-    return ChaosTransport(transport)
+class TransportLayers:
+    """What wraps each upstream transport, innermost first: chaos at the wire, then
+    tracing, so a span records an injected fault as the failure the router sees.
+    Falsy when nothing does: then no transport is wrapped, not even in a pass-through."""
 
+    def __init__(self, config: GatewayConfig) -> None:
+        self.chaos = config.chaos.enabled
+        self.tracing = config.telemetry.opentelemetry
 
-def _chaos_able(
-    transport: httpx.AsyncBaseTransport, config: GatewayConfig
-) -> httpx.AsyncBaseTransport:
-    return ChaosTransport(transport) if config.chaos.enabled else transport
+    def __bool__(self) -> bool:
+        return self.chaos or self.tracing
+
+    def wrap(self, transport: httpx.AsyncBaseTransport, target: str) -> httpx.AsyncBaseTransport:
+        if self.chaos:
+            transport = ChaosTransport(transport)
+        if self.tracing:
+            transport = traced(transport, target)
+        return transport
+
+    def wrap_deployment(
+        self, transport: httpx.AsyncBaseTransport, config: DeploymentConfig
+    ) -> httpx.AsyncBaseTransport:
+        return self.wrap(transport, config.id)
 
 
 def _json(payload: Any, status: int = 200) -> Response:

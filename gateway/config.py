@@ -54,6 +54,12 @@ class ServerConfig(Frozen):
     max_json_depth: int = Field(DEFAULT_MAX_JSON_DEPTH, ge=4, le=250)
 
 
+class TelemetryConfig(Frozen):
+    #: Wrap upstream transports in OpenTelemetry's httpx instrumentation (client spans
+    #: to the global tracer provider, trace context sent upstream); see gateway/telemetry.py.
+    opentelemetry: bool = False
+
+
 class KeyConfig(Frozen):
     """An API key: stored as the sha256 of the bearer token, or an `env:` reference."""
 
@@ -94,6 +100,7 @@ class GatewayConfig(Frozen):
     receipts: ReceiptsConfig = ReceiptsConfig()
     tool_policy: ToolPolicy = ToolPolicy()
     chaos: ChaosConfig = ChaosConfig()
+    telemetry: TelemetryConfig = TelemetryConfig()
 
     def group(self, name: str) -> ModelGroupConfig | None:
         for group in self.models:

@@ -143,6 +143,34 @@ def test_date_time_and_uri_formats_are_checked(changes: dict[str, Any], expected
     assert order_problems(**changes) == [expected]
 
 
+#: Every format docs/guards-and-tools.md says is checked, each with a value that breaks it.
+DOCUMENTED_FORMATS = {
+    "date": "2024-13-45",
+    "date-time": "yesterday",
+    "time": "25:99",
+    "duration": "P1Xyz",
+    "email": "nope",
+    "hostname": "-bad-.com",
+    "ipv4": "999.1.1.1",
+    "ipv6": "zz::",
+    "uri": "not a uri",
+    "uri-reference": "\\\\ bad",
+    "uri-template": "{bad",
+    "json-pointer": "no-slash",
+    "uuid": "1234",
+    "regex": "(",
+}
+
+
+@pytest.mark.parametrize(("name", "bad"), DOCUMENTED_FORMATS.items(), ids=list(DOCUMENTED_FORMATS))
+def test_each_documented_format_is_checked(name: str, bad: str) -> None:
+    # A checker whose optional dependency is missing passes everything silently; this
+    # fails instead when a fresh install lacks one.
+    schema = {"type": "object", "properties": {"v": {"type": "string", "format": name}}}
+    found = problems(compile_schema(schema), {"v": bad})
+    assert found == [Problem("$.v", f"{bad!r} is not a {name!r}")]
+
+
 def test_missing_required_property_at_root() -> None:
     value = {key: v for key, v in VALID_ORDER.items() if key != "id"}
     assert problems(ORDER, value) == [Problem("$", "'id' is a required property")]
