@@ -319,6 +319,13 @@ PROBES: Mapping[str, ProbeKind] = {
         _counter("seawall_breaker_openings_total"), "metrics", "count", "breaker openings", METRIC
     ),
     "retries": ProbeKind(_counter("seawall_retries_total"), "metrics", "count", "retries", METRIC),
+    "retries_denied": ProbeKind(
+        _counter("seawall_retry_budget_denied_total", None),
+        "metrics",
+        "count",
+        "retries the retry budget refused",
+        frozenset(),
+    ),
     "fallbacks": ProbeKind(
         _counter("seawall_fallbacks_total", None),
         "metrics",
