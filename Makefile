@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: serve test lint bench clean
+.PHONY: serve test lint bench experiments clean
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,15 @@ lint: $(INSTALLED)  ## ruff (lint + format check) and mypy
 
 bench: $(INSTALLED)  ## seawall vs. upstream vs. LiteLLM proxy (see bench/README.md)
 	$(BIN)/python bench/run.py
+
+# The test suite runs each experiment in short form; only full length shows what a
+# minute of sustained faults does (budgets drain, breakers reopen). Runs them all,
+# keeps going past a failure, and fails at the end if any did.
+experiments: $(INSTALLED)  ## every shipped chaos experiment at full length (~7 min), reports in chaos-reports/
+	mkdir -p chaos-reports
+	status=0; for name in $$($(BIN)/seawall chaos list | cut -d' ' -f1); do \
+		$(BIN)/seawall chaos run $$name --report chaos-reports/$$name.json || status=1; \
+	done; exit $$status
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -10,6 +10,7 @@ from chaos.faults import FaultError, FaultSpec
 from chaos.grammar import parse
 from chaos.plan import ActiveFault, ChaosPlan, apply_caps
 from chaos.scheduled import Schedule
+from chaos.targets import Targets
 
 
 class ChaosEngine:
@@ -18,9 +19,12 @@ class ChaosEngine:
         config: ChaosConfig,
         groups: Mapping[str, str],
         clock: Callable[[], float] = time.monotonic,
+        tools: Iterable[str] = (),
     ) -> None:
         self.config = config
         self.groups = groups  # deployment id -> group name
+        #: What a fault may aim at: deployments, `group:NAME`, `tool:NAME`.
+        self.targets = Targets(groups, tools)
         self.schedule = Schedule(config.max_active_faults, clock)
         self.schedule_clock = clock
         #: Injections since start, by (fault, where): /metrics reads these.
@@ -50,7 +54,8 @@ class ChaosEngine:
         """The plan for one request; None when no fault is in force."""
         faults = [s.fault for s in self.schedule.active()]
         if header:
-            faults += [ActiveFault(spec) for spec in self.capped(parse(header))]
+            specs = [self.targets.check(spec) for spec in parse(header)]
+            faults += [ActiveFault(spec) for spec in self.capped(specs)]
         if color is not None and color.faults:
             faults += [ActiveFault(spec) for spec in self.capped(parse(color.faults))]
         if not faults:

@@ -44,7 +44,9 @@ class Schedule:
 
     def add(self, spec: FaultSpec, duration_s: float) -> Scheduled:
         if not 0 < duration_s <= MAX_DURATION_SECONDS:
-            raise FaultError(f"duration_s must be between 0 and {MAX_DURATION_SECONDS}")
+            raise FaultError(
+                f"duration_s must be more than 0 and at most {MAX_DURATION_SECONDS} seconds"
+            )
         if len(self.active()) >= self._max_active:
             raise FaultError(f"{self._max_active} faults are already scheduled (max_active_faults)")
         scheduled = Scheduled(f"f{next(self._ids)}", ActiveFault(spec), self._clock() + duration_s)

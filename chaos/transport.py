@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import orjson
 
+from chaos.bodies import anthropic_error, openai_error
 from chaos.faults import FaultSpec
 from chaos.forge import forge_reply, forge_result, forged_call, forged_call_events
 from chaos.plan import PLAN_EXTENSION, ChaosPlan
@@ -29,14 +30,6 @@ CONNECT_ERRORS = {
     "tls_error": "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: "
     "self-signed certificate in certificate chain",
     "dns_error": "[Errno -2] Name or service not known",
-}
-STATUS_TEXT = {
-    429: ("rate_limit_error", "Rate limit reached for requests. Please try again later."),
-    500: ("api_error", "The server had an error while processing your request."),
-    502: ("api_error", "Bad gateway."),
-    503: ("overloaded_error", "The engine is currently overloaded, please try again later."),
-    504: ("api_error", "Gateway timeout."),
-    529: ("overloaded_error", "Overloaded"),
 }
 HTML_PAGE = (
     b"<html><head><title>502 Bad Gateway</title></head><body><h1>Bad Gateway</h1></body></html>"
@@ -51,16 +44,11 @@ def where_of(request: httpx.Request) -> str | None:
     return None if tool is None else f"tool:{tool}"
 
 
-def error_response(spec: FaultSpec) -> httpx.Response:
+def error_response(spec: FaultSpec, model: str = "") -> httpx.Response:
     """An error answer shaped like the provider's own (OpenAI or Anthropic)."""
     status = int(spec.param("status"))
-    kind, message = STATUS_TEXT.get(status, ("api_error", f"HTTP {status}"))
-    if spec.param("style") == "anthropic":
-        body: dict[str, Any] = {"type": "error", "error": {"type": kind, "message": message}}
-    else:
-        code = "rate_limit_exceeded" if status == 429 else None
-        openai_type = "requests" if status == 429 else "server_error"
-        body = {"error": {"message": message, "type": openai_type, "param": None, "code": code}}
+    shape = anthropic_error if spec.param("style") == "anthropic" else openai_error
+    body = shape(status, model)
     headers = {"content-type": "application/json"}
     if spec.param("retry_after") is not None:
         headers["retry-after"] = f"{spec.param('retry_after'):g}"
@@ -114,7 +102,8 @@ class Injection:
     async def run(self, inner: httpx.AsyncBaseTransport) -> httpx.Response:
         await self._before()
         if "http_error" in self.faults:
-            return self._answer(error_response(self.faults["http_error"]))
+            model = str(self._request_body().get("model") or "")
+            return self._answer(error_response(self.faults["http_error"], model))
         if "context_length" in self.faults:
             headers = {"content-type": "application/json"}
             return self._answer(httpx.Response(400, headers=headers, content=CONTEXT_LENGTH_BODY))
@@ -222,9 +211,19 @@ class Injection:
     # -- SSE streams -----------------------------------------------------------------
 
     def _request_body(self) -> dict[str, Any]:
+        """The upstream request's JSON body. Providers send it as a `ByteStream`
+        (not `content=`, to skip httpx's encoding), which `.content` refuses
+        until read: its bytes are right there, so read them without consuming."""
+        stream = self.request.stream
         try:
-            body = orjson.loads(self.request.content)
-        except (orjson.JSONDecodeError, httpx.RequestNotRead):
+            raw = self.request.content
+        except httpx.RequestNotRead:
+            if not isinstance(stream, httpx.ByteStream):
+                return {}
+            raw = b"".join(stream)
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError:
             return {}
         return body if isinstance(body, dict) else {}
 
@@ -240,6 +239,7 @@ class Injection:
         sent_events = sent_bytes = 0
         tail = b""
         first = True
+        broken = False  # invalid_json: one event's JSON, once
         async for chunk in response.aiter_bytes():
             if first and "slow_ttft" in self.faults:
                 await wait_or_time_out(self.ms("slow_ttft"), self.read_timeout)
@@ -274,6 +274,8 @@ class Injection:
                             "[Errno 104] Connection reset by peer", request=self.request
                         )
                 event, last = self._rewrite_event(event)
+                if "invalid_json" in self.faults and not broken and sent_events >= 1:
+                    event, broken = _break_json(event)
                 yield event
                 if last:
                     return
@@ -302,6 +304,17 @@ class Injection:
                 choice["finish_reason"] = "length"  # cut off after the first words
                 return b"data: " + orjson.dumps(data) + b"\n\ndata: [DONE]\n\n", True
         return b"data: " + orjson.dumps(data) + b"\n\n", False
+
+
+def _break_json(event: bytes) -> tuple[bytes, bool]:
+    """`invalid_json` on a stream: a `data:` event whose JSON stops halfway, framed
+    as a complete event, as a provider serializing a chunk badly would send it.
+    The first event is left alone (the stream has started for real) and so is any
+    event that is not JSON (`[DONE]`); True once an event was broken."""
+    if not event.startswith(b"data: {"):
+        return event, False
+    payload = event[len(b"data: ") :].rstrip(b"\r\n")
+    return b"data: " + payload[: len(payload) // 2] + b"\n\n", True
 
 
 def _events_of(complete: bytes) -> list[bytes]:

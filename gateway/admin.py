@@ -14,6 +14,7 @@ from starlette.requests import Request
 from chaos.engine import ChaosEngine
 from chaos.faults import FaultError, build
 from chaos.plan import apply_caps
+from chaos.targets import UnknownTarget
 from gateway.errors import GatewayError, invalid_json
 from gateway.stages.authenticate import Authenticate
 from routing.deployment import Deployment
@@ -125,12 +126,27 @@ def schedule_fault(engine: ChaosEngine, body: dict[str, Any]) -> dict[str, Any]:
             code="invalid_fault",
             param="duration_s",
         )
-    values = {k: _text(v) for k, v in body.items() if k not in ("fault", "duration_s")}
+    values = {}
+    for key, value in body.items():
+        if key in ("fault", "duration_s"):
+            continue
+        if value is None:
+            # Leave the key out for its default; `str(None)` would be read as the text 'None'.
+            raise GatewayError(
+                400,
+                f"Invalid fault: {fault}: {key} is null; give a value or leave the key out.",
+                code="invalid_fault",
+                param=key,
+            )
+        values[key] = _text(value)
     try:
-        spec = apply_caps(build(fault, values), engine.config)
+        spec = apply_caps(engine.targets.check(build(fault, values)), engine.config)
         scheduled = engine.schedule.add(spec, float(duration))
     except FaultError as exc:
-        raise GatewayError(400, f"Invalid fault: {exc}.", code="invalid_fault") from None
+        param = "target" if isinstance(exc, UnknownTarget) else None
+        raise GatewayError(
+            400, f"Invalid fault: {exc}.", code="invalid_fault", param=param
+        ) from None
     return scheduled.describe(engine.schedule_clock())
 
 

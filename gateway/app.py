@@ -67,7 +67,10 @@ class Gateway:
         self.created = int(time.time())
         deployments = [d for g in config.models for d in g.deployments]
         self.chaos = ChaosEngine(
-            config.chaos, {d.id: g.name for g in config.models for d in g.deployments}, clock
+            config.chaos,
+            {d.id: g.name for g in config.models for d in g.deployments},
+            clock,
+            tools=[t.name for t in config.tools],
         )
         layers = TransportLayers(config)
         if layers.tracing and not provider_configured():
@@ -98,12 +101,12 @@ class Gateway:
                     name,
                 )
         max_bytes = config.server.max_request_bytes
-        parse = ParseJSON(config.server.max_json_depth)
+        parse = ParseJSON(config.server.max_json_depth, self.events)
         self.chat = Pipeline(
             "chat",
             [
                 self.authenticate,
-                ReadBody(max_bytes),
+                ReadBody(max_bytes, self.events),
                 parse,
                 ValidateChat(),
                 ResolveModel(self.router),
@@ -125,7 +128,7 @@ class Gateway:
             "embeddings",
             [
                 self.authenticate,
-                ReadBody(max_bytes),
+                ReadBody(max_bytes, self.events),
                 parse,
                 ValidateEmbeddings(),
                 ResolveModel(self.router),
@@ -140,7 +143,7 @@ class Gateway:
             "tools",
             [
                 self.authenticate,
-                ReadBody(max_bytes),
+                ReadBody(max_bytes, self.events),
                 parse,
                 Chaos(self.chaos, self.events),
                 InvokeTool(self.invoker, self.events),
@@ -297,6 +300,9 @@ def create_app(config: GatewayConfig, clock: Clock = time.monotonic) -> Starlett
             Exception: _unexpected_error,
         },
     )
+    # A trailing-slash redirect would answer a POST or DELETE with an empty 307 that
+    # SDKs do not follow; an unknown path is a 404 in the error envelope instead.
+    app.router.redirect_slashes = False
     app.state.gateway = gateway
     return app
 

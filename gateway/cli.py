@@ -10,30 +10,36 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
-from gateway.config import ConfigError, GatewayConfig, is_loopback, load_config
+from gateway.config import ConfigError, GatewayConfig, load_config, serving_problems
 
 EXIT_CONFIG = 2
 
 
-def _load(path: str | None) -> GatewayConfig:
+def _load(path: str | None, host: str | None = None) -> GatewayConfig:
+    """The config, or exit 2 with every problem listed: those of the file, and those
+    serving it (on `host`, default `server.host`) would hit."""
     try:
-        return load_config(path)
+        config = load_config(path)
+        problems = serving_problems(config, host or config.server.host)
+        if problems:
+            raise ConfigError(str(path or "<embedded default>"), problems)
     except ConfigError as exc:
         print(exc.render(), file=sys.stderr)
         raise SystemExit(EXIT_CONFIG) from None
+    return config
+
+
+def port_number(text: str) -> int:
+    port = int(text)
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a TCP port (0-65535)")
+    return port
 
 
 def serve(args: argparse.Namespace) -> int:
-    config = _load(args.config)
+    config = _load(args.config, args.host)
     host = args.host or config.server.host
     port = config.server.port if args.port is None else args.port
-    if not config.keys and not is_loopback(host):
-        print(
-            f"refusing to serve on {host}: the config has no keys, so the gateway would be "
-            "open to anyone who can reach it. Bind to 127.0.0.1, or add `keys:` to the config.",
-            file=sys.stderr,
-        )
-        return EXIT_CONFIG
     import uvicorn
 
     options = dict(
@@ -166,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("serve", help="run the gateway")
     p.add_argument("--config", help="YAML config file (default: the embedded demo config)")
     p.add_argument("--host", help="bind address (default: server.host, 127.0.0.1)")
-    p.add_argument("--port", type=int, help="port (default: server.port, 8080)")
+    p.add_argument("--port", type=port_number, help="port (default: server.port, 8080)")
     p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     p.add_argument("--access-log", action="store_true", help="log every request (slower)")
     p.add_argument("--log-level", default="info")
@@ -178,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("mock-upstream", help="serve the mock LLM over HTTP")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=9100)
+    p.add_argument("--port", type=port_number, default=9100)
     p.add_argument("--model", default="mock-gpt")
     p.add_argument("--latency-ms", type=float, default=0)
     p.add_argument("--chunk-delay-ms", type=float, default=0)

@@ -19,6 +19,8 @@ import yaml
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from chaos.config import ChaosConfig
+from chaos.grammar import parse
+from chaos.targets import Targets, UnknownTarget
 from routing.config import (
     DocumentError,
     Frozen,
@@ -124,12 +126,20 @@ def cross_reference_problems(config: GatewayConfig) -> list[str]:
     problems += _duplicates("tools", "tool name", [t.name for t in config.tools])
     problems += _duplicates("receipts.keys", "receipt key id", [k.id for k in config.receipts.keys])
     known = set(names)
+    targets = Targets(
+        {d.id: g.name for g in config.models for d in g.deployments}, [t.name for t in config.tools]
+    )
     for color, settings in config.chaos.colors.items():
         for deployment in settings.deployments:
             if deployment not in ids:
                 problems.append(
                     f"chaos.colors.{color}.deployments: unknown deployment {deployment!r}"
                 )
+        for spec in parse(settings.faults) if settings.faults else ():
+            try:
+                targets.check(spec)
+            except UnknownTarget as exc:
+                problems.append(f"chaos.colors.{color}.faults: {exc}")
     for i, group in enumerate(config.models):
         for field in ("fallbacks", "context_window_fallbacks", "content_policy_fallbacks"):
             for j, target in enumerate(getattr(group, field)):
@@ -171,6 +181,32 @@ def load_config(path: str | Path | None = None) -> GatewayConfig:
     except yaml.YAMLError as exc:
         raise ConfigError(source, [f"YAML syntax error: {exc}"]) from None
     return parse_config(data, source)
+
+
+def serving_problems(config: GatewayConfig, host: str) -> list[str]:
+    """Problems only serving would hit, so `check-config` reports them too: a key-less
+    gateway on a non-loopback address, and litellm provider names litellm does not
+    know (checked only when such deployments exist: it imports litellm, seconds)."""
+    problems: list[str] = []
+    if not config.keys and not is_loopback(host):
+        problems.append(
+            f"server.host: refusing to serve on {host}: the config has no keys, so the "
+            "gateway would be open to anyone who can reach it. Bind to 127.0.0.1, or add "
+            "`keys:`"
+        )
+    if config.needs_litellm:
+        from routing.providers.litellm import import_litellm
+
+        known = {p.value for p in import_litellm().provider_list}
+        for i, group in enumerate(config.models):
+            for j, deployment in enumerate(group.deployments):
+                if deployment.uses_litellm and deployment.provider not in known:
+                    problems.append(
+                        f"models[{i}].deployments[{j}].provider: unknown provider "
+                        f"{deployment.provider!r} (neither OpenAI-compatible nor one litellm "
+                        "translates)"
+                    )
+    return problems
 
 
 def is_loopback(host: str) -> bool:

@@ -76,9 +76,10 @@ def invalid_json(detail: str) -> GatewayError:
 
 
 def invalid_type(param: str, expected: str, value: object) -> GatewayError:
+    got = "an empty string" if value == "" else json_type(value)
     return GatewayError(
         400,
-        f"Invalid type for '{param}': expected {expected}, but got {json_type(value)} instead.",
+        f"Invalid type for '{param}': expected {expected}, but got {got} instead.",
         code="invalid_type",
         param=param,
     )

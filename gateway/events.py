@@ -18,10 +18,12 @@ log = logging.getLogger("seawall.events")
 class GuardEvent:
     """`kind` says what was found, `action` what the gateway did about it.
 
-    kinds: prompt_too_large, too_many_messages, tool_message_too_large,
-    json_too_deep, tool_call_invalid, tool_result_invalid, tool_result_forged,
-    tool_result_injection. actions: reject, warn, fallback, truncate, repair
-    (a repair attempt was made), repaired (the repair produced a valid call).
+    kinds: request_too_large (413), json_too_deep, prompt_too_large,
+    too_many_messages, tool_message_too_large, tool_call_invalid,
+    tool_result_invalid, tool_result_forged, tool_result_injection, and
+    fault_injected (chaos; its action is the fault's name). actions: reject, warn,
+    fallback, truncate, repair (a repair attempt was made), repaired (the repair
+    produced a valid call).
     """
 
     kind: str

@@ -85,7 +85,9 @@ class RoutingCollector(Collector):
             "seawall_retries", "Retries on the same deployment.", labels=labels
         )
         hedges = CounterMetricFamily(
-            "seawall_hedges", "Hedged second attempts started.", labels=["group"]
+            "seawall_hedges",
+            "Hedged second attempts started, by the deployment hedged to.",
+            labels=labels,
         )
         for group, deployment in self.router.deployments():
             names = [group.name, deployment.id]
@@ -99,8 +101,7 @@ class RoutingCollector(Collector):
             weight.add_metric(names, deployment.effective_weight())
             in_flight.add_metric(names, stats.in_flight)
             retries.add_metric(names, stats.retries)
-        for group in self.router.groups.values():
-            hedges.add_metric([group.name], group.hedges)
+            hedges.add_metric(names, stats.hedges)
         fallbacks = CounterMetricFamily(
             "seawall_fallbacks", "Requests passed to a fallback group.", labels=["from", "to"]
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
@@ -40,15 +41,25 @@ class WaitRetryAfterOrBackoff(wait_base):
 
 
 class StopRetrying(stop_base):
-    """Attempts used up, the next sleep would pass the deadline, or no budget left.
+    """Attempts used up, the next sleep would pass the deadline, the deployment's
+    breaker keeps traffic away, or no budget left.
 
-    Checked in that order, so the budget is only spent on a retry that happens.
+    Checked in that order, so the budget is only spent on a retry that can happen,
+    and a retry the breaker would refuse neither waits nor counts: the caller gets
+    the deployment's real failure at once.
     """
 
-    def __init__(self, attempts: int, deadline: float | None, budget: RetryBudget) -> None:
+    def __init__(
+        self,
+        attempts: int,
+        deadline: float | None,
+        budget: RetryBudget,
+        admitted: Callable[[], bool] = lambda: True,
+    ) -> None:
         self._attempts = attempts
         self._deadline = deadline  # a time.monotonic() instant
         self._budget = budget
+        self._admitted = admitted
         self.reason = ""
 
     def __call__(self, retry_state: RetryCallState) -> bool:
@@ -58,6 +69,9 @@ class StopRetrying(stop_base):
         next_start = time.monotonic() + retry_state.upcoming_sleep
         if self._deadline is not None and next_start >= self._deadline:
             self.reason = "deadline"
+            return True
+        if not self._admitted():
+            self.reason = "breaker"
             return True
         if not self._budget.try_spend():
             self.reason = "budget"
@@ -70,9 +84,11 @@ def retrying(
     deadline: float | None,
     budget: RetryBudget,
     before_sleep: Any = None,
+    admitted: Callable[[], bool] = lambda: True,
 ) -> AsyncRetrying:
+    """`admitted`: whether the deployment's breaker would let a retry through now."""
     return AsyncRetrying(
-        stop=StopRetrying(settings.attempts, deadline, budget),
+        stop=StopRetrying(settings.attempts, deadline, budget, admitted),
         wait=WaitRetryAfterOrBackoff(settings),
         retry=retry_if_exception(is_retryable),
         before_sleep=before_sleep,

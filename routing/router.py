@@ -9,9 +9,10 @@ For each request:
    group's lists are used (no transitive fallbacks), and no group is tried twice.
 2. Within a group, a deployment is chosen by the group's strategy among those whose
    breaker admits traffic; after a failure that fails over, another one not yet
-   tried. If every breaker of the group is open, the deployment whose breaker
-   opened first is tried anyway (a group is never ejected whole) and the route
-   says `(all-open)`.
+   tried. If every breaker of the group is open, the request fails over while a
+   group of `fallbacks` is left to try; when none is, the deployment whose breaker
+   opened first is tried anyway (a request is never refused for open breakers
+   alone) and the route says `(all-open)`.
 3. On a deployment, the attempt is retried per its `retry` settings (see
    `routing.retry`), asking its breaker again before every retry.
 4. With `hedge_after_ms`, a second deployment is started when the first has not
@@ -31,7 +32,7 @@ import time
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
-from routing.breaker import FORCED, NORMAL, Permit
+from routing.breaker import FORCED, Permit
 from routing.budget import RetryBudget
 from routing.call import Reply, UpstreamRequest
 from routing.config import ModelGroupConfig, RoutingSettings
@@ -62,11 +63,17 @@ class ModelGroup:
         self.hedges = 0
 
     def select(
-        self, tried: set[str], rng: random.Random, only: frozenset[str] | None = None
+        self,
+        tried: set[str],
+        rng: random.Random,
+        only: frozenset[str] | None = None,
+        force: bool = True,
     ) -> tuple[Deployment, Permit] | None:
         """The next deployment to try and its breaker permit; None when none is left.
 
         `only` restricts the choice to a subset of the group (a traffic partition).
+        `force`: when every breaker is open, try the one that opened first anyway
+        (else None, and the request fails over).
         """
         deployments = self.deployments
         if only is not None:
@@ -77,7 +84,10 @@ class ModelGroup:
             sole = deployments[0]
             if sole.id in tried:
                 return None
-            return sole, sole.breaker.allow() or FORCED
+            permit = sole.breaker.allow()
+            if permit is None:
+                return (sole, FORCED) if force else None
+            return sole, permit
         available = [d for d in deployments if d.breaker.available()]
         if available:
             untried = [d for d in available if d.id not in tried]
@@ -87,7 +97,7 @@ class ModelGroup:
             permit = deployment.breaker.allow()
             return None if permit is None else (deployment, permit)
         oldest = min(deployments, key=_opened_at)
-        return None if oldest.id in tried else (oldest, FORCED)
+        return None if oldest.id in tried or not force else (oldest, FORCED)
 
 
 def _opened_at(deployment: Deployment) -> float:
@@ -181,8 +191,10 @@ class Router:
         current, active = group, ""
         chain: Iterator[str] = iter(())
         while True:
+            # Open breakers are overridden only where no fallback group is left.
+            force = all(name in seen for name in group.config.fallbacks)
             try:
-                return Routed(await self._serve_group(current, journey), journey.route)
+                return Routed(await self._serve_group(current, journey, force), journey.route)
             except UpstreamError as exc:
                 listed = FALLBACK_LISTS.get(exc.failure)
                 if listed is None:
@@ -201,11 +213,11 @@ class Router:
 
     # -- within a group -------------------------------------------------------------
 
-    async def _serve_group(self, group: ModelGroup, journey: Journey) -> Reply:
+    async def _serve_group(self, group: ModelGroup, journey: Journey, force: bool) -> Reply:
         tried: set[str] = set()
         last: UpstreamError | None = None
         while True:
-            pick = group.select(tried, self.rng, journey.request.only)
+            pick = group.select(tried, self.rng, journey.request.only, force)
             if pick is None:
                 if last is not None:
                     raise last
@@ -240,7 +252,7 @@ class Router:
         try:
             done, _ = await asyncio.wait(tasks, timeout=group.hedge_after)
             if not done:
-                pick = group.select(tried, self.rng, journey.request.only)
+                pick = group.select(tried, self.rng, journey.request.only, force=False)
                 if pick is not None:
                     second, second_permit = pick
                     tried.add(second.id)
@@ -289,18 +301,26 @@ class Router:
             deployment.stats.retries += 1
 
         replayed = False
+        last = first_failure
         settings = deployment.config.retry
-        async for attempt in retrying(settings, journey.deadline, self.budget, count_retry):
+        retries = retrying(
+            settings, journey.deadline, self.budget, count_retry, deployment.breaker.available
+        )
+        async for attempt in retries:
             with attempt:
                 if not replayed:
                     replayed = True
                     raise first_failure
                 retry_permit = deployment.breaker.allow()
                 if retry_permit is None:
-                    raise UpstreamError(
-                        Failure.UNAVAILABLE, deployment.id, "circuit breaker opened"
-                    )
-                return await self._attempt(journey, group, deployment, retry_permit, note)
+                    # The breaker tripped during the wait (other requests' failures):
+                    # the stop rule sees it now; the caller gets the real failure.
+                    raise last
+                try:
+                    return await self._attempt(journey, group, deployment, retry_permit, note)
+                except UpstreamError as exc:
+                    last = exc
+                    raise
         raise AssertionError("tenacity stopped without an outcome")  # pragma: no cover
 
     async def _attempt(
@@ -341,6 +361,7 @@ class Router:
             # Cancelled (a hedge loser, a client that left) or a provider bug:
             # no verdict on the deployment.
             stats.ended()
+            stats.record_cancelled()
             breaker.cancelled(permit)
             journey.hop(group.name, deployment.id, "cancelled", note)
             raise
@@ -351,11 +372,11 @@ class Router:
             stats.record(elapsed)
             breaker.success(permit)
             return reply
-        # A stream: the first event is in, so the deployment has answered. What
-        # happens to the rest of it is recorded when it ends.
+        # A stream: the first event is in. Its breaker verdict waits for the end: a
+        # success now would reset the failure count, and a deployment that breaks
+        # every stream half-way would never trip its breaker.
         stats.record_ttft(elapsed)
-        breaker.success(permit)
-        tracked = _TrackedStream(reply, deployment, started)
+        tracked = _TrackedStream(reply, deployment, permit, started)
         return Reply(reply.deployment, reply.status, events=tracked.events(), close=tracked.close)
 
 
@@ -363,14 +384,18 @@ class _TrackedStream:
     """Records a stream's outcome when it ends: finished, broken, or abandoned.
 
     `close` finalizes too, so a stream that is never iterated (a hedge loser, a
-    client gone before the first write) still leaves the in-flight count right.
+    client gone before the first write) still leaves the in-flight count right and
+    returns its breaker permit (a half-open probe slot) without a verdict.
     """
 
-    def __init__(self, reply: Reply, deployment: Deployment, started: float) -> None:
+    def __init__(
+        self, reply: Reply, deployment: Deployment, permit: Permit, started: float
+    ) -> None:
         assert reply.events is not None
         self._reply = reply
         self._upstream = reply.events
         self._deployment = deployment
+        self._permit = permit
         self._started = started
         self._finalized = False
 
@@ -391,12 +416,19 @@ class _TrackedStream:
         if self._finalized:
             return
         self._finalized = True
-        deployment = self._deployment
+        deployment, breaker = self._deployment, self._deployment.breaker
         deployment.stats.ended()
-        if finished:  # a client that went away says nothing about the deployment
-            deployment.stats.record(deployment.clock() - self._started, failure)
-            if failure is not None and failure.policy.counts_for_breaker:
-                deployment.breaker.failure(NORMAL)
+        if not finished:  # a client that went away says nothing about the deployment
+            deployment.stats.record_cancelled()
+            breaker.cancelled(self._permit)
+            return
+        deployment.stats.record(deployment.clock() - self._started, failure)
+        if failure is None:
+            breaker.success(self._permit)
+        elif failure.policy.counts_for_breaker:
+            breaker.failure(self._permit)
+        else:  # the request's own deadline ran out: no verdict
+            breaker.cancelled(self._permit)
 
     async def close(self) -> None:
         self._finalize(False, None)

@@ -39,15 +39,23 @@ class EventRelay:
     """Iterates complete SSE events from an upstream byte stream.
 
     Raises `UpstreamError(STREAM_BROKEN)` if the stream fails, stalls past the
-    transport's read timeout, outlives `deadline`, or ends without `[DONE]`.
+    transport's read timeout, outlives `deadline`, or ends without `[DONE]`. When
+    `deadline` is the request's own (`by_deadline`), outliving it is
+    `UpstreamError(DEADLINE)` instead: the client's time ran out, which says nothing
+    about the deployment's health.
     """
 
     def __init__(
-        self, deployment: str, chunks: AsyncIterator[bytes], deadline: float | None
+        self,
+        deployment: str,
+        chunks: AsyncIterator[bytes],
+        deadline: float | None,
+        by_deadline: bool = False,
     ) -> None:
         self.deployment = deployment
         self._chunks = chunks
         self._deadline = deadline
+        self._by_deadline = by_deadline
         self._tail = b""
         self._done = False
         self.events_bytes = 0
@@ -71,6 +79,10 @@ class EventRelay:
                     return events
                 return b""
             if self._deadline is not None and time.monotonic() > self._deadline:
+                if self._by_deadline:
+                    raise UpstreamError(
+                        Failure.DEADLINE, self.deployment, "request deadline exceeded"
+                    )
                 raise httpx.ReadTimeout("stream exceeded its total time limit")
             if self._tail:
                 chunk = self._tail + chunk

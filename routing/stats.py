@@ -177,6 +177,11 @@ class DeploymentStats:
     def ended(self) -> None:
         self.in_flight -= 1
 
+    def record_cancelled(self) -> None:
+        """An attempt given up before its outcome (a hedge loser, a client gone): it
+        counts as an attempt, but says nothing about the deployment's health."""
+        self.outcomes["cancelled"] = self.outcomes.get("cancelled", 0) + 1
+
     def record(self, seconds: float, failure: Failure | None = None) -> None:
         """One finished attempt, successful when `failure` is None.
 

@@ -177,7 +177,8 @@ def test_scheduled_faults_can_be_cleared(clocked: Any) -> None:
     [
         ({"fault": "nope", "duration_s": 5}, "unknown fault 'nope'"),
         ({"fault": "latency", "duration_s": 5, "ms": "soon"}, "not a whole number"),
-        ({"fault": "latency", "duration_s": 0}, "duration_s must be between"),
+        ({"fault": "latency", "duration_s": 0}, "duration_s must be more than 0 and at most 86400"),
+        ({"fault": "latency", "duration_s": 5, "ms": None}, "latency: ms is null"),
         ({"fault": "latency"}, "'duration_s' must be a number"),
         ({"duration_s": 5}, "'fault' must be a fault name"),
     ],
@@ -187,6 +188,33 @@ def test_bad_schedules_are_400s(clocked: Any, body: dict[str, Any], message: str
     response = admin(gateway, "POST", **body)
     assert response.status_code == 400
     assert message in response.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("target", ["nonexistent", "group:nope", "tool:nope"])
+def test_scheduled_faults_must_aim_at_something_that_exists(clocked: Any, target: str) -> None:
+    gateway, _ = clocked
+    response = admin(gateway, "POST", fault="connect_refused", target=target, duration_s=60)
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "invalid_fault" and error["param"] == "target"
+    assert f"unknown target {target!r} (valid: a, b, group:g)" in error["message"]
+    assert admin(gateway, "GET").json()["faults"] == []
+
+
+def test_a_group_target_is_valid(clocked: Any) -> None:
+    gateway, _ = clocked
+    created = admin(gateway, "POST", fault="connect_refused", target="group:g", duration_s=60)
+    assert created.status_code == 201
+    assert chat(gateway).status_code == 502  # both deployments of g refuse
+
+
+def test_a_header_aimed_at_nothing_is_a_400() -> None:
+    with running_gateway(config()) as gateway:
+        response = chat(gateway, **{"x-seawall-chaos": "latency;ms=1;target=nope"})
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "invalid_chaos_header"
+    assert "latency: unknown target 'nope' (valid: a, b, group:g)" in error["message"]
 
 
 def test_the_admin_api_needs_the_admin_role() -> None:

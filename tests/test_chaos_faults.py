@@ -3,6 +3,7 @@ about it as a client sees it: status, error code, route, headers, counters."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -182,6 +183,77 @@ def test_http_errors_are_provider_shaped(
     assert response.headers["x-should-retry"] == "false"
 
 
+@pytest.mark.parametrize(
+    ("fault", "body"),
+    [
+        (
+            "http_error;status=400",
+            {
+                "error": {
+                    "message": "We could not parse the JSON body of your request. (HINT: This "
+                    "likely means you aren't using your HTTP library correctly. The OpenAI API "
+                    "expects a JSON payload, but what was sent was not valid JSON.)",
+                    "type": "invalid_request_error",
+                    "param": None,
+                    "code": None,
+                }
+            },
+        ),
+        (
+            "http_error;status=422",
+            {
+                "error": {
+                    "message": "Unprocessable Entity",
+                    "type": "invalid_request_error",
+                    "param": None,
+                    "code": None,
+                }
+            },
+        ),
+        (
+            "http_error;status=400;style=anthropic",
+            {  # Anthropic's `{"type": "error", ...}`, relayed in OpenAI's envelope
+                "error": {
+                    "message": "messages: at least one message is required",
+                    "type": "invalid_request_error",
+                    "param": None,
+                    "code": None,
+                }
+            },
+        ),
+    ],
+)
+def test_client_errors_reach_the_caller_as_the_provider_shaped_them(
+    gateway: ServerThread, fault: str, body: dict[str, Any]
+) -> None:
+    # The gateway relays a provider's 4xx body as it came: what chaos injects is
+    # what the caller sees, so it must be what the provider would have said.
+    response = ask(gateway, fault)
+    assert response.status_code == int(fault.split("status=")[1].split(";")[0])
+    assert response.json() == body
+
+
+@pytest.mark.parametrize(
+    ("fault", "said"),
+    [
+        ("http_error;status=401", "Incorrect API key provided"),
+        ("http_error;status=403", "Country, region, or territory not supported"),
+        ("http_error;status=404", "The model `mock-gpt` does not exist or you do not have access"),
+        ("http_error;status=401;style=anthropic", "invalid x-api-key"),
+        ("http_error;status=404;style=anthropic", "model: mock-gpt"),
+    ],
+)
+def test_credential_and_model_errors_quote_what_the_provider_said(
+    gateway: ServerThread, fault: str, said: str
+) -> None:
+    # The gateway answers these itself (its own config is at fault), quoting the
+    # provider: the quote is the provider's real wording, the model the one asked for.
+    response = ask(gateway, fault)
+    assert response.status_code == int(fault.split("status=")[1].split(";")[0])
+    assert response.json()["error"]["type"] == "upstream_error"
+    assert f"(upstream said: {said}" in response.json()["error"]["message"]
+
+
 def test_rate_limits_carry_retry_after(gateway: ServerThread) -> None:
     response = ask(gateway, "http_error;status=429;retry_after_ms=1500")
     assert response.status_code == 429
@@ -210,6 +282,40 @@ def test_broken_bodies_are_502s(gateway: ServerThread, fault: str) -> None:
     response = ask(gateway, fault)
     assert response.status_code == 502
     assert error_code(response) == "upstream_bad_response"
+
+
+def data_payloads(response: httpx.Response) -> list[str]:
+    return [
+        event[len("data: ") :]
+        for event in response.text.split("\n\n")
+        if event.startswith("data: ")
+    ]
+
+
+def is_json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
+
+
+def test_invalid_json_on_a_stream_breaks_one_event_and_is_relayed(gateway: ServerThread) -> None:
+    # The stream has started (200, headers sent) before the broken event exists,
+    # and the relay forwards events without parsing them: the client gets every
+    # event, the second one with JSON that stops halfway, then [DONE] and no
+    # error event. Only the client's own parser can notice.
+    clean = data_payloads(ask(gateway, stream=True))
+    response = ask(gateway, "invalid_json", stream=True)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/event-stream")
+    assert response.headers["x-seawall-chaos-injected"] == "invalid_json@d"
+    payloads = data_payloads(response)
+    assert len(payloads) == len(clean) and payloads[-1] == "[DONE]"
+    broken = [i for i, payload in enumerate(payloads[:-1]) if not is_json(payload)]
+    assert broken == [1]
+    assert payloads[1].startswith('{"id":"chatcmpl-') and len(payloads[1]) < len(clean[1])
+    assert sse_error(response) == ""
 
 
 def test_wrong_content_type_on_a_stream_is_caught_before_any_byte(gateway: ServerThread) -> None:
@@ -347,6 +453,23 @@ def test_forged_tool_calls_are_caught(
 
 
 @pytest.mark.parametrize(
+    ("mode", "said"),
+    [
+        ("bad_args", "tool 'get_weather': arguments are not valid JSON"),
+        ("unknown_tool", "the model called 'forged_tool', which the request did not offer"),
+    ],
+)
+def test_forged_tool_calls_use_the_offered_tools(
+    gateway: ServerThread, mode: str, said: str
+) -> None:
+    # bad_args corrupts a call to a tool the request offered (read from the
+    # upstream request body), so the arguments check is what catches it.
+    response = ask(gateway, f"forge_tool_call;mode={mode}", tools=OFFERED)
+    assert response.status_code == 502
+    assert said in response.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(
     ("fault", "status", "code"),
     [
         ("forge_tool;target=tool:get_weather;mode=invalid", 502, "tool_result_invalid"),
@@ -385,6 +508,33 @@ def test_targets_pick_the_deployment(gateway: ServerThread) -> None:
     assert by_group.headers["x-seawall-chaos-injected"] == "connect_refused@p1, connect_refused@p2"
 
 
+@pytest.mark.parametrize(
+    "header",
+    [
+        "latency;target=nope",
+        "connect_refused;target=group:nope",
+        "connect_refused;target=tool:nope",
+        "forge_tool;tool=nope",
+        "latency;target=d, latency;target=nope",
+    ],
+)
+def test_unknown_targets_are_400s_listing_the_valid_ones(
+    gateway: ServerThread, header: str
+) -> None:
+    # A fault aimed at nothing would silently test nothing.
+    response = ask(gateway, header)
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["type"] == "invalid_request_error"
+    assert error["code"] == "invalid_chaos_header" and error["param"] == "x-seawall-chaos"
+    target = header.rpartition("=")[2]
+    target = f"tool:{target}" if header.startswith("forge_tool") else target
+    assert f"unknown target {target!r}" in error["message"]
+    valid = "d, group:g, group:long, group:pair, long-d, p1, p2, tool:get_weather"
+    assert f"(valid: {valid})" in error["message"]
+    assert "x-seawall-chaos-injected" not in response.headers
+
+
 def test_a_traffic_color_partitions_routing(gateway: ServerThread) -> None:
     dyed = ask(gateway, model="pair", headers={"x-traffic-color": "blue"})
     plain = ask(gateway, model="pair")
@@ -401,9 +551,18 @@ def test_malformed_headers_are_400s_naming_the_problem(gateway: ServerThread) ->
     assert color.status_code == 400 and "unknown traffic color 'purple'" in color.text
 
 
-def test_caps_clamp_latency(gateway: ServerThread) -> None:
-    started = time.monotonic()
-    response = ask(gateway, "latency;ms=999999;target=long-d", model="long")
-    # clamped to max_latency_ms (5 s), which passes the 1.5 s total timeout
-    assert response.status_code == 504
-    assert time.monotonic() - started < 4
+def test_caps_clamp_latency() -> None:
+    # The deployment would wait out the whole 3 s requested, so only the cap
+    # (200 ms) can make the answer arrive well before it.
+    patient = {"timeouts": {"connect_ms": 200, "ttft_ms": 10_000, "total_ms": 10_000}}
+    config = {
+        "models": [{"name": "g", "deployments": [mock("d", **patient)]}],
+        "chaos": {"enabled": True, "max_latency_ms": 200},
+    }
+    with running_gateway(config) as server:
+        started = time.monotonic()
+        response = ask(server, "latency;ms=3000")
+        elapsed = time.monotonic() - started
+    assert response.status_code == 200
+    assert response.headers["x-seawall-chaos-injected"] == "latency@d"
+    assert 0.15 <= elapsed < 1.5  # the clamped delay, not none and not the 3 s asked for

@@ -56,6 +56,29 @@ def test_bad_config_exits_2_listing_every_problem(tmp_path: Path) -> None:
         assert "Traceback" not in output
 
 
+def test_check_config_reports_what_serving_would_refuse(tmp_path: Path) -> None:
+    # A file check-config passes must not then fail at `serve`: a key-less public
+    # bind and a provider litellm does not know are reported by both, exit 2.
+    deployment = {"id": "d", "provider": "antropic", "model": "claude", "api_key": "x"}
+    config = write_config(
+        tmp_path / "typo.yaml",
+        {"server": {"host": "0.0.0.0"}, "models": [{"name": "g", "deployments": [deployment]}]},
+    )
+    for args in (["check-config", str(config)], ["serve", "--config", str(config)]):
+        code, output = SeawallProcess(args).run_to_exit()
+        assert code == 2
+        assert "2 problem(s)" in output
+        assert "server.host: refusing to serve on 0.0.0.0" in output
+        assert "models[0].deployments[0].provider: unknown provider 'antropic'" in output
+        assert "Traceback" not in output
+
+
+def test_serve_refuses_a_port_out_of_range() -> None:
+    code, output = SeawallProcess(["serve", "--port", "99999"]).run_to_exit()
+    assert code == 2
+    assert "99999 is not a TCP port" in output
+
+
 def test_check_config_ok(tmp_path: Path) -> None:
     config = write_config(
         tmp_path / "ok.yaml",

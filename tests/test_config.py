@@ -92,6 +92,24 @@ def test_cross_references_are_checked() -> None:
     ]
 
 
+def test_color_faults_must_aim_at_something_the_gateway_has() -> None:
+    # A typo in a color's fault target would silently inject nothing on dyed traffic.
+    problems = problems_of(
+        {
+            "models": [{"name": "g", "deployments": [{"id": "d", "model": "m"}]}],
+            "chaos": {
+                "enabled": True,
+                "colors": {
+                    "blue": {"faults": "latency;ms=10;target=dd"},
+                    "green": {"faults": "http_error;target=group:g"},
+                },
+            },
+        }
+    )
+    assert len(problems) == 1
+    assert problems[0].startswith("chaos.colors.blue.faults: latency: unknown target 'dd'")
+
+
 @pytest.mark.parametrize(
     ("data", "expected"),
     [

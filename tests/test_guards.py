@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import openai
+import orjson
 import pytest
 
 from gateway.app import create_app
@@ -198,9 +199,39 @@ def test_nesting_bombs_are_fast_400s(depth: int, code: str) -> None:
         started = time.monotonic()
         response = httpx.post(gw.url + "/v1/chat/completions", content=bomb)
         elapsed = time.monotonic() - started
+        metrics = httpx.get(gw.url + "/metrics").text
     assert response.status_code == 400
     assert response.json()["error"]["code"] == code
     assert elapsed < 1.0
+    assert provider.calls == 0
+    # The depth guard's refusal is a guard event; orjson's own limit is plain bad JSON.
+    counted = 'seawall_guard_events_total{action="reject",kind="json_too_deep"} 1.0' in metrics
+    assert counted == (code == "json_too_deep")
+
+
+def chunked(body: bytes) -> Iterator[bytes]:
+    """A body without Content-Length, so only the running count can refuse it."""
+    for at in range(0, len(body), 512):
+        yield body[at : at + 512]
+
+
+@pytest.mark.parametrize("declared", [True, False])
+def test_oversized_bodies_are_413s_counted_as_guard_events(declared: bool) -> None:
+    body = orjson.dumps({"model": "g", "messages": [{"role": "user", "content": "x" * 4096}]})
+    with (
+        upstream() as (provider, url),
+        gateway_with(group("g", url), server={"max_request_bytes": 2048}) as gw,
+    ):
+        content = body if declared else chunked(body)
+        response = httpx.post(
+            gw.url + "/v1/chat/completions",
+            content=content,
+            headers={"content-type": "application/json"},
+        )
+        metrics = httpx.get(gw.url + "/metrics").text
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "request_too_large"
+    assert 'seawall_guard_events_total{action="reject",kind="request_too_large"} 1.0' in metrics
     assert provider.calls == 0
 
 

@@ -216,6 +216,34 @@ def test_wrong_field_type_names_the_field(client: openai.OpenAI) -> None:
             {
                 "model": "demo",
                 "messages": [{"role": "user", "content": "x"}],
+                "stream_options": {"include_usage": "yes"},
+            },
+            "stream_options.include_usage",
+        ),
+        (
+            {"model": "demo", "messages": [{"role": "user", "content": [1]}]},
+            "messages[0].content[0]",
+        ),
+        (
+            {"model": "demo", "messages": [{"role": "user", "content": [{"text": "x"}]}]},
+            "messages[0].content[0].type",
+        ),
+        (
+            {"model": "demo", "messages": [{"role": "user", "content": [{"type": "text"}]}]},
+            "messages[0].content[0].text",
+        ),
+        (
+            {"model": "demo", "messages": [{"role": "user", "content": "x", "name": 5}]},
+            "messages[0].name",
+        ),
+        (
+            {"model": "demo", "messages": [{"role": "tool", "content": "x", "tool_call_id": [1]}]},
+            "messages[0].tool_call_id",
+        ),
+        (
+            {
+                "model": "demo",
+                "messages": [{"role": "user", "content": "x"}],
                 "tools": [{"type": "function"}],
             },
             "tools[0]",

@@ -207,6 +207,55 @@ def test_a_group_is_never_ejected_whole() -> None:
             assert up["a"][0].calls == 2 and up["b"][0].calls == 1
 
 
+def test_a_group_with_open_breakers_fails_over_before_forcing_them() -> None:
+    # Forcing an open deployment is the last resort: while a fallback group is left,
+    # the request goes there at once instead of waiting on a known-bad upstream.
+    clock = FakeClock()
+    breaker = {"consecutive_failures": 1, "open_seconds": 60}
+    with upstreams(a=DOWN, backup=OK) as up:
+        config = {
+            "models": [
+                group(
+                    "g",
+                    deployment("a", up["a"][1], breaker=breaker, retry=NO_RETRY),
+                    fallbacks=["backup"],
+                ),
+                group("backup", deployment("backup", up["backup"][1])),
+            ]
+        }
+        with running_gateway(config, clock) as gateway:
+            assert chat(gateway).headers["x-seawall-route"] == "g/a!503 > backup/backup"
+            for _ in range(3):
+                response = chat(gateway)
+                assert response.status_code == 200
+                assert response.headers["x-seawall-route"] == "backup/backup"
+    assert up["a"][0].calls == 1
+
+
+def test_a_breaker_that_trips_mid_retry_leaves_the_real_failure_and_no_fake_retries() -> None:
+    # One deployment, no fallback: the first 429 opens the breaker, so a retry could
+    # only be refused. None is counted or waited for, and the client gets the
+    # provider's 429 with its retry-after, not a made-up 503.
+    limited = Answer(
+        429, error_body("slow down", "rate_limit_error"), headers={"retry-after-ms": "800"}
+    )
+    breaker = {"consecutive_failures": 1, "open_seconds": 60}
+    retry = {"attempts": 3, "backoff_ms": 1, "max_backoff_ms": 2}
+    with upstreams(a=limited) as up:
+        config = {"models": [group("g", deployment("a", up["a"][1], breaker=breaker, retry=retry))]}
+        with running_gateway(config, FakeClock()) as gateway:
+            started = time.monotonic()
+            response = chat(gateway)
+            elapsed = time.monotonic() - started
+            retries = metric(gateway, "seawall_retries_total", group="g", deployment="a")
+    assert response.status_code == 429
+    assert response.json()["error"]["code"] == "upstream_rate_limited"
+    assert response.headers["x-seawall-route"] == "g/a!429"
+    assert up["a"][0].calls == 1
+    assert retries == 0
+    assert elapsed < 0.8  # the 800 ms retry-after was not waited for a refused retry
+
+
 # -- SLA-aware weighting ------------------------------------------------------------------
 
 
@@ -441,6 +490,54 @@ def test_streams_fail_over_before_the_first_byte(failure: Answer) -> None:
     assert stream.headers["x-seawall-route"].startswith("g/a!")
 
 
+def test_streams_broken_half_way_trip_the_breaker() -> None:
+    # The first event is not a verdict: a deployment that breaks every stream after
+    # it must still reach its consecutive-failure threshold.
+    cut = Answer(events=text_events(["one ", "two ", "three"]), cut_after=2)
+    breaker = {"consecutive_failures": 3, "open_seconds": 60}
+    with upstreams(a=cut, b=Answer(events=text_events(["fine"]))) as up:
+        config = {
+            "models": [
+                group(
+                    "g",
+                    deployment("a", up["a"][1], breaker=breaker),
+                    deployment("b", up["b"][1]),
+                    strategy="priority",
+                )
+            ]
+        }
+        body = {"model": "g", "messages": [{"role": "user", "content": "x"}], "stream": True}
+        with running_gateway(config, FakeClock()) as gateway:
+            for _ in range(3):
+                text = httpx.post(gateway.url + "/v1/chat/completions", json=body).text
+                assert "event: error" in text or '"error"' in text
+            assert routing_state(gateway)["a"]["breaker"]["state"] == "open"
+            after = httpx.post(gateway.url + "/v1/chat/completions", json=body)
+    assert after.headers["x-seawall-route"] == "g/b"
+    assert up["a"][0].calls == 3
+
+
+def test_a_stream_outliving_the_clients_deadline_is_not_held_against_the_deployment() -> None:
+    slow = Answer(events=text_events(["a"] * 40), event_delay=0.02)
+    breaker = {"consecutive_failures": 1, "open_seconds": 60}
+    with upstreams(a=slow) as up:
+        config = {"models": [group("g", deployment("a", up["a"][1], breaker=breaker))]}
+        body = {"model": "g", "messages": [{"role": "user", "content": "x"}], "stream": True}
+        headers = {"x-seawall-timeout-ms": "200"}
+        with running_gateway(config, FakeClock()) as gateway:
+            for _ in range(2):
+                response = httpx.post(
+                    gateway.url + "/v1/chat/completions", json=body, headers=headers
+                )
+                assert response.status_code == 200  # headers went out with the first event
+                assert "request deadline exceeded" in response.text
+            state = routing_state(gateway)["a"]
+    assert state["breaker"]["state"] == "closed"
+    assert state["breaker"]["openings"] == 0
+    assert state["totals"]["outcomes"] == {"deadline": 2}
+    assert up["a"][0].calls == 2
+
+
 def test_streams_never_switch_after_the_first_byte() -> None:
     cut = Answer(events=text_events(["one ", "two ", "three"]), cut_after=2)
     with upstreams(a=cut, b=OK) as up:
@@ -489,7 +586,14 @@ def test_hedging_wins_on_a_slow_primary() -> None:
         response = chat(gateway)
         elapsed = time.monotonic() - started
         state = routing_state(gateway)
-        hedges = metric(gateway, "seawall_hedges_total", group="g")
+        hedges = metric(gateway, "seawall_hedges_total", group="g", deployment="quick")
+        loser = metric(
+            gateway,
+            "seawall_upstream_attempts_total",
+            group="g",
+            deployment="slow",
+            outcome="cancelled",
+        )
     assert response.status_code == 200
     assert response.json()["choices"][0]["message"]["content"] == "scripted reply"
     assert elapsed < 2.0
@@ -497,7 +601,9 @@ def test_hedging_wins_on_a_slow_primary() -> None:
     assert hedges == 1
     assert (up["slow"][0].calls, up["quick"][0].calls) == (1, 1)
     assert state["slow"]["in_flight"] == 0 and state["slow"]["breaker"]["state"] == "closed"
-    assert state["slow"]["totals"]["outcomes"] == {}  # a cancelled loser gets no verdict
+    # The loser is counted as an attempt, with no verdict on its health.
+    assert loser == 1
+    assert state["slow"]["totals"]["outcomes"] == {"cancelled": 1}
 
 
 def test_hedging_stream_winner_and_loser_stream_closed() -> None:

@@ -275,10 +275,22 @@ def test_unknown_tool_with_only_unregistered_offers_gets_policy_mode() -> None:
     assert tools.check(ToolCall(None, "", "{}"))[0].tool == "?"
 
 
-def test_nothing_offered_means_mode_off() -> None:
-    tools = make_offered(["junk", {"function": "x"}, {"function": {"name": 5}}])
+@pytest.mark.parametrize("mode", ["enforce", "warn", "off"])
+def test_with_nothing_offered_every_call_is_unknown_in_offered_mode(mode: Mode) -> None:
+    # "Calls to tools the request did not offer are violations too", offered or not.
+    tools = make_offered(
+        ["junk", {"function": "x"}, {"function": {"name": 5}}], policy=ToolPolicy(offered_mode=mode)
+    )
     assert tools.names == set()
-    assert tools.mode == "off"
+    assert tools.mode == mode
+    assert summary(tools.check(ToolCall("c1", "get_weather", "{}"))) == [
+        (
+            "unknown_tool",
+            "name",
+            "the model called 'get_weather', which the request did not offer",
+            mode,
+        )
+    ]
 
 
 @pytest.mark.parametrize("arguments", ["{", "{'city': 'Oslo'}", "not json", '{"city":"Oslo"} x'])

@@ -119,8 +119,11 @@ class OfferedTools:
 
     @property
     def mode(self) -> Mode:
-        """The strictest mode among the offered tools: it governs unknown calls."""
-        return max(self._modes.values(), key=SEVERITY.__getitem__, default="off")
+        """The mode for calls to tools that were not offered: the strictest among the
+        offered tools, or `offered_mode` when the request offered none."""
+        if not self._modes:
+            return self._policy.offered_mode
+        return max(self._modes.values(), key=SEVERITY.__getitem__)
 
     def check(self, call: ToolCall) -> list[Violation]:
         if call.name not in self._validators:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from jsonschema.protocols import Validator
 
 from tools.config import ToolConfig
-from tools.schemas import compile_schema
+from tools.schemas import SchemaCache, compile_schema
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,9 @@ class ToolRegistry:
             )
             for tool in tools
         }
+        #: Validators for schemas offered in requests, shared by the stage that
+        #: refuses unsafe ones before routing and the one that checks calls after.
+        self.offered = SchemaCache()
 
     def get(self, name: str) -> RegisteredTool | None:
         return self._tools.get(name)

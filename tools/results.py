@@ -71,6 +71,10 @@ class ResultChecker:
         self._receipts = receipts
         self._policy = policy
 
+    @property
+    def registry(self) -> ToolRegistry:
+        return self._registry
+
     def check(self, result: ToolResult) -> list[Violation]:
         registered = self._registry.get(result.tool) if result.tool else None
         mode: Mode = registered.config.mode if registered else self._policy.offered_mode

@@ -3,6 +3,11 @@
 Validators are compiled once: registered tools at start-up, schemas offered in
 requests on first sight (agents send the same tool list with every request, so a
 small cache keyed by the schema's canonical text serves nearly every call).
+
+Schemas may come from clients, so validation is bounded three ways: values nested
+deeper than `MAX_DEPTH` are refused, schemas whose `$ref`s loop without consuming
+input are refused when compiled (`tools.refcycles`), and `pattern`s match under a
+time limit (`tools.patterns`).
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 import jsonschema
@@ -17,6 +23,9 @@ import orjson
 import referencing
 import referencing.exceptions
 from jsonschema.protocols import Validator
+
+from tools import patterns
+from tools.refcycles import reference_cycle
 
 #: Values nested deeper than this are refused before validation: jsonschema
 #: recurses per level, and a deep enough value would end in a RecursionError.
@@ -78,6 +87,10 @@ def remote_references(schema: Any) -> list[str]:
     return found
 
 
+class UnsafeSchema(ValueError):
+    """A schema validation could never finish with: refused, never skipped."""
+
+
 def check_schema(schema: dict[str, Any] | None) -> dict[str, Any] | None:
     """A JSON Schema 2020-12 document, or a config error saying what is wrong."""
     if schema is None:
@@ -87,11 +100,20 @@ def check_schema(schema: dict[str, Any] | None) -> dict[str, Any] | None:
     except jsonschema.SchemaError as exc:
         where = "/".join(str(p) for p in exc.path) or "(root)"
         raise ValueError(f"invalid JSON Schema at {where}: {exc.message}") from None
+    except RecursionError:  # the metaschema recurses per level of the schema
+        raise UnsafeSchema("the schema is nested too deeply to be checked") from None
     remote = remote_references(schema)
     if remote:
         raise ValueError(
             f"$ref {remote[0]!r} points outside the schema: only local references "
             "('#/...') are supported, remote ones are never fetched"
+        )
+    cycle = reference_cycle(schema)
+    if cycle:
+        raise UnsafeSchema(
+            f"$ref cycle {' -> '.join(cycle)} applies the schema to the same value "
+            "forever: a reference must pass through a keyword such as properties or "
+            "items before it comes back"
         )
     return schema
 
@@ -102,8 +124,19 @@ def check_schema(schema: dict[str, Any] | None) -> dict[str, Any] | None:
 NO_REMOTE_REFERENCES: referencing.Registry[Any] = referencing.Registry()
 
 
+@cache
+def _timed_patterns(cls: type[Validator]) -> type[Validator]:
+    """`cls` with `pattern` and friends matching under a time limit (one class per
+    draft, made once)."""
+    keywords = {k: f for k, f in patterns.KEYWORDS.items() if k in cls.VALIDATORS}
+    extended: type[Validator] = jsonschema.validators.extend(cls, keywords)
+    return extended
+
+
 def compile_schema(schema: dict[str, Any]) -> Validator:
-    cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+    cls = _timed_patterns(
+        jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+    )
     return cls(schema, format_checker=cls.FORMAT_CHECKER, registry=NO_REMOTE_REFERENCES)
 
 
@@ -112,24 +145,41 @@ class SchemaCache:
 
     def __init__(self, size: int = _CACHE_SIZE) -> None:
         self._size = size
-        self._entries: OrderedDict[bytes, Validator | None] = OrderedDict()
+        self._entries: OrderedDict[bytes, Validator | UnsafeSchema | None] = OrderedDict()
 
     def get(self, schema: Any) -> Validator | None:
-        """The validator, or None when the schema itself is not valid JSON Schema."""
+        """The validator, or None when the schema is not valid JSON Schema or is
+        unsafe (`lookup` tells the two apart)."""
+        try:
+            return self.lookup(schema)
+        except UnsafeSchema:
+            return None
+
+    def lookup(self, schema: Any) -> Validator | None:
+        """The validator; None for a schema that is not valid JSON Schema (callers
+        skip it); `UnsafeSchema` for one validation could never finish with."""
         key = orjson.dumps(schema, option=orjson.OPT_SORT_KEYS)
         if key in self._entries:
             self._entries.move_to_end(key)
-            return self._entries[key]
-        validator: Validator | None
+            entry = self._entries[key]
+        else:
+            entry = self._compile(schema)
+            self._entries[key] = entry
+            if len(self._entries) > self._size:
+                self._entries.popitem(last=False)
+        if isinstance(entry, UnsafeSchema):
+            raise entry
+        return entry
+
+    @staticmethod
+    def _compile(schema: Any) -> Validator | UnsafeSchema | None:
         try:
             check_schema(schema)
-            validator = compile_schema(schema)
+            return compile_schema(schema)
+        except UnsafeSchema as exc:
+            return exc
         except (ValueError, TypeError):  # invalid, or a remote $ref
-            validator = None
-        self._entries[key] = validator
-        if len(self._entries) > self._size:
-            self._entries.popitem(last=False)
-        return validator
+            return None
 
 
 def problems(validator: Validator, value: Any) -> list[Problem]:
@@ -138,12 +188,17 @@ def problems(validator: Validator, value: Any) -> list[Problem]:
         return [Problem("$", f"nested deeper than {MAX_DEPTH} levels")]
     found = []
     try:
-        for error in _errors(validator, value):
-            found.append(Problem(error.json_path, error.message[:300]))
-            if len(found) >= MAX_ERRORS:
-                break
+        with patterns.budget():
+            for error in _errors(validator, value):
+                found.append(Problem(error.json_path, error.message[:300]))
+                if len(found) >= MAX_ERRORS:
+                    break
     except referencing.exceptions.Unresolvable as exc:
         return [Problem("$", f"the schema has a $ref that cannot be resolved ({exc})"[:300])]
+    except RecursionError:
+        # A backstop: compiled schemas have no same-value $ref cycle, but a schema
+        # nested deeply enough (or a cycle the check could not see) still recurses.
+        return [Problem("$", "the schema recurses too deeply to validate this value")]
     return found
 
 

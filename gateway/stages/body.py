@@ -5,6 +5,7 @@ from __future__ import annotations
 import orjson
 
 from gateway.errors import GatewayError, body_too_large, invalid_json
+from gateway.events import Events, GuardEvent
 from gateway.exchange import Exchange
 from tools.schemas import depth_exceeds
 
@@ -13,11 +14,14 @@ class ReadBody:
     """Reads the body, refusing it (413) as soon as it passes `max_bytes`.
 
     The declared Content-Length is checked first so an honest oversized request is
-    refused before a byte is read; the running count catches chunked bodies.
+    refused before a byte is read; the running count catches chunked bodies. A
+    refusal is a guard decision like any other, so it goes through `events`
+    (`request_too_large`): a flood of oversized bodies shows in /metrics.
     """
 
-    def __init__(self, max_bytes: int) -> None:
+    def __init__(self, max_bytes: int, events: Events) -> None:
         self.max_bytes = max_bytes
+        self.events = events
 
     async def __call__(self, exchange: Exchange) -> None:
         request = exchange.request
@@ -26,15 +30,20 @@ class ReadBody:
             if not declared.isdigit():
                 raise GatewayError(400, "Invalid Content-Length header.", code="invalid_request")
             if int(declared) > self.max_bytes:
-                raise body_too_large(self.max_bytes)
+                raise self._too_large(f"declared Content-Length {declared}")
         chunks: list[bytes] = []
         size = 0
         async for chunk in request.stream():
             size += len(chunk)
             if size > self.max_bytes:
-                raise body_too_large(self.max_bytes)
+                raise self._too_large(f"body passed {self.max_bytes} bytes while being read")
             chunks.append(chunk)
         exchange.raw = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    def _too_large(self, detail: str) -> GatewayError:
+        error = body_too_large(self.max_bytes)
+        self.events.emit(GuardEvent("request_too_large", "reject", detail=detail))
+        return error
 
 
 class ParseJSON:
@@ -43,11 +52,13 @@ class ParseJSON:
     Nesting is limited to `max_depth` (server.max_json_depth): deeper bodies are a
     fast 400, never a RecursionError or a failed re-serialization later (orjson
     parses up to 1024 levels but writes at most 254). The check walks containers,
-    not bytes, so a long prompt costs it nothing more.
+    not bytes, so a long prompt costs it nothing more. The refusal goes through
+    `events` (`json_too_deep`), like every guard decision.
     """
 
-    def __init__(self, max_depth: int) -> None:
+    def __init__(self, max_depth: int, events: Events) -> None:
         self.max_depth = max_depth
+        self.events = events
 
     async def __call__(self, exchange: Exchange) -> None:
         raw = exchange.raw
@@ -60,10 +71,10 @@ class ParseJSON:
         if not isinstance(body, dict):
             raise GatewayError(400, "The request body must be a JSON object.", code="invalid_json")
         if depth_exceeds(body, self.max_depth):
-            raise GatewayError(
-                400,
+            message = (
                 f"The request body nests deeper than {self.max_depth} levels "
-                "(server.max_json_depth).",
-                code="json_too_deep",
+                "(server.max_json_depth)."
             )
+            self.events.emit(GuardEvent("json_too_deep", "reject", detail=message))
+            raise GatewayError(400, message, code="json_too_deep")
         exchange.body = body

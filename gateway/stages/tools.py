@@ -2,7 +2,9 @@
 
 `VerifyToolResults` (before routing): the `role: tool` messages an agent sends
 back are checked (receipts, output schema, injection markers) and their
-`seawall_receipt` fields are removed before any provider sees the request.
+`seawall_receipt` fields are removed before any provider sees the request. It
+also refuses offered tool schemas that validation could never finish with (a
+`$ref` cycle), while the request can still get a 400 and before a model is paid.
 
 `VerifyToolCalls` (after routing): the tool calls a model answers with are checked
 against the schemas the request offered. In `enforce` mode an invalid call gets
@@ -23,18 +25,19 @@ from typing import Any
 
 import orjson
 
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, upstream_error
 from gateway.events import Events, GuardEvent
 from gateway.exchange import Exchange
-from gateway.stages.route import send
+from gateway.stages.route import ROUTE_HEADER, send
 from routing.call import Reply
+from routing.outcomes import UpstreamError
 from routing.router import Router
 from routing.sse import DONE_EVENT, data_payloads
 from tools.calls import OfferedTools, ToolCall, ToolCallAssembler, calls_in_reply
 from tools.config import ToolPolicy
 from tools.registry import ToolRegistry
 from tools.results import RECEIPT_FIELD, ResultChecker, tool_results
-from tools.schemas import SchemaCache
+from tools.schemas import SchemaCache, UnsafeSchema
 from tools.violations import Violation, header_value, strictest
 
 VIOLATIONS_HEADER = "x-seawall-tool-violations"
@@ -46,11 +49,19 @@ RESULT_KINDS = {"forged": "tool_result_forged", "injection": "tool_result_inject
 
 
 class VerifyToolResults:
-    def __init__(self, checker: ResultChecker, events: Events) -> None:
+    def __init__(
+        self, checker: ResultChecker, events: Events, cache: SchemaCache | None = None
+    ) -> None:
         self.checker = checker
         self.events = events
+        # The registry's cache is the one `VerifyToolCalls` uses too: a schema
+        # compiled here on first sight is not compiled again after routing.
+        self.cache = cache or checker.registry.offered
 
     async def __call__(self, exchange: Exchange) -> None:
+        tools = exchange.body.get("tools")
+        if tools:
+            self._refuse_unsafe_schemas(tools)
         messages = exchange.body["messages"]
         if not any(m.get("role") == "tool" for m in messages):
             return
@@ -84,6 +95,28 @@ class VerifyToolResults:
             )
         if problems:
             exchange.headers[VIOLATIONS_HEADER] = header_value(problems)
+
+    def _refuse_unsafe_schemas(self, tools: list[Any]) -> None:
+        """400 for an offered schema whose `$ref`s loop without consuming input.
+
+        Other invalid offered schemas are only skipped when calls are checked (the
+        provider judges them); this one would recurse until Python gives up.
+        `ValidateChat` already made every tool a dict with a `function` dict.
+        """
+        for index, tool in enumerate(tools):
+            function = tool["function"]
+            parameters = function.get("parameters")
+            if parameters is None:
+                continue
+            try:
+                self.cache.lookup(parameters)
+            except UnsafeSchema as exc:
+                raise GatewayError(
+                    400,
+                    f"Invalid schema for function '{function.get('name')}': {exc}.",
+                    code="invalid_function_parameters",
+                    param=f"tools[{index}].function.parameters",
+                ) from None
 
 
 def repair_messages(
@@ -134,12 +167,25 @@ class VerifyToolCalls:
         self.registry = registry
         self.policy = policy
         self.events = events
-        self.cache = cache or SchemaCache()
+        self.cache = cache or registry.offered
 
     async def __call__(self, exchange: Exchange) -> None:
         tools = exchange.body.get("tools")
         if not tools:
-            return
+            # Calls to tools nobody offered are violations too, in `offered_mode`.
+            # A plain chat must stay cheap: a reply body is searched for the key
+            # (C speed) before anything is parsed, and a stream is relayed at once
+            # with any tool call in it judged at the end (nothing is held).
+            assert exchange.routed is not None
+            reply = exchange.routed.reply
+            if self.policy.offered_mode == "off":
+                return
+            if reply.events is not None:
+                self._judge_at_end(exchange, reply)
+                return
+            if b'"tool_calls"' not in reply.body:
+                return
+            tools = ()
         offered = OfferedTools(tools, self.registry, self.cache, self.policy)
         if offered.mode == "off":
             return
@@ -178,6 +224,15 @@ class VerifyToolCalls:
             code="tool_call_invalid",
         )
 
+    def _judge_at_end(self, exchange: Exchange, reply: Reply) -> None:
+        """Relays a stream untouched, judging any tool call in it when it ends."""
+        assert reply.events is not None and exchange.routed is not None
+        offered = OfferedTools((), self.registry, self.cache, self.policy)
+        tail = _check_late_calls(reply.events, ToolCallAssembler(), offered, self, exchange)
+        exchange.routed.reply = Reply(
+            reply.deployment, reply.status, events=tail, close=reply.close
+        )
+
     def _emit(self, exchange: Exchange, violations: list[Violation], action: str) -> None:
         group = exchange.group.name if exchange.group else None
         for violation in violations:
@@ -199,6 +254,20 @@ class VerifyToolCalls:
         self, exchange: Exchange, offered: OfferedTools, reply: Reply
     ) -> tuple[list[ToolCall], list[Violation]]:
         """Reads until the stream shows what it is; holds a tool-call stream whole."""
+        try:
+            return await self._hold(exchange, offered, reply)
+        except UpstreamError as exc:
+            # The stream broke while held: nothing reached the client yet, so the
+            # failure gets the status and envelope the router would have given it,
+            # and the route shows the hop failing as the router renders it.
+            await reply.close()
+            if ROUTE_HEADER in exchange.headers:
+                exchange.headers[ROUTE_HEADER] += f"!{exc.status or exc.failure.label}"
+            raise upstream_error(exc) from exc
+
+    async def _hold(
+        self, exchange: Exchange, offered: OfferedTools, reply: Reply
+    ) -> tuple[list[ToolCall], list[Violation]]:
         assert reply.events is not None and exchange.routed is not None
         held: list[bytes] = []
         size = 0

@@ -115,10 +115,35 @@ def check_messages(messages: Any) -> None:
         if role not in ROLES:
             raise invalid_value(f"{where}.role", f"'{role}' is not one of {sorted(ROLES)}.")
         content = message.get("content")
-        if content is not None and not isinstance(content, (str, list)):
-            raise invalid_type(f"{where}.content", "a string or an array", content)
+        if content is not None and not isinstance(content, str):
+            if not isinstance(content, list):
+                raise invalid_type(f"{where}.content", "a string or an array", content)
+            check_content_parts(content, f"{where}.content")
+        for field in ("name", "tool_call_id"):
+            value = message.get(field)
+            if value is not None and not isinstance(value, str):
+                raise invalid_type(f"{where}.{field}", "a string", value)
         if message.get("tool_calls") is not None:
             check_message_tool_calls(message["tool_calls"], f"{where}.tool_calls")
+
+
+def check_content_parts(parts: list[Any], where: str) -> None:
+    """Content parts the gateway reads (token counting, tool-result checks, receipts):
+    each an object with a string `type`; a text part's `text` a string."""
+    for k, part in enumerate(parts):
+        if not isinstance(part, dict):
+            raise invalid_type(f"{where}[{k}]", "an object", part)
+        kind = part.get("type")
+        if not isinstance(kind, str):
+            raise invalid_type(f"{where}[{k}].type", "a string", kind)
+        if kind == "text" and not isinstance(part.get("text"), str):
+            raise invalid_type(f"{where}[{k}].text", "a string", part.get("text"))
+
+
+def check_stream_options(options: Mapping[str, Any]) -> None:
+    include_usage = options.get("include_usage")
+    if include_usage is not None and not isinstance(include_usage, bool):
+        raise invalid_type("stream_options.include_usage", "a boolean", include_usage)
 
 
 def check_message_tool_calls(calls: Any, where: str) -> None:
@@ -161,6 +186,8 @@ class ValidateChat:
         check_model(body)
         check_messages(body.get("messages"))
         check_fields(body, CHAT_FIELDS)
+        if body.get("stream_options"):
+            check_stream_options(body["stream_options"])
         if body.get("tools"):
             check_tools(body["tools"])
         exchange.stream = body.get("stream") is True

@@ -146,7 +146,7 @@ class OpenAICompatible:
                         self.deployment_id,
                         f"upstream answered a stream request with content-type {content_type!r}",
                     )
-                relay = EventRelay(self.deployment_id, body_chunks(response), deadline)
+                relay = EventRelay(self.deployment_id, body_chunks(response), deadline, by_deadline)
                 first = await relay.first()
         except UpstreamError:
             if response is not None:

@@ -1,0 +1,31 @@
+"""Where a fault may be aimed: the gateway's deployments, model groups and tools.
+
+A fault aimed at a name the gateway does not have would match no call, so it
+would silently do nothing: the experiment "passes" without testing anything. The
+known names come from the gateway's composition (chaos never imports the
+gateway), and an unknown target is refused with the list of valid ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from chaos.faults import FaultError, FaultSpec
+
+
+class UnknownTarget(FaultError):
+    """A fault aimed at no deployment, group or tool of this gateway."""
+
+
+class Targets:
+    def __init__(self, groups: Mapping[str, str], tools: Iterable[str] = ()) -> None:
+        """`groups`: deployment id -> model group name; `tools`: registered tool names."""
+        self.valid = frozenset(
+            [*groups, *(f"group:{name}" for name in groups.values()), *(f"tool:{t}" for t in tools)]
+        )
+
+    def check(self, spec: FaultSpec) -> FaultSpec:
+        if spec.target is None or spec.target in self.valid:
+            return spec
+        valid = ", ".join(sorted(self.valid)) or "none configured"
+        raise UnknownTarget(f"{spec.name}: unknown target {spec.target!r} (valid: {valid})")
