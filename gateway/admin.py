@@ -22,10 +22,16 @@ from routing.router import Router
 
 
 def require_admin(authenticate: Authenticate, authorization: str | None) -> None:
+    require_role(authenticate, authorization, "admin")
+
+
+def require_role(authenticate: Authenticate, authorization: str | None, *roles: str) -> None:
+    """401 without a valid key (when keys are configured), 403 without one of `roles`."""
     principal = authenticate.principal_for(authorization)
-    if "admin" not in principal.roles:
+    if not principal.roles.intersection(roles):
+        wanted = " or ".join(f"the {role} role" for role in roles)
         raise GatewayError(
-            403, f"Key '{principal.key_id}' lacks the admin role.", code="permission_denied"
+            403, f"Key '{principal.key_id}' lacks {wanted}.", code="permission_denied"
         )
 
 

@@ -24,6 +24,7 @@ from gateway.admin import (
     chaos_state,
     read_json_object,
     require_admin,
+    require_role,
     routing_state,
     schedule_fault,
 )
@@ -186,6 +187,9 @@ class Gateway:
         return _json(self._model_card(name))
 
     async def metrics_endpoint(self, request: Request) -> Response:
+        # Deployment names, traffic and error rates are not for every caller: with
+        # keys configured, scraping needs a key with the `metrics` (or `admin`) role.
+        require_role(self.authenticate, request.headers.get("authorization"), "metrics", "admin")
         return Response(self.metrics.render(), media_type=METRICS_CONTENT_TYPE)
 
     async def admin_routing(self, request: Request) -> Response:

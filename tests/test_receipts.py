@@ -260,6 +260,71 @@ def test_canonical_forms() -> None:
     assert canonical_arguments({"x": None}) == b'{"x":null}'
 
 
+# --- content given as a list of parts ------------------------------------------------
+
+TEXT_PART = {"type": "text", "text": CALL["content"]}
+IMAGE_PART = {"type": "image_url", "image_url": {"url": "https://example.com/x.png"}}
+
+
+@pytest.mark.parametrize(
+    "parts",
+    [
+        pytest.param([TEXT_PART, IMAGE_PART], id="text-and-image"),
+        pytest.param([TEXT_PART, TEXT_PART], id="two-text-parts"),
+        pytest.param([IMAGE_PART], id="image-only"),
+        pytest.param([], id="empty"),
+        pytest.param([{**TEXT_PART, "cache_control": {"type": "ephemeral"}}], id="extra-key"),
+    ],
+)
+def test_list_content_round_trips_and_is_covered_whole(signer: Receipts, parts: list[Any]) -> None:
+    receipt = sign(signer, content=parts)
+    assert verify(signer, receipt, content=parts) is None
+    # key order inside a part does not matter (canonical JSON) ...
+    reordered = [dict(reversed(list(p.items()))) for p in parts]
+    assert verify(signer, receipt, content=reordered) is None
+    # ... but every part does: added, removed, changed, or the list read as its text.
+    assert verify(signer, receipt, content=[*parts, IMAGE_PART]) == MISMATCH
+    if parts:
+        assert verify(signer, receipt, content=parts[:-1]) == MISMATCH
+    assert verify(signer, receipt, content=[*parts[:-1], {"type": "text", "text": "x"}]) == MISMATCH
+    assert verify(signer, receipt, content=CALL["content"]) == MISMATCH
+
+
+def test_a_receipt_for_text_does_not_cover_an_added_part(signer: Receipts) -> None:
+    # Computed before list content was covered whole: receipts already issued for
+    # string content (what the invoke proxy signs) must keep verifying.
+    receipt = "v1.k1.1700000000.AnnQn4AO6gNMom6lMtLW6lPRfU1YyPV6v-1fNaewSBo"
+    assert sign(signer, arguments='{"city": "Oslo"}') == receipt
+    assert verify(signer, receipt, arguments='{"city": "Oslo"}') is None
+    for parts in ([TEXT_PART, IMAGE_PART], [IMAGE_PART, TEXT_PART], [TEXT_PART, TEXT_PART]):
+        assert verify(signer, receipt, content=parts, arguments='{"city": "Oslo"}') == MISMATCH
+
+
+def test_one_plain_text_part_is_the_string_it_holds(signer: Receipts) -> None:
+    # An agent may wrap the invoke proxy's string content in a text part.
+    assert verify(signer, sign(signer), content=[TEXT_PART]) is None
+    assert verify(signer, sign(signer, content=[TEXT_PART])) is None
+    # Only exactly that shape: any other key or type is a list like any other.
+    assert verify(signer, sign(signer), content=[{**TEXT_PART, "x": 1}]) == MISMATCH
+    assert verify(signer, sign(signer), content=[{**TEXT_PART, "type": "input_text"}]) == MISMATCH
+
+
+def test_a_list_cannot_pass_for_its_canonical_json_text(signer: Receipts) -> None:
+    # A tool whose result is a list gets its canonical JSON signed as a string; the
+    # same bytes sent as real parts must not verify (the model would read them apart).
+    parts = [IMAGE_PART]
+    text = canonical(parts).decode()
+    assert verify(signer, sign(signer, content=text), content=parts) == MISMATCH
+    assert verify(signer, sign(signer, content=parts), content=text) == MISMATCH
+
+
+def test_uncanonical_list_content_gives_a_reason_not_an_exception(signer: Receipts) -> None:
+    # orjson parses integers past 64 bits as floats, but a caller may pass anything.
+    assert verify(signer, sign(signer), content=[{"type": "x", "n": 2**70}]) == (
+        "the content cannot be put in canonical form"
+    )
+
+
 # --- properties --------------------------------------------------------------------
 
 texts = st.text(st.characters(codec="utf-8"), max_size=40) | st.sampled_from(

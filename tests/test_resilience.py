@@ -705,3 +705,23 @@ def test_admin_routing_needs_the_admin_role() -> None:
     assert forbidden.json()["error"]["code"] == "permission_denied"
     assert allowed.status_code == 200
     assert allowed.json()["groups"][0]["deployments"][0]["id"] == "a"
+
+
+def test_metrics_need_the_metrics_or_admin_role_when_keys_are_set() -> None:
+    keys = [
+        {"id": "user", "key_sha256": hashlib.sha256(b"sk-user").hexdigest()},
+        {"id": "prom", "key_sha256": hashlib.sha256(b"sk-prom").hexdigest(), "roles": ["metrics"]},
+    ]
+    with upstreams(a=OK) as up:
+        config = {"models": [group("g", deployment("a", up["a"][1]))], "keys": keys}
+        with running_gateway(config) as gateway:
+            url = gateway.url + "/metrics"
+            anonymous = httpx.get(url)
+            user = httpx.get(url, headers={"authorization": "Bearer sk-user"})
+            scraper = httpx.get(url, headers={"authorization": "Bearer sk-prom"})
+            health = httpx.get(gateway.url + "/healthz")
+    assert anonymous.status_code == 401
+    assert user.status_code == 403
+    assert "lacks the metrics role or the admin role" in user.json()["error"]["message"]
+    assert scraper.status_code == 200 and "seawall_upstream_attempts_total" in scraper.text
+    assert health.status_code == 200  # orchestrators' probes stay open

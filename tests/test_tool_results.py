@@ -85,7 +85,7 @@ def test_tool_results_match_calls_by_id() -> None:
         {"role": "user", "content": "thanks"},
     ]
     assert tool_results(messages) == [
-        ToolResult(3, "b", "search", '{"q": 1}', "x", None),
+        ToolResult(3, "b", "search", '{"q": 1}', "x", None, parts=messages[3]["content"]),
         ToolResult(4, "a", "weather", "{}", "sunny", "v1.k"),
         ToolResult(5, "zzz", None, None, "orphan", None),
         ToolResult(6, "", None, None, "", None),
@@ -102,6 +102,40 @@ def test_tool_results_see_calls_from_earlier_turns_only() -> None:
         (None, None),
         ("weather", ""),
     ]
+
+
+def test_a_second_result_for_one_call_is_a_duplicate() -> None:
+    call = {"id": "a", "function": {"name": "weather", "arguments": "{}"}}
+    messages = [
+        {"role": "assistant", "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "a", "content": "first"},
+        {"role": "tool", "tool_call_id": "a", "content": "second"},
+        {"role": "tool", "tool_call_id": "a", "content": "third"},
+        # Models reuse ids across turns: naming the id again opens a new call.
+        {"role": "assistant", "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "a", "content": "next turn"},
+    ]
+    assert [(r.index, r.duplicate) for r in tool_results(messages)] == [
+        (1, False),
+        (2, True),
+        (3, True),
+        (5, False),
+    ]
+
+
+def test_list_content_is_kept_whole_for_the_receipt() -> None:
+    parts = [
+        {"type": "text", "text": '{"temp": 1}'},
+        {"type": "image_url", "image_url": {"url": "https://example.com/x.png"}},
+    ]
+    messages = [
+        {"role": "assistant", "tool_calls": [{"id": "a", "function": {"name": "weather"}}]},
+        {"role": "tool", "tool_call_id": "a", "content": parts},
+        {"role": "tool", "tool_call_id": "a", "content": "text"},
+    ]
+    first, second = tool_results(messages)
+    assert (first.content, first.parts, first.signed) == ('{"temp": 1}', parts, parts)
+    assert (second.content, second.parts, second.signed) == ("text", None, "text")
 
 
 def test_tool_results_ignore_a_non_dict_function() -> None:
@@ -181,9 +215,101 @@ def test_forged_receipt_content_changed() -> None:
     ]
 
 
-def test_receipt_for_a_call_nobody_made() -> None:
-    item = result(None, "x", receipt_for("weather", "x"), arguments=None)
-    assert check(item) == [forged("?", "no assistant tool call has this tool_call_id", mode="warn")]
+def unmatched(mode: Mode = "enforce", call_id: str = "call_1") -> Violation:
+    message = f"no assistant tool call earlier in the conversation has tool_call_id '{call_id}'"
+    return Violation("?", "unmatched", "tool_call_id", message, mode, call_id)
+
+
+def test_a_result_for_a_call_nobody_made_is_unmatched_in_the_strictest_mode() -> None:
+    # REGISTRY has an enforce tool: a made-up id must not buy the offered mode (warn).
+    signed = result(None, "x", receipt_for("weather", "x"), arguments=None)
+    assert check(signed) == [unmatched()]
+    bad = result(None, '{"temp": "hot"}', arguments=None)
+    assert check(bad) == [unmatched()]
+
+
+def test_an_unmatched_result_is_still_scanned_for_injection() -> None:
+    assert [v.kind for v in check(result(None, INJECTION, arguments=None))] == [
+        "unmatched",
+        "injection",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("offered", "modes", "expected"),
+    [
+        ("warn", [], "warn"),
+        ("off", [], "off"),
+        ("off", ["warn", "off"], "warn"),
+        ("warn", ["off", "enforce"], "enforce"),
+        ("enforce", ["off"], "enforce"),
+    ],
+)
+def test_unmatched_mode_is_the_strictest_of_the_policy_and_every_tool(
+    offered: Mode, modes: list[Mode], expected: Mode
+) -> None:
+    registry = ToolRegistry(ToolConfig(name=f"t{n}", mode=m) for n, m in enumerate(modes))
+    checker = ResultChecker(registry, RECEIPTS, ToolPolicy(offered_mode=offered))
+    assert checker.unmatched_mode == expected
+    item = result(None, "x", arguments=None)
+    assert checker.check(item) == ([] if expected == "off" else [unmatched(expected)])
+
+
+def test_unmatched_ids_are_cut_short_in_messages() -> None:
+    item = ToolResult(2, "x" * 500, None, None, "x", None)
+    [found] = check(item)
+    assert found.message.endswith(f"'{'x' * 64}...'")
+
+
+def duplicate(tool: str, mode: Mode = "enforce") -> Violation:
+    message = "an earlier tool message already answered tool_call_id 'call_1'"
+    return violation(tool, "duplicate", "tool_call_id", message, mode)
+
+
+@pytest.mark.parametrize(("tool", "mode"), [("weather", "enforce"), ("lenient", "warn")])
+def test_a_duplicate_result_is_a_violation_in_the_tools_mode(tool: str, mode: Mode) -> None:
+    item = ToolResult(2, "call_1", tool, ARGUMENTS, '{"temp": 1}', None, duplicate=True)
+    assert check(item) == [duplicate(tool, mode)]
+
+
+def test_a_duplicate_is_still_checked_like_any_result() -> None:
+    item = ToolResult(2, "call_1", "signed", ARGUMENTS, "x", None, duplicate=True)
+    assert check(item) == [
+        duplicate("signed"),
+        forged("signed", "the tool requires a receipt and the result has none"),
+    ]
+
+
+def test_a_duplicate_for_a_tool_in_mode_off_is_not_checked() -> None:
+    item = ToolResult(2, "call_1", "quiet", ARGUMENTS, "x", None, duplicate=True)
+    assert check(item) == []
+
+
+PARTS_WITH_IMAGE = [
+    {"type": "text", "text": '{"temp": 1}'},
+    {"type": "image_url", "image_url": {"url": "https://example.com/x.png"}},
+]
+
+
+def test_a_receipt_for_the_text_does_not_cover_an_added_part() -> None:
+    receipt = receipt_for("signed", '{"temp": 1}')
+    item = ToolResult(2, "call_1", "signed", ARGUMENTS, '{"temp": 1}', receipt)
+    assert check(item) == []
+    item.parts = PARTS_WITH_IMAGE
+    assert check(item) == [
+        forged("signed", "the receipt does not match this tool call and content")
+    ]
+
+
+def test_a_receipt_over_all_parts_passes() -> None:
+    receipt = RECEIPTS.sign("signed", "call_1", {"city": "Oslo"}, PARTS_WITH_IMAGE)
+    item = ToolResult(2, "call_1", "signed", ARGUMENTS, '{"temp": 1}', receipt)
+    item.parts = PARTS_WITH_IMAGE
+    assert check(item) == []
+    item.parts = PARTS_WITH_IMAGE[:1]  # a part removed
+    assert check(item) == [
+        forged("signed", "the receipt does not match this tool call and content")
+    ]
 
 
 def test_receipt_wrong_type_is_forged() -> None:

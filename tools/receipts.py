@@ -7,6 +7,14 @@ id, the canonical arguments of the call, the exact content and the time of
 signing, so changing any of them, or replaying a receipt on another call, breaks
 it.
 
+Content is what the model will see: a string is covered as its exact text; a list
+of content parts is covered whole, as its canonical JSON plus a marker field, so
+adding, removing or changing any part (an `image_url` next to the signed text)
+breaks the receipt, and a list can never pass for a string with the same text. One
+exception keeps the invoke proxy's string content usable when an agent wraps it: a
+list of exactly one plain text part, `[{"type": "text", "text": S}]`, is the string
+S.
+
 Format: `v1.<key id>.<unix time>.<base64url HMAC-SHA256>`. The signing time is in
 the clear because the verifier needs it (DESIGN.md sketched the format without
 it). Fields are length-prefixed before hashing, so no choice of contents can make
@@ -48,14 +56,49 @@ def canonical_arguments(arguments: str | Any) -> bytes | None:
     return canonical(arguments)
 
 
-def _message(tool: str, call_id: str, arguments: bytes, content: str, signed_at: int) -> bytes:
+#: The extra field that marks content given as a list of parts (see `_message`).
+PARTS_MARKER = b"content:parts"
+
+#: Message content: a string, or a list of content parts.
+Content = str | list[Any]
+
+
+def _content_fields(content: Content) -> list[bytes]:
+    """The fields that stand for `content` in a signed message.
+
+    A string is its UTF-8 text (the form every receipt for string content has
+    always had). A list is its canonical JSON followed by `PARTS_MARKER`: the
+    encoding is length-prefixed, so a message with the extra field can never
+    equal one without it, whatever the texts. A list of one plain text part is
+    the string it holds, which the model reads the same way.
+    """
+    if isinstance(content, str):
+        return [content.encode()]
+    if len(content) == 1 and _plain_text(content[0]):
+        return [content[0]["text"].encode()]
+    return [canonical(content), PARTS_MARKER]
+
+
+def _plain_text(part: Any) -> bool:
+    """`{"type": "text", "text": "..."}` and nothing more."""
+    return (
+        isinstance(part, dict)
+        and part.keys() == {"type", "text"}
+        and part["type"] == "text"
+        and isinstance(part["text"], str)
+    )
+
+
+def _message(tool: str, call_id: str, arguments: bytes, content: Content, signed_at: int) -> bytes:
+    text, *marker = _content_fields(content)
     parts = [
         VERSION.encode(),
         tool.encode(),
         call_id.encode(),
         arguments,
-        content.encode(),
+        text,
         str(signed_at).encode(),
+        *marker,
     ]
     return b"".join(len(p).to_bytes(8, "big") + p for p in parts)
 
@@ -78,8 +121,10 @@ class Receipts:
     def _mac(self, key_id: str, message: bytes) -> str:
         return _b64(hmac.new(self._keys[key_id], message, hashlib.sha256).digest())
 
-    def sign(self, tool: str, call_id: str, arguments: str | Any, content: str) -> str:
-        """`arguments` as `verify` takes them: a value, or the call's JSON text."""
+    def sign(self, tool: str, call_id: str, arguments: str | Any, content: Content) -> str:
+        """`arguments` as `verify` takes them: a value, or the call's JSON text;
+        `content` as the agent will send it: a string (what the invoke proxy
+        returns) or a list of content parts."""
         assert self._signing is not None, "no receipt keys configured"
         canonical_args = canonical_arguments(arguments)
         if canonical_args is None:
@@ -89,9 +134,12 @@ class Receipts:
         return f"{VERSION}.{self._signing}.{signed_at}.{self._mac(self._signing, message)}"
 
     def verify(
-        self, receipt: Any, tool: str, call_id: str, arguments: str | Any, content: str
+        self, receipt: Any, tool: str, call_id: str, arguments: str | Any, content: Content
     ) -> str | None:
-        """None when the receipt holds; otherwise why it does not."""
+        """None when the receipt holds; otherwise why it does not.
+
+        `content` is the message's content as sent: a string or the whole list of
+        parts (never only the text of the parts)."""
         if not isinstance(receipt, str):
             return "the receipt is not a string"
         if not receipt.isascii():
@@ -109,7 +157,11 @@ class Receipts:
         canonical_args = canonical_arguments(arguments)
         if canonical_args is None:
             return "the call's arguments are not valid JSON"
-        expected = self._mac(key_id, _message(tool, call_id, canonical_args, content, signed_at))
+        try:
+            message = _message(tool, call_id, canonical_args, content, signed_at)
+        except orjson.JSONEncodeError:  # e.g. an integer past 64 bits in a part
+            return "the content cannot be put in canonical form"
+        expected = self._mac(key_id, message)
         if not hmac.compare_digest(expected.encode(), mac.encode()):
             return "the receipt does not match this tool call and content"
         return None

@@ -4,6 +4,14 @@ Each result is matched to the assistant tool call it answers (by
 `tool_call_id`), then checked: its receipt, when it carries one or the tool
 requires one; its content against the registered `output_schema`; and its text
 for prompt-injection markers (a flag only, see `tools.injection`).
+
+A result must answer a call, once. One that answers no earlier call cannot be
+tied to a tool, so no tool's mode, schema or receipt rule would apply to it:
+it is a violation of its own (`unmatched`), judged in the strictest mode of all
+(every registered tool's and `offered_mode`), or any result could dodge its
+tool's checks with a made-up id. A second result for a call that was already
+answered is a violation too (`duplicate`), in the tool's mode: the model would
+read both, and only the first was the one to vouch for.
 """
 
 from __future__ import annotations
@@ -16,11 +24,11 @@ import orjson
 from routing.tokens import content_text
 from tools.config import Mode, ToolPolicy
 from tools.injection import scan
-from tools.receipts import Receipts
+from tools.receipts import Content, Receipts
 from tools.registry import ToolRegistry
 from tools.schemas import problems
 from tools.shapes import as_dict, as_list
-from tools.violations import Violation
+from tools.violations import SEVERITY, Violation
 
 RECEIPT_FIELD = "seawall_receipt"
 
@@ -31,12 +39,24 @@ class ToolResult:
     call_id: str
     tool: str | None  # None when no assistant call has this id
     arguments: str | None
-    content: str
+    content: str  # the text: a string content, or the text parts joined
     receipt: Any  # the message's `seawall_receipt`, None when absent
+    #: An earlier `role: tool` message already answered the same call.
+    duplicate: bool = False
+    #: The content as sent when it is a list of parts: a receipt covers all of it.
+    parts: list[Any] | None = None
+
+    @property
+    def signed(self) -> Content:
+        """What a receipt for this result must cover."""
+        return self.content if self.parts is None else self.parts
 
 
 def tool_results(messages: list[Any]) -> list[ToolResult]:
-    calls: dict[str, tuple[str, str]] = {}
+    # call id -> (tool, arguments, answered). An assistant message that names an
+    # id again opens a new call (models reuse ids across turns); until then a
+    # second result for the id is a duplicate.
+    calls: dict[str, tuple[str, str, bool]] = {}
     found = []
     for index, message in enumerate(messages):
         role = message.get("role")
@@ -47,19 +67,27 @@ def tool_results(messages: list[Any]) -> list[ToolResult]:
                     calls[call["id"]] = (
                         str(function.get("name") or ""),
                         str(function.get("arguments") or ""),
+                        False,
                     )
         elif role == "tool":
             call_id = message.get("tool_call_id")
             call_id = call_id if isinstance(call_id, str) else ""
-            tool, arguments = calls.get(call_id, (None, None))
+            content = message.get("content")
+            tool = arguments = None
+            duplicate = False
+            if call_id in calls:
+                tool, arguments, duplicate = calls[call_id]
+                calls[call_id] = (tool, arguments, True)
             found.append(
                 ToolResult(
                     index,
                     call_id,
                     tool,
                     arguments,
-                    content_text(message.get("content")),
+                    content_text(content),
                     message.get(RECEIPT_FIELD),
+                    duplicate,
+                    content if isinstance(content, list) else None,
                 )
             )
     return found
@@ -70,18 +98,40 @@ class ResultChecker:
         self._registry = registry
         self._receipts = receipts
         self._policy = policy
+        # Fixed at start-up: plain chats never pay for it.
+        modes = [policy.offered_mode, *(t.config.mode for t in registry)]
+        self._unmatched_mode: Mode = max(modes, key=SEVERITY.__getitem__)
 
     @property
     def registry(self) -> ToolRegistry:
         return self._registry
 
+    @property
+    def unmatched_mode(self) -> Mode:
+        """The mode for a result that answers no call: the strictest there is."""
+        return self._unmatched_mode
+
     def check(self, result: ToolResult) -> list[Violation]:
-        registered = self._registry.get(result.tool) if result.tool else None
+        if result.tool is None:
+            return self._check_unmatched(result)
+        registered = self._registry.get(result.tool)
         mode: Mode = registered.config.mode if registered else self._policy.offered_mode
         if mode == "off":
             return []
         name = result.tool or "?"
         found = []
+        if result.duplicate:
+            found.append(
+                Violation(
+                    name,
+                    "duplicate",
+                    "tool_call_id",
+                    f"an earlier tool message already answered tool_call_id "
+                    f"'{_short(result.call_id)}'",
+                    mode,
+                    result.call_id,
+                )
+            )
         required = registered is not None and registered.config.receipt == "required"
         if result.receipt is not None or required:
             reason = self._receipt_problem(result)
@@ -89,6 +139,28 @@ class ResultChecker:
                 found.append(Violation(name, "forged", "receipt", reason, mode, result.call_id))
         if registered is not None and registered.output is not None:
             found += self._schema_problems(name, result, registered.output, mode)
+        return found + self._injection_flags(name, result)
+
+    def _check_unmatched(self, result: ToolResult) -> list[Violation]:
+        """A result for no call: no tool to judge it by, so it is judged strictly.
+        Its receipt and schema are not checked (there is no call to bind a receipt
+        to, nor a tool to name a schema): answering no call is the finding."""
+        mode = self._unmatched_mode
+        if mode == "off":
+            return []
+        unmatched = Violation(
+            "?",
+            "unmatched",
+            "tool_call_id",
+            f"no assistant tool call earlier in the conversation has tool_call_id "
+            f"'{_short(result.call_id)}'",
+            mode,
+            result.call_id,
+        )
+        return [unmatched, *self._injection_flags("?", result)]
+
+    def _injection_flags(self, name: str, result: ToolResult) -> list[Violation]:
+        found = []
         if self._policy.scan_injection:
             for kind in scan(result.content):
                 found.append(
@@ -111,7 +183,7 @@ class ResultChecker:
         if result.tool is None or result.arguments is None:
             return "no assistant tool call has this tool_call_id"
         return self._receipts.verify(
-            result.receipt, result.tool, result.call_id, result.arguments, result.content
+            result.receipt, result.tool, result.call_id, result.arguments, result.signed
         )
 
     @staticmethod
@@ -137,3 +209,8 @@ class ResultChecker:
             )
             for p in problems(validator, value)
         ]
+
+
+def _short(call_id: str) -> str:
+    """A client's id, cut short for an error message."""
+    return call_id if len(call_id) <= 64 else call_id[:64] + "..."

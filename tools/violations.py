@@ -13,7 +13,8 @@ SEVERITY = {"off": 0, "warn": 1, "enforce": 2}
 class Violation:
     """A tool call or result that broke its contract.
 
-    `kind`: unknown_tool, invalid_json, schema, forged, too_deep, injection.
+    `kind`: unknown_tool, invalid_json, schema, forged, too_deep, injection, unmatched
+    (a tool result answering no call), duplicate (a second result for one call).
     `where`: a JSON path for schema problems, otherwise a short reason.
     """
 

@@ -71,9 +71,12 @@ class VerifyToolResults:
                 messages[result.index] = {
                     k: v for k, v in messages[result.index].items() if k != RECEIPT_FIELD
                 }
-        violations = [v for result in results for v in self.checker.check(result)]
-        if not violations:
+        # Each finding with the message it is about: ids may repeat (duplicates,
+        # unmatched results), so an id does not say which message to name.
+        found = [(result.index, v) for result in results for v in self.checker.check(result)]
+        if not found:
             return
+        violations = [v for _, v in found]
         group = exchange.group.name if exchange.group else None
         flags = [v for v in violations if v.kind == "injection"]
         problems = [v for v in violations if v.kind != "injection"]
@@ -84,8 +87,9 @@ class VerifyToolResults:
         if flags:
             exchange.headers[FLAGS_HEADER] = header_value(flags)
         if problems and strictest(problems) == "enforce":
-            first = next(v for v in problems if v.mode == "enforce")
-            index = next(r.index for r in results if r.call_id == first.call_id)
+            index, first = next(
+                (i, v) for i, v in found if v.mode == "enforce" and v.kind != "injection"
+            )
             code = "tool_result_forged" if first.kind == "forged" else "tool_result_invalid"
             raise GatewayError(
                 400,
