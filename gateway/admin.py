@@ -8,15 +8,15 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from starlette.requests import Request
 
 from chaos.engine import ChaosEngine
 from chaos.faults import FaultError, build
 from chaos.plan import apply_caps
 from chaos.targets import UnknownTarget
-from gateway.errors import GatewayError, invalid_json
+from gateway.errors import GatewayError
 from gateway.stages.authenticate import Authenticate
+from gateway.stages.body import json_object
 from routing.deployment import Deployment
 from routing.router import Router
 
@@ -106,13 +106,7 @@ async def read_json_object(request: Request) -> dict[str, Any]:
     raw = await request.body()
     if len(raw) > MAX_ADMIN_BODY:
         raise GatewayError(413, f"Admin requests are limited to {MAX_ADMIN_BODY} bytes.")
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise invalid_json(str(exc)) from None
-    if not isinstance(body, dict):
-        raise GatewayError(400, "The request body must be a JSON object.", code="invalid_json")
-    return body
+    return json_object(raw)
 
 
 def schedule_fault(engine: ChaosEngine, body: dict[str, Any]) -> dict[str, Any]:

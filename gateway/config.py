@@ -195,12 +195,11 @@ def serving_problems(config: GatewayConfig, host: str) -> list[str]:
             "`keys:`"
         )
     if config.needs_litellm:
-        from routing.providers.litellm import import_litellm
+        from routing.providers.litellm import translates
 
-        known = {p.value for p in import_litellm().provider_list}
         for i, group in enumerate(config.models):
             for j, deployment in enumerate(group.deployments):
-                if deployment.uses_litellm and deployment.provider not in known:
+                if deployment.uses_litellm and not translates(deployment.provider):
                     problems.append(
                         f"models[{i}].deployments[{j}].provider: unknown provider "
                         f"{deployment.provider!r} (neither OpenAI-compatible nor one litellm "

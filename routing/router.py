@@ -32,7 +32,7 @@ import time
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
-from routing.breaker import FORCED, Permit
+from routing.breaker import FORCED, Breaker, Permit
 from routing.budget import RetryBudget
 from routing.call import Reply, UpstreamRequest
 from routing.config import ModelGroupConfig, RoutingSettings
@@ -343,12 +343,7 @@ class Router:
         except UpstreamError as exc:
             stats.ended()
             stats.record(self.clock() - started, exc.failure)
-            if exc.failure.policy.counts_for_breaker:
-                breaker.failure(permit)
-            elif exc.failure is not Failure.DEADLINE:
-                breaker.success(permit)  # it answered; the request was the problem
-            else:
-                breaker.cancelled(permit)
+            judge(breaker, permit, exc.failure)
             if exc.status in (401, 403):
                 log.error(
                     "deployment %s rejected the gateway's credentials (HTTP %s)",
@@ -378,6 +373,18 @@ class Router:
         stats.record_ttft(elapsed)
         tracked = _TrackedStream(reply, deployment, permit, started)
         return Reply(reply.deployment, reply.status, events=tracked.events(), close=tracked.close)
+
+
+def judge(breaker: Breaker, permit: Permit, failure: Failure | None) -> None:
+    """The breaker's verdict on a finished attempt (or stream)."""
+    if failure is None:
+        breaker.success(permit)
+    elif failure.policy.counts_for_breaker:
+        breaker.failure(permit)
+    elif failure is Failure.DEADLINE:
+        breaker.cancelled(permit)  # the request's own time ran out: no verdict
+    else:
+        breaker.success(permit)  # it answered; the request was the problem
 
 
 class _TrackedStream:
@@ -423,12 +430,7 @@ class _TrackedStream:
             breaker.cancelled(self._permit)
             return
         deployment.stats.record(deployment.clock() - self._started, failure)
-        if failure is None:
-            breaker.success(self._permit)
-        elif failure.policy.counts_for_breaker:
-            breaker.failure(self._permit)
-        else:  # the request's own deadline ran out: no verdict
-            breaker.cancelled(self._permit)
+        judge(breaker, self._permit, failure)
 
     async def close(self) -> None:
         self._finalize(False, None)

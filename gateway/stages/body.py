@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 
 from gateway.errors import GatewayError, body_too_large, invalid_json
@@ -64,12 +66,7 @@ class ParseJSON:
         raw = exchange.raw
         if not raw:
             raise invalid_json("the body is empty")
-        try:
-            body = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise invalid_json(str(exc)) from None
-        if not isinstance(body, dict):
-            raise GatewayError(400, "The request body must be a JSON object.", code="invalid_json")
+        body = json_object(raw)
         if depth_exceeds(body, self.max_depth):
             message = (
                 f"The request body nests deeper than {self.max_depth} levels "
@@ -78,3 +75,15 @@ class ParseJSON:
             self.events.emit(GuardEvent("json_too_deep", "reject", detail=message))
             raise GatewayError(400, message, code="json_too_deep")
         exchange.body = body
+
+
+def json_object(raw: bytes) -> dict[str, Any]:
+    """`raw` parsed as a JSON object, or the 400 for anything else (the API's bodies
+    and the admin API's alike)."""
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise invalid_json(str(exc)) from None
+    if not isinstance(body, dict):
+        raise GatewayError(400, "The request body must be a JSON object.", code="invalid_json")
+    return body

@@ -122,6 +122,11 @@ def import_litellm() -> Any:
     return _litellm
 
 
+def translates(provider: str) -> bool:
+    """Whether litellm knows `provider` (imports litellm: seconds the first time)."""
+    return provider in {p.value for p in import_litellm().provider_list}
+
+
 class LiteLLMProvider:
     def __init__(self, config: DeploymentConfig) -> None:
         self.deployment_id = config.id
@@ -132,8 +137,8 @@ class LiteLLMProvider:
 
     async def start(self) -> None:
         # Import off the event loop: the first import takes seconds.
-        litellm = await asyncio.to_thread(import_litellm)
-        if self.config.provider not in {p.value for p in litellm.provider_list}:
+        await asyncio.to_thread(import_litellm)
+        if not translates(self.config.provider):
             raise ValueError(
                 f"deployment {self.deployment_id!r}: unknown provider {self.config.provider!r}"
             )
