@@ -8,7 +8,7 @@ from pydantic import Field, field_validator
 
 from chaos.faults import FaultError
 from chaos.grammar import parse
-from routing.config import Frozen
+from common.config import Frozen
 
 
 class ColorConfig(Frozen):

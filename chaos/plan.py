@@ -21,8 +21,6 @@ from typing import Any
 from chaos.config import ChaosConfig
 from chaos.faults import DURATION_KEYS, FaultError, FaultSpec
 
-PLAN_EXTENSION = "seawall.chaos"
-
 
 class ActiveFault:
     """A fault and its trigger state: how many matching calls it saw and hit."""

@@ -20,7 +20,8 @@ import orjson
 from chaos.bodies import anthropic_error, openai_error
 from chaos.faults import FaultSpec
 from chaos.forge import forge_reply, forge_result, forged_call, forged_call_events
-from chaos.plan import PLAN_EXTENSION, ChaosPlan
+from chaos.plan import ChaosPlan
+from common.headers import DEPLOYMENT_EXTENSION, PLAN_EXTENSION, TOOL_EXTENSION
 from routing.mock.transport import wait_or_time_out
 from routing.sse import split_complete
 from routing.transport import start_transport
@@ -37,10 +38,10 @@ HTML_PAGE = (
 
 
 def where_of(request: httpx.Request) -> str | None:
-    deployment = request.extensions.get("seawall.deployment")
+    deployment = request.extensions.get(DEPLOYMENT_EXTENSION)
     if deployment is not None:
         return str(deployment)
-    tool = request.extensions.get("seawall.tool")
+    tool = request.extensions.get(TOOL_EXTENSION)
     return None if tool is None else f"tool:{tool}"
 
 

@@ -21,16 +21,15 @@ from pydantic import AfterValidator, Field, field_validator, model_validator
 from chaos.config import ChaosConfig
 from chaos.grammar import parse
 from chaos.targets import Targets, UnknownTarget
-from routing.config import (
+from common.config import (
     DocumentError,
     Frozen,
     Identifier,
-    ModelGroupConfig,
-    RoutingSettings,
     Secret,
     non_empty,
     validate_document,
 )
+from routing.config import ModelGroupConfig, RoutingSettings
 from tools.config import ReceiptsConfig, ToolConfig, ToolPolicy
 
 DEFAULT_CONFIG_RESOURCE = "default_config.yaml"

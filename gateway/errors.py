@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 from starlette.responses import Response
 
+from common.headers import DEPLOYMENT_HEADER
 from routing.outcomes import Failure, UpstreamError
 
 _TYPE_BY_STATUS = {
@@ -162,7 +163,7 @@ def upstream_error(error: UpstreamError) -> GatewayError:
     status = error.client_status
     if not error.deployment:  # a group-level failure: no attempt was made
         return GatewayError(status, error.message, code=f"upstream_{error.failure.label}")
-    headers = {"x-seawall-deployment": error.deployment}
+    headers = {DEPLOYMENT_HEADER: error.deployment}
     if error.retry_after is not None and status == 429:
         headers["retry-after-ms"] = str(int(error.retry_after * 1000))
         headers["retry-after"] = str(max(1, round(error.retry_after)))

@@ -25,13 +25,14 @@ from typing import Any
 
 import httpx
 
+from common.headers import DEPLOYMENT_EXTENSION
 from routing.transport import start_transport
 
 #: How long shutdown waits for the tracer provider to export what it still holds.
 FLUSH_TIMEOUT_MS = 5000
 
 #: Span attribute naming the deployment an upstream call went to.
-DEPLOYMENT_ATTRIBUTE = "seawall.deployment"
+DEPLOYMENT_ATTRIBUTE = DEPLOYMENT_EXTENSION
 
 
 def traced(transport: httpx.AsyncBaseTransport, target: str) -> httpx.AsyncBaseTransport:

@@ -7,7 +7,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, field_validator
 
-from routing.config import Frozen, Identifier, RetrySettings, Secret
+from common.config import Frozen, Identifier, Secret
+from routing.config import RetrySettings
 from tools.endpoints import MOCK_TOOLS
 from tools.schemas import check_schema
 

@@ -16,6 +16,7 @@ import httpx
 import orjson
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
+from common.headers import TOOL_CALL_ID_HEADER, TOOL_EXTENSION, TOOL_HEADER
 from tools.receipts import Receipts, canonical
 from tools.registry import RegisteredTool, ToolRegistry
 from tools.schemas import problems
@@ -121,12 +122,12 @@ class ToolInvoker:
             content=orjson.dumps(arguments),
             headers={
                 "content-type": "application/json",
-                "x-seawall-tool-call-id": call_id,
-                "x-seawall-tool": tool.name,
+                TOOL_CALL_ID_HEADER: call_id,
+                TOOL_HEADER: tool.name,
             },
             extensions={
                 "timeout": {"connect": seconds, "read": seconds, "write": seconds, "pool": seconds},
-                "seawall.tool": tool.name,
+                TOOL_EXTENSION: tool.name,
                 **extensions,
             },
         )

@@ -16,7 +16,7 @@ import yaml
 
 from chaos.runner.checks import experiment_problems
 from chaos.runner.schema import Experiment
-from routing.config import DocumentError, validate_document
+from common.config import DocumentError, validate_document
 
 LIBRARY_PACKAGE = "chaos"
 LIBRARY_FOLDER = "experiments"

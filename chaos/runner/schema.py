@@ -16,7 +16,8 @@ from pydantic import AfterValidator, ConfigDict, Field, field_validator, model_v
 
 from chaos.faults import FaultError, FaultSpec, build
 from chaos.grammar import parse
-from routing.config import Frozen, Identifier, non_empty
+from common.config import Frozen, Identifier, non_empty
+from common.headers import CHAOS_HEADER
 
 #: Request kinds the load can send; `colored:<color>` is a chat with `x-traffic-color`.
 BASIC_KINDS = ("chat", "stream", "tool", "huge_prompt")
@@ -24,7 +25,6 @@ COLORED_PREFIX = "colored:"
 _COLOR = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 #: The three requests of a tool round, which a header fault may pick among.
 TOOL_STEPS = ("call", "invoke", "reply")
-CHAOS_HEADER = "x-seawall-chaos"
 #: The contract's `get_weather` input, offered to the model on tool rounds.
 WEATHER_PARAMETERS: dict[str, Any] = {
     "type": "object",

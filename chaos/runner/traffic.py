@@ -18,12 +18,19 @@ import orjson
 from chaos.runner.samples import TIMEOUT, TRANSPORT, Sample, parse_injected
 from chaos.runner.schema import COLORED_PREFIX, Load, Target
 from chaos.runner.streams import StreamReader
+from common.headers import (
+    CHAOS_HEADER,
+    COLOR_HEADER,
+    DEPLOYMENT_HEADER,
+    FLAGS_HEADER,
+    INJECTED_HEADER,
+    ROUTE_HEADER,
+)
 
 #: Request headers for each step of a request ("call"; tool rounds also "invoke"
 #: and "reply").
 StepHeaders = Callable[[str], dict[str, str]]
 CHAT_PATH = "/v1/chat/completions"
-COLOR_HEADER = "x-traffic-color"
 #: How a forged tool result is caught, by the gateway's error code.
 CAUGHT_BY_CODE = {"tool_result_invalid": "schema", "tool_result_forged": "receipt"}
 INJECTION_FLAG = ":injection:"
@@ -47,7 +54,7 @@ class Reply:
 
     @property
     def route(self) -> str | None:
-        return self.headers.get("x-seawall-route")
+        return self.headers.get(ROUTE_HEADER)
 
 
 @dataclass
@@ -68,11 +75,11 @@ class Outcome:
         self.status, self.code, self.ok = reply.status, reply.code, 200 <= reply.status < 300
         if reply.route:
             self.routes.append(reply.route)
-        self.deployment = reply.headers.get("x-seawall-deployment", self.deployment)
-        for entry in parse_injected(reply.headers.get("x-seawall-chaos-injected")):
+        self.deployment = reply.headers.get(DEPLOYMENT_HEADER, self.deployment)
+        for entry in parse_injected(reply.headers.get(INJECTED_HEADER)):
             if entry not in self.injected:
                 self.injected.append(entry)
-        self.chaos_ignored |= reply.headers.get("x-seawall-chaos", "") == "ignored"
+        self.chaos_ignored |= reply.headers.get(CHAOS_HEADER, "") == "ignored"
 
 
 def _json(response: httpx.Response) -> Any:
@@ -167,9 +174,7 @@ class Traffic:
         final = await self._post(CHAT_PATH, headers("reply"), json=answer)
         outcome.observe(final)
         outcome.caught_by = CAUGHT_BY_CODE.get(final.code or "")
-        if outcome.caught_by is None and INJECTION_FLAG in final.headers.get(
-            "x-seawall-tool-flags", ""
-        ):
+        if outcome.caught_by is None and INJECTION_FLAG in final.headers.get(FLAGS_HEADER, ""):
             outcome.caught_by = "flag"
 
 

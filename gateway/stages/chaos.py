@@ -15,16 +15,12 @@ from starlette.responses import Response
 from chaos.engine import ChaosEngine
 from chaos.faults import FaultError
 from chaos.forge import forge_result
-from chaos.plan import PLAN_EXTENSION
+from common.headers import CHAOS_HEADER, COLOR_HEADER, INJECTED_HEADER, PLAN_EXTENSION
 from gateway.errors import GatewayError
 from gateway.events import Events, GuardEvent
 from gateway.exchange import Exchange
 from tools.registry import ToolRegistry
 from tools.results import tool_results
-
-CHAOS_HEADER = "x-seawall-chaos"
-COLOR_HEADER = "x-traffic-color"
-INJECTED_HEADER = "x-seawall-chaos-injected"
 
 
 class Chaos:

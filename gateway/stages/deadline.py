@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+from common.headers import TIMEOUT_HEADER
 from gateway.errors import GatewayError
 from gateway.exchange import Exchange
 from routing.router import Router
-
-TIMEOUT_HEADER = "x-seawall-timeout-ms"
 
 
 class Deadline:

@@ -20,6 +20,7 @@ import asyncio
 from collections.abc import Mapping
 from typing import Any
 
+from common.headers import GUARD_HEADER
 from gateway.errors import GatewayError
 from gateway.events import Events, GuardEvent
 from gateway.exchange import Exchange
@@ -37,7 +38,6 @@ from routing.tokens import (
 #: Prompts whose byte bound exceeds this are counted in a worker thread:
 #: ~64 KiB of text is ~16k tokens, ~2.5 ms of tiktoken on this machine.
 OFFLOAD_BYTES = 64 * 1024
-GUARD_HEADER = "x-seawall-guard"
 
 
 def count_prompt(body: Mapping[str, Any], model: str) -> tuple[list[int], int]:

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Any, cast
 
+from common.headers import DEPLOYMENT_HEADER, ROUTE_HEADER, SHOULD_RETRY_HEADER
 from gateway.errors import model_not_found, upstream_error
 from gateway.exchange import Exchange
 from routing.call import Endpoint, UpstreamRequest
 from routing.router import Routed, Router, RoutingError, render_route
-
-ROUTE_HEADER = "x-seawall-route"
 
 
 class ResolveModel:
@@ -52,10 +51,10 @@ async def send(router: Router, exchange: Exchange, body: dict[str, Any]) -> Rout
         _add_route(exchange, render_route(exc.route))
         # The gateway already spent its retries and fallbacks on this request;
         # the OpenAI SDKs honour this and do not multiply them.
-        exchange.headers["x-should-retry"] = "false"
+        exchange.headers[SHOULD_RETRY_HEADER] = "false"
         raise upstream_error(exc.error) from exc
     _add_route(exchange, render_route(routed.route))
-    exchange.headers["x-seawall-deployment"] = routed.reply.deployment
+    exchange.headers[DEPLOYMENT_HEADER] = routed.reply.deployment
     return routed
 
 

@@ -25,10 +25,11 @@ from typing import Any
 
 import orjson
 
+from common.headers import FLAGS_HEADER, REPAIRED_HEADER, ROUTE_HEADER, VIOLATIONS_HEADER
 from gateway.errors import GatewayError, upstream_error
 from gateway.events import Events, GuardEvent
 from gateway.exchange import Exchange
-from gateway.stages.route import ROUTE_HEADER, send
+from gateway.stages.route import send
 from routing.call import Reply
 from routing.outcomes import UpstreamError
 from routing.router import Router
@@ -40,8 +41,6 @@ from tools.results import RECEIPT_FIELD, ResultChecker, tool_results
 from tools.schemas import SchemaCache, UnsafeSchema
 from tools.violations import Violation, header_value, strictest
 
-VIOLATIONS_HEADER = "x-seawall-tool-violations"
-FLAGS_HEADER = "x-seawall-tool-flags"
 #: A tool-call stream is held in memory up to this size; past it, it is refused.
 MAX_HELD_BYTES = 4 * 1024 * 1024
 
@@ -199,7 +198,7 @@ class VerifyToolCalls:
             calls, violations = await self._inspect(exchange, offered)
             if not violations:
                 if attempt:
-                    exchange.headers["x-seawall-tool-repaired"] = str(attempt)
+                    exchange.headers[REPAIRED_HEADER] = str(attempt)
                     self._emit(exchange, violations_before, "repaired")
                 return
             if strictest(violations) != "enforce":

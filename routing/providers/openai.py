@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import orjson
 
+from common.headers import DEPLOYMENT_EXTENSION
 from routing.call import Reply, UpstreamRequest
 from routing.config import DeploymentConfig
 from routing.outcomes import (
@@ -82,7 +83,7 @@ class OpenAICompatible:
         body["model"] = self.model
         extensions: dict[str, Any] = {
             "timeout": self._stream_timeouts if request.stream else self._timeouts,
-            "seawall.deployment": self.deployment_id,
+            DEPLOYMENT_EXTENSION: self.deployment_id,
         }
         if request.extensions:
             extensions.update(request.extensions)
