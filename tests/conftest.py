@@ -7,6 +7,7 @@ import pytest
 from gateway.app import create_app
 from gateway.config import load_config
 from routing.mock.server import MockUpstreamApp
+from tests.services import EtcdServer, RedisServer, etcd_server, redis_server
 from tests.support import ServerThread
 
 
@@ -21,4 +22,18 @@ def default_gateway() -> Iterator[ServerThread]:
 def mock_upstream() -> Iterator[ServerThread]:
     """`seawall mock-upstream`'s app on a real socket."""
     with ServerThread(MockUpstreamApp()) as server:
+        yield server
+
+
+@pytest.fixture
+def redis() -> Iterator[RedisServer]:
+    """A real `redis-server` on a free loopback port (tests/services.py)."""
+    with redis_server() as server:
+        yield server
+
+
+@pytest.fixture
+def etcd() -> Iterator[EtcdServer]:
+    """A real single-member `etcd` on free loopback ports (tests/services.py)."""
+    with etcd_server() as server:
         yield server

@@ -1,0 +1,1 @@
+"""Rate limits and quotas: algorithms, reservations and their stores (memory, Redis)."""

@@ -1,0 +1,1 @@
+"""Tenants: the tree of organisations, teams and projects, their keys and roles."""

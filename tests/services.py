@@ -1,0 +1,166 @@
+"""Real Redis and etcd servers for the tests, on free loopback ports with temp dirs.
+
+These are the Debian binaries (`redis-server`, `etcd`), started per use and stopped
+after; readiness is the server answering its own protocol, polled with a deadline,
+never a fixed sleep. `.ci/run` installs the packages; on a machine without them the
+fixtures fail loudly (a test that needs Redis must not pass without it).
+
+`kill()` and `restart()` exist for outage tests: the server's data dir and port
+survive a restart, so a client that reconnects finds the same server again.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+READY_TIMEOUT = 20.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait(check: object, what: str, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode} before it was ready")
+        if check():  # type: ignore[operator]
+            return
+        time.sleep(0.02)
+    raise RuntimeError(f"{what} was not ready within {READY_TIMEOUT} s")
+
+
+def _binary(name: str) -> str:
+    path = shutil.which(name) or (f"/usr/bin/{name}" if Path(f"/usr/bin/{name}").exists() else None)
+    if path is None:
+        raise RuntimeError(f"{name} is not installed (.ci/run installs it with apt-get)")
+    return path
+
+
+class RedisServer:
+    """`redis-server` on 127.0.0.1:<free port>, no persistence, its own temp dir."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix="seawall-redis-")
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> RedisServer:
+        self.proc = subprocess.Popen(
+            [
+                _binary("redis-server"),
+                "--port", str(self.port),
+                "--bind", "127.0.0.1",
+                "--dir", self.dir,
+                "--save", "",
+                "--appendonly", "no",
+                "--protected-mode", "no",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        _wait(self.ping, "redis-server", self.proc)
+        return self
+
+    def ping(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def kill(self) -> None:
+        """SIGKILL: an outage, not a clean shutdown."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def restart(self) -> None:
+        self.kill()
+        self.start()
+
+    def stop(self) -> None:
+        self.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class EtcdServer:
+    """A single-member `etcd` on loopback client and peer ports, its own data dir."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.peer_port = free_port()
+        self.dir = tempfile.mkdtemp(prefix="seawall-etcd-")
+        self.endpoint = f"127.0.0.1:{self.port}"
+        self.url = f"http://{self.endpoint}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> EtcdServer:
+        self.proc = subprocess.Popen(
+            [
+                _binary("etcd"),
+                "--name", "test",
+                "--data-dir", self.dir,
+                "--listen-client-urls", self.url,
+                "--advertise-client-urls", self.url,
+                "--listen-peer-urls", f"http://127.0.0.1:{self.peer_port}",
+                "--initial-advertise-peer-urls", f"http://127.0.0.1:{self.peer_port}",
+                "--initial-cluster", f"test=http://127.0.0.1:{self.peer_port}",
+                "--log-level", "error",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        _wait(self.healthy, "etcd", self.proc)
+        return self
+
+    def healthy(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
+                sock.sendall(b"GET /health HTTP/1.0\r\n\r\n")
+                return b'"health":"true"' in sock.recv(4096)
+        except OSError:
+            return False
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def restart(self) -> None:
+        self.kill()
+        self.start()
+
+    def stop(self) -> None:
+        self.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@contextmanager
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@contextmanager
+def etcd_server() -> Iterator[EtcdServer]:
+    server = EtcdServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
