@@ -26,7 +26,7 @@ ROLE_GRANTS: dict[str, str] = {
 }
 
 ROLES: frozenset[str] = frozenset(get_args(Role))
-assert ROLES == frozenset(ROLE_GRANTS), "every role needs its grant described"
+assert frozenset(ROLE_GRANTS) == ROLES, "every role needs its grant described"
 
 
 def _known_role(value: object) -> object:
