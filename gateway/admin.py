@@ -15,24 +15,9 @@ from chaos.faults import FaultError, build
 from chaos.plan import apply_caps
 from chaos.targets import UnknownTarget
 from gateway.errors import GatewayError
-from gateway.stages.authenticate import Authenticate
 from gateway.stages.body import json_object
 from routing.deployment import Deployment
 from routing.router import Router
-
-
-def require_admin(authenticate: Authenticate, authorization: str | None) -> None:
-    require_role(authenticate, authorization, "admin")
-
-
-def require_role(authenticate: Authenticate, authorization: str | None, *roles: str) -> None:
-    """401 without a valid key (when keys are configured), 403 without one of `roles`."""
-    principal = authenticate.principal_for(authorization)
-    if not principal.roles.intersection(roles):
-        wanted = " or ".join(f"the {role} role" for role in roles)
-        raise GatewayError(
-            403, f"Key '{principal.key_id}' lacks {wanted}.", code="permission_denied"
-        )
 
 
 def _ms(seconds: float | None) -> float | None:

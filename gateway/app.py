@@ -20,21 +20,16 @@ from starlette.routing import Route
 
 from chaos.engine import ChaosEngine
 from chaos.transport import ChaosTransport
-from gateway.admin import (
-    chaos_state,
-    read_json_object,
-    require_admin,
-    require_role,
-    routing_state,
-    schedule_fault,
-)
+from gateway.admin import chaos_state, read_json_object, routing_state, schedule_fault
 from gateway.config import GatewayConfig, load_config
-from gateway.errors import GatewayError, error_response, model_not_found
+from gateway.drain import Drain
+from gateway.errors import GatewayError, UpstreamErrors, error_response, model_not_found
 from gateway.events import Events
 from gateway.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from gateway.metrics import Metrics
-from gateway.pipeline import Pipeline
-from gateway.stages.authenticate import Authenticate
+from gateway.pipeline import Pipeline, RequestIds, Stage
+from gateway.server.frontdoor import FrontDoorStats
+from gateway.stages.authenticate import Authenticate, Keyring
 from gateway.stages.body import ParseJSON, ReadBody
 from gateway.stages.chaos import Chaos, ForgeToolResults
 from gateway.stages.deadline import Deadline
@@ -86,9 +81,11 @@ class Gateway:
             config.models, self.upstreams.providers, config.routing, clock
         )
         self.events = Events()
-        self.metrics = Metrics(self.router, self.events, self.chaos.injected)
+        self.front_door = FrontDoorStats()
+        self.metrics = Metrics(self.router, self.events, self.chaos.injected, self.front_door)
+        self.drain = Drain()
         self.ready = False
-        self.authenticate = Authenticate(config.keys)
+        self.keyring = Keyring(config.keys)
         self.tool_registry = ToolRegistry(config.tools)
         self.receipts = Receipts(config.receipts)
         self.tool_transport = layers.wrap(ToolEndpoints(AiohttpTransport()), "tool-endpoints")
@@ -101,12 +98,23 @@ class Gateway:
                     "max_prompt_tokens set: prompts are not size-checked",
                     name,
                 )
+        errors = UpstreamErrors(
+            config.server.expose_upstream_errors,
+            [d.api_key.get_secret_value() for d in deployments if d.api_key is not None],
+        )
         max_bytes = config.server.max_request_bytes
         parse = ParseJSON(config.server.max_json_depth, self.events)
-        self.chat = Pipeline(
+        ids = RequestIds()
+
+        def pipeline(endpoint: str, stages: list[Stage]) -> Pipeline:
+            return Pipeline(
+                endpoint, stages, drain=self.drain, ids=ids, completions=[self.metrics.on_complete]
+            )
+
+        self.chat = pipeline(
             "chat",
             [
-                self.authenticate,
+                Authenticate(self.keyring, "user"),
                 ReadBody(max_bytes, self.events),
                 parse,
                 ValidateChat(),
@@ -119,37 +127,36 @@ class Gateway:
                 ),
                 PromptGuard(self.router, self.prompt_limits, self.events),
                 Deadline(self.router),
-                Forward(self.router),
-                VerifyToolCalls(self.router, self.tool_registry, config.tool_policy, self.events),
-                Render(),
+                Forward(self.router, errors),
+                VerifyToolCalls(
+                    self.router, errors, self.tool_registry, config.tool_policy, self.events
+                ),
+                Render(errors, self.drain),
             ],
-            self.metrics.count_response,
         )
-        self.embeddings = Pipeline(
+        self.embeddings = pipeline(
             "embeddings",
             [
-                self.authenticate,
+                Authenticate(self.keyring, "user"),
                 ReadBody(max_bytes, self.events),
                 parse,
                 ValidateEmbeddings(),
                 ResolveModel(self.router),
                 Chaos(self.chaos, self.events),
                 Deadline(self.router),
-                Forward(self.router),
-                Render(),
+                Forward(self.router, errors),
+                Render(errors, self.drain),
             ],
-            self.metrics.count_response,
         )
-        self.tools = Pipeline(
+        self.tools = pipeline(
             "tools",
             [
-                self.authenticate,
+                Authenticate(self.keyring, "tools"),
                 ReadBody(max_bytes, self.events),
                 parse,
                 Chaos(self.chaos, self.events),
                 InvokeTool(self.invoker, self.events),
             ],
-            self.metrics.count_response,
         )
 
     async def start(self) -> None:
@@ -175,12 +182,12 @@ class Gateway:
         return {"id": name, "object": "model", "created": self.created, "owned_by": "seawall"}
 
     async def list_models(self, request: Request) -> Response:
-        self.authenticate.principal_for(request.headers.get("authorization"))
+        self.keyring.require(request.headers.get("authorization"), "user")
         data = [self._model_card(g.name) for g in self.config.models]
         return _json({"object": "list", "data": data})
 
     async def get_model(self, request: Request) -> Response:
-        self.authenticate.principal_for(request.headers.get("authorization"))
+        self.keyring.require(request.headers.get("authorization"), "user")
         name = request.path_params["model"]
         if self.router.group(name) is None:
             raise model_not_found(name)
@@ -189,15 +196,15 @@ class Gateway:
     async def metrics_endpoint(self, request: Request) -> Response:
         # Deployment names, traffic and error rates are not for every caller: with
         # keys configured, scraping needs a key with the `metrics` (or `admin`) role.
-        require_role(self.authenticate, request.headers.get("authorization"), "metrics", "admin")
+        self.keyring.require(request.headers.get("authorization"), "metrics", "admin")
         return Response(self.metrics.render(), media_type=METRICS_CONTENT_TYPE)
 
     async def admin_routing(self, request: Request) -> Response:
-        require_admin(self.authenticate, request.headers.get("authorization"))
+        self.keyring.require(request.headers.get("authorization"), "admin")
         return _json(routing_state(self.router))
 
     async def admin_chaos(self, request: Request) -> Response:
-        require_admin(self.authenticate, request.headers.get("authorization"))
+        self.keyring.require(request.headers.get("authorization"), "admin")
         if request.method == "POST":
             scheduled = schedule_fault(self.chaos, await read_json_object(request))
             return _json(scheduled, status=201)
@@ -214,6 +221,9 @@ class Gateway:
         return _json({"status": "ok"})
 
     async def readyz(self, request: Request) -> Response:
+        if self.drain.draining:
+            # First thing on SIGTERM: a load balancer must stop sending traffic here.
+            return _json({"status": "draining"}, status=503)
         if not self.ready:
             return _json({"status": "starting"}, status=503)
         return _json({"status": "ready", "model_groups": len(self.config.models)})

@@ -36,33 +36,49 @@ def port_number(text: str) -> int:
     return port
 
 
+def worker_count(text: str) -> int:
+    workers = int(text)
+    if not 1 <= workers <= 256:
+        raise argparse.ArgumentTypeError(f"{workers} workers: give 1 to 256")
+    return workers
+
+
 def serve(args: argparse.Namespace) -> int:
     config = _load(args.config, args.host)
     host = args.host or config.server.host
     port = config.server.port if args.port is None else args.port
-    import uvicorn
+    from gateway.server.serve import INTERRUPT_GRACE_S, ServeOptions, bind, listening_on
 
-    options = dict(
+    options = ServeOptions(
         host=host,
         port=port,
-        loop="uvloop",
-        http="httptools",
+        workers=args.workers,
         access_log=args.access_log,
         log_level=args.log_level,
-        lifespan="on",
-        timeout_graceful_shutdown=10,
+        config=os.path.abspath(args.config) if args.config else None,
+    )
+    try:
+        sock = bind(host, port)
+    except OSError as exc:
+        print(f"seawall: cannot listen on {host}:{port}: {exc.strerror}", file=sys.stderr)
+        return 1
+    workers = f"{args.workers} workers" if args.workers > 1 else "1 worker"
+    print(
+        f"seawall listening on {listening_on(sock)} "
+        f"({args.config or 'embedded default config'}, {workers}); Ctrl-C to stop",
+        file=sys.stderr,
+        flush=True,
     )
     if args.workers > 1:
-        # Workers are separate processes: each loads the config itself.
-        if args.config:
-            os.environ["SEAWALL_CONFIG"] = os.path.abspath(args.config)
-        uvicorn.run(
-            "gateway.app:app_from_environment", factory=True, workers=args.workers, **options
-        )
-    else:
-        from gateway.app import create_app
+        from gateway.server.workers import run_workers
 
-        uvicorn.run(create_app(config), **options)
+        server = config.server
+        stop = server.drain_s + server.shutdown_timeout_s + INTERRUPT_GRACE_S + 5
+        return run_workers(options, sock, stop)
+    from gateway.app import create_app
+    from gateway.server.serve import serve_app
+
+    serve_app(create_app(config), config.server, options, sock)
     return 0
 
 
@@ -76,6 +92,7 @@ def check_config(args: argparse.Namespace) -> int:
 def mock_upstream(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from gateway.server.serve import bind, listening_on
     from routing.config import MockSettings
     from routing.mock.server import MockUpstreamApp
 
@@ -86,16 +103,25 @@ def mock_upstream(args: argparse.Namespace) -> int:
         error_rate=args.error_rate,
         seed=args.seed,
     )
-    app = MockUpstreamApp(args.model, settings)
-    uvicorn.run(
-        app,
-        host=args.host,
-        port=args.port,
+    try:
+        sock = bind(args.host, args.port)
+    except OSError as exc:
+        print(f"seawall: cannot listen on {args.host}:{args.port}: {exc.strerror}", file=sys.stderr)
+        return 1
+    print(
+        f"seawall mock-upstream listening on {listening_on(sock)}/v1 (model {args.model}); "
+        "Ctrl-C to stop",
+        file=sys.stderr,
+        flush=True,
+    )
+    config = uvicorn.Config(
+        MockUpstreamApp(args.model, settings),
         loop="uvloop",
         http="httptools",
         access_log=False,
         log_level=args.log_level,
     )
+    uvicorn.Server(config).run(sockets=[sock])
     return 0
 
 
@@ -173,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="YAML config file (default: the embedded demo config)")
     p.add_argument("--host", help="bind address (default: server.host, 127.0.0.1)")
     p.add_argument("--port", type=port_number, help="port (default: server.port, 8080)")
-    p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    p.add_argument("--workers", type=worker_count, default=1, help="worker processes (default 1)")
     p.add_argument("--access-log", action="store_true", help="log every request (slower)")
     p.add_argument("--log-level", default="info")
     p.set_defaults(func=serve)
@@ -182,16 +208,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file")
     p.set_defaults(func=check_config)
 
-    p = commands.add_parser("mock-upstream", help="serve the mock LLM over HTTP")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=port_number, default=9100)
-    p.add_argument("--model", default="mock-gpt")
-    p.add_argument("--latency-ms", type=float, default=0)
-    p.add_argument("--chunk-delay-ms", type=float, default=0)
-    p.add_argument("--stream-chunks", type=int, default=8)
-    p.add_argument("--error-rate", type=float, default=0)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--log-level", default="warning")
+    p = commands.add_parser(
+        "mock-upstream",
+        help="serve the mock LLM over HTTP",
+        description="Serve seawall's deterministic mock LLM as a standalone OpenAI-compatible "
+        "server (POST /v1/chat/completions, /v1/embeddings; GET /v1/models): no keys, no "
+        "network. Point a gateway deployment's api_base (or any OpenAI client) at it.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--host", default="127.0.0.1", help="bind address")
+    p.add_argument("--port", type=port_number, default=9100, help="port (0: any free port)")
+    p.add_argument("--model", default="mock-gpt", help="the model name it answers as")
+    p.add_argument(
+        "--latency-ms", type=float, default=0, help="delay before the first byte of each answer"
+    )
+    p.add_argument("--chunk-delay-ms", type=float, default=0, help="delay between streamed chunks")
+    p.add_argument(
+        "--stream-chunks", type=int, default=8, help="pieces a streamed answer is cut into"
+    )
+    p.add_argument(
+        "--error-rate", type=float, default=0, help="share of requests answered with HTTP 503"
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed for the deterministic answers")
+    p.add_argument("--log-level", default="warning", help="uvicorn log level")
     p.set_defaults(func=mock_upstream)
     add_chaos_commands(commands)
     return parser

@@ -29,7 +29,17 @@ from common.config import (
     non_empty,
     validate_document,
 )
+from gateway.server.frontdoor import (
+    DEFAULT_BODY_TIMEOUT_S,
+    DEFAULT_HEADER_TIMEOUT_S,
+    DEFAULT_KEEPALIVE_TIMEOUT_S,
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_HEADER_BYTES,
+    DEFAULT_MAX_HEADERS,
+    FrontDoorLimits,
+)
 from routing.config import ModelGroupConfig, RoutingSettings
+from tenants.roles import RoleName
 from tools.config import ReceiptsConfig, ToolConfig, ToolPolicy
 
 DEFAULT_CONFIG_RESOURCE = "default_config.yaml"
@@ -53,6 +63,36 @@ class ServerConfig(Frozen):
     #: Request bodies nested deeper than this are refused with 400. At most 250:
     #: the body is re-serialized for the provider, and orjson writes at most 254 levels.
     max_json_depth: int = Field(DEFAULT_MAX_JSON_DEPTH, ge=4, le=250)
+    # -- the front door (gateway/server/frontdoor.py has the why of each default) --
+    #: Request line plus headers; more is a 431.
+    max_header_bytes: int = Field(DEFAULT_MAX_HEADER_BYTES, ge=1024, le=1024 * 1024)
+    max_headers: int = Field(DEFAULT_MAX_HEADERS, ge=8, le=1000)
+    #: From a request's first byte (or the connection's opening) to its last header.
+    header_timeout_s: float = Field(DEFAULT_HEADER_TIMEOUT_S, gt=0, le=300)
+    #: The longest silence while a body is being received.
+    body_timeout_s: float = Field(DEFAULT_BODY_TIMEOUT_S, gt=0, le=300)
+    keepalive_timeout_s: float = Field(DEFAULT_KEEPALIVE_TIMEOUT_S, gt=0, le=3600)
+    #: Open connections per worker process.
+    max_connections: int = Field(DEFAULT_MAX_CONNECTIONS, ge=1, le=1_000_000)
+    #: After SIGTERM: /readyz answers 503 at once, new requests are still served this
+    #: long (so a load balancer notices), then the listener closes.
+    drain_s: float = Field(5.0, ge=0, le=600)
+    #: Then in-flight requests get this long to finish; streams still open after it
+    #: end with a `stream_interrupted` error event, other requests with a 503.
+    shutdown_timeout_s: float = Field(30.0, gt=0, le=3600)
+    #: Relay upstream failure details (hosts, IPs, provider wording) to clients
+    #: verbatim. Off: clients get the deployment id and the failure class only.
+    expose_upstream_errors: bool = False
+
+    def front_door(self) -> FrontDoorLimits:
+        return FrontDoorLimits(
+            max_header_bytes=self.max_header_bytes,
+            max_headers=self.max_headers,
+            header_timeout_s=self.header_timeout_s,
+            body_timeout_s=self.body_timeout_s,
+            keepalive_timeout_s=self.keepalive_timeout_s,
+            max_connections=self.max_connections,
+        )
 
 
 class TelemetryConfig(Frozen):
@@ -67,7 +107,8 @@ class KeyConfig(Frozen):
     id: Identifier
     key_sha256: str | None = None
     key: Secret | None = None
-    roles: tuple[str, ...] = ("user",)
+    #: From the closed set in tenants/roles.py; a misspelt role is a config error.
+    roles: tuple[RoleName, ...] = ("user",)
 
     @field_validator("key_sha256")
     @classmethod

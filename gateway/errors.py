@@ -6,13 +6,14 @@ SDKs turn it into their typed exceptions (BadRequestError, NotFoundError, ...).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import orjson
 from starlette.responses import Response
 
 from common.headers import DEPLOYMENT_HEADER
+from common.redact import redact
 from routing.outcomes import Failure, UpstreamError
 
 _TYPE_BY_STATUS = {
@@ -150,50 +151,76 @@ DEPLOYMENT_PROBLEMS = {
     404: ("upstream_not_found", "does not know the configured model or path"),
 }
 
+#: Failures whose provider error body the client needs to fix its request.
+_CALLER_FAILURES = (Failure.CLIENT, Failure.CONTEXT_LENGTH, Failure.CONTENT_POLICY)
 
-def upstream_error(error: UpstreamError) -> GatewayError:
+
+class UpstreamErrors:
     """The client's view of a failed upstream attempt.
 
-    A 4xx that is the caller's fault (bad parameter, context too long) keeps the
-    provider's own message, type and code: rewriting it would lose what the caller
-    needs to fix. A 401/403/404 keeps its status (DESIGN.md section 4) but says it is
-    the deployment's configuration, so a client never blames its own API key.
-    Gateway-side failures name the deployment that failed.
+    What an upstream says when it fails is written for the gateway's operator: an
+    exception names the host and IP it could not reach, a proxy's 500 page names
+    internal services, and OpenAI's 401 quotes part of the gateway's own provider key.
+    None of that is for clients. So a client gets the deployment id, the failure class
+    and a stable sentence from the outcome table (`Policy.summary`); the detail goes to
+    the server log beside the request id (see `gateway.stages.route`).
+
+    Two exceptions. A 4xx that is the caller's fault (a bad parameter, a prompt too
+    long, a content-policy refusal) keeps the provider's message, type, param and code,
+    because rewriting it would lose what the caller must fix; the message is passed
+    through `common.redact.redact` (key-like strings, IPs, host:port, and the gateway's
+    own provider keys removed). And `server.expose_upstream_errors: true` restores the
+    verbatim detail, for setups where the clients are the operators.
     """
-    status = error.client_status
-    if not error.deployment:  # a group-level failure: no attempt was made
-        return GatewayError(status, error.message, code=f"upstream_{error.failure.label}")
-    headers = {DEPLOYMENT_HEADER: error.deployment}
-    if error.retry_after is not None and status == 429:
-        headers["retry-after-ms"] = str(int(error.retry_after * 1000))
-        headers["retry-after"] = str(max(1, round(error.retry_after)))
-    body = error.error_body or {}
-    if error.failure is Failure.CLIENT and error.status in DEPLOYMENT_PROBLEMS:
-        code, what = DEPLOYMENT_PROBLEMS[error.status]
-        detail = body.get("message") or error.message
+
+    def __init__(self, expose: bool = False, secrets: Iterable[str] = ()) -> None:
+        self.expose = expose
+        self.secrets = tuple(s for s in secrets if s)
+
+    def __call__(self, error: UpstreamError) -> GatewayError:
+        status = error.client_status
+        if not error.deployment:  # a group-level failure: no attempt was made
+            return GatewayError(status, error.message, code=f"upstream_{error.failure.label}")
+        headers = {DEPLOYMENT_HEADER: error.deployment}
+        if error.retry_after is not None and status == 429:
+            headers["retry-after-ms"] = str(int(error.retry_after * 1000))
+            headers["retry-after"] = str(max(1, round(error.retry_after)))
+        body = error.error_body or {}
+        if error.failure is Failure.CLIENT and error.status in DEPLOYMENT_PROBLEMS:
+            code, what = DEPLOYMENT_PROBLEMS[error.status]
+            detail = (
+                f" (upstream said: {body.get('message') or error.message})" if self.expose else ""
+            )
+            return GatewayError(
+                status,
+                f"Deployment '{error.deployment}' {what}{detail}. This is a gateway "
+                "configuration problem, not a problem with your request or key.",
+                code=code,
+                type="upstream_error",
+                headers=headers,
+            )
+        if error.failure in _CALLER_FAILURES and body:
+            provider_code = body.get("code")
+            if provider_code is None and error.failure is Failure.CONTEXT_LENGTH:
+                provider_code = "context_length_exceeded"
+            message = str(body.get("message") or error.failure.policy.summary)
+            return GatewayError(
+                status,
+                message if self.expose else redact(message, self.secrets),
+                code=provider_code if isinstance(provider_code, str) else None,
+                param=body.get("param") if isinstance(body.get("param"), str) else None,
+                type=body.get("type") if isinstance(body.get("type"), str) else None,
+                headers=headers,
+            )
+        if self.expose:
+            detail = error.message
+        else:
+            detail = error.failure.policy.summary
+            if error.status is not None:
+                detail += f" (HTTP {error.status})"
         return GatewayError(
             status,
-            f"Deployment '{error.deployment}' {what} (upstream said: {detail}). "
-            "This is a gateway configuration problem, not a problem with your request or key.",
-            code=code,
-            type="upstream_error",
+            f"Deployment '{error.deployment}' failed: {detail}.",
+            code=f"upstream_{error.failure.label}",
             headers=headers,
         )
-    if error.failure in (Failure.CLIENT, Failure.CONTEXT_LENGTH, Failure.CONTENT_POLICY) and body:
-        provider_code = body.get("code")
-        if provider_code is None and error.failure is Failure.CONTEXT_LENGTH:
-            provider_code = "context_length_exceeded"
-        return GatewayError(
-            status,
-            str(body.get("message") or error.message),
-            code=provider_code if isinstance(provider_code, str) else None,
-            param=body.get("param") if isinstance(body.get("param"), str) else None,
-            type=body.get("type") if isinstance(body.get("type"), str) else None,
-            headers=headers,
-        )
-    return GatewayError(
-        status,
-        f"Deployment '{error.deployment}' failed: {error.message}",
-        code=f"upstream_{error.failure.label}",
-        headers=headers,
-    )

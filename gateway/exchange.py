@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -9,7 +10,11 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from common.headers import REQUEST_ID_HEADER
 from routing.router import ModelGroup, Routed
+
+#: `Exchange.error_code` of a request whose client left before its answer was sent.
+CLIENT_CLOSED = "client_closed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,25 +33,35 @@ class Exchange:
 
     __slots__ = (
         "body",
+        "bytes_sent",
         "chaos",
+        "client_left",
+        "completed",
         "deadline",
         "endpoint",
+        "error_code",
         "finalizers",
         "group",
         "headers",
         "principal",
         "raw",
         "request",
+        "request_id",
         "response",
         "routed",
+        "started",
+        "status",
         "stream",
         "upstream_extensions",
         "upstream_only",
+        "usage",
     )
 
-    def __init__(self, request: Request, endpoint: str) -> None:
+    def __init__(self, request: Request, endpoint: str, request_id: str = "") -> None:
         self.request = request
         self.endpoint = endpoint
+        self.request_id = request_id
+        self.started = time.monotonic()
         self.principal: Principal | None = None
         self.raw = b""
         self.body: dict[str, Any] = {}
@@ -57,7 +72,7 @@ class Exchange:
         self.routed: Routed | None = None
         self.response: Response | None = None
         #: Headers added to the client response, error or not.
-        self.headers: dict[str, str] = {}
+        self.headers: dict[str, str] = {REQUEST_ID_HEADER: request_id} if request_id else {}
         #: The chaos plan, when faults are in force for this request.
         self.chaos: Any = None
         #: Passed to every upstream request: extensions for the layers below
@@ -66,3 +81,15 @@ class Exchange:
         self.upstream_only: frozenset[str] | None = None
         #: Called with the final response, success or error, just before it is sent.
         self.finalizers: list[Callable[[Exchange, Response], None]] | None = None
+        # -- the outcome, complete when the completion hooks run ------------------------
+        #: The status sent (a stream that fails after its start stays 200 here).
+        self.status = 0
+        #: The error code the client was given, in the body or in a stream's error event
+        #: (`CLIENT_CLOSED` when the client left first); None for a success.
+        self.error_code: str | None = None
+        self.client_left = False
+        self.bytes_sent = 0
+        #: The provider's reported usage (`usage` object), when it reported one.
+        self.usage: dict[str, Any] | None = None
+        #: `time.monotonic()` when the last byte was sent (or the response abandoned).
+        self.completed = 0.0

@@ -21,6 +21,8 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from gateway.events import Events
+from gateway.exchange import Exchange
+from gateway.server.frontdoor import FrontDoorStats
 from routing.breaker import CLOSED, HALF_OPEN, OPEN
 from routing.router import Router
 from routing.stats import export_buckets
@@ -43,14 +45,16 @@ class RoutingCollector(Collector):
     def __init__(
         self,
         router: Router,
-        responses: Mapping[tuple[str, int], int],
+        responses: Mapping[tuple[str, int, str], int],
         events: Events,
         injected: Mapping[tuple[str, str], int],
+        front_door: FrontDoorStats,
     ) -> None:
         self.router = router
         self.responses = responses
         self.events = events
         self.injected = injected
+        self.front_door = front_door
 
     def collect(self) -> Iterator[Metric]:
         labels = ["group", "deployment"]
@@ -113,11 +117,20 @@ class RoutingCollector(Collector):
         denied.add_metric([], self.router.budget.denied)
         responses = CounterMetricFamily(
             "seawall_responses",
-            "Client responses by endpoint and status.",
-            labels=["endpoint", "status"],
+            "Client responses by endpoint, status sent, and the error code the client got "
+            "(empty for a success; a stream that fails after its start is status 200 with "
+            "code stream_interrupted; client_closed when the client left first).",
+            labels=["endpoint", "status", "code"],
         )
-        for (endpoint, status), count in sorted(self.responses.items()):
-            responses.add_metric([endpoint, str(status)], count)
+        for (endpoint, status, code), count in sorted(self.responses.items()):
+            responses.add_metric([endpoint, str(status), code], count)
+        refusals = CounterMetricFamily(
+            "seawall_front_door_refusals",
+            "Connections and requests refused before the app saw them, by reason.",
+            labels=["reason"],
+        )
+        for reason, count in self.front_door.refusals.items():
+            refusals.add_metric([reason], count)
         guards = CounterMetricFamily(
             "seawall_guard_events",
             "Guard decisions and tool-check findings, by kind and action.",
@@ -133,19 +146,27 @@ class RoutingCollector(Collector):
         )
         for (fault, where), count in sorted(self.injected.items()):
             faults.add_metric([fault, where], count)
-        yield from (fallbacks, denied, responses, guards, faults)
+        yield from (fallbacks, denied, responses, refusals, guards, faults)
 
 
 class Metrics:
     def __init__(
-        self, router: Router, events: Events, injected: Mapping[tuple[str, str], int]
+        self,
+        router: Router,
+        events: Events,
+        injected: Mapping[tuple[str, str], int],
+        front_door: FrontDoorStats,
     ) -> None:
-        self.responses: dict[tuple[str, int], int] = {}
+        self.responses: dict[tuple[str, int, str], int] = {}
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(RoutingCollector(router, self.responses, events, injected))
+        self.registry.register(
+            RoutingCollector(router, self.responses, events, injected, front_door)
+        )
 
-    def count_response(self, endpoint: str, status: int) -> None:
-        key = (endpoint, status)
+    async def on_complete(self, exchange: Exchange) -> None:
+        """The completion hook: counted after the last byte, so a stream's real ending
+        (interrupted, or abandoned by its client) is what is counted."""
+        key = (exchange.endpoint, exchange.status, exchange.error_code or "")
         self.responses[key] = self.responses.get(key, 0) + 1
 
     def render(self) -> bytes:

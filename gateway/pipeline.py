@@ -4,27 +4,74 @@ Each stage is a small object with one job (authenticate, read the body, validate
 route, render...). It reads and writes the `Exchange`, and stops the request by
 raising `GatewayError`. New behaviour is a new stage in the list, never a branch
 in a handler. The last stage must set `exchange.response`.
+
+Around the stages the pipeline does what every request needs, once:
+
+- a request id (`x-seawall-request-id`, on every response, errors included), which
+  the server log carries beside every detail a client is not shown;
+- the outcome, recorded on the exchange: status, error code, and whether the
+  client left (a body cut short by a closed connection is a client abort, logged
+  as one line at info, never as an application error with a traceback);
+- graceful shutdown (`gateway.drain`): a request still running when the shutdown
+  time is up is answered 503 `server_shutting_down` instead of being cancelled;
+- the completion hooks, called after the last byte of the response went out,
+  streams included, with the final outcome (`Exchange.completed`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import asyncio
+import itertools
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response, StreamingResponse
+from starlette.types import Message, Receive, Scope, Send
 
+from common.headers import SHOULD_RETRY_HEADER
+from gateway.drain import Drain
 from gateway.errors import GatewayError, error_response
-from gateway.exchange import Exchange
+from gateway.exchange import CLIENT_CLOSED, Exchange
+
+log = logging.getLogger("seawall")
+
+
+#: The status recorded (never sent) for a request whose client left before it was
+#: read: nginx's "client closed request".
+CLIENT_CLOSED_STATUS = 499
 
 
 class Stage(Protocol):
     async def __call__(self, exchange: Exchange) -> None: ...
 
 
-def _ignore(endpoint: str, status: int) -> None:
-    return None
+#: Called once per request after its response was sent (or abandoned).
+CompletionHook = Callable[[Exchange], Awaitable[None]]
+
+
+class RequestIds:
+    """Request ids unique across processes and replicas: a random per-process prefix
+    and a counter (cheaper than a random id per request, and they sort by arrival)."""
+
+    def __init__(self) -> None:
+        self._prefix = os.urandom(5).hex() + "-"
+        self._counter = itertools.count(1)
+
+    def next(self) -> str:
+        return f"{self._prefix}{next(self._counter):x}"
+
+
+def shutting_down() -> GatewayError:
+    return GatewayError(
+        503,
+        "The gateway is shutting down and could not finish this request; retry it.",
+        code="server_shutting_down",
+        headers={SHOULD_RETRY_HEADER: "true"},
+    )
 
 
 class Pipeline:
@@ -32,11 +79,16 @@ class Pipeline:
         self,
         endpoint: str,
         stages: Sequence[Stage],
-        observe: Callable[[str, int], None] = _ignore,
+        *,
+        drain: Drain,
+        ids: RequestIds,
+        completions: Sequence[CompletionHook] = (),
     ) -> None:
         self.endpoint = endpoint
         self.stages = tuple(stages)
-        self._observe = observe
+        self.drain = drain
+        self.ids = ids
+        self.completions = tuple(completions)
 
     def names(self) -> list[str]:
         return [type(stage).__name__ for stage in self.stages]
@@ -45,20 +97,62 @@ class Pipeline:
         """A plain ASGI endpoint: Starlette's function-endpoint wrapper would add a
         per-request exception-handling closure that the app's own middleware already
         provides (it still handles whatever escapes here)."""
-        response = await self.handle(Request(scope, receive, send))
-        await response(scope, receive, send)
+        exchange = Exchange(Request(scope, receive, send), self.endpoint, self.ids.next())
+        response = await self.handle(exchange)
 
-    async def handle(self, request: Request) -> Response:
-        exchange = Exchange(request, self.endpoint)
+        async def counted(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                exchange.bytes_sent += len(message.get("body", b""))
+            await send(message)
+
         try:
+            await response(scope, receive, counted)
+        finally:
+            if isinstance(response, StreamingResponse):
+                # A stream abandoned mid-way (the client left while a chunk was being
+                # sent) is closed now, not whenever the collector finds it: its
+                # upstream connection is released and its outcome recorded first.
+                aclose = getattr(response.body_iterator, "aclose", None)
+                if aclose is not None:
+                    await aclose()
+            exchange.completed = time.monotonic()
+            for hook in self.completions:
+                await hook(exchange)
+
+    async def handle(self, exchange: Exchange) -> Response:
+        ticket = self.drain.enter()
+        try:
+            if self.drain.interrupted:
+                raise shutting_down()
             for stage in self.stages:
                 await stage(exchange)
         except GatewayError as error:
-            self._observe(self.endpoint, error.status)
-            return _finalized(exchange, error_response(error, exchange.headers))
-        assert exchange.response is not None, "the last stage must set exchange.response"
-        self._observe(self.endpoint, exchange.response.status_code)
-        return _finalized(exchange, exchange.response)
+            return self._failed(exchange, error)
+        except ClientDisconnect:
+            log.info(
+                "request %s: the client closed the connection before its request was read",
+                exchange.request_id,
+            )
+            exchange.client_left = True
+            exchange.status = CLIENT_CLOSED_STATUS
+            exchange.error_code = CLIENT_CLOSED
+            return Response(status_code=400)  # nobody is left to read it
+        except asyncio.CancelledError:
+            if not ticket.claim():
+                raise
+            log.info("request %s: answered 503, the gateway is shutting down", exchange.request_id)
+            return self._failed(exchange, shutting_down())
+        finally:
+            self.drain.leave(ticket)
+        response = exchange.response
+        assert response is not None, "the last stage must set exchange.response"
+        exchange.status = response.status_code
+        return _finalized(exchange, response)
+
+    def _failed(self, exchange: Exchange, error: GatewayError) -> Response:
+        exchange.status = error.status
+        exchange.error_code = error.code or "error"
+        return _finalized(exchange, error_response(error, exchange.headers))
 
 
 def _finalized(exchange: Exchange, response: Response) -> Response:

@@ -20,6 +20,9 @@ class Policy:
     counts_for_breaker: bool
     fails_over: bool
     client_status: int | None  # None: relay the upstream status unchanged
+    #: What a client is told happened. Stable wording, and nothing from the failure
+    #: itself: an exception's text names hosts, IPs and library internals.
+    summary: str
 
 
 class Failure(enum.Enum):
@@ -49,17 +52,19 @@ class Failure(enum.Enum):
 # A table, not enum values: equal values would silently make members aliases.
 POLICIES: dict[Failure, Policy] = {
     #                         retry  breaker failover client status
-    Failure.CONNECT: Policy(False, True, True, 502),
-    Failure.TIMEOUT: Policy(True, True, True, 504),
-    Failure.RATE_LIMITED: Policy(True, True, True, 429),
-    Failure.SERVER: Policy(True, True, True, 502),
-    Failure.CONTEXT_LENGTH: Policy(False, False, False, 400),
-    Failure.CONTENT_POLICY: Policy(False, False, False, 400),
-    Failure.CLIENT: Policy(False, False, False, None),
-    Failure.BAD_RESPONSE: Policy(True, True, True, 502),
-    Failure.STREAM_BROKEN: Policy(False, True, False, 502),
-    Failure.UNAVAILABLE: Policy(False, False, True, 503),
-    Failure.DEADLINE: Policy(False, False, False, 504),
+    Failure.CONNECT: Policy(False, True, True, 502, "could not connect to its upstream"),
+    Failure.TIMEOUT: Policy(True, True, True, 504, "its upstream timed out"),
+    Failure.RATE_LIMITED: Policy(True, True, True, 429, "its upstream is rate limiting"),
+    Failure.SERVER: Policy(True, True, True, 502, "its upstream returned a server error"),
+    Failure.CONTEXT_LENGTH: Policy(False, False, False, 400, "the prompt is too long"),
+    Failure.CONTENT_POLICY: Policy(False, False, False, 400, "refused on content policy"),
+    Failure.CLIENT: Policy(False, False, False, None, "its upstream refused the request"),
+    Failure.BAD_RESPONSE: Policy(
+        True, True, True, 502, "its upstream sent an invalid or incomplete response"
+    ),
+    Failure.STREAM_BROKEN: Policy(False, True, False, 502, "its upstream stream broke off"),
+    Failure.UNAVAILABLE: Policy(False, False, True, 503, "no deployment is available"),
+    Failure.DEADLINE: Policy(False, False, False, 504, "the request's time limit ran out"),
 }
 
 

@@ -25,7 +25,9 @@ import uvloop
 import yaml
 
 from gateway.app import create_app
-from gateway.config import parse_config
+from gateway.config import ServerConfig, parse_config
+from gateway.drain import Drain
+from gateway.server.serve import GatewayServer, ServeOptions, uvicorn_config
 
 STARTUP_TIMEOUT = 30.0
 
@@ -39,9 +41,14 @@ def bound_socket(host: str = "127.0.0.1") -> socket.socket:
     return sock
 
 
-class _Server(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, ready: threading.Event) -> None:
-        super().__init__(config)
+class _Server(GatewayServer):
+    """The production server (guarded protocol, drain) that tells the test when it
+    is listening."""
+
+    def __init__(
+        self, config: uvicorn.Config, ready: threading.Event, drain: Drain, server: ServerConfig
+    ) -> None:
+        super().__init__(config, drain, server)
         self._ready = ready
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
@@ -50,7 +57,12 @@ class _Server(uvicorn.Server):
 
 
 class ServerThread:
-    """Runs an ASGI app on a real loopback socket in a background thread."""
+    """Runs an ASGI app on a real loopback socket in a background thread.
+
+    A seawall app runs on exactly what `seawall serve` runs (the guarded httptools
+    protocol, with the app's `server:` limits); any other app (fake upstreams) on
+    plain uvicorn with httptools.
+    """
 
     def __init__(self, app: Any, *, lifespan: str = "on") -> None:
         self.app = app
@@ -58,10 +70,18 @@ class ServerThread:
         self.port = self.sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
         self._ready = threading.Event()
-        config = uvicorn.Config(
-            app, lifespan=lifespan, log_level="warning", access_log=False, http="httptools"
-        )
-        self.server = _Server(config, self._ready)
+        gateway = getattr(getattr(app, "state", None), "gateway", None)
+        if gateway is not None:
+            server = gateway.config.server
+            options = ServeOptions(host="127.0.0.1", port=self.port, log_level="warning")
+            config = uvicorn_config(app, server, options)
+            drain = gateway.drain
+        else:
+            config = uvicorn.Config(
+                app, lifespan=lifespan, log_level="warning", access_log=False, http="httptools"
+            )
+            server, drain = ServerConfig(), Drain()
+        self.server = _Server(config, self._ready, drain, server)
         self._thread = threading.Thread(target=self._run, daemon=True)
         self.error: BaseException | None = None
 
@@ -151,7 +171,7 @@ class SeawallProcess:
             self.lines.put(line)
         self.lines.put(None)
 
-    def start(self, ready_marker: str = "Uvicorn running on") -> SeawallProcess:
+    def start(self, ready_marker: str = "seawall listening on") -> SeawallProcess:
         self.proc = subprocess.Popen(
             self.args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=self.env
         )

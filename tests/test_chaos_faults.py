@@ -42,6 +42,9 @@ def mock(name: str, **extra: Any) -> dict[str, Any]:
 
 
 CONFIG = {
+    # The faults must look exactly like real failures, down to the detail; a trusted
+    # setup sees that detail (the default hides it: tests/test_upstream_leaks.py).
+    "server": {"expose_upstream_errors": True},
     "models": [
         {"name": "g", "deployments": [mock("d")], "context_window_fallbacks": ["long"]},
         {"name": "long", "deployments": [mock("long-d")]},

@@ -159,7 +159,8 @@ def test_multiple_workers_serve(tmp_path: Path) -> None:
 
 def test_mock_upstream_command_serves_the_mock() -> None:
     port = free_port()
-    process = SeawallProcess(["mock-upstream", "--port", str(port), "--log-level", "info"]).start()
+    process = SeawallProcess(["mock-upstream", "--port", str(port), "--log-level", "info"])
+    process.start(ready_marker="mock-upstream listening on http://127.0.0.1:")
     try:
         client = sdk(f"http://127.0.0.1:{port}")
         reply = client.chat.completions.create(

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.errors import upstream_error
+from gateway.errors import UpstreamErrors
 from routing.outcomes import POLICIES, Failure, UpstreamError, classify_status, parse_retry_after
 
 
@@ -59,7 +59,7 @@ def test_classify_status(status: int, error: dict[str, str] | None, failure: Fai
 def test_client_status(failure: Failure, status: int | None, client: int) -> None:
     error = UpstreamError(failure, "dep-1", "boom", status=status)
     assert error.client_status == client
-    rendered = upstream_error(error)
+    rendered = UpstreamErrors()(error)
     assert rendered.status == client
     assert rendered.headers["x-seawall-deployment"] == "dep-1"
 

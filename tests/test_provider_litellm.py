@@ -339,7 +339,9 @@ def test_overloaded_is_a_503(client: openai.OpenAI, fake: FakeAnthropic) -> None
     assert caught.value.status_code == 503  # 529 is "overloaded": SERVER, shown as 503
     assert caught.value.response.headers["x-seawall-deployment"] == "claude-local"
     assert caught.value.body == {
-        "message": "Deployment 'claude-local' failed: upstream returned HTTP 529: Overloaded",
+        "message": (
+            "Deployment 'claude-local' failed: its upstream returned a server error (HTTP 529)."
+        ),
         "type": "server_error",
         "param": None,
         "code": "upstream_server",
@@ -404,7 +406,7 @@ def test_error_mid_stream_becomes_an_error_event(client: openai.OpenAI) -> None:
         drain()
     assert texts == ["You"]
     assert caught.value.body == {
-        "message": "Deployment 'claude-local' failed: bad response: Overloaded",
+        "message": "Deployment 'claude-local' failed: its upstream stream broke off.",
         "type": "server_error",
         "param": None,
         "code": "stream_interrupted",

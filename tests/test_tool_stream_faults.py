@@ -6,6 +6,7 @@ mode or by a scripted upstream that drops the connection."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -74,13 +75,20 @@ def assert_envelope(response: httpx.Response) -> dict[str, Any]:
     ],
 )
 def test_a_held_stream_that_breaks_is_the_upstream_failure_not_a_500(
-    gateway: ServerThread, fault: str, status: int, code: str, detail: str
+    gateway: ServerThread,
+    fault: str,
+    status: int,
+    code: str,
+    detail: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    response = ask(gateway, fault, tools=OFFERED)
+    with caplog.at_level(logging.WARNING, logger="seawall"):
+        response = ask(gateway, fault, tools=OFFERED)
     assert response.status_code == status
     error = assert_envelope(response)
     assert (error["type"], error["code"]) == ("server_error", code)
-    assert "Deployment 'd' failed" in error["message"] and detail in error["message"]
+    assert error["message"] == "Deployment 'd' failed: its upstream stream broke off."
+    assert detail in caplog.text and response.headers["x-seawall-request-id"] in caplog.text
     # The same hop rendering the router uses for a failed attempt.
     assert response.headers["x-seawall-route"] == f"g/d!{code.removeprefix('upstream_')}"
     assert response.headers["x-seawall-deployment"] == "d"

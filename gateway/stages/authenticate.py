@@ -1,4 +1,9 @@
-"""Bearer-token authentication against the configured keys."""
+"""Bearer-token authentication against the configured keys, and the role it needs.
+
+Roles are a closed set (`tenants.roles`) and independent: every endpoint names the
+one role it requires, and a key without it gets 403 naming what is missing, so an
+`admin` or `metrics` key cannot quietly be used for inference.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +11,18 @@ import hashlib
 from collections.abc import Sequence
 
 from gateway.config import KeyConfig
-from gateway.errors import unauthorized
+from gateway.errors import GatewayError, unauthorized
 from gateway.exchange import Exchange, Principal
+from tenants.roles import ROLES
 
 #: With no keys configured (loopback only, enforced at start-up) the local caller
-#: may do everything, chaos included: it is the developer's own machine.
-LOCAL_PRINCIPAL = Principal("local", frozenset({"user", "chaos", "admin"}))
+#: may do everything: it is the developer's own machine.
+LOCAL_PRINCIPAL = Principal("local", ROLES)
 
 
-class Authenticate:
+class Keyring:
+    """The configured keys by the sha256 of their token: one dict lookup a request."""
+
     def __init__(self, keys: Sequence[KeyConfig]) -> None:
         self._by_digest = {k.digest: Principal(k.id, frozenset(k.roles)) for k in keys}
 
@@ -36,5 +44,27 @@ class Authenticate:
             raise unauthorized("Incorrect API key provided.")
         return principal
 
+    def require(self, authorization: str | None, *roles: str) -> Principal:
+        """The caller, who must hold one of `roles`: 401 without a valid key (when
+        keys are configured), 403 without the role."""
+        principal = self.principal_for(authorization)
+        if not principal.roles.intersection(roles):
+            wanted = " or ".join(f"the '{role}' role" for role in roles)
+            raise GatewayError(
+                403, f"Key '{principal.key_id}' lacks {wanted}.", code="permission_denied"
+            )
+        return principal
+
+
+class Authenticate:
+    """The pipeline's first stage: who is calling, and may they use this endpoint."""
+
+    def __init__(self, keyring: Keyring, role: str) -> None:
+        assert role in ROLES, role
+        self.keyring = keyring
+        self.role = role
+
     async def __call__(self, exchange: Exchange) -> None:
-        exchange.principal = self.principal_for(exchange.request.headers.get("authorization"))
+        exchange.principal = self.keyring.require(
+            exchange.request.headers.get("authorization"), self.role
+        )

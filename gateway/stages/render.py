@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 import orjson
 from starlette.responses import Response, StreamingResponse
 
-from gateway.errors import GatewayError, upstream_error
-from gateway.exchange import Exchange
+from gateway.drain import Drain
+from gateway.errors import GatewayError, UpstreamErrors
+from gateway.exchange import CLIENT_CLOSED, Exchange
 from routing.call import Reply
 from routing.outcomes import UpstreamError
+from routing.sse import data_payloads
 
 log = logging.getLogger("seawall")
 
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+#: The error code of every error event that ends a stream after it started.
+STREAM_INTERRUPTED = "stream_interrupted"
 
 
 def sse_error_event(error: GatewayError) -> bytes:
@@ -26,37 +32,116 @@ def sse_error_event(error: GatewayError) -> bytes:
     instead, and decides.
     """
     envelope = error.envelope()
-    envelope["error"]["code"] = "stream_interrupted"
+    envelope["error"]["code"] = STREAM_INTERRUPTED
     return b"event: error\ndata: " + orjson.dumps(envelope) + b"\n\n"
 
 
-async def relay_events(reply: Reply) -> AsyncIterator[bytes]:
+def stream_usage(events: bytes) -> dict[str, Any] | None:
+    """The `usage` object of the last events of a stream, if the provider sent one
+    (`stream_options.include_usage`); only the final chunk is looked at."""
+    if b'"usage"' not in events:
+        return None
+    for payload in reversed(data_payloads(events)):
+        try:
+            data = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            continue
+        usage = data.get("usage") if isinstance(data, dict) else None
+        if isinstance(usage, dict):
+            return usage
+    return None
+
+
+async def relay_events(
+    reply: Reply, exchange: Exchange, errors: UpstreamErrors, drain: Drain
+) -> AsyncIterator[bytes]:
+    """Relays a stream's events; every way it can end is recorded on the exchange.
+
+    - the upstream breaks: the documented error event, then a clean end;
+    - the gateway shuts down while it runs (`Drain.interrupt`): the same event, so the
+      client knows the answer is incomplete, never a silent cut;
+    - the client leaves: nothing more to send; recorded as a client abort;
+    - a bug: an error event too, and the traceback in the log.
+    """
     assert reply.events is not None
+    ticket = drain.enter()
+    last = b""
     try:
+        if drain.interrupted:
+            yield _interrupted(exchange)
+            return
         async for events in reply.events:
+            last = events
             yield events
     except UpstreamError as exc:
-        yield sse_error_event(upstream_error(exc))
+        log.warning(
+            "request %s: stream from deployment %s broke: %s",
+            exchange.request_id,
+            exc.deployment,
+            exc.message,
+        )
+        exchange.error_code = STREAM_INTERRUPTED
+        yield sse_error_event(errors(exc))
+    except asyncio.CancelledError:
+        if not ticket.claim():
+            _client_left(exchange)
+            raise
+        yield _interrupted(exchange)
+    except GeneratorExit:
+        if not drain.interrupted:
+            _client_left(exchange)
+        raise
     except Exception:
         # A bug must still end the stream readably, not as a dropped connection.
-        log.exception("stream relay failed on deployment %s", reply.deployment)
+        log.exception(
+            "request %s: stream relay failed on deployment %s",
+            exchange.request_id,
+            reply.deployment,
+        )
+        exchange.error_code = STREAM_INTERRUPTED
         yield sse_error_event(GatewayError(500, "The gateway hit an internal error mid-stream."))
     finally:
+        drain.leave(ticket)
+        exchange.usage = stream_usage(last)
         await reply.close()
 
 
+def _interrupted(exchange: Exchange) -> bytes:
+    log.info("request %s: stream interrupted, the gateway is shutting down", exchange.request_id)
+    exchange.error_code = STREAM_INTERRUPTED
+    return sse_error_event(
+        GatewayError(503, "The gateway is shutting down; this stream was interrupted.")
+    )
+
+
+def _client_left(exchange: Exchange) -> None:
+    exchange.client_left = True
+    exchange.error_code = CLIENT_CLOSED
+    log.info("request %s: the client left during the stream", exchange.request_id)
+
+
 class Render:
+    """Sets `exchange.response` from `exchange.routed`: the upstream's JSON body as it
+    came, or its event stream through `relay_events`."""
+
+    def __init__(self, errors: UpstreamErrors, drain: Drain) -> None:
+        self.errors = errors
+        self.drain = drain
+
     async def __call__(self, exchange: Exchange) -> None:
         assert exchange.routed is not None
         reply = exchange.routed.reply
         if reply.events is not None:
             exchange.response = StreamingResponse(
-                relay_events(reply),
+                relay_events(reply, exchange, self.errors, self.drain),
                 status_code=reply.status,
                 headers={**SSE_HEADERS, **exchange.headers},
                 media_type="text/event-stream",
             )
         else:
+            if reply.data is not None:
+                usage = reply.data.get("usage")
+                exchange.usage = usage if isinstance(usage, dict) else None
             exchange.response = Response(
                 reply.body,
                 status_code=reply.status,

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any, cast
 
 from common.headers import DEPLOYMENT_HEADER, ROUTE_HEADER, SHOULD_RETRY_HEADER
-from gateway.errors import model_not_found, upstream_error
+from gateway.errors import UpstreamErrors, model_not_found
 from gateway.exchange import Exchange
 from routing.call import Endpoint, UpstreamRequest
 from routing.router import Routed, Router, RoutingError, render_route
+
+log = logging.getLogger("seawall")
 
 
 class ResolveModel:
@@ -30,11 +33,15 @@ def _add_route(exchange: Exchange, route: str) -> None:
     exchange.headers[ROUTE_HEADER] = f"{earlier} > {route}" if earlier else route
 
 
-async def send(router: Router, exchange: Exchange, body: dict[str, Any]) -> Routed:
+async def send(
+    router: Router, errors: UpstreamErrors, exchange: Exchange, body: dict[str, Any]
+) -> Routed:
     """One trip through the router for `body`; its hops are added to the route header.
 
     A stage that must ask again (a tool-call repair) calls this too, so the client
-    sees every hop the request made.
+    sees every hop the request made. A failure's detail (what the upstream or the
+    connection said) goes to the log with the request id; the client gets what
+    `errors` renders.
     """
     assert exchange.group is not None
     endpoint = cast(Endpoint, exchange.endpoint)
@@ -48,11 +55,18 @@ async def send(router: Router, exchange: Exchange, body: dict[str, Any]) -> Rout
     try:
         routed = await router.send(exchange.group, request, exchange.deadline)
     except RoutingError as exc:
-        _add_route(exchange, render_route(exc.route))
+        route = render_route(exc.route)
+        _add_route(exchange, route)
+        log.warning(
+            "request %s failed upstream (route %s): %s",
+            exchange.request_id,
+            route or exc.error.failure.label,
+            exc.error.message,
+        )
         # The gateway already spent its retries and fallbacks on this request;
         # the OpenAI SDKs honour this and do not multiply them.
         exchange.headers[SHOULD_RETRY_HEADER] = "false"
-        raise upstream_error(exc.error) from exc
+        raise errors(exc.error) from exc
     _add_route(exchange, render_route(routed.route))
     exchange.headers[DEPLOYMENT_HEADER] = routed.reply.deployment
     return routed
@@ -61,8 +75,9 @@ async def send(router: Router, exchange: Exchange, body: dict[str, Any]) -> Rout
 class Forward:
     """Hands the request to the router: deployment choice, attempts, failover."""
 
-    def __init__(self, router: Router) -> None:
+    def __init__(self, router: Router, errors: UpstreamErrors) -> None:
         self.router = router
+        self.errors = errors
 
     async def __call__(self, exchange: Exchange) -> None:
-        exchange.routed = await send(self.router, exchange, exchange.body)
+        exchange.routed = await send(self.router, self.errors, exchange, exchange.body)

@@ -20,13 +20,14 @@ event in `enforce` mode, an SSE comment in `warn` mode).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
 
 from common.headers import FLAGS_HEADER, REPAIRED_HEADER, ROUTE_HEADER, VIOLATIONS_HEADER
-from gateway.errors import GatewayError, upstream_error
+from gateway.errors import GatewayError, UpstreamErrors
 from gateway.events import Events, GuardEvent
 from gateway.exchange import Exchange
 from gateway.stages.route import send
@@ -40,6 +41,8 @@ from tools.registry import ToolRegistry
 from tools.results import RECEIPT_FIELD, ResultChecker, tool_results
 from tools.schemas import SchemaCache, UnsafeSchema
 from tools.violations import Violation, header_value, strictest
+
+log = logging.getLogger("seawall")
 
 #: A tool-call stream is held in memory up to this size; past it, it is refused.
 MAX_HELD_BYTES = 4 * 1024 * 1024
@@ -161,12 +164,14 @@ class VerifyToolCalls:
     def __init__(
         self,
         router: Router,
+        errors: UpstreamErrors,
         registry: ToolRegistry,
         policy: ToolPolicy,
         events: Events,
         cache: SchemaCache | None = None,
     ) -> None:
         self.router = router
+        self.errors = errors
         self.registry = registry
         self.policy = policy
         self.events = events
@@ -216,7 +221,7 @@ class VerifyToolCalls:
             assert exchange.routed is not None
             await exchange.routed.reply.close()
             body = repair_messages(body, calls, violations)
-            exchange.routed = await send(self.router, exchange, body)
+            exchange.routed = await send(self.router, self.errors, exchange, body)
         assert exchange.routed is not None
         await exchange.routed.reply.close()
         exchange.headers[VIOLATIONS_HEADER] = header_value(violations)
@@ -266,7 +271,13 @@ class VerifyToolCalls:
             await reply.close()
             if ROUTE_HEADER in exchange.headers:
                 exchange.headers[ROUTE_HEADER] += f"!{exc.status or exc.failure.label}"
-            raise upstream_error(exc) from exc
+            log.warning(
+                "request %s: held stream from deployment %s broke: %s",
+                exchange.request_id,
+                exc.deployment,
+                exc.message,
+            )
+            raise self.errors(exc) from exc
 
     async def _hold(
         self, exchange: Exchange, offered: OfferedTools, reply: Reply
@@ -361,6 +372,7 @@ async def _check_late_calls(
                     "code": "tool_call_invalid",
                 }
             }
+            exchange.error_code = "tool_call_invalid"
             yield b"event: error\ndata: " + orjson.dumps(error) + b"\n\n"
             return
         yield f": {VIOLATIONS_HEADER}: {header_value(violations)}\n\n".encode()
