@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Mapping
-from typing import Annotated, TypeVar
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Annotated, Any, Generic, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -19,6 +22,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     SecretStr,
+    TypeAdapter,
     ValidationError,
 )
 
@@ -59,29 +63,78 @@ def problem_path(loc: tuple[int | str, ...]) -> str:
 DocumentT = TypeVar("DocumentT", bound=BaseModel)
 
 
+@dataclass(frozen=True)
+class CrossCheck(Generic[DocumentT]):
+    """A check across fields, and the top-level sections it reads: it runs whenever
+    those sections are valid, even when another section is not, so one pass over a
+    broken document reports every problem it can."""
+
+    needs: frozenset[str]
+    run: Callable[[DocumentT], list[str]]
+
+
+RawCheck = Callable[[Mapping[str, Any]], list[str]]
+
+
 def validate_document(
     model: type[DocumentT],
     data: object,
-    cross_checks: Callable[[DocumentT], list[str]],
+    cross_checks: Callable[[DocumentT], list[str]] | Sequence[CrossCheck[DocumentT]],
     error: type[DocumentError],
     source: str,
+    raw_checks: Sequence[RawCheck] = (),
 ) -> DocumentT:
-    """A YAML document validated with every problem reported: all field problems
-    first; then, once the shape is right, the cross-field ones."""
+    """A YAML document validated with every problem reported in one pass: the field
+    problems; the problems of `raw_checks`, which read the raw mapping and so always
+    run; and those of every typed cross check whose sections are valid.
+
+    A plain callable is a typed check that needs every section."""
     if not isinstance(data, Mapping):
         raise error(source, [f"(top level): the {error.kind} must be a YAML mapping"])
+    checks = (
+        [CrossCheck(frozenset(model.model_fields), cross_checks)]
+        if callable(cross_checks)
+        else list(cross_checks)
+    )
+    problems = [problem for check in raw_checks for problem in check(data)]
     try:
         document = model.model_validate(data)
     except ValidationError as exc:
         problems = [
             f"{problem_path(item['loc'])}: {item['msg'].removeprefix('Value error, ')}"
             for item in exc.errors()
-        ]
+        ] + problems
+        partial, valid = _valid_sections(model, data)
+        for check in checks:
+            if check.needs <= valid:
+                problems += check.run(partial)
         raise error(source, problems) from None
-    problems = cross_checks(document)
+    problems += [problem for check in checks for problem in check.run(document)]
     if problems:
         raise error(source, problems)
     return document
+
+
+def _valid_sections(model: type[DocumentT], data: Mapping[str, Any]) -> tuple[DocumentT, set[str]]:
+    """The document built from the top-level sections that validate on their own
+    (defaults for the rest, unvalidated), and the names of those sections."""
+    values: dict[str, Any] = {}
+    valid: set[str] = set()
+    for name, field in model.model_fields.items():
+        annotated: Any = (
+            Annotated[(field.annotation, *field.metadata)] if field.metadata else field.annotation
+        )
+        try:
+            if name in data:
+                values[name] = TypeAdapter(annotated).validate_python(data[name])
+            elif field.is_required():
+                continue
+            else:
+                values[name] = field.get_default(call_default_factory=True)
+        except ValidationError:
+            continue
+        valid.add(name)
+    return model.model_construct(**values), valid
 
 
 class Frozen(BaseModel):
@@ -102,9 +155,26 @@ def resolve_secret(value: object) -> object:
             raise ValueError("empty environment variable name in 'env:' reference")
         resolved = os.environ.get(name)
         if resolved is None:
+            if _SKIP_ENV.get():
+                return f"<unset {name}>"
             raise ValueError(f"environment variable {name} is not set")
         return resolved
     return value
+
+
+_SKIP_ENV: ContextVar[bool] = ContextVar("skip_env", default=False)
+
+
+@contextmanager
+def env_secrets_optional() -> Iterator[None]:
+    """Within the block, an `env:` reference to an unset variable validates (as a
+    placeholder) instead of failing: `check-config --skip-env` checks a config on a
+    machine that does not hold its secrets. Never used for serving."""
+    token = _SKIP_ENV.set(True)
+    try:
+        yield
+    finally:
+        _SKIP_ENV.reset(token)
 
 
 Secret = Annotated[SecretStr, BeforeValidator(resolve_secret)]

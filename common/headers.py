@@ -6,6 +6,8 @@ read and write these; a name spelled twice is a name that drifts.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 # -- response headers the gateway sets -------------------------------------------------
 #: The hops a request made, `group/deployment[!failure] > ...`.
 ROUTE_HEADER = "x-seawall-route"
@@ -21,6 +23,9 @@ GUARD_HEADER = "x-seawall-guard"
 VIOLATIONS_HEADER = "x-seawall-tool-violations"
 FLAGS_HEADER = "x-seawall-tool-flags"
 REPAIRED_HEADER = "x-seawall-tool-repaired"
+#: Offered tools named like a registered tool but with another schema: the registered
+#: contract does not apply to them (tools/binding.py).
+COLLISION_HEADER = "x-seawall-tool-collision"
 #: Faults actually injected into this request.
 INJECTED_HEADER = "x-seawall-chaos-injected"
 
@@ -43,3 +48,48 @@ DEPLOYMENT_EXTENSION = "seawall.deployment"
 TOOL_EXTENSION = "seawall.tool"
 #: The request's chaos plan.
 PLAN_EXTENSION = "seawall.chaos"
+
+# -- provider response headers relayed to clients -------------------------------------------
+#: The provider's own request id keeps its name: it is what the OpenAI SDK reports as a
+#: response's `_request_id`, and what a provider's support asks for.
+PROVIDER_REQUEST_ID = "x-request-id"
+#: Everything else relayed gets this prefix (and loses a leading `x-`):
+#: `x-ratelimit-remaining-requests` becomes `x-upstream-ratelimit-remaining-requests`.
+#: The unprefixed `x-ratelimit-*` names belong to the gateway's own limits: a
+#: provider's counts describe the gateway's shared provider key, not this client.
+UPSTREAM_PREFIX = "x-upstream-"
+#: Names relayed (with the prefix) as they are...
+_RELAYED_NAMES = frozenset({"request-id", "retry-after", "retry-after-ms", "openai-processing-ms"})
+#: ...and families relayed by their start. Nothing else is: not hop-by-hop headers,
+#: not set-cookie, not an organization or project id, nothing a provider says about
+#: the gateway's own account beyond its rate limits.
+_RELAYED_PREFIXES = ("x-ratelimit-", "anthropic-ratelimit-")
+
+
+def relayed_name(name: str) -> str | None:
+    """The client-facing name of provider response header `name` (lower case), or
+    None when it is not relayed."""
+    if name == PROVIDER_REQUEST_ID:
+        return name
+    if name in _RELAYED_NAMES or name.startswith(_RELAYED_PREFIXES):
+        return UPSTREAM_PREFIX + name.removeprefix("x-")
+    return None
+
+
+#: Every relayed name starts with one of these: one C-level test rejects the rest.
+_RELAYED_STARTS = tuple(
+    name.encode() for name in (PROVIDER_REQUEST_ID, *_RELAYED_NAMES, *_RELAYED_PREFIXES)
+)
+
+
+def relayed_headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
+    """The provider headers a client sees, by client-facing name, from raw header
+    pairs. Runs on every reply: bytes are only decoded for the few that match."""
+    relayed = {}
+    for raw_name, raw_value in raw:
+        lowered = raw_name.lower()
+        if lowered.startswith(_RELAYED_STARTS):
+            name = relayed_name(lowered.decode("latin-1"))
+            if name is not None:
+                relayed[name] = raw_value.decode("latin-1")
+    return relayed

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
@@ -19,6 +19,7 @@ import yaml
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from chaos.config import ChaosConfig
+from chaos.faults import FaultError
 from chaos.grammar import parse
 from chaos.targets import Targets, UnknownTarget
 from common.config import (
@@ -38,11 +39,12 @@ from gateway.server.frontdoor import (
     DEFAULT_MAX_HEADERS,
     FrontDoorLimits,
 )
-from routing.config import ModelGroupConfig, RoutingSettings
+from routing.config import OPENAI_COMPATIBLE, ModelGroupConfig, RoutingSettings
 from tenants.roles import RoleName
 from tools.config import ReceiptsConfig, ToolConfig, ToolPolicy
 
 DEFAULT_CONFIG_RESOURCE = "default_config.yaml"
+DEFAULT_HOST = "127.0.0.1"
 SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 
 #: Request bodies larger than this are refused with 413 before they are parsed.
@@ -57,7 +59,7 @@ class ConfigError(DocumentError):
 
 
 class ServerConfig(Frozen):
-    host: str = "127.0.0.1"
+    host: str = DEFAULT_HOST
     port: int = Field(8080, ge=0, le=65535)
     max_request_bytes: int = Field(DEFAULT_MAX_REQUEST_BYTES, ge=1024)
     #: Request bodies nested deeper than this are refused with 400. At most 250:
@@ -155,39 +157,115 @@ class GatewayConfig(Frozen):
         return any(d.uses_litellm for g in self.models for d in g.deployments)
 
 
-def cross_reference_problems(config: GatewayConfig) -> list[str]:
-    """Problems pydantic cannot see field by field: uniqueness and references."""
-    problems: list[str] = []
-    names = [g.name for g in config.models]
-    problems += _duplicates("models", "model group name", names)
-    ids = [d.id for g in config.models for d in g.deployments]
+# Checks across fields (uniqueness, references, what serving would refuse) read the
+# raw document, tolerating every wrong type (pydantic reports those): so they run in
+# the same pass as the field checks, and a broken field never hides a broken reference.
+
+
+def _items(value: object) -> list[tuple[int, dict[str, Any]]]:
+    """The mappings in a list, with their positions; anything else is skipped."""
+    if not isinstance(value, list):
+        return []
+    return [(i, item) for i, item in enumerate(value) if isinstance(item, dict)]
+
+
+def _strings(items: Iterable[tuple[int, dict[str, Any]]], key: str) -> list[str]:
+    return [item[key] for _, item in items if isinstance(item.get(key), str)]
+
+
+def _groups(data: Mapping[str, Any]) -> list[tuple[int, dict[str, Any]]]:
+    return _items(data.get("models"))
+
+
+def _deployments(data: Mapping[str, Any]) -> list[tuple[str, int, int, dict[str, Any]]]:
+    """(group name, group index, deployment index, deployment) for every deployment."""
+    return [
+        (str(group.get("name")), i, j, deployment)
+        for i, group in _groups(data)
+        for j, deployment in _items(group.get("deployments"))
+    ]
+
+
+def reference_problems(data: Mapping[str, Any]) -> list[str]:
+    """Unique names and ids; fallbacks, colors and color faults that name what exists."""
+    groups = _groups(data)
+    names = _strings(groups, "name")
+    deployments = _deployments(data)
+    ids = [d["id"] for _, _, _, d in deployments if isinstance(d.get("id"), str)]
+    problems = _duplicates("models", "model group name", names)
     problems += _duplicates("models", "deployment id", ids)
-    problems += _duplicates("keys", "key id", [k.id for k in config.keys])
-    problems += _duplicates("tools", "tool name", [t.name for t in config.tools])
-    problems += _duplicates("receipts.keys", "receipt key id", [k.id for k in config.receipts.keys])
+    problems += _duplicates("keys", "key id", _strings(_items(data.get("keys")), "id"))
+    tools = _strings(_items(data.get("tools")), "name")
+    problems += _duplicates("tools", "tool name", tools)
+    receipts = data.get("receipts")
+    receipt_keys = _items(receipts.get("keys")) if isinstance(receipts, dict) else []
+    problems += _duplicates("receipts.keys", "receipt key id", _strings(receipt_keys, "id"))
     known = set(names)
-    targets = Targets(
-        {d.id: g.name for g in config.models for d in g.deployments}, [t.name for t in config.tools]
-    )
-    for color, settings in config.chaos.colors.items():
-        for deployment in settings.deployments:
-            if deployment not in ids:
+    for i, group in groups:
+        for field in ("fallbacks", "context_window_fallbacks", "content_policy_fallbacks"):
+            targets = group.get(field)
+            for j, target in enumerate(targets if isinstance(targets, list) else []):
+                path = f"models[{i}].{field}[{j}]"
+                if target == group.get("name"):
+                    problems.append(f"{path}: a group cannot fall back to itself")
+                elif isinstance(target, str) and target not in known:
+                    problems.append(f"{path}: unknown model group {target!r}")
+    chaos = data.get("chaos")
+    colors = chaos.get("colors") if isinstance(chaos, dict) else None
+    fault_targets = Targets({d["id"]: g for g, _, _, d in deployments if "id" in d}, tools)
+    for color, settings in colors.items() if isinstance(colors, dict) else ():
+        if not isinstance(settings, dict):
+            continue
+        members = settings.get("deployments")
+        for deployment in members if isinstance(members, list) else []:
+            if isinstance(deployment, str) and deployment not in ids:
                 problems.append(
                     f"chaos.colors.{color}.deployments: unknown deployment {deployment!r}"
                 )
-        for spec in parse(settings.faults) if settings.faults else ():
+        faults = settings.get("faults")
+        try:
+            specs = parse(faults) if isinstance(faults, str) and faults else []
+        except FaultError:
+            specs = []  # a malformed fault string is the field check's to report
+        for spec in specs:
             try:
-                targets.check(spec)
+                fault_targets.check(spec)
             except UnknownTarget as exc:
                 problems.append(f"chaos.colors.{color}.faults: {exc}")
-    for i, group in enumerate(config.models):
-        for field in ("fallbacks", "context_window_fallbacks", "content_policy_fallbacks"):
-            for j, target in enumerate(getattr(group, field)):
-                path = f"models[{i}].{field}[{j}]"
-                if target == group.name:
-                    problems.append(f"{path}: a group cannot fall back to itself")
-                elif target not in known:
-                    problems.append(f"{path}: unknown model group {target!r}")
+    return problems
+
+
+def serving_problems(data: Mapping[str, Any], host: str | None) -> list[str]:
+    """Problems only serving would hit, so `check-config` reports them too: a key-less
+    gateway on a non-loopback address (`host`, or `server.host`), and litellm provider
+    names litellm does not know (checked only when such deployments exist: it
+    imports litellm, seconds)."""
+    problems: list[str] = []
+    server = data.get("server")
+    if host is None:
+        configured = server.get("host") if isinstance(server, dict) else None
+        host = configured if isinstance(configured, str) else DEFAULT_HOST
+    keys = data.get("keys")
+    if not keys and not is_loopback(host):
+        problems.append(
+            f"server.host: refusing to serve on {host}: the config has no keys, so the "
+            "gateway would be open to anyone who can reach it. Bind to 127.0.0.1, or add "
+            "`keys:`"
+        )
+    translated = [
+        (i, j, d["provider"])
+        for _, i, j, d in _deployments(data)
+        if isinstance(d.get("provider"), str) and d["provider"] not in OPENAI_COMPATIBLE
+    ]
+    if translated:
+        from routing.providers.litellm import translates
+
+        for i, j, provider in translated:
+            if not translates(provider):
+                problems.append(
+                    f"models[{i}].deployments[{j}].provider: unknown provider {provider!r} "
+                    "(neither OpenAI-compatible nor one litellm translates)"
+                )
     return problems
 
 
@@ -201,11 +279,17 @@ def _duplicates(path: str, what: str, values: Iterable[str]) -> list[str]:
     return problems
 
 
-def parse_config(data: object, source: str) -> GatewayConfig:
-    return validate_document(GatewayConfig, data, cross_reference_problems, ConfigError, source)
+def parse_config(data: object, source: str, serve_on: str | None = None) -> GatewayConfig:
+    """`data` validated into a config, every problem reported in one pass. With
+    `serve_on` (the address it would be served on; "" for `server.host`), what
+    serving it would refuse is part of the same pass."""
+    raw_checks: list[Callable[[Mapping[str, Any]], list[str]]] = [reference_problems]
+    if serve_on is not None:
+        raw_checks.append(lambda d: serving_problems(d, serve_on or None))
+    return validate_document(GatewayConfig, data, [], ConfigError, source, raw_checks)
 
 
-def load_config(path: str | Path | None = None) -> GatewayConfig:
+def load_config(path: str | Path | None = None, serve_on: str | None = None) -> GatewayConfig:
     """Load `path`, or the embedded default (mock providers, no keys) when None."""
     if path is None:
         text = resources.files("gateway").joinpath(DEFAULT_CONFIG_RESOURCE).read_text()
@@ -220,32 +304,7 @@ def load_config(path: str | Path | None = None) -> GatewayConfig:
         data: Any = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(source, [f"YAML syntax error: {exc}"]) from None
-    return parse_config(data, source)
-
-
-def serving_problems(config: GatewayConfig, host: str) -> list[str]:
-    """Problems only serving would hit, so `check-config` reports them too: a key-less
-    gateway on a non-loopback address, and litellm provider names litellm does not
-    know (checked only when such deployments exist: it imports litellm, seconds)."""
-    problems: list[str] = []
-    if not config.keys and not is_loopback(host):
-        problems.append(
-            f"server.host: refusing to serve on {host}: the config has no keys, so the "
-            "gateway would be open to anyone who can reach it. Bind to 127.0.0.1, or add "
-            "`keys:`"
-        )
-    if config.needs_litellm:
-        from routing.providers.litellm import translates
-
-        for i, group in enumerate(config.models):
-            for j, deployment in enumerate(group.deployments):
-                if deployment.uses_litellm and not translates(deployment.provider):
-                    problems.append(
-                        f"models[{i}].deployments[{j}].provider: unknown provider "
-                        f"{deployment.provider!r} (neither OpenAI-compatible nor one litellm "
-                        "translates)"
-                    )
-    return problems
+    return parse_config(data, source, serve_on)
 
 
 def is_loopback(host: str) -> bool:

@@ -14,43 +14,27 @@ On SIGTERM (see gateway/server/serve.py) the gateway goes through three steps:
    `x-should-retry: true`: another replica can serve it). Nothing is left for the
    server to cancel, so no CancelledError traceback reaches the log.
 
-Interrupting means cancelling the task that waits (`Ticket.task`); the code that
-registered the ticket catches that one cancellation, checks `ticket.interrupted`, and
-`uncancel()`s, so a cancellation from anywhere else (a client that left) still
-propagates as usual.
+Interrupting means cancelling the task that waits (registered with `enter`); the
+code that registered it catches that one cancellation and `claim`s it, which
+`uncancel()`s only a cancellation `interrupt()` made, so one from anywhere else (a
+client that left) still propagates as usual.
 """
 
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 #: The message of the cancellation `interrupt()` delivers.
 SHUTDOWN_MESSAGE = "seawall is shutting down"
-
-
-class Ticket:
-    """One interruptible piece of work: the task to cancel, and whether it was us."""
-
-    __slots__ = ("interrupted", "task")
-
-    def __init__(self, task: asyncio.Task[object] | None) -> None:
-        self.task = task
-        self.interrupted = False
-
-    def claim(self) -> bool:
-        """In an `except CancelledError`: True when the cancellation was `interrupt()`'s,
-        which is then withdrawn so the handler can finish its answer."""
-        if not self.interrupted or self.task is None:
-            return False
-        self.task.uncancel()
-        return True
 
 
 class Drain:
     def __init__(self) -> None:
         self.draining = False
         self.interrupted = False
-        self._tickets: set[Ticket] = set()
+        self._running: set[asyncio.Task[Any]] = set()
+        self._cancelled: set[asyncio.Task[Any]] = set()
 
     def begin(self) -> None:
         """Stop looking ready; keep serving. Safe to call from a signal handler."""
@@ -59,21 +43,33 @@ class Drain:
     def interrupt(self) -> None:
         self.draining = True
         self.interrupted = True
-        for ticket in list(self._tickets):
-            if not ticket.interrupted and ticket.task is not None and not ticket.task.done():
-                ticket.interrupted = True
-                ticket.task.cancel(SHUTDOWN_MESSAGE)
+        for task in list(self._running):
+            if task not in self._cancelled and not task.done():
+                self._cancelled.add(task)
+                task.cancel(SHUTDOWN_MESSAGE)
 
     @property
     def in_flight(self) -> int:
-        return len(self._tickets)
+        return len(self._running)
 
-    def enter(self) -> Ticket:
+    def enter(self) -> asyncio.Task[Any] | None:
         """Registers the current task until `leave`: a plain pair rather than a
-        context manager, because every request pays for it."""
-        ticket = Ticket(asyncio.current_task())
-        self._tickets.add(ticket)
-        return ticket
+        context manager (and the task itself rather than a wrapper), because every
+        request pays for it."""
+        task = asyncio.current_task()
+        if task is not None:
+            self._running.add(task)
+        return task
 
-    def leave(self, ticket: Ticket) -> None:
-        self._tickets.discard(ticket)
+    def leave(self, task: asyncio.Task[Any] | None) -> None:
+        if task is not None:
+            self._running.discard(task)
+
+    def claim(self, task: asyncio.Task[Any] | None) -> bool:
+        """In an `except CancelledError`: True when the cancellation was `interrupt()`'s,
+        which is then withdrawn so the handler can finish its answer."""
+        if task is None or task not in self._cancelled:
+            return False
+        self._cancelled.discard(task)
+        task.uncancel()
+        return True

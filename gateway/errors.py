@@ -181,7 +181,7 @@ class UpstreamErrors:
         status = error.client_status
         if not error.deployment:  # a group-level failure: no attempt was made
             return GatewayError(status, error.message, code=f"upstream_{error.failure.label}")
-        headers = {DEPLOYMENT_HEADER: error.deployment}
+        headers = {**error.headers, DEPLOYMENT_HEADER: error.deployment}
         if error.retry_after is not None and status == 429:
             headers["retry-after-ms"] = str(int(error.retry_after * 1000))
             headers["retry-after"] = str(max(1, round(error.retry_after)))

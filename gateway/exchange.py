@@ -12,6 +12,8 @@ from starlette.responses import Response
 
 from common.headers import REQUEST_ID_HEADER
 from routing.router import ModelGroup, Routed
+from tools.binding import NONE as NO_BINDINGS
+from tools.binding import Bindings
 
 #: `Exchange.error_code` of a request whose client left before its answer was sent.
 CLIENT_CLOSED = "client_closed"
@@ -52,6 +54,7 @@ class Exchange:
         "started",
         "status",
         "stream",
+        "tool_bindings",
         "upstream_extensions",
         "upstream_only",
         "usage",
@@ -79,6 +82,8 @@ class Exchange:
         #: routing, and the deployments this request may use (a traffic partition).
         self.upstream_extensions: dict[str, Any] | None = None
         self.upstream_only: frozenset[str] | None = None
+        #: The registered tools whose contracts bind this request (tools/binding.py).
+        self.tool_bindings: Bindings = NO_BINDINGS
         #: Called with the final response, success or error, just before it is sent.
         self.finalizers: list[Callable[[Exchange, Response], None]] | None = None
         # -- the outcome, complete when the completion hooks run ------------------------

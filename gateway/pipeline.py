@@ -30,7 +30,7 @@ from typing import Protocol
 
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from common.headers import SHOULD_RETRY_HEADER
 from gateway.drain import Drain
@@ -62,7 +62,7 @@ class RequestIds:
         self._counter = itertools.count(1)
 
     def next(self) -> str:
-        return f"{self._prefix}{next(self._counter):x}"
+        return self._prefix + str(next(self._counter))
 
 
 def shutting_down() -> GatewayError:
@@ -99,14 +99,10 @@ class Pipeline:
         provides (it still handles whatever escapes here)."""
         exchange = Exchange(Request(scope, receive, send), self.endpoint, self.ids.next())
         response = await self.handle(exchange)
-
-        async def counted(message: Message) -> None:
-            if message["type"] == "http.response.body":
-                exchange.bytes_sent += len(message.get("body", b""))
-            await send(message)
-
         try:
-            await response(scope, receive, counted)
+            await response(scope, receive, send)
+            if not isinstance(response, StreamingResponse):
+                exchange.bytes_sent = len(response.body)  # a stream counts its own
         finally:
             if isinstance(response, StreamingResponse):
                 # A stream abandoned mid-way (the client left while a chunk was being
@@ -120,7 +116,7 @@ class Pipeline:
                 await hook(exchange)
 
     async def handle(self, exchange: Exchange) -> Response:
-        ticket = self.drain.enter()
+        task = self.drain.enter()
         try:
             if self.drain.interrupted:
                 raise shutting_down()
@@ -138,12 +134,12 @@ class Pipeline:
             exchange.error_code = CLIENT_CLOSED
             return Response(status_code=400)  # nobody is left to read it
         except asyncio.CancelledError:
-            if not ticket.claim():
+            if not self.drain.claim(task):
                 raise
             log.info("request %s: answered 503, the gateway is shutting down", exchange.request_id)
             return self._failed(exchange, shutting_down())
         finally:
-            self.drain.leave(ticket)
+            self.drain.leave(task)
         response = exchange.response
         assert response is not None, "the last stage must set exchange.response"
         exchange.status = response.status_code

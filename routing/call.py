@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -45,6 +45,9 @@ class Reply:
     data: dict[str, Any] | None = None
     events: AsyncIterator[bytes] | None = None
     close: Callable[[], Awaitable[None]] = _no_close
+    #: Provider response headers the client sees, by client-facing name
+    #: (`common.headers.relayed_name`).
+    headers: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def is_stream(self) -> bool:

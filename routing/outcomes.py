@@ -91,6 +91,7 @@ class UpstreamError(Exception):
         status: int | None = None,
         retry_after: float | None = None,
         error_body: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.failure = failure
@@ -99,6 +100,8 @@ class UpstreamError(Exception):
         self.status = status
         self.retry_after = retry_after
         self.error_body = error_body
+        #: Provider response headers the client may see (see `Reply.headers`).
+        self.headers = headers or {}
 
     @property
     def client_status(self) -> int:

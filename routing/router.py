@@ -30,7 +30,7 @@ import logging
 import random
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from routing.breaker import FORCED, Breaker, Permit
 from routing.budget import RetryBudget
@@ -372,7 +372,7 @@ class Router:
         # every stream half-way would never trip its breaker.
         stats.record_ttft(elapsed)
         tracked = _TrackedStream(reply, deployment, permit, started)
-        return Reply(reply.deployment, reply.status, events=tracked.events(), close=tracked.close)
+        return replace(reply, events=tracked.events(), close=tracked.close)
 
 
 def judge(breaker: Breaker, permit: Permit, failure: Failure | None) -> None:

@@ -4,14 +4,23 @@ The relay forwards upstream bytes in the chunks they arrive in, cut at the last
 complete event boundary. That keeps per-event work to a couple of C-level byte
 scans, and guarantees that whatever the gateway appends after a failure (an error
 event) starts on an event boundary the client's parser can read.
+
+Every relayed `data:` payload is checked to be well-formed JSON before it goes out:
+a provider that serializes a chunk badly would otherwise hand the client's SDK a
+raw JSON decode error in the middle of its loop. The check is simdjson's validating
+parse (measured: ~0.45 us an event against orjson's ~1.5 us, because it builds no
+Python objects; docs/performance.md). What a check of form cannot see passes
+through by nature: a duplicated event, or a semantically wrong one, is valid JSON.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import AsyncIterator
 
 import httpx
+import simdjson
 
 from routing.outcomes import Failure, UpstreamError
 
@@ -35,11 +44,48 @@ def ends_with_done(events: bytes) -> bool:
     return events.rstrip(b"\r\n").endswith(b"[DONE]")
 
 
+#: One validating parser for the process: the event loop is single-threaded and a
+#: parse result is dropped at once, so the parser is never reused while in use.
+_VALIDATOR = simdjson.Parser()
+
+
+def first_invalid(events: bytes) -> int | None:
+    """The offset of the first complete event in `events` whose `data:` payload is not
+    valid JSON (`[DONE]` aside), or None when all are."""
+    offset = 0
+    for event in events.split(b"\n\n"):
+        start, offset = offset, offset + len(event) + 2
+        if not event:
+            continue
+        if event.startswith(b"data: ") and b"\n" not in event and b"\r" not in event:
+            payload = event[6:]  # the common case: one `data: ` line
+        else:
+            lines = event.replace(b"\r\n", b"\n").split(b"\n")
+            data = [line[5:].lstrip(b" ") for line in lines if line.startswith(b"data:")]
+            if not data:
+                continue  # a comment or a field without data
+            payload = b"\n".join(data)
+        if payload == b"[DONE]":
+            continue
+        try:
+            _VALIDATOR.parse(payload)
+        except (ValueError, RuntimeError):
+            # simdjson also refuses valid JSON it cannot represent (integers beyond
+            # 64 bits, a RuntimeError): the standard parser, with no such limit, has
+            # the last word.
+            try:
+                json.loads(payload)
+            except ValueError:
+                return start
+    return None
+
+
 class EventRelay:
     """Iterates complete SSE events from an upstream byte stream.
 
     Raises `UpstreamError(STREAM_BROKEN)` if the stream fails, stalls past the
-    transport's read timeout, outlives `deadline`, or ends without `[DONE]`. When
+    transport's read timeout, outlives `deadline`, sends an event that is not valid
+    JSON (after relaying the events before it), or ends without `[DONE]`. When
     `deadline` is the request's own (`by_deadline`), outliving it is
     `UpstreamError(DEADLINE)` instead: the client's time ran out, which says nothing
     about the deployment's health.
@@ -58,6 +104,7 @@ class EventRelay:
         self._by_deadline = by_deadline
         self._tail = b""
         self._done = False
+        self._malformed = False  # an invalid event is next: raise instead of reading
         self.events_bytes = 0
 
     async def first(self) -> bytes:
@@ -65,11 +112,17 @@ class EventRelay:
         events = await self._next_events()
         if not events:
             raise UpstreamError(
-                Failure.BAD_RESPONSE, self.deployment, "upstream stream ended before any event"
+                Failure.BAD_RESPONSE,
+                self.deployment,
+                "upstream sent an invalid event before any valid one"
+                if self._malformed
+                else "upstream stream ended before any event",
             )
         return events
 
     async def _next_events(self) -> bytes:
+        if self._malformed:
+            return b""
         while True:
             chunk = await anext(self._chunks, None)
             if chunk is None:
@@ -88,8 +141,14 @@ class EventRelay:
                 chunk = self._tail + chunk
             events, self._tail = split_complete(chunk)
             if events:
+                bad = first_invalid(events)
+                if bad is not None:
+                    # Relay what came before it; the stream ends at the invalid event.
+                    events, self._malformed, self._done = events[:bad], True, False
+                    if not events:
+                        return b""
                 self.events_bytes += len(events)
-                self._done = ends_with_done(events)
+                self._done = self._done or ends_with_done(events)
                 return events
 
     def __aiter__(self) -> AsyncIterator[bytes]:
@@ -104,6 +163,8 @@ class EventRelay:
             except httpx.TransportError as exc:
                 raise self._broken(f"upstream stream failed: {exc}") from exc
             if not events:
+                if self._malformed:
+                    raise self._broken("upstream sent an event that is not valid JSON")
                 if not self._done:
                     raise self._broken("upstream stream ended before [DONE]")
                 return

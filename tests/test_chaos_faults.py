@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import openai
 import pytest
 
 from tests.support import ServerThread, running_gateway
@@ -303,22 +304,43 @@ def is_json(text: str) -> bool:
     return True
 
 
-def test_invalid_json_on_a_stream_breaks_one_event_and_is_relayed(gateway: ServerThread) -> None:
-    # The stream has started (200, headers sent) before the broken event exists,
-    # and the relay forwards events without parsing them: the client gets every
-    # event, the second one with JSON that stops halfway, then [DONE] and no
-    # error event. Only the client's own parser can notice.
+def test_invalid_json_on_a_stream_becomes_the_documented_error_event(
+    gateway: ServerThread,
+) -> None:
+    # The stream has started (200, headers sent) before the broken event exists. The
+    # relay checks every event's JSON: the events before the broken one are relayed,
+    # the broken one never is, and the stream ends with the error event (the client's
+    # SDK raises APIError, not a JSON decode error), without [DONE].
     clean = data_payloads(ask(gateway, stream=True))
     response = ask(gateway, "invalid_json", stream=True)
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/event-stream")
     assert response.headers["x-seawall-chaos-injected"] == "invalid_json@d"
     payloads = data_payloads(response)
-    assert len(payloads) == len(clean) and payloads[-1] == "[DONE]"
-    broken = [i for i, payload in enumerate(payloads[:-1]) if not is_json(payload)]
-    assert broken == [1]
-    assert payloads[1].startswith('{"id":"chatcmpl-') and len(payloads[1]) < len(clean[1])
-    assert sse_error(response) == ""
+    assert payloads[0] == clean[0]
+    assert all(is_json(payload) for payload in payloads)
+    assert "[DONE]" not in payloads
+    assert response.text.endswith("\n\n") and "event: error\n" in response.text
+    error = json.loads(sse_error(response).removeprefix("data: "))["error"]
+    assert error["code"] == "stream_interrupted"
+    assert "not valid JSON" in error["message"]  # this gateway exposes upstream detail
+
+
+def test_the_sdk_raises_a_typed_error_for_an_invalid_event(gateway: ServerThread) -> None:
+    client = openai.OpenAI(
+        base_url=gateway.url + "/v1",
+        api_key="x",
+        max_retries=0,
+        default_headers={"x-seawall-chaos": "invalid_json"},
+    )
+    stream = client.chat.completions.create(
+        model="g", messages=[{"role": "user", "content": "hi"}], stream=True
+    )
+    with pytest.raises(openai.APIError) as raised:
+        for _ in stream:
+            pass
+    assert not isinstance(raised.value.__cause__, json.JSONDecodeError)
+    assert "not valid JSON" in str(raised.value)
 
 
 def test_wrong_content_type_on_a_stream_is_caught_before_any_byte(gateway: ServerThread) -> None:

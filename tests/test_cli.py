@@ -175,3 +175,63 @@ def test_mock_upstream_command_serves_the_mock() -> None:
         )
     finally:
         process.stop()
+
+
+SIX_PROBLEMS = {
+    "server": {"host": "0.0.0.0"},
+    "models": [
+        {
+            "name": "chat",
+            "fallbacks": ["nowhere"],
+            "deployments": [
+                {"id": "a", "model": "m", "weight": -1},
+                {"id": "a", "provider": "nosuchprovider", "model": "m"},
+            ],
+        }
+    ],
+    "chaos": {"colors": {"blue": {"deployments": ["ghost"]}}},
+}
+
+
+def test_check_config_reports_every_problem_in_one_pass(tmp_path: Path) -> None:
+    """Field, cross-reference and serving problems together: a broken field does not
+    hide a broken reference, nor either the bind refusal (they came in three rounds)."""
+    config = write_config(tmp_path / "six.yaml", SIX_PROBLEMS)
+    code, output = SeawallProcess(["check-config", str(config)]).run_to_exit()
+    assert code == 2
+    expected = [
+        "models[0].deployments[0].weight: Input should be greater than 0",
+        "models: duplicate deployment id 'a'",
+        "models[0].fallbacks[0]: unknown model group 'nowhere'",
+        "chaos.colors.blue.deployments: unknown deployment 'ghost'",
+        "server.host: refusing to serve on 0.0.0.0",
+        "models[0].deployments[1].provider: unknown provider 'nosuchprovider'",
+    ]
+    for problem in expected:
+        assert problem in output
+    assert "6 problem(s)" in output
+
+
+def test_check_config_skip_env_checks_without_the_secrets(tmp_path: Path) -> None:
+    deployment = {"id": "d", "model": "m", "api_key": "env:SEAWALL_TEST_NEVER_SET"}
+    config = write_config(
+        tmp_path / "env.yaml", {"models": [{"name": "g", "deployments": [deployment]}]}
+    )
+    code, output = SeawallProcess(["check-config", str(config)]).run_to_exit()
+    assert code == 2 and "SEAWALL_TEST_NEVER_SET is not set" in output
+    code, output = SeawallProcess(["check-config", "--skip-env", str(config)]).run_to_exit()
+    assert code == 0, output
+
+
+def test_the_readmes_config_example_passes_check_config(tmp_path: Path) -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    example = readme.split("```yaml\n# seawall.yaml\n", 1)[1].split("```", 1)[0]
+    path = tmp_path / "seawall.yaml"
+    path.write_text(example)
+    code, output = SeawallProcess(["check-config", "--skip-env", str(path)]).run_to_exit(60)
+    assert code == 0, output
+
+
+def test_version() -> None:
+    code, output = SeawallProcess(["--version"]).run_to_exit()
+    assert code == 0 and output.startswith("seawall ")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 
 import pytest
@@ -9,13 +10,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from routing.outcomes import Failure, UpstreamError
-from routing.sse import EventRelay, split_complete
+from routing.sse import EventRelay, first_invalid, split_complete
 
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=12,
+)
 events = st.lists(
-    st.text(
-        alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n"),
-        max_size=30,
-    ).map(lambda s: f"data: {s}\n\n".encode()),
+    json_values.map(lambda value: b"data: " + json.dumps({"v": value}).encode() + b"\n\n"),
     min_size=1,
     max_size=20,
 )
@@ -76,4 +81,38 @@ async def test_relay_accepts_done_without_final_blank_line() -> None:
 async def test_relay_with_no_event_is_a_bad_response() -> None:
     with pytest.raises(UpstreamError) as info:
         await EventRelay("d", _chunks([b"partial without end"]), None).first()
+    assert info.value.failure is Failure.BAD_RESPONSE
+
+
+@given(events)
+def test_valid_json_events_are_never_flagged(items: list[bytes]) -> None:
+    assert first_invalid(b"".join(items) + b": a comment\n\ndata: [DONE]\n\n") is None
+
+
+@given(events, st.data())
+def test_a_truncated_event_is_flagged_at_its_start(items: list[bytes], data: st.DataObject) -> None:
+    index = data.draw(st.integers(0, len(items) - 1))
+    event = items[index]
+    payload = event[len(b"data: ") : -2]
+    cut = data.draw(st.integers(1, len(payload) - 1))
+    broken = b"data: " + payload[:cut] + b"\n\n"
+    stream = b"".join(items[:index]) + broken + b"".join(items[index + 1 :])
+    assert first_invalid(stream) == sum(len(e) for e in items[:index])
+
+
+async def test_relay_stops_at_an_invalid_event_after_relaying_the_ones_before() -> None:
+    stream = b'data: {"a": 1}\n\ndata: {"a": 2}\n\ndata: {"a": \n\ndata: [DONE]\n\n'
+    relay = EventRelay("d", _chunks([stream]), None)
+    assert await relay.first() == b'data: {"a": 1}\n\ndata: {"a": 2}\n\n'
+    with pytest.raises(UpstreamError) as info:
+        async for _ in relay:
+            pass
+    assert info.value.failure is Failure.STREAM_BROKEN
+    assert "not valid JSON" in info.value.message
+
+
+async def test_an_invalid_first_event_is_a_retryable_bad_response() -> None:
+    relay = EventRelay("d", _chunks([b"data: <html>\n\n"]), None)
+    with pytest.raises(UpstreamError) as info:
+        await relay.first()
     assert info.value.failure is Failure.BAD_RESPONSE

@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tools.binding import Bindings
 from tools.calls import OfferedTools, ToolCall, ToolCallAssembler, calls_in_reply
 from tools.config import Mode, ToolConfig, ToolPolicy
 from tools.registry import ToolRegistry
@@ -41,7 +42,11 @@ def reply_call(call_id: str, name: str, arguments: str) -> dict[str, Any]:
 def make_offered(
     tools: list[Any], registered: tuple[ToolConfig, ...] = (), policy: ToolPolicy | None = None
 ) -> OfferedTools:
-    return OfferedTools(tools, ToolRegistry(registered), SchemaCache(), policy or ToolPolicy())
+    """Offered tools where every registered tool binds (when a contract binds is
+    tests/test_tool_binding.py's subject)."""
+    bound = Bindings(frozenset(tool.name for tool in registered))
+    registry = ToolRegistry(registered)
+    return OfferedTools(tools, registry, SchemaCache(), policy or ToolPolicy(), bound)
 
 
 def summary(violations: list[Violation]) -> list[tuple[str, str, str, str]]:

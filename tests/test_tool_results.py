@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tools.binding import Bindings
 from tools.config import Mode, ReceiptKey, ReceiptsConfig, ToolConfig, ToolPolicy
 from tools.injection import SCAN_LIMIT, scan
 from tools.receipts import Receipts
@@ -43,10 +44,15 @@ def result(
     return ToolResult(2, "call_1", tool, arguments, content, receipt)
 
 
+#: These tests are about the checks of a bound contract: every registered tool binds.
+#: (When a contract binds is tests/test_tool_binding.py's subject.)
+ALL_BOUND = Bindings(frozenset(tool.name for tool in REGISTRY))
+
+
 def check(
     item: ToolResult, receipts: Receipts = RECEIPTS, policy: ToolPolicy | None = None
 ) -> list[Violation]:
-    return ResultChecker(REGISTRY, receipts, policy or ToolPolicy()).check(item)
+    return ResultChecker(REGISTRY, receipts, policy or ToolPolicy()).check(item, ALL_BOUND)
 
 
 def receipt_for(tool: str, content: str) -> str:

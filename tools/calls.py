@@ -1,10 +1,14 @@
 """Checking the tool calls a model makes against the tools the request offered.
 
 A call is checked against the schema the request itself offered for that tool
-(`tools[].function.parameters`) and, when the tool is registered, against the
-registry's `input_schema` too. A call to a tool the request did not offer is a
-violation whatever its arguments. Streamed calls arrive as argument fragments;
-`ToolCallAssembler` puts them back together first.
+(`tools[].function.parameters`) and, when the request binds the registered tool of
+that name (tools/binding.py), against the registry's `input_schema` too. A call to a
+tool the request did not offer is a violation whatever its arguments. Streamed calls
+arrive as argument fragments; `ToolCallAssembler` puts them back together first.
+
+Custom tools (`{"type": "custom", "custom": {"name", "format"}}`) take free text,
+optionally under a grammar: what can be checked is that the name was offered as a
+custom tool. Their input and any grammar or format are not checked.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from typing import Any
 import orjson
 from jsonschema.protocols import Validator
 
+from tools.binding import NONE, Bindings
 from tools.config import Mode, ToolPolicy
 from tools.registry import ToolRegistry
 from tools.schemas import SchemaCache, problems
@@ -27,7 +32,16 @@ from tools.violations import SEVERITY, Violation
 class ToolCall:
     id: str | None
     name: str
+    #: Function arguments (JSON text), or a custom tool's free-text input.
     arguments: str
+    custom: bool = False
+
+
+def _call_parts(call: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    """The part of a (streamed) tool call that names the tool, and whether it is a
+    custom tool's: `function` holds `name` + `arguments`, `custom` `name` + `input`."""
+    custom = call.get("type") == "custom" or "custom" in call
+    return as_dict(call.get("custom" if custom else "function")), custom
 
 
 def calls_in_reply(data: dict[str, Any]) -> list[ToolCall]:
@@ -38,12 +52,13 @@ def calls_in_reply(data: dict[str, Any]) -> list[ToolCall]:
         for call in as_list(message.get("tool_calls")):
             if not isinstance(call, dict):
                 continue
-            function = as_dict(call.get("function"))
+            part, custom = _call_parts(call)
             found.append(
                 ToolCall(
                     call.get("id"),
-                    str(function.get("name") or ""),
-                    str(function.get("arguments") or ""),
+                    str(part.get("name") or ""),
+                    str(part.get("input" if custom else "arguments") or ""),
+                    custom,
                 )
             )
     return found
@@ -54,6 +69,7 @@ class _Partial:
     id: str | None = None
     name: str = ""
     arguments: list[str] = field(default_factory=list)
+    custom: bool = False
 
 
 class ToolCallAssembler:
@@ -72,15 +88,18 @@ class ToolCallAssembler:
                 partial = self._calls.setdefault(key, _Partial())
                 if isinstance(call.get("id"), str):
                     partial.id = call["id"]
-                function = as_dict(call.get("function"))
-                if isinstance(function.get("name"), str):
-                    partial.name += function["name"]
-                if isinstance(function.get("arguments"), str):
-                    partial.arguments.append(function["arguments"])
+                part, custom = _call_parts(call)
+                partial.custom = partial.custom or custom
+                if isinstance(part.get("name"), str):
+                    partial.name += part["name"]
+                text = part.get("input" if custom else "arguments")
+                if isinstance(text, str):
+                    partial.arguments.append(text)
 
     def calls(self) -> list[ToolCall]:
         return [
-            ToolCall(p.id, p.name, "".join(p.arguments)) for _, p in sorted(self._calls.items())
+            ToolCall(p.id, p.name, "".join(p.arguments), p.custom)
+            for _, p in sorted(self._calls.items())
         ]
 
 
@@ -93,13 +112,23 @@ class OfferedTools:
         registry: ToolRegistry,
         cache: SchemaCache,
         policy: ToolPolicy,
+        bindings: Bindings = NONE,
     ) -> None:
         self._registry = registry
         self._policy = policy
         self._validators: dict[str, list[Validator]] = {}
         self._modes: dict[str, Mode] = {}
+        self._custom: set[str] = set()
         for tool in tools:
-            function = tool.get("function") if isinstance(tool, dict) else None
+            if not isinstance(tool, dict):
+                continue
+            if tool.get("type") == "custom":
+                custom = tool.get("custom")
+                if isinstance(custom, dict) and isinstance(custom.get("name"), str):
+                    self._custom.add(custom["name"])
+                    self._modes[custom["name"]] = policy.offered_mode
+                continue
+            function = tool.get("function")
             if not isinstance(function, dict) or not isinstance(function.get("name"), str):
                 continue
             name = function["name"]
@@ -107,7 +136,7 @@ class OfferedTools:
             offered = cache.get(function.get("parameters") or {"type": "object"})
             if offered is not None:
                 validators.append(offered)
-            registered = registry.get(name)
+            registered = registry.get(name) if bindings.binds(name) else None
             if registered is not None:
                 validators.append(registered.input)
             self._validators[name] = validators
@@ -115,7 +144,7 @@ class OfferedTools:
 
     @property
     def names(self) -> set[str]:
-        return set(self._validators)
+        return set(self._validators) | self._custom
 
     @property
     def mode(self) -> Mode:
@@ -126,6 +155,8 @@ class OfferedTools:
         return max(self._modes.values(), key=SEVERITY.__getitem__)
 
     def check(self, call: ToolCall) -> list[Violation]:
+        if call.custom and call.name in self._custom:
+            return []  # free text: the name is all that can be checked
         if call.name not in self._validators:
             return [
                 Violation(

@@ -39,6 +39,10 @@ class ToolConfig(Frozen):
     retry: RetrySettings = RetrySettings()
     #: `required`: a result for this tool without a valid receipt is a forgery.
     receipt: Literal["required", "optional"] = "optional"
+    #: When this contract applies to a request (tools/binding.py): `matching`, when
+    #: the request offers the tool by reference (no `parameters`) or with exactly this
+    #: input schema; `always`, whenever the name appears in a request.
+    bind: Literal["matching", "always"] = "matching"
 
     @field_validator("input_schema", "output_schema")
     @classmethod

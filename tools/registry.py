@@ -4,11 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
+import orjson
 from jsonschema.protocols import Validator
 
 from tools.config import ToolConfig
 from tools.schemas import SchemaCache, compile_schema
+
+
+def canonical(value: Any) -> bytes:
+    """JSON with sorted keys: equal values, equal bytes."""
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
 
 
 @dataclass(frozen=True)
@@ -16,6 +23,8 @@ class RegisteredTool:
     config: ToolConfig
     input: Validator
     output: Validator | None
+    #: The input schema as canonical JSON: an offered schema equal to it binds.
+    canonical_input: bytes
 
     @property
     def name(self) -> str:
@@ -29,9 +38,14 @@ class ToolRegistry:
                 tool,
                 compile_schema(tool.input_schema),
                 None if tool.output_schema is None else compile_schema(tool.output_schema),
+                canonical(tool.input_schema),
             )
             for tool in tools
         }
+        #: Tools whose contract applies whenever their name appears (`bind: always`).
+        self.always_bound = frozenset(
+            name for name, tool in self._tools.items() if tool.config.bind == "always"
+        )
         #: Validators for schemas offered in requests, shared by the stage that
         #: refuses unsafe ones before routing and the one that checks calls after.
         self.offered = SchemaCache()

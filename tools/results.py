@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 
 from routing.tokens import content_text
+from tools.binding import NONE, Bindings
 from tools.config import Mode, ToolPolicy
 from tools.injection import scan
 from tools.receipts import Content, Receipts
@@ -111,10 +112,12 @@ class ResultChecker:
         """The mode for a result that answers no call: the strictest there is."""
         return self._unmatched_mode
 
-    def check(self, result: ToolResult) -> list[Violation]:
+    def check(self, result: ToolResult, bindings: Bindings = NONE) -> list[Violation]:
+        """The findings for one result; a registered tool's contract (its mode, output
+        schema and receipt rule) applies only when `bindings` bind it."""
         if result.tool is None:
             return self._check_unmatched(result)
-        registered = self._registry.get(result.tool)
+        registered = self._registry.get(result.tool) if bindings.binds(result.tool) else None
         mode: Mode = registered.config.mode if registered else self._policy.offered_mode
         if mode == "off":
             return []

@@ -25,12 +25,6 @@ COLORED_PREFIX = "colored:"
 _COLOR = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 #: The three requests of a tool round, which a header fault may pick among.
 TOOL_STEPS = ("call", "invoke", "reply")
-#: The contract's `get_weather` input, offered to the model on tool rounds.
-WEATHER_PARAMETERS: dict[str, Any] = {
-    "type": "object",
-    "properties": {"city": {"type": "string"}, "unit": {"enum": ["c", "f"]}},
-    "required": ["city"],
-}
 
 
 def _kind(value: str) -> str:
@@ -54,9 +48,11 @@ class Target(Frozen):
     """What the experiment talks to: a model group, and the tool used by tool rounds."""
 
     model: str = Field("demo", min_length=1)
-    tool: Identifier = "get_weather"
+    tool: Identifier = "seawall_demo_weather"
     #: JSON Schema offered to the model for `tool` (the model's call must fit it).
-    tool_parameters: dict[str, Any] = Field(default_factory=lambda: dict(WEATHER_PARAMETERS))
+    #: None: the tool is offered by reference (no `parameters`), which binds the
+    #: gateway's registered contract for it (tools/binding.py).
+    tool_parameters: dict[str, Any] | None = None
 
 
 def _mix(value: dict[str, float]) -> dict[str, float]:

@@ -95,12 +95,10 @@ class Traffic:
         self.target = target
         words = " ".join(["word"] * load.huge_prompt_tokens)
         self._huge = orjson.dumps(self._chat_body(f"Summarise this: {words}"))
-        self._tools = [
-            {
-                "type": "function",
-                "function": {"name": target.tool, "parameters": target.tool_parameters},
-            }
-        ]
+        function: dict[str, Any] = {"name": target.tool}
+        if target.tool_parameters is not None:
+            function["parameters"] = target.tool_parameters
+        self._tools = [{"type": "function", "function": function}]
 
     def _chat_body(self, text: str, **extra: Any) -> dict[str, Any]:
         return {

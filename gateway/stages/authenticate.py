@@ -49,11 +49,13 @@ class Keyring:
         keys are configured), 403 without the role."""
         principal = self.principal_for(authorization)
         if not principal.roles.intersection(roles):
-            wanted = " or ".join(f"the '{role}' role" for role in roles)
-            raise GatewayError(
-                403, f"Key '{principal.key_id}' lacks {wanted}.", code="permission_denied"
-            )
+            raise lacks_role(principal, *roles)
         return principal
+
+
+def lacks_role(principal: Principal, *roles: str) -> GatewayError:
+    wanted = " or ".join(f"the '{role}' role" for role in roles)
+    return GatewayError(403, f"Key '{principal.key_id}' lacks {wanted}.", code="permission_denied")
 
 
 class Authenticate:
@@ -65,6 +67,7 @@ class Authenticate:
         self.role = role
 
     async def __call__(self, exchange: Exchange) -> None:
-        exchange.principal = self.keyring.require(
-            exchange.request.headers.get("authorization"), self.role
-        )
+        principal = self.keyring.principal_for(exchange.request.headers.get("authorization"))
+        if self.role not in principal.roles:
+            raise lacks_role(principal, self.role)
+        exchange.principal = principal

@@ -64,7 +64,7 @@ async def relay_events(
     - a bug: an error event too, and the traceback in the log.
     """
     assert reply.events is not None
-    ticket = drain.enter()
+    task = drain.enter()
     last = b""
     try:
         if drain.interrupted:
@@ -72,6 +72,7 @@ async def relay_events(
             return
         async for events in reply.events:
             last = events
+            exchange.bytes_sent += len(events)
             yield events
     except UpstreamError as exc:
         log.warning(
@@ -83,7 +84,7 @@ async def relay_events(
         exchange.error_code = STREAM_INTERRUPTED
         yield sse_error_event(errors(exc))
     except asyncio.CancelledError:
-        if not ticket.claim():
+        if not drain.claim(task):
             _client_left(exchange)
             raise
         yield _interrupted(exchange)
@@ -101,7 +102,7 @@ async def relay_events(
         exchange.error_code = STREAM_INTERRUPTED
         yield sse_error_event(GatewayError(500, "The gateway hit an internal error mid-stream."))
     finally:
-        drain.leave(ticket)
+        drain.leave(task)
         exchange.usage = stream_usage(last)
         await reply.close()
 
@@ -131,6 +132,8 @@ class Render:
     async def __call__(self, exchange: Exchange) -> None:
         assert exchange.routed is not None
         reply = exchange.routed.reply
+        if reply.headers:
+            exchange.headers.update(reply.headers)
         if reply.events is not None:
             exchange.response = StreamingResponse(
                 relay_events(reply, exchange, self.errors, self.drain),

@@ -22,11 +22,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 import orjson
 
-from common.headers import FLAGS_HEADER, REPAIRED_HEADER, ROUTE_HEADER, VIOLATIONS_HEADER
+from common.headers import (
+    COLLISION_HEADER,
+    FLAGS_HEADER,
+    REPAIRED_HEADER,
+    ROUTE_HEADER,
+    VIOLATIONS_HEADER,
+)
 from gateway.errors import GatewayError, UpstreamErrors
 from gateway.events import Events, GuardEvent
 from gateway.exchange import Exchange
@@ -35,6 +42,7 @@ from routing.call import Reply
 from routing.outcomes import UpstreamError
 from routing.router import Router
 from routing.sse import DONE_EVENT, data_payloads
+from tools.binding import bind
 from tools.calls import OfferedTools, ToolCall, ToolCallAssembler, calls_in_reply
 from tools.config import ToolPolicy
 from tools.registry import ToolRegistry
@@ -64,6 +72,10 @@ class VerifyToolResults:
         tools = exchange.body.get("tools")
         if tools:
             self._refuse_unsafe_schemas(tools)
+        bindings = bind(tools, self.checker.registry)
+        exchange.tool_bindings = bindings
+        if bindings.collisions:
+            exchange.headers[COLLISION_HEADER] = ", ".join(bindings.collisions)
         messages = exchange.body["messages"]
         if not any(m.get("role") == "tool" for m in messages):
             return
@@ -75,7 +87,9 @@ class VerifyToolResults:
                 }
         # Each finding with the message it is about: ids may repeat (duplicates,
         # unmatched results), so an id does not say which message to name.
-        found = [(result.index, v) for result in results for v in self.checker.check(result)]
+        found = [
+            (result.index, v) for result in results for v in self.checker.check(result, bindings)
+        ]
         if not found:
             return
         violations = [v for _, v in found]
@@ -194,7 +208,9 @@ class VerifyToolCalls:
             if b'"tool_calls"' not in reply.body:
                 return
             tools = ()
-        offered = OfferedTools(tools, self.registry, self.cache, self.policy)
+        offered = OfferedTools(
+            tools, self.registry, self.cache, self.policy, exchange.tool_bindings
+        )
         if offered.mode == "off":
             return
         body = exchange.body
@@ -237,9 +253,7 @@ class VerifyToolCalls:
         assert reply.events is not None and exchange.routed is not None
         offered = OfferedTools((), self.registry, self.cache, self.policy)
         tail = _check_late_calls(reply.events, ToolCallAssembler(), offered, self, exchange)
-        exchange.routed.reply = Reply(
-            reply.deployment, reply.status, events=tail, close=reply.close
-        )
+        exchange.routed.reply = replace(reply, events=tail)
 
     def _emit(self, exchange: Exchange, violations: list[Violation], action: str) -> None:
         group = exchange.group.name if exchange.group else None
@@ -309,14 +323,10 @@ class VerifyToolCalls:
             if saw_text and not saw_call:
                 # A text answer: stream it from here on, checking any late tool call.
                 tail = _check_late_calls(reply.events, assembler, offered, self, exchange)
-                exchange.routed.reply = Reply(
-                    reply.deployment, reply.status, events=_chain(held, tail), close=reply.close
-                )
+                exchange.routed.reply = replace(reply, events=_chain(held, tail))
                 return [], []
         calls = assembler.calls()
-        exchange.routed.reply = Reply(
-            reply.deployment, reply.status, events=_replay(held), close=reply.close
-        )
+        exchange.routed.reply = replace(reply, events=_replay(held))
         return calls, offered.check_all(calls)
 
 

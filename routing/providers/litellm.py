@@ -23,6 +23,7 @@ import os
 import struct
 import time
 from collections.abc import AsyncGenerator, Iterator
+from dataclasses import replace
 from typing import Any
 
 import aiohttp
@@ -368,4 +369,4 @@ def encode_base64(reply: Reply) -> Reply:
         vector = item.get("embedding")
         if isinstance(vector, list):
             item["embedding"] = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
-    return Reply(reply.deployment, reply.status, orjson.dumps(reply.data), reply.data)
+    return replace(reply, body=orjson.dumps(reply.data))

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import orjson
 
-from common.headers import DEPLOYMENT_EXTENSION
+from common.headers import DEPLOYMENT_EXTENSION, relayed_headers
 from routing.call import Reply, UpstreamRequest
 from routing.config import DeploymentConfig
 from routing.outcomes import (
@@ -129,7 +129,13 @@ class OpenAICompatible:
             raise UpstreamError(
                 Failure.BAD_RESPONSE, self.deployment_id, "upstream returned a non-object JSON body"
             )
-        return Reply(self.deployment_id, response.status_code, raw, data)
+        return Reply(
+            self.deployment_id,
+            response.status_code,
+            raw,
+            data,
+            headers=relayed_headers(response.headers.raw),
+        )
 
     async def _send_stream(
         self, http_request: httpx.Request, deadline: float, by_deadline: bool
@@ -162,6 +168,7 @@ class OpenAICompatible:
             response.status_code,
             events=_prepend(first, relay),
             close=response.aclose,
+            headers=relayed_headers(response.headers.raw),
         )
 
     async def _http_error(self, response: httpx.Response) -> UpstreamError:
@@ -184,6 +191,7 @@ class OpenAICompatible:
             status=status,
             retry_after=parse_retry_after(dict(response.headers), RETRY_AFTER_CAP_SECONDS),
             error_body=error,
+            headers=relayed_headers(response.headers.raw),
         )
 
     def _transport_error(self, exc: BaseException, by_deadline: bool) -> UpstreamError:
