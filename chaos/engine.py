@@ -1,4 +1,9 @@
-"""Chaos mode for one gateway: its config, its schedule, and what it injected."""
+"""Chaos mode for one gateway: its config, its schedule, and what it injected.
+
+The config (caps, colors, what a fault may target) belongs to one config version;
+the schedule of admin faults and the injection counts outlive versions, so they are
+passed in by whoever keeps them (the gateway's State): a reload neither cancels a
+scheduled outage nor resets the counts /metrics reports."""
 
 from __future__ import annotations
 
@@ -20,15 +25,20 @@ class ChaosEngine:
         groups: Mapping[str, str],
         clock: Callable[[], float] = time.monotonic,
         tools: Iterable[str] = (),
+        schedule: Schedule | None = None,
+        injected: dict[tuple[str, str], int] | None = None,
     ) -> None:
         self.config = config
         self.groups = groups  # deployment id -> group name
         #: What a fault may aim at: deployments, `group:NAME`, `tool:NAME`.
         self.targets = Targets(groups, tools)
-        self.schedule = Schedule(config.max_active_faults, clock)
+        if schedule is None:
+            schedule = Schedule(config.max_active_faults, clock)
+        schedule.max_active = config.max_active_faults
+        self.schedule = schedule
         self.schedule_clock = clock
         #: Injections since start, by (fault, where): /metrics reads these.
-        self.injected: dict[tuple[str, str], int] = {}
+        self.injected: dict[tuple[str, str], int] = injected if injected is not None else {}
 
     @property
     def enabled(self) -> bool:

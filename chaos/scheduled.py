@@ -37,7 +37,7 @@ class Scheduled:
 
 class Schedule:
     def __init__(self, max_active: int, clock: Callable[[], float] = time.monotonic) -> None:
-        self._max_active = max_active
+        self.max_active = max_active
         self._clock = clock
         self._faults: dict[str, Scheduled] = {}
         self._ids = itertools.count(1)
@@ -47,8 +47,8 @@ class Schedule:
             raise FaultError(
                 f"duration_s must be more than 0 and at most {MAX_DURATION_SECONDS} seconds"
             )
-        if len(self.active()) >= self._max_active:
-            raise FaultError(f"{self._max_active} faults are already scheduled (max_active_faults)")
+        if len(self.active()) >= self.max_active:
+            raise FaultError(f"{self.max_active} faults are already scheduled (max_active_faults)")
         scheduled = Scheduled(f"f{next(self._ids)}", ActiveFault(spec), self._clock() + duration_s)
         self._faults[scheduled.id] = scheduled
         return scheduled

@@ -16,6 +16,8 @@ DEPLOYMENT_HEADER = "x-seawall-deployment"
 #: The gateway's own id for the request; the server log carries it beside every detail
 #: a client is not shown.
 REQUEST_ID_HEADER = "x-seawall-request-id"
+#: The id of the config version that served the request (gateway/versions.py).
+CONFIG_VERSION_HEADER = "x-seawall-config-version"
 #: Set to `false` once the gateway has spent its own retries (the OpenAI SDK honours it).
 SHOULD_RETRY_HEADER = "x-should-retry"
 #: What a prompt-size guard did (`truncated:N`, `fallback:GROUP`).

@@ -1,167 +1,95 @@
-"""Composition root: builds the Starlette app and its pipelines from a config."""
+"""Composition root: the Starlette app over a `Gateway` (State + current Runtime)."""
 
 from __future__ import annotations
 
 import gc
 import logging
+import operator
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
-import httpx
 import orjson
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
-from chaos.engine import ChaosEngine
-from chaos.transport import ChaosTransport
-from gateway.admin import chaos_state, read_json_object, routing_state, schedule_fault
+from common.headers import CONFIG_VERSION_HEADER, REQUEST_ID_HEADER
+from gateway.admin import admin_routes
+from gateway.admin.base import ConfigSource
 from gateway.config import GatewayConfig, load_config
 from gateway.drain import Drain
-from gateway.errors import GatewayError, UpstreamErrors, error_response, model_not_found
-from gateway.events import Events
+from gateway.errors import GatewayError, error_response, model_not_found
+from gateway.exchange import Principal
 from gateway.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from gateway.metrics import Metrics
-from gateway.pipeline import Pipeline, RequestIds, Stage
-from gateway.server.frontdoor import FrontDoorStats
-from gateway.stages.authenticate import Authenticate, Keyring
-from gateway.stages.body import ParseJSON, ReadBody
-from gateway.stages.chaos import Chaos, ForgeToolResults
-from gateway.stages.deadline import Deadline
-from gateway.stages.guards import PromptGuard
-from gateway.stages.invoke import InvokeTool
-from gateway.stages.render import Render
-from gateway.stages.route import Forward, ResolveModel
-from gateway.stages.tools import VerifyToolCalls, VerifyToolResults
-from gateway.stages.validate import ValidateChat, ValidateEmbeddings
-from gateway.telemetry import flush_spans, provider_configured, traced
-from routing.config import DeploymentConfig
-from routing.context_windows import prompt_limits
-from routing.router import Router, build_router
+from gateway.openapi import OpenAPIEndpoint
+from gateway.pipeline import Pipeline
+from gateway.reload import Reloader
+from gateway.runtime import Runtime, build_runtime
+from gateway.state import State
+from gateway.stored_responses import StoredResponses
+from gateway.telemetry import flush_spans, provider_configured
 from routing.stats import Clock
-from routing.transport import AiohttpTransport, start_transport
-from routing.upstreams import Upstreams
-from tools.endpoints import ToolEndpoints
-from tools.invoke import ToolInvoker
-from tools.receipts import Receipts
-from tools.registry import ToolRegistry
-from tools.results import ResultChecker
 
 log = logging.getLogger("seawall")
 
 
 class Gateway:
-    """Everything one running gateway owns: config, upstream pools, router, pipelines."""
+    """A running gateway: the process-long `State`, the `Runtime` of the config
+    version being served, and the endpoints, which read the runtime once per request.
 
-    def __init__(self, config: GatewayConfig, clock: Clock = time.monotonic) -> None:
-        self.config = config
-        self.created = int(time.time())
-        deployments = [d for g in config.models for d in g.deployments]
-        self.chaos = ChaosEngine(
-            config.chaos,
-            {d.id: g.name for g in config.models for d in g.deployments},
-            clock,
-            tools=[t.name for t in config.tools],
-        )
-        layers = TransportLayers(config)
-        if layers.tracing and not provider_configured():
+    `runtime` is replaced whole by a reload (one assignment on the event loop, after
+    the new one is built and started); a request that started on the old one keeps
+    it to its last byte.
+    """
+
+    def __init__(
+        self,
+        config: GatewayConfig,
+        clock: Clock = time.monotonic,
+        documents: Mapping[str, str] | None = None,
+        origin: str = "<config object>",
+        source: ConfigSource | None = None,
+    ) -> None:
+        self.state = State(clock)
+        self.metrics = Metrics(self.state, lambda: self.runtime)
+        if documents is None:
+            documents = {"config.json": config.model_dump_json()}
+        version = self.state.versions.add(documents, origin)
+        completions = [self.metrics.on_complete]
+        self.runtime: Runtime = build_runtime(config, self.state, version, completions)
+        #: Where new config versions come from (a file, a directory, etcd); None: only
+        #: the admin API changes the config, in this process's memory.
+        self.source = source
+        self.reloader = Reloader(self.state, lambda: self.runtime, self._swap, completions)
+        self.ready = False
+        _warn_unchecked_prompts(self.runtime)
+        if config.telemetry.opentelemetry and not provider_configured():
             log.warning(
                 "telemetry.opentelemetry is on but no tracer provider is configured "
                 "(e.g. run under opentelemetry-instrument): spans will go nowhere"
             )
-        self.upstreams = Upstreams(deployments, layers.wrap_deployment if layers else None)
-        # `clock` drives health bookkeeping (stats, breakers, retry budget); tests
-        # pass their own to move time without sleeping. Deadlines are always real time.
-        self.router: Router = build_router(
-            config.models, self.upstreams.providers, config.routing, clock
-        )
-        self.events = Events()
-        self.front_door = FrontDoorStats()
-        self.metrics = Metrics(self.router, self.events, self.chaos.injected, self.front_door)
-        self.drain = Drain()
-        self.ready = False
-        self.keyring = Keyring(config.keys)
-        self.tool_registry = ToolRegistry(config.tools)
-        self.receipts = Receipts(config.receipts)
-        self.tool_transport = layers.wrap(ToolEndpoints(AiohttpTransport()), "tool-endpoints")
-        self.invoker = ToolInvoker(self.tool_registry, self.receipts, self.tool_transport)
-        self.prompt_limits = prompt_limits(config.models)
-        for name, limit in self.prompt_limits.items():
-            if limit is None:
-                log.warning(
-                    "model group %s: no context window known for its models and no "
-                    "max_prompt_tokens set: prompts are not size-checked",
-                    name,
-                )
-        errors = UpstreamErrors(
-            config.server.expose_upstream_errors,
-            [d.api_key.get_secret_value() for d in deployments if d.api_key is not None],
-        )
-        max_bytes = config.server.max_request_bytes
-        parse = ParseJSON(config.server.max_json_depth, self.events)
-        ids = RequestIds()
 
-        def pipeline(endpoint: str, stages: list[Stage]) -> Pipeline:
-            return Pipeline(
-                endpoint, stages, drain=self.drain, ids=ids, completions=[self.metrics.on_complete]
-            )
+    def _swap(self, runtime: Runtime) -> None:
+        self.runtime = runtime
 
-        self.chat = pipeline(
-            "chat",
-            [
-                Authenticate(self.keyring, "user"),
-                ReadBody(max_bytes, self.events),
-                parse,
-                ValidateChat(),
-                ResolveModel(self.router),
-                Chaos(self.chaos, self.events),
-                ForgeToolResults(self.tool_registry),
-                VerifyToolResults(
-                    ResultChecker(self.tool_registry, self.receipts, config.tool_policy),
-                    self.events,
-                ),
-                PromptGuard(self.router, self.prompt_limits, self.events),
-                Deadline(self.router),
-                Forward(self.router, errors),
-                VerifyToolCalls(
-                    self.router, errors, self.tool_registry, config.tool_policy, self.events
-                ),
-                Render(errors, self.drain),
-            ],
-        )
-        self.embeddings = pipeline(
-            "embeddings",
-            [
-                Authenticate(self.keyring, "user"),
-                ReadBody(max_bytes, self.events),
-                parse,
-                ValidateEmbeddings(),
-                ResolveModel(self.router),
-                Chaos(self.chaos, self.events),
-                Deadline(self.router),
-                Forward(self.router, errors),
-                Render(errors, self.drain),
-            ],
-        )
-        self.tools = pipeline(
-            "tools",
-            [
-                Authenticate(self.keyring, "tools"),
-                ReadBody(max_bytes, self.events),
-                parse,
-                Chaos(self.chaos, self.events),
-                InvokeTool(self.invoker, self.events),
-            ],
-        )
+    @property
+    def config(self) -> GatewayConfig:
+        return self.runtime.config
+
+    @property
+    def drain(self) -> Drain:
+        return self.state.drain
 
     async def start(self) -> None:
-        await self.upstreams.start()
-        await start_transport(self.tool_transport)
+        await self.runtime.start()
+        self.state.adopt(self.runtime.router.budget)
         # Everything allocated so far lives as long as the process. Freezing it keeps
         # the cyclic GC from rescanning it on every full collection: measured, c=32
         # p99 fell from ~27 ms to ~7 ms and throughput rose ~13% (docs/performance.md).
@@ -171,91 +99,98 @@ class Gateway:
 
     async def stop(self) -> None:
         self.ready = False
-        await self.upstreams.aclose()
-        await self.tool_transport.aclose()
+        await self.reloader.aclose()
+        await self.runtime.close()
+        await self.state.tool_pool.aclose()
         if self.config.telemetry.opentelemetry:
             await flush_spans()
 
     # -- small endpoints that need no pipeline ------------------------------------
 
     def _model_card(self, name: str) -> dict[str, Any]:
-        return {"id": name, "object": "model", "created": self.created, "owned_by": "seawall"}
+        return {
+            "id": name,
+            "object": "model",
+            "created": self.state.created,
+            "owned_by": "seawall",
+        }
 
     async def list_models(self, request: Request) -> Response:
-        self.keyring.require(request.headers.get("authorization"), "user")
-        data = [self._model_card(g.name) for g in self.config.models]
-        return _json({"object": "list", "data": data})
+        runtime = self.runtime
+        runtime.keyring.require(request.headers.get("authorization"), "user")
+        data = [self._model_card(g.name) for g in runtime.config.models]
+        return self.respond({"object": "list", "data": data})
 
     async def get_model(self, request: Request) -> Response:
-        self.keyring.require(request.headers.get("authorization"), "user")
+        runtime = self.runtime
+        runtime.keyring.require(request.headers.get("authorization"), "user")
         name = request.path_params["model"]
-        if self.router.group(name) is None:
+        if runtime.router.group(name) is None:
             raise model_not_found(name)
-        return _json(self._model_card(name))
+        return self.respond(self._model_card(name))
 
     async def metrics_endpoint(self, request: Request) -> Response:
         # Deployment names, traffic and error rates are not for every caller: with
         # keys configured, scraping needs a key with the `metrics` (or `admin`) role.
-        self.keyring.require(request.headers.get("authorization"), "metrics", "admin")
+        self.runtime.keyring.require(request.headers.get("authorization"), "metrics", "admin")
         return Response(self.metrics.render(), media_type=METRICS_CONTENT_TYPE)
 
-    async def admin_routing(self, request: Request) -> Response:
-        self.keyring.require(request.headers.get("authorization"), "admin")
-        return _json(routing_state(self.router))
-
-    async def admin_chaos(self, request: Request) -> Response:
-        self.keyring.require(request.headers.get("authorization"), "admin")
-        if request.method == "POST":
-            scheduled = schedule_fault(self.chaos, await read_json_object(request))
-            return _json(scheduled, status=201)
-        if request.method == "DELETE":
-            fault_id = request.path_params.get("fault_id")
-            if fault_id is None:
-                return _json({"cleared": self.chaos.schedule.clear()})
-            if not self.chaos.schedule.remove(fault_id):
-                raise GatewayError(404, f"No scheduled fault {fault_id!r}.", code="not_found")
-            return _json({"cleared": 1})
-        return _json(chaos_state(self.chaos))
+    def require_user(self, request: Request) -> Principal:
+        return self.runtime.keyring.require(request.headers.get("authorization"), "user")
 
     async def healthz(self, request: Request) -> Response:
-        return _json({"status": "ok"})
+        return self.respond({"status": "ok"})
 
     async def readyz(self, request: Request) -> Response:
+        version = self.runtime.version
         if self.drain.draining:
             # First thing on SIGTERM: a load balancer must stop sending traffic here.
-            return _json({"status": "draining"}, status=503)
+            return self.respond({"status": "draining", "config_version": version.id}, status=503)
         if not self.ready:
-            return _json({"status": "starting"}, status=503)
-        return _json({"status": "ready", "model_groups": len(self.config.models)})
+            return self.respond({"status": "starting"}, status=503)
+        return self.respond(
+            {
+                "status": "ready",
+                "config_version": version.id,
+                "config_number": version.number,
+                "model_groups": len(self.runtime.config.models),
+            }
+        )
+
+    def respond(self, payload: Any, status: int = 200) -> Response:
+        """A JSON response with the headers every gateway response carries."""
+        return Response(
+            orjson.dumps(payload),
+            status_code=status,
+            media_type="application/json",
+            headers={
+                REQUEST_ID_HEADER: self.state.ids.next(),
+                CONFIG_VERSION_HEADER: self.runtime.version.id,
+            },
+        )
 
 
-class TransportLayers:
-    """What wraps each upstream transport, innermost first: chaos at the wire, then
-    tracing, so a span records an injected fault as the failure the router sees.
-    Falsy when nothing does: then no transport is wrapped, not even in a pass-through."""
+class CurrentPipeline:
+    """An ASGI endpoint that hands each request to the named pipeline of the runtime
+    current when it arrives (an object, not a function, so Starlette mounts it as
+    ASGI rather than wrapping it as a request handler)."""
 
-    def __init__(self, config: GatewayConfig) -> None:
-        self.chaos = config.chaos.enabled
-        self.tracing = config.telemetry.opentelemetry
+    def __init__(self, gateway: Gateway, name: str) -> None:
+        self.gateway = gateway
+        self.pipeline: Callable[[Runtime], Pipeline] = operator.attrgetter(name)
 
-    def __bool__(self) -> bool:
-        return self.chaos or self.tracing
-
-    def wrap(self, transport: httpx.AsyncBaseTransport, target: str) -> httpx.AsyncBaseTransport:
-        if self.chaos:
-            transport = ChaosTransport(transport)
-        if self.tracing:
-            transport = traced(transport, target)
-        return transport
-
-    def wrap_deployment(
-        self, transport: httpx.AsyncBaseTransport, config: DeploymentConfig
-    ) -> httpx.AsyncBaseTransport:
-        return self.wrap(transport, config.id)
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.pipeline(self.gateway.runtime)(scope, receive, send)
 
 
-def _json(payload: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(payload), status_code=status, media_type="application/json")
+def _warn_unchecked_prompts(runtime: Runtime) -> None:
+    for name, limit in runtime.prompt_limits.items():
+        if limit is None:
+            log.warning(
+                "model group %s: no context window known for its models and no "
+                "max_prompt_tokens set: prompts are not size-checked",
+                name,
+            )
 
 
 async def _gateway_error(request: Request, exc: Exception) -> Response:
@@ -281,8 +216,15 @@ async def _unexpected_error(request: Request, exc: Exception) -> Response:
     return error_response(error)
 
 
-def create_app(config: GatewayConfig, clock: Clock = time.monotonic) -> Starlette:
-    gateway = Gateway(config, clock)
+def create_app(
+    config: GatewayConfig,
+    clock: Clock = time.monotonic,
+    documents: Mapping[str, str] | None = None,
+    origin: str = "<config object>",
+    source: ConfigSource | None = None,
+) -> Starlette:
+    gateway = Gateway(config, clock, documents, origin, source)
+    stored = StoredResponses(gateway, gateway.state.responses_store)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -293,17 +235,20 @@ def create_app(config: GatewayConfig, clock: Clock = time.monotonic) -> Starlett
             await gateway.stop()
 
     routes = [
-        Route("/v1/chat/completions", gateway.chat, methods=["POST"]),
-        Route("/v1/embeddings", gateway.embeddings, methods=["POST"]),
-        Route("/v1/tools/{name}/invoke", gateway.tools, methods=["POST"]),
+        Route("/v1/chat/completions", CurrentPipeline(gateway, "chat"), methods=["POST"]),
+        Route("/v1/responses", CurrentPipeline(gateway, "responses"), methods=["POST"]),
+        Route("/v1/responses/{response_id}", stored.get, methods=["GET"]),
+        Route("/v1/responses/{response_id}", stored.delete, methods=["DELETE"]),
+        Route("/v1/responses/{response_id}/input_items", stored.input_items, methods=["GET"]),
+        Route("/v1/embeddings", CurrentPipeline(gateway, "embeddings"), methods=["POST"]),
+        Route("/v1/tools/{name}/invoke", CurrentPipeline(gateway, "tools"), methods=["POST"]),
         Route("/v1/models", gateway.list_models, methods=["GET"]),
         Route("/v1/models/{model:path}", gateway.get_model, methods=["GET"]),
         Route("/healthz", gateway.healthz, methods=["GET"]),
         Route("/readyz", gateway.readyz, methods=["GET"]),
         Route("/metrics", gateway.metrics_endpoint, methods=["GET"]),
-        Route("/admin/routing", gateway.admin_routing, methods=["GET"]),
-        Route("/admin/chaos", gateway.admin_chaos, methods=["GET", "POST", "DELETE"]),
-        Route("/admin/chaos/{fault_id}", gateway.admin_chaos, methods=["DELETE"]),
+        Route("/openapi.json", OpenAPIEndpoint(gateway).get, methods=["GET"]),
+        *admin_routes(gateway),
     ]
     app = Starlette(
         routes=routes,

@@ -37,8 +37,11 @@ class GatewayError(Exception):
         param: str | None = None,
         type: str | None = None,
         headers: Mapping[str, str] | None = None,
+        details: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(message)
+        #: Extra top-level members beside `error` (an admin refusal's `problems`).
+        self.details = details
         self.status = status
         self.message = message
         self.code = code
@@ -49,7 +52,7 @@ class GatewayError(Exception):
         self.headers = dict(headers or {})
 
     def envelope(self) -> dict[str, Any]:
-        return {
+        envelope: dict[str, Any] = {
             "error": {
                 "message": self.message,
                 "type": self.type,
@@ -57,6 +60,9 @@ class GatewayError(Exception):
                 "code": self.code,
             }
         }
+        if self.details:
+            envelope.update(self.details)
+        return envelope
 
 
 def error_response(error: GatewayError, headers: Mapping[str, str] | None = None) -> Response:
@@ -77,8 +83,27 @@ def invalid_json(detail: str) -> GatewayError:
     )
 
 
+#: How many characters of a client-sent value (a model name, a field value, a header)
+#: an error message repeats. Enough to recognise it; never the whole of a megabyte
+#: `model`, which would make the error as large as the request and be stored again
+#: by every log and dashboard that keeps error messages.
+MAX_ECHO_CHARS = 256
+
+
+def echoed(value: str) -> str:
+    """`value` as an error message may repeat it: whole up to `MAX_ECHO_CHARS`
+    characters; beyond that its first `MAX_ECHO_CHARS`, an ellipsis and its length
+    (`abc...[truncated, 1048576 characters]`), so the reader knows it was cut.
+
+    Every error constructor that repeats client input passes it through here."""
+    if len(value) <= MAX_ECHO_CHARS:
+        return value
+    return f"{value[:MAX_ECHO_CHARS]}...[truncated, {len(value)} characters]"
+
+
 def invalid_type(param: str, expected: str, value: object) -> GatewayError:
     got = "an empty string" if value == "" else json_type(value)
+    param = echoed(param)
     return GatewayError(
         400,
         f"Invalid type for '{param}': expected {expected}, but got {got} instead.",
@@ -88,12 +113,16 @@ def invalid_type(param: str, expected: str, value: object) -> GatewayError:
 
 
 def invalid_value(param: str, message: str) -> GatewayError:
+    """`message` says what is wrong; a client value quoted in it must already be
+    `echoed` (the message is the caller's sentence, only the caller knows its parts)."""
+    param = echoed(param)
     return GatewayError(
         400, f"Invalid value for '{param}': {message}", code="invalid_value", param=param
     )
 
 
 def missing_parameter(param: str) -> GatewayError:
+    param = echoed(param)
     return GatewayError(
         400,
         f"Missing required parameter: '{param}'.",
@@ -105,7 +134,7 @@ def missing_parameter(param: str) -> GatewayError:
 def model_not_found(model: str) -> GatewayError:
     return GatewayError(
         404,
-        f"The model `{model}` does not exist or you do not have access to it.",
+        f"The model `{echoed(model)}` does not exist or you do not have access to it.",
         code="model_not_found",
         param="model",
     )

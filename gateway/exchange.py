@@ -50,6 +50,7 @@ class Exchange:
         "request",
         "request_id",
         "response",
+        "responses",
         "routed",
         "started",
         "status",
@@ -82,6 +83,8 @@ class Exchange:
         #: routing, and the deployments this request may use (a traffic partition).
         self.upstream_extensions: dict[str, Any] | None = None
         self.upstream_only: frozenset[str] | None = None
+        #: A Responses API request being served (gateway/stages/responses.py).
+        self.responses: Any = None
         #: The registered tools whose contracts bind this request (tools/binding.py).
         self.tool_bindings: Bindings = NO_BINDINGS
         #: Called with the final response, success or error, just before it is sent.

@@ -9,7 +9,8 @@ each worker or run one worker per pod.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
@@ -20,12 +21,13 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from gateway.events import Events
 from gateway.exchange import Exchange
-from gateway.server.frontdoor import FrontDoorStats
 from routing.breaker import CLOSED, HALF_OPEN, OPEN
-from routing.router import Router
 from routing.stats import export_buckets
+
+if TYPE_CHECKING:
+    from gateway.runtime import Runtime
+    from gateway.state import State
 
 BREAKER_STATES = {CLOSED: 0, HALF_OPEN: 1, OPEN: 2}
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -42,21 +44,16 @@ def _histogram(
 
 
 class RoutingCollector(Collector):
-    def __init__(
-        self,
-        router: Router,
-        responses: Mapping[tuple[str, int, str], int],
-        events: Events,
-        injected: Mapping[tuple[str, str], int],
-        front_door: FrontDoorStats,
-    ) -> None:
-        self.router = router
-        self.responses = responses
-        self.events = events
-        self.injected = injected
-        self.front_door = front_door
+    """Reads the State (counters that outlive config versions) and the runtime that
+    is current at scrape time (its groups and deployments)."""
+
+    def __init__(self, state: State, current: Callable[[], Runtime]) -> None:
+        self.state = state
+        self.current = current
 
     def collect(self) -> Iterator[Metric]:
+        runtime, state = self.current(), self.state
+        router = runtime.router
         labels = ["group", "deployment"]
         attempts = CounterMetricFamily(
             "seawall_upstream_attempts",
@@ -93,7 +90,7 @@ class RoutingCollector(Collector):
             "Hedged second attempts started, by the deployment hedged to.",
             labels=labels,
         )
-        for group, deployment in self.router.deployments():
+        for group, deployment in router.deployments():
             names = [group.name, deployment.id]
             stats = deployment.stats
             for outcome, count in sorted(stats.outcomes.items()):
@@ -109,12 +106,12 @@ class RoutingCollector(Collector):
         fallbacks = CounterMetricFamily(
             "seawall_fallbacks", "Requests passed to a fallback group.", labels=["from", "to"]
         )
-        for (source, target), count in sorted(self.router.fallbacks.items()):
+        for (source, target), count in sorted(router.fallbacks.items()):
             fallbacks.add_metric([source, target], count)
         denied = CounterMetricFamily(
             "seawall_retry_budget_denied", "Retries refused because the retry budget was spent."
         )
-        denied.add_metric([], self.router.budget.denied)
+        denied.add_metric([], router.budget.denied)
         responses = CounterMetricFamily(
             "seawall_responses",
             "Client responses by endpoint, status sent, and the error code the client got "
@@ -122,21 +119,21 @@ class RoutingCollector(Collector):
             "code stream_interrupted; client_closed when the client left first).",
             labels=["endpoint", "status", "code"],
         )
-        for (endpoint, status, code), count in sorted(self.responses.items()):
+        for (endpoint, status, code), count in sorted(state.responses.items()):
             responses.add_metric([endpoint, str(status), code], count)
         refusals = CounterMetricFamily(
             "seawall_front_door_refusals",
             "Connections and requests refused before the app saw them, by reason.",
             labels=["reason"],
         )
-        for reason, count in self.front_door.refusals.items():
+        for reason, count in state.front_door.refusals.items():
             refusals.add_metric([reason], count)
         guards = CounterMetricFamily(
             "seawall_guard_events",
             "Guard decisions and tool-check findings, by kind and action.",
             labels=["kind", "action"],
         )
-        for (kind, action), count in sorted(self.events.counts.items()):
+        for (kind, action), count in sorted(state.events.counts.items()):
             guards.add_metric([kind, action], count)
         yield from (attempts, latency, ttft, breaker, openings, weight, in_flight, retries, hedges)
         faults = CounterMetricFamily(
@@ -144,24 +141,30 @@ class RoutingCollector(Collector):
             "Chaos faults injected, by fault and target (deployment or tool:NAME).",
             labels=["fault", "target"],
         )
-        for (fault, where), count in sorted(self.injected.items()):
+        for (fault, where), count in sorted(state.chaos_injected.items()):
             faults.add_metric([fault, where], count)
-        yield from (fallbacks, denied, responses, refusals, guards, faults)
+        reloads = CounterMetricFamily(
+            "seawall_config_reloads",
+            "Config versions offered, by result: applied, refused (invalid, or a restart-only "
+            "change), unchanged (same content as the serving one).",
+            labels=["result"],
+        )
+        for result, count in sorted(state.reloads.items()):
+            reloads.add_metric([result], count)
+        version = GaugeMetricFamily(
+            "seawall_config_version_info",
+            "The serving config version: its content id and its number in this process.",
+            labels=["id", "number"],
+        )
+        version.add_metric([runtime.version.id, str(runtime.version.number)], 1)
+        yield from (fallbacks, denied, responses, refusals, guards, faults, reloads, version)
 
 
 class Metrics:
-    def __init__(
-        self,
-        router: Router,
-        events: Events,
-        injected: Mapping[tuple[str, str], int],
-        front_door: FrontDoorStats,
-    ) -> None:
-        self.responses: dict[tuple[str, int, str], int] = {}
+    def __init__(self, state: State, current: Callable[[], Runtime]) -> None:
+        self.responses = state.responses
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(
-            RoutingCollector(router, self.responses, events, injected, front_door)
-        )
+        self.registry.register(RoutingCollector(state, current))
 
     async def on_complete(self, exchange: Exchange) -> None:
         """The completion hook: counted after the last byte, so a stream's real ending

@@ -32,7 +32,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from common.headers import SHOULD_RETRY_HEADER
+from common.headers import CONFIG_VERSION_HEADER, SHOULD_RETRY_HEADER
 from gateway.drain import Drain
 from gateway.errors import GatewayError, error_response
 from gateway.exchange import CLIENT_CLOSED, Exchange
@@ -51,6 +51,28 @@ class Stage(Protocol):
 
 #: Called once per request after its response was sent (or abandoned).
 CompletionHook = Callable[[Exchange], Awaitable[None]]
+
+
+class InFlight:
+    """The requests one runtime is serving, from their start to their last byte: a
+    replaced runtime is closed only once they are done."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._idle: asyncio.Event | None = None
+
+    def enter(self) -> None:
+        self.count += 1
+
+    def leave(self) -> None:
+        self.count -= 1
+        if not self.count and self._idle is not None:
+            self._idle.set()
+
+    async def idle(self) -> None:
+        if self.count:
+            self._idle = asyncio.Event()
+            await self._idle.wait()
 
 
 class RequestIds:
@@ -82,12 +104,17 @@ class Pipeline:
         *,
         drain: Drain,
         ids: RequestIds,
+        in_flight: InFlight | None = None,
+        version: str = "",
         completions: Sequence[CompletionHook] = (),
     ) -> None:
         self.endpoint = endpoint
         self.stages = tuple(stages)
         self.drain = drain
         self.ids = ids
+        self.in_flight = in_flight if in_flight is not None else InFlight()
+        #: The config version's id, on every response (`x-seawall-config-version`).
+        self.version = version
         self.completions = tuple(completions)
 
     def names(self) -> list[str]:
@@ -97,9 +124,12 @@ class Pipeline:
         """A plain ASGI endpoint: Starlette's function-endpoint wrapper would add a
         per-request exception-handling closure that the app's own middleware already
         provides (it still handles whatever escapes here)."""
+        self.in_flight.enter()
         exchange = Exchange(Request(scope, receive, send), self.endpoint, self.ids.next())
-        response = await self.handle(exchange)
+        exchange.headers[CONFIG_VERSION_HEADER] = self.version
+        response: Response | None = None
         try:
+            response = await self.handle(exchange)
             await response(scope, receive, send)
             if not isinstance(response, StreamingResponse):
                 exchange.bytes_sent = len(response.body)  # a stream counts its own
@@ -112,8 +142,11 @@ class Pipeline:
                 if aclose is not None:
                     await aclose()
             exchange.completed = time.monotonic()
-            for hook in self.completions:
-                await hook(exchange)
+            try:
+                for hook in self.completions:
+                    await hook(exchange)
+            finally:
+                self.in_flight.leave()
 
     async def handle(self, exchange: Exchange) -> Response:
         task = self.drain.enter()

@@ -79,6 +79,15 @@ class Breaker:
         self.state: str = CLOSED
         self._clean = True  # closed with no failure counted since the last success
 
+    def reconfigure(self, settings: BreakerSettings) -> None:
+        """New thresholds from a config reload; the state (open, its open time, the
+        failures counted so far) carries over, so a reload during an outage does
+        not let traffic back in early."""
+        self.settings = settings
+        self._cb.fail_max = settings.consecutive_failures
+        self._cb.reset_timeout = settings.open_seconds
+        self._cb.success_threshold = settings.half_open_probes
+
     @property
     def open_until(self) -> float | None:
         return None if self.opened_at is None else self.opened_at + self.open_for

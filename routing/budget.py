@@ -19,11 +19,24 @@ from routing.stats import Clock, SlidingCounter
 class RetryBudget:
     def __init__(self, settings: RetryBudgetSettings, clock: Clock = time.monotonic) -> None:
         self.settings = settings
+        self._clock = clock
         window = max(1, math.ceil(settings.window_seconds))
         self._requests = SlidingCounter(window, clock)
         self._retries = SlidingCounter(window, clock)
         self._floor = settings.min_per_second * window
         self.denied = 0
+
+    def with_settings(self, settings: RetryBudgetSettings) -> RetryBudget:
+        """This budget under new settings (a config reload), without changing this
+        one: the same window's counts carry over (what was spent stays spent); a new
+        window length starts from zero."""
+        if settings == self.settings:
+            return self
+        carried = RetryBudget(settings, self._clock)
+        carried.denied = self.denied
+        if settings.window_seconds == self.settings.window_seconds:
+            carried._requests, carried._retries = self._requests, self._retries
+        return carried
 
     def record_request(self) -> None:
         self._requests.add()

@@ -1,9 +1,11 @@
-"""A deployment at run time: its config, provider, statistics and breaker."""
+"""A deployment at run time: its config and provider (of one config version), and its
+statistics and breaker (which outlive config versions: routing/health.py)."""
 
 from __future__ import annotations
 
 from routing.breaker import Breaker
 from routing.config import DeploymentConfig
+from routing.health import Health
 from routing.providers.base import Provider
 from routing.sla import sla_factor
 from routing.stats import Clock, DeploymentStats
@@ -21,13 +23,19 @@ class Deployment:
         clock: Clock,
         window_seconds: int = 60,
         sla_min_samples: int = 20,
+        health: Health | None = None,
     ) -> None:
         self.config = config
         self.id = config.id
         self.provider = provider
         self.clock = clock
-        self.stats = DeploymentStats(window_seconds, clock)
-        self.breaker = Breaker(config.id, config.breaker, clock)
+        if health is None:  # no registry (a test, a one-off router): health of its own
+            health = Health(
+                DeploymentStats(window_seconds, clock), Breaker(config.id, config.breaker, clock)
+            )
+        self.health = health
+        self.stats = health.stats
+        self.breaker = health.breaker
         self._sla_min_samples = sla_min_samples
         self._factor = 1.0
         self._factor_at = float("-inf")

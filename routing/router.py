@@ -35,8 +35,9 @@ from dataclasses import dataclass, field, replace
 from routing.breaker import FORCED, Breaker, Permit
 from routing.budget import RetryBudget
 from routing.call import Reply, UpstreamRequest
-from routing.config import ModelGroupConfig, RoutingSettings
+from routing.config import DeploymentConfig, ModelGroupConfig, RoutingSettings
 from routing.deployment import Deployment
+from routing.health import HealthRegistry
 from routing.outcomes import Failure, UpstreamError
 from routing.providers.base import Provider
 from routing.retry import is_retryable, retrying
@@ -60,7 +61,6 @@ class ModelGroup:
         self.deployments = tuple(deployments)
         self.choose = STRATEGIES[config.strategy]
         self.hedge_after = None if config.hedge_after_ms is None else config.hedge_after_ms / 1000
-        self.hedges = 0
 
     def select(
         self,
@@ -150,19 +150,31 @@ def render_route(route: Iterable[Hop]) -> str:
 
 
 class Router:
+    """One config version's routing. The retry budget and the fallback counts are
+    passed in by whoever keeps them across versions (the gateway's State); a router
+    made without them keeps its own."""
+
     def __init__(
         self,
         groups: Iterable[ModelGroup],
         settings: RoutingSettings | None = None,
         clock: Clock = time.monotonic,
         rng: random.Random | None = None,
+        budget: RetryBudget | None = None,
+        fallbacks: dict[tuple[str, str], int] | None = None,
+        hedges: dict[str, int] | None = None,
     ) -> None:
         self.groups: Mapping[str, ModelGroup] = {g.name: g for g in groups}
         self.settings = settings or RoutingSettings()
         self.clock = clock
         self.rng = rng or random.Random()
-        self.budget = RetryBudget(self.settings.retry_budget, clock)
-        self.fallbacks: dict[tuple[str, str], int] = {}
+        self.budget = (
+            budget if budget is not None else RetryBudget(self.settings.retry_budget, clock)
+        )
+        #: Requests passed from one group to another, by (from, to).
+        self.fallbacks: dict[tuple[str, str], int] = fallbacks if fallbacks is not None else {}
+        #: Hedged second attempts started, by group.
+        self.hedges: dict[str, int] = hedges if hedges is not None else {}
 
     def group(self, name: str) -> ModelGroup | None:
         return self.groups.get(name)
@@ -256,7 +268,7 @@ class Router:
                 if pick is not None:
                     second, second_permit = pick
                     tried.add(second.id)
-                    group.hedges += 1
+                    self.hedges[group.name] = self.hedges.get(group.name, 0) + 1
                     second.stats.hedges += 1
                     hedge = self._on_deployment(journey, group, second, second_permit, "(hedge)")
                     tasks.add(asyncio.ensure_future(hedge))
@@ -458,26 +470,29 @@ def build_router(
     settings: RoutingSettings | None = None,
     clock: Clock = time.monotonic,
     rng: random.Random | None = None,
+    health: HealthRegistry | None = None,
+    budget: RetryBudget | None = None,
+    fallbacks: dict[tuple[str, str], int] | None = None,
+    hedges: dict[str, int] | None = None,
 ) -> Router:
+    """A router over `groups`. With `health` (and `budget`, `fallbacks`, `hedges`),
+    what it learns is kept there, beyond this router: a reload builds a new router on
+    the same health."""
     settings = settings or RoutingSettings()
+    window = settings.stats_window_seconds
+
+    def deployment(config: DeploymentConfig) -> Deployment:
+        kept = None if health is None else health.for_deployment(config, window)
+        return Deployment(
+            config, providers[config.id], clock, window, settings.sla_min_samples, kept
+        )
+
     return Router(
-        (
-            ModelGroup(
-                g,
-                [
-                    Deployment(
-                        d,
-                        providers[d.id],
-                        clock,
-                        settings.stats_window_seconds,
-                        settings.sla_min_samples,
-                    )
-                    for d in g.deployments
-                ],
-            )
-            for g in groups
-        ),
+        (ModelGroup(g, [deployment(d) for d in g.deployments]) for g in groups),
         settings,
         clock,
         rng,
+        budget,
+        fallbacks,
+        hedges,
     )

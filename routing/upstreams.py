@@ -1,9 +1,12 @@
-"""Builds the provider for each deployment and owns their connection pools.
+"""Builds the provider for each deployment, on connection pools shared by origin.
 
 Deployments that share an origin (scheme, host, port) share one pooled transport,
-so ten deployments on one provider do not open ten connection pools. A
-`TransportWrapper` may wrap each deployment's transport (the chaos layer, tracing):
-routing itself never needs to know what is wrapped around it.
+so ten deployments on one provider do not open ten connection pools. The pools
+outlive any one config version (`Pools`, kept by the gateway's State): a reload
+that keeps an origin keeps its warm keep-alive connections, and a pool closes only
+when the last version using it is done. A `TransportWrapper` may wrap each
+deployment's transport (the chaos layer, tracing): routing itself never needs to
+know what is wrapped around it.
 """
 
 from __future__ import annotations
@@ -37,11 +40,45 @@ class SharedTransport(httpx.AsyncBaseTransport):
         return None
 
 
+Origin = tuple[str, str, int | None]
+
+
+class Pools:
+    """Connection pools by origin, counted by the config versions that use them."""
+
+    def __init__(self) -> None:
+        self._pools: dict[Origin, AiohttpTransport] = {}
+        self._users: dict[Origin, int] = {}
+
+    def acquire(self, origin: Origin) -> AiohttpTransport:
+        pool = self._pools.get(origin)
+        if pool is None:
+            pool = self._pools[origin] = AiohttpTransport()
+        self._users[origin] = self._users.get(origin, 0) + 1
+        return pool
+
+    async def release(self, origin: Origin) -> None:
+        """One user fewer; the pool closes when it was the last."""
+        self._users[origin] -= 1
+        if not self._users[origin]:
+            del self._users[origin]
+            await self._pools.pop(origin).aclose()
+
+    def __len__(self) -> int:
+        return len(self._pools)
+
+
 class Upstreams:
+    """One config version's providers, on pools from `pools` (its own when None)."""
+
     def __init__(
-        self, deployments: Iterable[DeploymentConfig], wrap: TransportWrapper | None = None
+        self,
+        deployments: Iterable[DeploymentConfig],
+        wrap: TransportWrapper | None = None,
+        pools: Pools | None = None,
     ) -> None:
-        self._pools: dict[tuple[str, str, int | None], AiohttpTransport] = {}
+        self._pools = pools if pools is not None else Pools()
+        self._origins: list[Origin] = []
         self.providers: dict[str, Provider] = {}
         for config in deployments:
             self.providers[config.id] = self._build(config, wrap)
@@ -59,21 +96,21 @@ class Upstreams:
             assert config.api_base is not None
             url = httpx.URL(config.api_base)
             origin = (url.scheme, url.host, url.port)
-            if origin not in self._pools:
-                self._pools[origin] = AiohttpTransport()
-            transport = SharedTransport(self._pools[origin])
+            self._origins.append(origin)
+            transport = SharedTransport(self._pools.acquire(origin))
         if wrap is not None:
             transport = wrap(transport, config)
         return OpenAICompatible(config, transport)
 
     async def start(self) -> None:
-        for pool in self._pools.values():
-            await pool.start()
+        """Starts every provider, and with it its pool (pools already started by an
+        earlier version are left as they are)."""
         for provider in self.providers.values():
             await provider.start()
 
     async def aclose(self) -> None:
         for provider in self.providers.values():
             await provider.aclose()
-        for pool in self._pools.values():
-            await pool.aclose()
+        origins, self._origins = self._origins, []
+        for origin in origins:
+            await self._pools.release(origin)

@@ -259,13 +259,13 @@ async def test_counting_a_huge_prompt_does_not_stall_the_event_loop() -> None:
     )
     app = create_app(config)
     gateway = app.state.gateway
-    guard = next(s for s in gateway.chat.stages if isinstance(s, guards.PromptGuard))
+    guard = next(s for s in gateway.runtime.chat.stages if isinstance(s, guards.PromptGuard))
     text = "Zürich 東京 " * 200_000  # ~2.4 MB, ~1M tokens: counted exactly, off the loop
     body = {"model": "g", "messages": [{"role": "user", "content": text}]}
 
     class Exchange:  # only what the guard reads
         raw = text.encode()
-        group = gateway.router.group("g")
+        group = gateway.runtime.router.group("g")
         headers: dict[str, str] = {}
 
     exchange: Any = Exchange()

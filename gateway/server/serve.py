@@ -68,7 +68,7 @@ def log_config(level: str) -> dict[str, Any]:
 def uvicorn_config(app: Starlette, server: ServerConfig, options: ServeOptions) -> uvicorn.Config:
     gateway = app.state.gateway
     protocol = functools.partial(
-        GuardedHttpToolsProtocol, limits=server.front_door(), stats=gateway.front_door
+        GuardedHttpToolsProtocol, limits=server.front_door(), stats=gateway.state.front_door
     )
     return uvicorn.Config(
         app,

@@ -5,9 +5,10 @@ from __future__ import annotations
 import orjson
 from starlette.responses import Response
 
-from gateway.errors import GatewayError, invalid_type, missing_parameter
+from gateway.errors import GatewayError, echoed
 from gateway.events import Events, GuardEvent
 from gateway.exchange import Exchange
+from gateway.stages.validate import check_invocation
 from tools.invoke import ToolError, ToolInvoker
 
 
@@ -18,17 +19,7 @@ class InvokeTool:
 
     async def __call__(self, exchange: Exchange) -> None:
         name = exchange.request.path_params["name"]
-        body = exchange.body
-        call_id = body.get("tool_call_id")
-        if call_id is None:
-            raise missing_parameter("tool_call_id")
-        if not isinstance(call_id, str) or not call_id:
-            raise invalid_type("tool_call_id", "a non-empty string", call_id)
-        if "arguments" not in body:
-            raise missing_parameter("arguments")
-        arguments = body["arguments"]
-        if not isinstance(arguments, dict):
-            raise invalid_type("arguments", "an object", arguments)
+        call_id, arguments = check_invocation(exchange.body)
         try:
             invocation = await self.invoker.invoke(
                 name, call_id, arguments, exchange.upstream_extensions
@@ -37,5 +28,13 @@ class InvokeTool:
             if exc.code in ("tool_arguments_invalid", "tool_result_invalid"):
                 kind = "tool_call_invalid" if exc.code == "tool_arguments_invalid" else exc.code
                 self.events.emit(GuardEvent(kind, "reject", tool=name, detail=exc.message))
-            raise GatewayError(exc.status, exc.message, code=exc.code, param=exc.param) from exc
-        exchange.response = Response(orjson.dumps(invocation.body()), media_type="application/json")
+            # The tool name comes from the URL: a long one is not repeated whole.
+            message = exc.message.replace(name, echoed(name)) if name else exc.message
+            raise GatewayError(exc.status, message, code=exc.code, param=exc.param) from exc
+        # exchange.headers: what earlier stages set for the client (the request id, the
+        # config version, `x-seawall-chaos: ignored`), on the success response too.
+        exchange.response = Response(
+            orjson.dumps(invocation.body()),
+            media_type="application/json",
+            headers=exchange.headers,
+        )

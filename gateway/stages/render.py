@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from starlette.responses import Response, StreamingResponse
@@ -52,10 +52,29 @@ def stream_usage(events: bytes) -> dict[str, Any] | None:
     return None
 
 
+class StreamOutput(Protocol):
+    """What a relayed stream becomes when it is not relayed as it came (the Responses
+    API's events): a beginning, each upstream chunk translated, an end, and the end
+    of a stream that broke."""
+
+    def start(self) -> bytes: ...
+
+    def feed(self, events: bytes) -> bytes: ...
+
+    async def finish(self) -> bytes: ...
+
+    async def failed(self, error: GatewayError) -> bytes: ...
+
+
 async def relay_events(
-    reply: Reply, exchange: Exchange, errors: UpstreamErrors, drain: Drain
+    reply: Reply,
+    exchange: Exchange,
+    errors: UpstreamErrors,
+    drain: Drain,
+    output: StreamOutput | None = None,
 ) -> AsyncIterator[bytes]:
-    """Relays a stream's events; every way it can end is recorded on the exchange.
+    """Relays a stream's events (as they came, or through `output`); every way it can
+    end is recorded on the exchange.
 
     - the upstream breaks: the documented error event, then a clean end;
     - the gateway shuts down while it runs (`Drain.interrupt`): the same event, so the
@@ -68,12 +87,18 @@ async def relay_events(
     last = b""
     try:
         if drain.interrupted:
-            yield _interrupted(exchange)
+            yield await _ended(exchange, output, _interrupted(exchange))
             return
+        if output is not None:
+            yield output.start()
         async for events in reply.events:
             last = events
+            if output is not None:
+                events = output.feed(events)
             exchange.bytes_sent += len(events)
             yield events
+        if output is not None:
+            yield await output.finish()
     except UpstreamError as exc:
         log.warning(
             "request %s: stream from deployment %s broke: %s",
@@ -82,12 +107,12 @@ async def relay_events(
             exc.message,
         )
         exchange.error_code = STREAM_INTERRUPTED
-        yield sse_error_event(errors(exc))
+        yield await _ended(exchange, output, errors(exc))
     except asyncio.CancelledError:
         if not drain.claim(task):
             _client_left(exchange)
             raise
-        yield _interrupted(exchange)
+        yield await _ended(exchange, output, _interrupted(exchange))
     except GeneratorExit:
         if not drain.interrupted:
             _client_left(exchange)
@@ -100,19 +125,25 @@ async def relay_events(
             reply.deployment,
         )
         exchange.error_code = STREAM_INTERRUPTED
-        yield sse_error_event(GatewayError(500, "The gateway hit an internal error mid-stream."))
+        error = GatewayError(500, "The gateway hit an internal error mid-stream.")
+        yield await _ended(exchange, output, error)
     finally:
         drain.leave(task)
         exchange.usage = stream_usage(last)
         await reply.close()
 
 
-def _interrupted(exchange: Exchange) -> bytes:
-    log.info("request %s: stream interrupted, the gateway is shutting down", exchange.request_id)
+async def _ended(exchange: Exchange, output: StreamOutput | None, error: GatewayError) -> bytes:
+    """The last event of a stream that did not finish: the documented error event."""
     exchange.error_code = STREAM_INTERRUPTED
-    return sse_error_event(
-        GatewayError(503, "The gateway is shutting down; this stream was interrupted.")
-    )
+    if output is not None:
+        return await output.failed(error)
+    return sse_error_event(error)
+
+
+def _interrupted(exchange: Exchange) -> GatewayError:
+    log.info("request %s: stream interrupted, the gateway is shutting down", exchange.request_id)
+    return GatewayError(503, "The gateway is shutting down; this stream was interrupted.")
 
 
 def _client_left(exchange: Exchange) -> None:

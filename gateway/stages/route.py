@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, cast
+from typing import Any
 
 from common.headers import DEPLOYMENT_HEADER, ROUTE_HEADER, SHOULD_RETRY_HEADER
 from gateway.errors import UpstreamErrors, model_not_found
@@ -12,6 +12,14 @@ from routing.call import Endpoint, UpstreamRequest
 from routing.router import Routed, Router, RoutingError, render_route
 
 log = logging.getLogger("seawall")
+
+#: The upstream API each client endpoint is served by: the Responses API is
+#: translated to Chat Completions (gateway/stages/responses.py).
+UPSTREAM_ENDPOINTS: dict[str, Endpoint] = {
+    "chat": "chat",
+    "responses": "chat",
+    "embeddings": "embeddings",
+}
 
 
 class ResolveModel:
@@ -44,7 +52,7 @@ async def send(
     `errors` renders.
     """
     assert exchange.group is not None
-    endpoint = cast(Endpoint, exchange.endpoint)
+    endpoint = UPSTREAM_ENDPOINTS[exchange.endpoint]
     request = UpstreamRequest(
         endpoint,
         body,

@@ -4,6 +4,12 @@ Only the shape is checked here (types, required fields, the message structure
 the gateway itself reads). Value ranges (a temperature of 7) are left to the
 provider, which knows its own limits; unknown fields pass through untouched so a
 new OpenAI parameter never needs a gateway release.
+
+Every field type is a `FieldType`: the words an error uses, the check, and the JSON
+Schema of the same set of values. `gateway.openapi` documents the request bodies
+from these tables (`CHAT_FIELDS`, `EMBEDDING_FIELDS`, `MESSAGE_FIELDS`, ...), so
+what `/openapi.json` says is accepted and what is accepted cannot drift apart
+(tests/test_validation_schema.py checks they agree on generated bodies).
 """
 
 from __future__ import annotations
@@ -11,14 +17,64 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from gateway.errors import GatewayError, invalid_type, invalid_value, missing_parameter
+from gateway.errors import (
+    GatewayError,
+    echoed,
+    invalid_type,
+    invalid_value,
+    missing_parameter,
+)
 from gateway.exchange import Exchange
 
 Check = Callable[[Any], bool]
+Schema = dict[str, Any]
+
+#: Integer fields hold what a signed 64-bit integer holds (OpenAI's own limit for
+#: `seed`, the widest of them); a wider number could not be sent upstream exactly.
+INT_MIN = -(2**63)
+INT_MAX = 2**63 - 1
 
 
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
+class FieldType:
+    """One JSON type as the gateway checks it and as `/openapi.json` documents it."""
+
+    def __init__(self, expected: str, check: Check, schema: Schema) -> None:
+        #: How an error names the type: "Invalid type for 'n': expected {expected}...".
+        self.expected = expected
+        self.check = check
+        #: The JSON Schema (2020-12) of exactly the values `check` accepts.
+        self.schema = schema
+
+    def read(self, param: str, value: Any) -> Any:
+        """`value` as the gateway keeps it, or the 400 that says why it is refused."""
+        if not self.check(value):
+            raise invalid_type(param, self.expected, value)
+        return value
+
+
+class IntegerType(FieldType):
+    """An integer, also when written as an integral number (`2247.0`), as OpenAI
+    accepts it (and as JSON Schema's `integer` defines it); it is kept, and sent
+    upstream, as the integer. `2247.5` is refused with `invalid_type`, an integer
+    beyond 64 bits with `invalid_value`."""
+
+    def __init__(self) -> None:
+        schema = {"type": "integer", "minimum": INT_MIN, "maximum": INT_MAX}
+        super().__init__("an integer", is_integral, schema)
+
+    def read(self, param: str, value: Any) -> Any:
+        if not is_integral(value):
+            raise invalid_type(param, self.expected, value)
+        if not INT_MIN <= value <= INT_MAX:
+            raise invalid_value(param, f"must be between {INT_MIN} and {INT_MAX}.")
+        return int(value)
+
+
+def is_integral(value: Any) -> bool:
+    """A JSON integer: an int (not a bool), or a float with no fractional part."""
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) or (isinstance(value, float) and value.is_integer())
 
 
 def _is_number(v: Any) -> bool:
@@ -29,17 +85,27 @@ def _is_str_or_str_list(v: Any) -> bool:
     return isinstance(v, str) or (isinstance(v, list) and all(isinstance(s, str) for s in v))
 
 
-STRING = ("a string", lambda v: isinstance(v, str))
-BOOLEAN = ("a boolean", lambda v: isinstance(v, bool))
-INTEGER = ("an integer", _is_int)
-NUMBER = ("a number", _is_number)
-OBJECT = ("an object", lambda v: isinstance(v, dict))
-ARRAY = ("an array", lambda v: isinstance(v, list))
-STRING_OR_OBJECT = ("a string or an object", lambda v: isinstance(v, (str, dict)))
-STRING_OR_ARRAY = ("a string or an array of strings", _is_str_or_str_list)
+STRING = FieldType("a string", lambda v: isinstance(v, str), {"type": "string"})
+BOOLEAN = FieldType("a boolean", lambda v: isinstance(v, bool), {"type": "boolean"})
+INTEGER = IntegerType()
+NUMBER = FieldType("a number", _is_number, {"type": "number"})
+OBJECT = FieldType("an object", lambda v: isinstance(v, dict), {"type": "object"})
+ARRAY = FieldType("an array", lambda v: isinstance(v, list), {"type": "array"})
+STRING_OR_OBJECT = FieldType(
+    "a string or an object",
+    lambda v: isinstance(v, (str, dict)),
+    {"type": ["string", "object"]},
+)
+STRING_OR_ARRAY = FieldType(
+    "a string or an array of strings",
+    _is_str_or_str_list,
+    {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
+)
+
+Fields = Mapping[str, FieldType]
 
 #: Optional chat fields and their types; null is accepted for every one of them.
-CHAT_FIELDS: Mapping[str, tuple[str, Check]] = {
+CHAT_FIELDS: Fields = {
     "stream": BOOLEAN,
     "stream_options": OBJECT,
     "tools": ARRAY,
@@ -65,7 +131,16 @@ CHAT_FIELDS: Mapping[str, tuple[str, Check]] = {
     "service_tier": STRING,
 }
 
-EMBEDDING_FIELDS: Mapping[str, tuple[str, Check]] = {
+#: Optional `stream_options` members (null accepted).
+STREAM_OPTIONS_FIELDS: Fields = {"include_usage": BOOLEAN}
+
+#: Optional message members besides `role` and `content` (null accepted).
+MESSAGE_FIELDS: Fields = {"name": STRING, "tool_call_id": STRING}
+
+#: Optional members of an offered tool's `function` (null accepted).
+TOOL_FUNCTION_FIELDS: Fields = {"parameters": OBJECT}
+
+EMBEDDING_FIELDS: Fields = {
     "encoding_format": STRING,
     "dimensions": INTEGER,
     "user": STRING,
@@ -74,11 +149,15 @@ EMBEDDING_FIELDS: Mapping[str, tuple[str, Check]] = {
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 
 
-def check_fields(body: Mapping[str, Any], fields: Mapping[str, tuple[str, Check]]) -> None:
-    for name, (expected, check) in fields.items():
+def check_fields(body: dict[str, Any], fields: Fields, where: str = "") -> None:
+    """Checks the optional `fields` of `body` (null is absent), keeping each value as
+    its type reads it (an integral `2247.0` becomes `2247`)."""
+    for name, kind in fields.items():
         value = body.get(name)
-        if value is not None and not check(value):
-            raise invalid_type(name, expected, value)
+        if value is not None:
+            kept = kind.read(where + name, value)
+            if kept is not value:
+                body[name] = kept
 
 
 def check_model(body: Mapping[str, Any]) -> None:
@@ -113,16 +192,13 @@ def check_messages(messages: Any) -> None:
         if not isinstance(role, str):
             raise invalid_type(f"{where}.role", "a string", role)
         if role not in ROLES:
-            raise invalid_value(f"{where}.role", f"'{role}' is not one of {sorted(ROLES)}.")
+            raise invalid_value(f"{where}.role", f"'{echoed(role)}' is not one of {sorted(ROLES)}.")
         content = message.get("content")
         if content is not None and not isinstance(content, str):
             if not isinstance(content, list):
                 raise invalid_type(f"{where}.content", "a string or an array", content)
             check_content_parts(content, f"{where}.content")
-        for field in ("name", "tool_call_id"):
-            value = message.get(field)
-            if value is not None and not isinstance(value, str):
-                raise invalid_type(f"{where}.{field}", "a string", value)
+        check_fields(message, MESSAGE_FIELDS, f"{where}.")
         if message.get("tool_calls") is not None:
             check_message_tool_calls(message["tool_calls"], f"{where}.tool_calls")
 
@@ -138,12 +214,6 @@ def check_content_parts(parts: list[Any], where: str) -> None:
             raise invalid_type(f"{where}[{k}].type", "a string", kind)
         if kind == "text" and not isinstance(part.get("text"), str):
             raise invalid_type(f"{where}[{k}].text", "a string", part.get("text"))
-
-
-def check_stream_options(options: Mapping[str, Any]) -> None:
-    include_usage = options.get("include_usage")
-    if include_usage is not None and not isinstance(include_usage, bool):
-        raise invalid_type("stream_options.include_usage", "a boolean", include_usage)
 
 
 def check_message_tool_calls(calls: Any, where: str) -> None:
@@ -175,9 +245,44 @@ def check_tools(tools: list[Any]) -> None:
         name = function.get("name")
         if not isinstance(name, str) or not name:
             raise invalid_type(f"{where}.function.name", "a non-empty string", name)
-        parameters = function.get("parameters")
-        if parameters is not None and not isinstance(parameters, dict):
-            raise invalid_type(f"{where}.function.parameters", "an object", parameters)
+        check_fields(function, TOOL_FUNCTION_FIELDS, f"{where}.function.")
+
+
+def check_embedding_input(body: dict[str, Any]) -> None:
+    """`input`: a string, or a non-empty array of strings, of token ids, or of
+    token-id arrays (token ids are integers, integral numbers included)."""
+    value = body.get("input")
+    if value is None:
+        raise missing_parameter("input")
+    if isinstance(value, str):
+        return
+    if not isinstance(value, list):
+        raise invalid_type("input", "a string or an array", value)
+    if not value:
+        raise invalid_value("input", "must not be an empty array.")
+    if all(isinstance(v, str) for v in value):
+        return
+    if all(is_integral(v) for v in value):
+        body["input"] = _token_ids(value)
+        return
+    if all(isinstance(v, list) and all(is_integral(t) for t in v) for v in value):
+        body["input"] = [_token_ids(v) for v in value]
+        return
+    raise invalid_value(
+        "input",
+        "expected a string, an array of strings, an array of token ids, "
+        "or an array of token-id arrays.",
+    )
+
+
+def _token_ids(tokens: list[Any]) -> list[Any]:
+    """Token ids as integers: the list itself when it holds only ints (the usual case,
+    no copy), else a copy with integral numbers made ints; 400 past 64 bits."""
+    if all(type(t) is int and INT_MIN <= t <= INT_MAX for t in tokens):
+        return tokens
+    if not all(INT_MIN <= t <= INT_MAX for t in tokens):
+        raise invalid_value("input", f"token ids must be between {INT_MIN} and {INT_MAX}.")
+    return [int(t) for t in tokens]
 
 
 class ValidateChat:
@@ -187,7 +292,7 @@ class ValidateChat:
         check_messages(body.get("messages"))
         check_fields(body, CHAT_FIELDS)
         if body.get("stream_options"):
-            check_stream_options(body["stream_options"])
+            check_fields(body["stream_options"], STREAM_OPTIONS_FIELDS, "stream_options.")
         if body.get("tools"):
             check_tools(body["tools"])
         exchange.stream = body.get("stream") is True
@@ -198,22 +303,20 @@ class ValidateEmbeddings:
         body = exchange.body
         check_model(body)
         check_fields(body, EMBEDDING_FIELDS)
-        value = body.get("input")
-        if value is None:
-            raise missing_parameter("input")
-        if isinstance(value, str):
-            return
-        if not isinstance(value, list):
-            raise invalid_type("input", "a string or an array", value)
-        if not value:
-            raise invalid_value("input", "must not be an empty array.")
-        if not (
-            all(isinstance(v, str) for v in value)
-            or all(_is_int(v) for v in value)
-            or all(isinstance(v, list) and all(_is_int(t) for t in v) for v in value)
-        ):
-            raise invalid_value(
-                "input",
-                "expected a string, an array of strings, an array of token ids, "
-                "or an array of token-id arrays.",
-            )
+        check_embedding_input(body)
+
+
+def check_invocation(body: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """`POST /v1/tools/{name}/invoke`'s body: `tool_call_id`, a non-empty string, and
+    `arguments`, an object; returns them."""
+    call_id = body.get("tool_call_id")
+    if call_id is None:
+        raise missing_parameter("tool_call_id")
+    if not isinstance(call_id, str) or not call_id:
+        raise invalid_type("tool_call_id", "a non-empty string", call_id)
+    if "arguments" not in body:
+        raise missing_parameter("arguments")
+    arguments = body["arguments"]
+    if not isinstance(arguments, dict):
+        raise invalid_type("arguments", "an object", arguments)
+    return call_id, arguments

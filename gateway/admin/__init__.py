@@ -1,0 +1,28 @@
+"""The admin API: one module per resource, each handler one method; `admin_routes`
+mounts them. Every admin endpoint requires the `admin` role."""
+
+from __future__ import annotations
+
+from starlette.routing import Route
+
+from gateway.admin.base import AdminTarget
+from gateway.admin.chaos import ChaosAdmin
+from gateway.admin.config import ConfigAdmin
+from gateway.admin.routing import RoutingAdmin
+
+
+def admin_routes(gateway: AdminTarget) -> list[Route]:
+    routing = RoutingAdmin(gateway)
+    chaos = ChaosAdmin(gateway)
+    config = ConfigAdmin(gateway)
+    return [
+        Route("/admin/routing", routing.get, methods=["GET"]),
+        Route("/admin/chaos", chaos.get, methods=["GET"]),
+        Route("/admin/chaos", chaos.post, methods=["POST"]),
+        Route("/admin/chaos", chaos.delete, methods=["DELETE"]),
+        Route("/admin/chaos/{fault_id}", chaos.delete, methods=["DELETE"]),
+        Route("/admin/config", config.get, methods=["GET"]),
+        Route("/admin/config", config.put, methods=["PUT"]),
+        Route("/admin/config/versions", config.versions, methods=["GET"]),
+        Route("/admin/config/rollback", config.rollback, methods=["POST"]),
+    ]

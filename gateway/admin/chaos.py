@@ -1,0 +1,98 @@
+"""`/admin/chaos`: faults scheduled for a while, on every request they match."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from chaos.engine import ChaosEngine
+from chaos.faults import FaultError, build
+from chaos.plan import apply_caps
+from chaos.targets import UnknownTarget
+from gateway.admin.base import AdminResource
+from gateway.admin.body import read_json_object
+from gateway.errors import GatewayError
+
+
+def schedule_fault(engine: ChaosEngine, body: dict[str, Any]) -> dict[str, Any]:
+    """`POST /admin/chaos`: `{"fault", "duration_s", "target", ...fault keys}`."""
+    if not engine.enabled:
+        raise GatewayError(409, "Chaos mode is disabled (chaos.enabled).", code="chaos_disabled")
+    fault = body.get("fault")
+    duration = body.get("duration_s")
+    if not isinstance(fault, str):
+        raise GatewayError(
+            400, "'fault' must be a fault name.", code="invalid_fault", param="fault"
+        )
+    if not isinstance(duration, (int, float)) or isinstance(duration, bool):
+        raise GatewayError(
+            400,
+            "'duration_s' must be a number of seconds.",
+            code="invalid_fault",
+            param="duration_s",
+        )
+    values = {}
+    for key, value in body.items():
+        if key in ("fault", "duration_s"):
+            continue
+        if value is None:
+            # Leave the key out for its default; `str(None)` would be read as the text 'None'.
+            raise GatewayError(
+                400,
+                f"Invalid fault: {fault}: {key} is null; give a value or leave the key out.",
+                code="invalid_fault",
+                param=key,
+            )
+        values[key] = _text(value)
+    try:
+        spec = apply_caps(engine.targets.check(build(fault, values)), engine.config)
+        scheduled = engine.schedule.add(spec, float(duration))
+    except FaultError as exc:
+        param = "target" if isinstance(exc, UnknownTarget) else None
+        raise GatewayError(
+            400, f"Invalid fault: {exc}.", code="invalid_fault", param=param
+        ) from None
+    return scheduled.describe(engine.schedule_clock())
+
+
+def _text(value: Any) -> str:
+    """Admin JSON values, read like header values (one parser for both)."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
+
+
+def chaos_state(engine: ChaosEngine) -> dict[str, Any]:
+    return {
+        "enabled": engine.enabled,
+        "faults": engine.schedule.describe(),
+        "injected": [
+            {"fault": fault, "where": where, "count": count}
+            for (fault, where), count in sorted(engine.injected.items())
+        ],
+    }
+
+
+class ChaosAdmin(AdminResource):
+    """`POST /admin/chaos` schedules, `GET` lists, `DELETE [/{id}]` clears."""
+
+    async def get(self, request: Request) -> Response:
+        self.authorize(request)
+        return self.respond(chaos_state(self.gateway.runtime.chaos))
+
+    async def post(self, request: Request) -> Response:
+        self.authorize(request)
+        scheduled = schedule_fault(self.gateway.runtime.chaos, await read_json_object(request))
+        return self.respond(scheduled, status=201)
+
+    async def delete(self, request: Request) -> Response:
+        self.authorize(request)
+        schedule = self.gateway.runtime.chaos.schedule
+        fault_id = request.path_params.get("fault_id")
+        if fault_id is None:
+            return self.respond({"cleared": schedule.clear()})
+        if not schedule.remove(fault_id):
+            raise GatewayError(404, f"No scheduled fault {fault_id!r}.", code="not_found")
+        return self.respond({"cleared": 1})

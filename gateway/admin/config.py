@@ -1,0 +1,136 @@
+"""`/admin/config`: the serving config version, its history, a new one, a rollback.
+
+`PUT /admin/config` takes a whole config document (YAML, or JSON, which is YAML);
+with `If-Match: <version id>` it applies only over that version (412 otherwise), as
+Caddy's `/load` does, so two operators cannot overwrite each other unknowingly. The
+document is validated fully first (400 with every problem, nothing changed); then it
+is written to the config source, when that source can be written (a file, etcd), so
+every worker and replica watching it converges on it; then it is applied here. A
+read-only source (a ConfigMap directory) answers 409: change it where it lives.
+`POST /admin/config/rollback {"version": N or id}` does the same with a kept
+version's documents.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from gateway.admin.base import AdminResource
+from gateway.admin.body import read_body, read_json_object
+from gateway.errors import GatewayError
+from gateway.reload import RESTART_ONLY, Conflict, Refused
+from gateway.versions import ConfigVersion
+
+#: A config document sent to `PUT /admin/config`, at most.
+MAX_CONFIG_BYTES = 4 * 1024 * 1024
+#: The name a document sent over the admin API is kept under.
+ADMIN_DOCUMENT = "seawall.yaml"
+
+
+class ConfigAdmin(AdminResource):
+    async def get(self, request: Request) -> Response:
+        self.authorize(request)
+        runtime, state = self.gateway.runtime, self.gateway.state
+        refused = [r.describe() for r in state.versions.refused if r.at > runtime.version.loaded_at]
+        return self.respond(
+            {
+                "version": runtime.version.describe(),
+                "config": runtime.config.model_dump(mode="json"),
+                "source": self.gateway.source.origin if self.gateway.source else None,
+                "writable": self._writable(),
+                "refused_since": refused,
+                "reloads": dict(state.reloads),
+                #: Replaced versions still finishing their requests.
+                "retiring": len(self.gateway.reloader.retiring),
+                "restart_only": list(RESTART_ONLY),
+            }
+        )
+
+    async def versions(self, request: Request) -> Response:
+        self.authorize(request)
+        state = self.gateway.state
+        return self.respond(
+            {
+                "current": self.gateway.runtime.version.id,
+                "versions": [v.describe() for v in reversed(list(state.versions))],
+                "refused": [r.describe() for r in reversed(state.versions.refused)],
+            }
+        )
+
+    async def put(self, request: Request) -> Response:
+        principal = self.authorize(request)
+        text = (await read_body(request, MAX_CONFIG_BYTES)).decode("utf-8", "replace")
+        expected = _if_match(request)
+        version = await self._apply(
+            {ADMIN_DOCUMENT: text}, f"admin PUT by key '{principal.key_id}'", expected
+        )
+        return self.respond({"version": version.describe()})
+
+    async def rollback(self, request: Request) -> Response:
+        principal = self.authorize(request)
+        body = await read_json_object(request)
+        name = body.get("version")
+        if not isinstance(name, (int, str)) or isinstance(name, bool):
+            raise GatewayError(
+                400, "'version' must be a version number or id.", code="invalid_value",
+                param="version",
+            )  # fmt: skip
+        old = self.gateway.state.versions.find(name)
+        if old is None:
+            raise GatewayError(
+                404,
+                f"No kept config version {name!r} (GET /admin/config/versions lists them).",
+                code="version_not_found",
+                param="version",
+            )
+        origin = f"rollback to #{old.number} ({old.id}) by key '{principal.key_id}'"
+        version = await self._apply(old.documents, origin, None)
+        return self.respond({"version": version.describe(), "rolled_back_to": old.id})
+
+    def _writable(self) -> bool:
+        source = self.gateway.source
+        return source is None or source.writable
+
+    async def _apply(
+        self, files: Mapping[str, str], origin: str, expected: str | None
+    ) -> ConfigVersion:
+        gateway = self.gateway
+        source = gateway.source
+        if not self._writable():
+            raise GatewayError(
+                409,
+                f"The config is read from {source.origin if source else 'a source'}, which "
+                "this gateway cannot write: change it there (every replica follows it).",
+                code="config_source_read_only",
+            )
+        try:
+            await gateway.reloader.check(files, origin, expected)
+            if source is not None:
+                await source.write(files)
+            return await gateway.reloader.apply(files, origin, expected)
+        except Conflict as exc:
+            raise GatewayError(
+                412,
+                f"The serving config version is {exc.current}, not {exc.expected} (If-Match).",
+                code="version_mismatch",
+                headers={"etag": f'"{exc.current}"'},
+            ) from None
+        except Refused as exc:
+            problems = list(exc.refused.problems)
+            raise GatewayError(
+                400,
+                f"The config has {len(problems)} problem(s); nothing was changed. "
+                f"First: {problems[0]}",
+                code="config_invalid",
+                details={"problems": problems},
+            ) from None
+
+
+def _if_match(request: Request) -> str | None:
+    value = request.headers.get("if-match")
+    if value is None or value.strip() == "*":
+        return None
+    return value.strip().removeprefix("W/").strip('"')

@@ -1,0 +1,255 @@
+"""One config version, ready to serve: `build_runtime(config, state, version)`.
+
+A `Runtime` holds everything derived from one config: the router and its groups,
+the providers, the tool registry, the keys, the chaos rules, and the pipelines that
+compose them. It is never changed after it is built; a reload builds another one
+(gateway/reload.py) and swaps it in with one assignment. What must outlive a config
+version (breakers, pools, counters...) is borrowed from the `State`, never owned.
+
+A request takes the runtime that is current when it starts and keeps it to its last
+byte (`InFlight` counts them), so no request ever mixes two versions; a replaced
+runtime is closed once its last request is done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+
+import httpx
+
+from chaos.engine import ChaosEngine
+from chaos.transport import ChaosTransport
+from gateway.config import GatewayConfig
+from gateway.errors import UpstreamErrors
+from gateway.pipeline import CompletionHook, InFlight, Pipeline, Stage
+from gateway.stages.authenticate import Authenticate, Keyring
+from gateway.stages.body import ParseJSON, ReadBody
+from gateway.stages.chaos import Chaos, ForgeToolResults
+from gateway.stages.deadline import Deadline
+from gateway.stages.guards import PromptGuard
+from gateway.stages.invoke import InvokeTool
+from gateway.stages.render import Render
+from gateway.stages.responses import RenderResponses, TranslateResponses
+from gateway.stages.route import Forward, ResolveModel
+from gateway.stages.tools import VerifyToolCalls, VerifyToolResults
+from gateway.stages.validate import ValidateChat, ValidateEmbeddings
+from gateway.state import State
+from gateway.telemetry import traced
+from gateway.versions import ConfigVersion
+from routing.config import DeploymentConfig
+from routing.context_windows import prompt_limits
+from routing.health import Identity
+from routing.router import Router, build_router
+from routing.upstreams import SharedTransport, Upstreams
+from tools.endpoints import ToolEndpoints
+from tools.invoke import ToolInvoker
+from tools.receipts import Receipts
+from tools.registry import ToolRegistry
+from tools.results import ResultChecker
+
+log = logging.getLogger("seawall")
+
+
+class TransportLayers:
+    """What wraps each upstream transport, innermost first: chaos at the wire, then
+    tracing, so a span records an injected fault as the failure the router sees.
+    Falsy when nothing does: then no transport is wrapped, not even in a pass-through."""
+
+    def __init__(self, config: GatewayConfig) -> None:
+        self.chaos = config.chaos.enabled
+        self.tracing = config.telemetry.opentelemetry
+
+    def __bool__(self) -> bool:
+        return self.chaos or self.tracing
+
+    def wrap(self, transport: httpx.AsyncBaseTransport, target: str) -> httpx.AsyncBaseTransport:
+        if self.chaos:
+            transport = ChaosTransport(transport)
+        if self.tracing:
+            transport = traced(transport, target)
+        return transport
+
+    def wrap_deployment(
+        self, transport: httpx.AsyncBaseTransport, config: DeploymentConfig
+    ) -> httpx.AsyncBaseTransport:
+        return self.wrap(transport, config.id)
+
+
+class Compiled:
+    """The parts of a runtime that cost real time to build (schemas compiled, files
+    read) and need nothing from the event loop: built in a worker thread by a
+    reload, so serving never stalls on them."""
+
+    def __init__(self, config: GatewayConfig) -> None:
+        self.config = config
+        self.tool_registry = ToolRegistry(config.tools)
+        self.prompt_limits = prompt_limits(config.models)
+
+
+class Runtime:
+    def __init__(
+        self,
+        compiled: Compiled,
+        state: State,
+        version: ConfigVersion,
+        completions: Sequence[CompletionHook] = (),
+    ) -> None:
+        config = compiled.config
+        self.config = config
+        self.version = version
+        self.state = state
+        #: Called after the last byte of every response (metrics, and later limits
+        #: settlement, audit, SLOs).
+        self.completions = tuple(completions)
+        self.in_flight = InFlight()
+        deployments = [d for g in config.models for d in g.deployments]
+        window = config.routing.stats_window_seconds
+        #: The health entries this version uses (kept in State while it serves).
+        self.identities = {Identity.of(d, window) for d in deployments}
+        self.chaos = ChaosEngine(
+            config.chaos,
+            {d.id: g.name for g in config.models for d in g.deployments},
+            state.clock,
+            tools=[t.name for t in config.tools],
+            schedule=state.chaos_schedule,
+            injected=state.chaos_injected,
+        )
+        layers = TransportLayers(config)
+        self.upstreams = Upstreams(
+            deployments, layers.wrap_deployment if layers else None, state.pools
+        )
+        self.router: Router = build_router(
+            config.models,
+            self.upstreams.providers,
+            config.routing,
+            state.clock,
+            health=state.health,
+            budget=state.budget.with_settings(config.routing.retry_budget),
+            fallbacks=state.fallbacks,
+            hedges=state.hedges,
+        )
+        self.keyring = Keyring(config.keys)
+        self.tool_registry = compiled.tool_registry
+        self.receipts = Receipts(config.receipts)
+        self.tool_transport = layers.wrap(
+            ToolEndpoints(SharedTransport(state.tool_pool)), "tool-endpoints"
+        )
+        self.invoker = ToolInvoker(self.tool_registry, self.receipts, self.tool_transport)
+        self.prompt_limits = compiled.prompt_limits
+        self.chat, self.responses, self.embeddings, self.tools = self._pipelines()
+
+    def _pipelines(self) -> tuple[Pipeline, Pipeline, Pipeline, Pipeline]:
+        config, state = self.config, self.state
+        deployments = [d for g in config.models for d in g.deployments]
+        errors = UpstreamErrors(
+            config.server.expose_upstream_errors,
+            [d.api_key.get_secret_value() for d in deployments if d.api_key is not None],
+        )
+        events = state.events
+        max_bytes = config.server.max_request_bytes
+        parse = ParseJSON(config.server.max_json_depth, events)
+
+        def pipeline(endpoint: str, stages: list[Stage]) -> Pipeline:
+            return Pipeline(
+                endpoint,
+                stages,
+                drain=state.drain,
+                ids=state.ids,
+                in_flight=self.in_flight,
+                version=self.version.id,
+                completions=self.completions,
+            )
+
+        # Everything a chat request goes through once it is a chat request: the
+        # Responses API joins here, translated.
+        chat_stages: list[Stage] = [
+            ResolveModel(self.router),
+            Chaos(self.chaos, events),
+            ForgeToolResults(self.tool_registry),
+            VerifyToolResults(
+                ResultChecker(self.tool_registry, self.receipts, config.tool_policy), events
+            ),
+            PromptGuard(self.router, self.prompt_limits, events),
+            Deadline(self.router),
+            Forward(self.router, errors),
+            VerifyToolCalls(self.router, errors, self.tool_registry, config.tool_policy, events),
+        ]
+        chat = pipeline(
+            "chat",
+            [
+                Authenticate(self.keyring, "user"),
+                ReadBody(max_bytes, events),
+                parse,
+                ValidateChat(),
+                *chat_stages,
+                Render(errors, state.drain),
+            ],
+        )
+        responses = pipeline(
+            "responses",
+            [
+                Authenticate(self.keyring, "user"),
+                ReadBody(max_bytes, events),
+                parse,
+                TranslateResponses(state.responses_store),
+                *chat_stages,
+                RenderResponses(state.responses_store, errors, state.drain),
+            ],
+        )
+        embeddings = pipeline(
+            "embeddings",
+            [
+                Authenticate(self.keyring, "user"),
+                ReadBody(max_bytes, events),
+                parse,
+                ValidateEmbeddings(),
+                ResolveModel(self.router),
+                Chaos(self.chaos, events),
+                Deadline(self.router),
+                Forward(self.router, errors),
+                Render(errors, state.drain),
+            ],
+        )
+        tools = pipeline(
+            "tools",
+            [
+                Authenticate(self.keyring, "tools"),
+                ReadBody(max_bytes, events),
+                parse,
+                Chaos(self.chaos, events),
+                InvokeTool(self.invoker, events),
+            ],
+        )
+        return chat, responses, embeddings, tools
+
+    async def start(self) -> None:
+        """Opens what this version needs before it may serve (pools are shared: one
+        an earlier version started is already open)."""
+        await self.upstreams.start()
+        await self.state.tool_pool.start()
+
+    async def close(self) -> None:
+        """Releases what this version holds; shared pools close with their last user."""
+        await self.upstreams.aclose()
+
+    async def retire(self) -> None:
+        """Closes this version once its last request is done."""
+        await self.in_flight.idle()
+        await self.close()
+
+
+def build_runtime(
+    config: GatewayConfig,
+    state: State,
+    version: ConfigVersion,
+    completions: Sequence[CompletionHook] = (),
+) -> Runtime:
+    """A runtime for `config` on `state`. Pure apart from borrowing State: nothing
+    starts and nothing serves until `start()` and the swap."""
+    return Runtime(Compiled(config), state, version, completions)
+
+
+async def compile_off_loop(config: GatewayConfig) -> Compiled:
+    return await asyncio.to_thread(Compiled, config)

@@ -1,0 +1,74 @@
+"""What lives as long as the process, whatever config version is serving.
+
+A config reload builds a new `Runtime` (gateway/runtime.py) from the new config and
+this `State`; everything here carries over from one version to the next:
+
+- what was learned about upstreams: statistics and circuit breakers, keyed by
+  deployment identity (routing/health.py), so an open breaker stays open;
+- connection pools by origin (routing/upstreams.py), so warm connections stay warm;
+- the retry budget, fallback and hedge counts;
+- the chaos schedule (an outage scheduled through the admin API does not end
+  because the config changed) and the injection counts;
+- guard-event counts, response counts, front-door counts: /metrics never goes back;
+- the drain (shutdown), the request ids, the config version history;
+- room for what later parts need to keep: rate-limit counters, the audit writer.
+
+Nothing here is read from a config version except through `adopt`, which a new
+runtime calls with its settings before it serves.
+"""
+
+from __future__ import annotations
+
+import time
+
+from chaos.scheduled import Schedule
+from gateway.drain import Drain
+from gateway.events import Events
+from gateway.pipeline import RequestIds
+from gateway.server.frontdoor import FrontDoorStats
+from gateway.versions import VersionHistory
+from responses.store import MemoryResponseStore, ResponseStore
+from routing.budget import RetryBudget
+from routing.config import RoutingSettings
+from routing.health import HealthRegistry
+from routing.stats import Clock
+from routing.transport import AiohttpTransport
+from routing.upstreams import Pools
+
+
+class State:
+    def __init__(self, clock: Clock = time.monotonic, keep_versions: int = 10) -> None:
+        #: Drives health bookkeeping (stats, breakers, retry budget, chaos schedule);
+        #: tests pass their own to move time without sleeping.
+        self.clock = clock
+        self.created = int(time.time())
+        self.health = HealthRegistry(clock)
+        self.pools = Pools()
+        #: Where the invoke proxy's requests to tool endpoints go out (one pool).
+        self.tool_pool = AiohttpTransport()
+        self.budget = RetryBudget(RoutingSettings().retry_budget, clock)
+        self.fallbacks: dict[tuple[str, str], int] = {}
+        self.hedges: dict[str, int] = {}
+        self.chaos_schedule = Schedule(100, clock)
+        self.chaos_injected: dict[tuple[str, str], int] = {}
+        self.events = Events()
+        #: Client responses by (endpoint, status, error code): the completion hook
+        #: counts, /metrics reads.
+        self.responses: dict[tuple[str, int, str], int] = {}
+        #: Reloads by result (`applied`, `refused`, `unchanged`).
+        self.reloads: dict[str, int] = {}
+        self.front_door = FrontDoorStats()
+        self.drain = Drain()
+        self.ids = RequestIds()
+        self.versions = VersionHistory(keep_versions)
+        #: Responses stored for `previous_response_id` and `GET /v1/responses/{id}`
+        #: (bounded LRU + TTL; responses/store.py has the limits).
+        self.responses_store: ResponseStore = MemoryResponseStore()
+
+    def adopt(self, budget: RetryBudget) -> None:
+        """What the version now serving derived from what is kept here (its retry
+        budget under its settings) becomes what the next version starts from."""
+        self.budget = budget
+
+    def count_reload(self, result: str) -> None:
+        self.reloads[result] = self.reloads.get(result, 0) + 1
