@@ -14,8 +14,17 @@ from chaos.config import ChaosConfig, ColorConfig
 from chaos.faults import FaultError, FaultSpec
 from chaos.grammar import parse
 from chaos.plan import ActiveFault, ChaosPlan, apply_caps
-from chaos.scheduled import Schedule
+from chaos.scheduled import ROOT_SCOPE, Schedule
 from chaos.targets import Targets
+
+
+class TargetNotAllowed(FaultError):
+    """A fault aimed at something the caller's tenant may not target."""
+
+    def __init__(self, target: str | None) -> None:
+        what = f"target {target!r}" if target else "every target (give a target)"
+        super().__init__(f"{what} is not among your tenant's chaos targets")
+        self.target = target
 
 
 class ChaosEngine:
@@ -60,11 +69,23 @@ class ChaosEngine:
             raise FaultError(f"unknown traffic color {name!r} (known: {known})")
         return color
 
-    def plan(self, header: str | None, color: ColorConfig | None) -> ChaosPlan | None:
-        """The plan for one request; None when no fault is in force."""
-        faults = [s.fault for s in self.schedule.active()]
+    def plan(
+        self,
+        header: str | None,
+        color: ColorConfig | None,
+        chain: tuple[str, ...] = (ROOT_SCOPE,),
+        may_target: Callable[[str | None], bool] | None = None,
+    ) -> ChaosPlan | None:
+        """The plan for one request of a tenant whose chain (root first) is `chain`;
+        None when no fault is in force. `may_target` refuses header faults aimed at
+        what the caller's tenant may not target (`TargetNotAllowed`)."""
+        faults = [s.fault for s in self.schedule.for_chain(chain)]
         if header:
             specs = [self.targets.check(spec) for spec in parse(header)]
+            if may_target is not None:
+                for spec in specs:
+                    if not may_target(spec.target):
+                        raise TargetNotAllowed(spec.target)
             faults += [ActiveFault(spec) for spec in self.capped(specs)]
         if color is not None and color.faults:
             faults += [ActiveFault(spec) for spec in self.capped(parse(color.faults))]

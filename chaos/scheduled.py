@@ -1,11 +1,16 @@
-"""Faults scheduled through the admin API: they apply to every request until they
-expire by themselves (`duration_s`) or are cleared."""
+"""Faults scheduled through the admin API: they apply to every request of their scope
+until they expire by themselves (`duration_s`) or are cleared.
+
+A fault's `scope` is the tenant whose admin scheduled it: it touches only requests of
+that tenant and the tenants below it (a team admin's outage drill never reaches a
+sibling team's traffic), and only admins whose scope covers it see or clear it. The
+root scope covers every request."""
 
 from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,11 +21,16 @@ from chaos.plan import ActiveFault
 MAX_DURATION_SECONDS = 24 * 3600
 
 
+#: The scope of a fault scheduled by a root-scoped admin: every request.
+ROOT_SCOPE = "root"
+
+
 @dataclass
 class Scheduled:
     id: str
     fault: ActiveFault
     expires_at: float
+    scope: str = ROOT_SCOPE
 
     def describe(self, now: float) -> dict[str, Any]:
         spec = self.fault.spec
@@ -30,6 +40,7 @@ class Scheduled:
             "target": spec.target,
             "spec": spec.describe(),
             "expires_in_s": round(max(0.0, self.expires_at - now), 3),
+            "scope": self.scope,
             "seen": self.fault.seen,
             "injected": self.fault.hits,
         }
@@ -42,14 +53,16 @@ class Schedule:
         self._faults: dict[str, Scheduled] = {}
         self._ids = itertools.count(1)
 
-    def add(self, spec: FaultSpec, duration_s: float) -> Scheduled:
+    def add(self, spec: FaultSpec, duration_s: float, scope: str = ROOT_SCOPE) -> Scheduled:
         if not 0 < duration_s <= MAX_DURATION_SECONDS:
             raise FaultError(
                 f"duration_s must be more than 0 and at most {MAX_DURATION_SECONDS} seconds"
             )
         if len(self.active()) >= self.max_active:
             raise FaultError(f"{self.max_active} faults are already scheduled (max_active_faults)")
-        scheduled = Scheduled(f"f{next(self._ids)}", ActiveFault(spec), self._clock() + duration_s)
+        scheduled = Scheduled(
+            f"f{next(self._ids)}", ActiveFault(spec), self._clock() + duration_s, scope
+        )
         self._faults[scheduled.id] = scheduled
         return scheduled
 
@@ -66,14 +79,26 @@ class Schedule:
             del self._faults[key]
         return list(self._faults.values())
 
-    def remove(self, fault_id: str) -> bool:
-        return self._faults.pop(fault_id, None) is not None
+    def for_chain(self, chain: tuple[str, ...]) -> list[Scheduled]:
+        """The active faults that touch a request whose tenant chain is `chain`
+        (root first): those scheduled for one of its tenants."""
+        return [s for s in self.active() if s.scope in chain]
 
-    def clear(self) -> int:
-        count = len(self._faults)
-        self._faults.clear()
-        return count
+    def remove(self, fault_id: str, scopes: Container[str] | None = None) -> bool:
+        """Clears one fault; with `scopes`, only a fault of one of them."""
+        fault = self._faults.get(fault_id)
+        if fault is None or (scopes is not None and fault.scope not in scopes):
+            return False
+        del self._faults[fault_id]
+        return True
 
-    def describe(self) -> list[dict[str, Any]]:
+    def clear(self, scopes: Container[str] | None = None) -> int:
+        """Clears every fault (of `scopes`, when given); how many were cleared."""
+        gone = [k for k, s in self._faults.items() if scopes is None or s.scope in scopes]
+        for key in gone:
+            del self._faults[key]
+        return len(gone)
+
+    def describe(self, scopes: Container[str] | None = None) -> list[dict[str, Any]]:
         now = self._clock()
-        return [s.describe(now) for s in self.active()]
+        return [s.describe(now) for s in self.active() if scopes is None or s.scope in scopes]

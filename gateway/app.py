@@ -25,17 +25,18 @@ from gateway.admin.base import ConfigSource
 from gateway.config import GatewayConfig, load_config
 from gateway.drain import Drain
 from gateway.errors import GatewayError, error_response, model_not_found
-from gateway.exchange import Principal
 from gateway.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from gateway.metrics import Metrics
 from gateway.openapi import OpenAPIEndpoint
 from gateway.pipeline import Pipeline
 from gateway.reload import Reloader
 from gateway.runtime import Runtime, build_runtime
+from gateway.stages.authenticate import require
 from gateway.state import State
 from gateway.stored_responses import StoredResponses
 from gateway.telemetry import flush_spans, provider_configured
 from routing.stats import Clock
+from tenants.identity import Identity
 
 log = logging.getLogger("seawall")
 
@@ -117,26 +118,27 @@ class Gateway:
 
     async def list_models(self, request: Request) -> Response:
         runtime = self.runtime
-        runtime.keyring.require(request.headers.get("authorization"), "user")
-        data = [self._model_card(g.name) for g in runtime.config.models]
+        identity = require(runtime.tenants, request.headers.get("authorization"), "user")
+        names = identity.allowed_models(g.name for g in runtime.config.models)
+        data = [self._model_card(name) for name in names]
         return self.respond({"object": "list", "data": data})
 
     async def get_model(self, request: Request) -> Response:
         runtime = self.runtime
-        runtime.keyring.require(request.headers.get("authorization"), "user")
+        identity = require(runtime.tenants, request.headers.get("authorization"), "user")
         name = request.path_params["model"]
-        if runtime.router.group(name) is None:
+        if runtime.router.group(name) is None or not identity.may_use_model(name):
             raise model_not_found(name)
         return self.respond(self._model_card(name))
 
     async def metrics_endpoint(self, request: Request) -> Response:
         # Deployment names, traffic and error rates are not for every caller: with
         # keys configured, scraping needs a key with the `metrics` (or `admin`) role.
-        self.runtime.keyring.require(request.headers.get("authorization"), "metrics", "admin")
+        require(self.runtime.tenants, request.headers.get("authorization"), "metrics", "admin")
         return Response(self.metrics.render(), media_type=METRICS_CONTENT_TYPE)
 
-    def require_user(self, request: Request) -> Principal:
-        return self.runtime.keyring.require(request.headers.get("authorization"), "user")
+    def require_user(self, request: Request) -> Identity:
+        return require(self.runtime.tenants, request.headers.get("authorization"), "user")
 
     async def healthz(self, request: Request) -> Response:
         return self.respond({"status": "ok"})

@@ -7,7 +7,6 @@ per restart.
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -16,17 +15,16 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import AfterValidator, Field, field_validator, model_validator
+from pydantic import AfterValidator, Field
 
 from chaos.config import ChaosConfig
 from chaos.faults import FaultError
 from chaos.grammar import parse
 from chaos.targets import Targets, UnknownTarget
 from common.config import (
+    CrossCheck,
     DocumentError,
     Frozen,
-    Identifier,
-    Secret,
     non_empty,
     validate_document,
 )
@@ -40,7 +38,9 @@ from gateway.server.frontdoor import (
     FrontDoorLimits,
 )
 from routing.config import OPENAI_COMPATIBLE, ModelGroupConfig, RoutingSettings
-from tenants.roles import RoleName
+from tenants.build import tenant_problems
+from tenants.config import KeyConfig, TenantConfig
+from tenants.known import Known
 from tools.config import ReceiptsConfig, ToolConfig, ToolPolicy
 
 DEFAULT_CONFIG_RESOURCE = "default_config.yaml"
@@ -103,42 +103,12 @@ class TelemetryConfig(Frozen):
     opentelemetry: bool = False
 
 
-class KeyConfig(Frozen):
-    """An API key: stored as the sha256 of the bearer token, or an `env:` reference."""
-
-    id: Identifier
-    key_sha256: str | None = None
-    key: Secret | None = None
-    #: From the closed set in tenants/roles.py; a misspelt role is a config error.
-    roles: tuple[RoleName, ...] = ("user",)
-
-    @field_validator("key_sha256")
-    @classmethod
-    def _check_hex(cls, value: str | None) -> str | None:
-        if value is not None:
-            value = value.lower()
-            if not SHA256_HEX.match(value):
-                raise ValueError("must be 64 hexadecimal characters (sha256 of the token)")
-        return value
-
-    @model_validator(mode="after")
-    def _exactly_one_secret(self) -> KeyConfig:
-        if (self.key_sha256 is None) == (self.key is None):
-            raise ValueError("set exactly one of key_sha256 or key")
-        return self
-
-    @property
-    def digest(self) -> str:
-        if self.key_sha256 is not None:
-            return self.key_sha256
-        assert self.key is not None
-        return hashlib.sha256(self.key.get_secret_value().encode()).hexdigest()
-
-
 class GatewayConfig(Frozen):
     server: ServerConfig = ServerConfig()
     routing: RoutingSettings = RoutingSettings()
     models: Annotated[tuple[ModelGroupConfig, ...], AfterValidator(non_empty)]
+    #: The tenant tree (org > team > project); keys belong to tenants (tenants/).
+    tenants: tuple[TenantConfig, ...] = ()
     keys: tuple[KeyConfig, ...] = ()
     tools: tuple[ToolConfig, ...] = ()
     receipts: ReceiptsConfig = ReceiptsConfig()
@@ -194,7 +164,6 @@ def reference_problems(data: Mapping[str, Any]) -> list[str]:
     ids = [d["id"] for _, _, _, d in deployments if isinstance(d.get("id"), str)]
     problems = _duplicates("models", "model group name", names)
     problems += _duplicates("models", "deployment id", ids)
-    problems += _duplicates("keys", "key id", _strings(_items(data.get("keys")), "id"))
     tools = _strings(_items(data.get("tools")), "name")
     problems += _duplicates("tools", "tool name", tools)
     receipts = data.get("receipts")
@@ -279,6 +248,21 @@ def _duplicates(path: str, what: str, values: Iterable[str]) -> list[str]:
     return problems
 
 
+def known_names(config: GatewayConfig) -> Known:
+    """What tenants' allow-lists may name: model groups, tools, deployments."""
+    groups = {g.name: [d.id for d in g.deployments] for g in config.models}
+    return Known.of(groups, [t.name for t in config.tools])
+
+
+#: Checks on validated sections: each runs when the sections it reads are valid.
+TYPED_CHECKS: tuple[CrossCheck[GatewayConfig], ...] = (
+    CrossCheck(
+        frozenset({"tenants", "keys", "models", "tools"}),
+        lambda c: tenant_problems(c.tenants, c.keys, known_names(c)),
+    ),
+)
+
+
 def parse_config(data: object, source: str, serve_on: str | None = None) -> GatewayConfig:
     """`data` validated into a config, every problem reported in one pass. With
     `serve_on` (the address it would be served on; "" for `server.host`), what
@@ -286,7 +270,7 @@ def parse_config(data: object, source: str, serve_on: str | None = None) -> Gate
     raw_checks: list[Callable[[Mapping[str, Any]], list[str]]] = [reference_problems]
     if serve_on is not None:
         raw_checks.append(lambda d: serving_problems(d, serve_on or None))
-    return validate_document(GatewayConfig, data, [], ConfigError, source, raw_checks)
+    return validate_document(GatewayConfig, data, TYPED_CHECKS, ConfigError, source, raw_checks)
 
 
 def load_config(path: str | Path | None = None, serve_on: str | None = None) -> GatewayConfig:

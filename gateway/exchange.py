@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from starlette.requests import Request
@@ -12,19 +11,12 @@ from starlette.responses import Response
 
 from common.headers import REQUEST_ID_HEADER
 from routing.router import ModelGroup, Routed
+from tenants.identity import Identity
 from tools.binding import NONE as NO_BINDINGS
 from tools.binding import Bindings
 
 #: `Exchange.error_code` of a request whose client left before its answer was sent.
 CLIENT_CLOSED = "client_closed"
-
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    """Who is calling: the key id and what that key may do."""
-
-    key_id: str
-    roles: frozenset[str]
 
 
 class Exchange:
@@ -45,7 +37,7 @@ class Exchange:
         "finalizers",
         "group",
         "headers",
-        "principal",
+        "identity",
         "raw",
         "request",
         "request_id",
@@ -66,7 +58,8 @@ class Exchange:
         self.endpoint = endpoint
         self.request_id = request_id
         self.started = time.monotonic()
-        self.principal: Principal | None = None
+        #: Who is calling (`Authenticate`).
+        self.identity: Identity | None = None
         self.raw = b""
         self.body: dict[str, Any] = {}
         self.stream = False

@@ -21,13 +21,14 @@ import httpx
 
 from chaos.engine import ChaosEngine
 from chaos.transport import ChaosTransport
-from gateway.config import GatewayConfig
+from gateway.config import GatewayConfig, known_names
 from gateway.errors import UpstreamErrors
 from gateway.pipeline import CompletionHook, InFlight, Pipeline, Stage
-from gateway.stages.authenticate import Authenticate, Keyring
+from gateway.stages.authenticate import Authenticate
 from gateway.stages.body import ParseJSON, ReadBody
 from gateway.stages.chaos import Chaos, ForgeToolResults
 from gateway.stages.deadline import Deadline
+from gateway.stages.entitlements import EnforceCaps, ToolAllowed
 from gateway.stages.guards import PromptGuard
 from gateway.stages.invoke import InvokeTool
 from gateway.stages.render import Render
@@ -40,9 +41,10 @@ from gateway.telemetry import traced
 from gateway.versions import ConfigVersion
 from routing.config import DeploymentConfig
 from routing.context_windows import prompt_limits
-from routing.health import Identity
+from routing.health import Identity as UpstreamIdentity
 from routing.router import Router, build_router
 from routing.upstreams import SharedTransport, Upstreams
+from tenants.build import build_tenants
 from tools.endpoints import ToolEndpoints
 from tools.invoke import ToolInvoker
 from tools.receipts import Receipts
@@ -86,6 +88,7 @@ class Compiled:
         self.config = config
         self.tool_registry = ToolRegistry(config.tools)
         self.prompt_limits = prompt_limits(config.models)
+        self.tenants = build_tenants(config.tenants, config.keys, known_names(config))
 
 
 class Runtime:
@@ -107,7 +110,7 @@ class Runtime:
         deployments = [d for g in config.models for d in g.deployments]
         window = config.routing.stats_window_seconds
         #: The health entries this version uses (kept in State while it serves).
-        self.identities = {Identity.of(d, window) for d in deployments}
+        self.identities = {UpstreamIdentity.of(d, window) for d in deployments}
         self.chaos = ChaosEngine(
             config.chaos,
             {d.id: g.name for g in config.models for d in g.deployments},
@@ -130,7 +133,7 @@ class Runtime:
             fallbacks=state.fallbacks,
             hedges=state.hedges,
         )
-        self.keyring = Keyring(config.keys)
+        self.tenants = compiled.tenants
         self.tool_registry = compiled.tool_registry
         self.receipts = Receipts(config.receipts)
         self.tool_transport = layers.wrap(
@@ -165,6 +168,7 @@ class Runtime:
         # Everything a chat request goes through once it is a chat request: the
         # Responses API joins here, translated.
         chat_stages: list[Stage] = [
+            EnforceCaps(),
             ResolveModel(self.router),
             Chaos(self.chaos, events),
             ForgeToolResults(self.tool_registry),
@@ -179,7 +183,7 @@ class Runtime:
         chat = pipeline(
             "chat",
             [
-                Authenticate(self.keyring, "user"),
+                Authenticate(self.tenants, "user"),
                 ReadBody(max_bytes, events),
                 parse,
                 ValidateChat(),
@@ -190,7 +194,7 @@ class Runtime:
         responses = pipeline(
             "responses",
             [
-                Authenticate(self.keyring, "user"),
+                Authenticate(self.tenants, "user"),
                 ReadBody(max_bytes, events),
                 parse,
                 TranslateResponses(state.responses_store),
@@ -201,7 +205,7 @@ class Runtime:
         embeddings = pipeline(
             "embeddings",
             [
-                Authenticate(self.keyring, "user"),
+                Authenticate(self.tenants, "user"),
                 ReadBody(max_bytes, events),
                 parse,
                 ValidateEmbeddings(),
@@ -215,7 +219,8 @@ class Runtime:
         tools = pipeline(
             "tools",
             [
-                Authenticate(self.keyring, "tools"),
+                Authenticate(self.tenants, "tools"),
+                ToolAllowed(),
                 ReadBody(max_bytes, events),
                 parse,
                 Chaos(self.chaos, events),

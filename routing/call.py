@@ -23,8 +23,12 @@ class UpstreamRequest:
     body: dict[str, Any]
     stream: bool = False
     extensions: dict[str, Any] = field(default_factory=dict)
-    #: When set, only these deployments may serve the request (a traffic partition).
+    #: When set, only these deployments may serve the request (a traffic partition,
+    #: the caller's allowed deployments).
     only: frozenset[str] | None = None
+    #: When set, only these groups may serve it as fallbacks (the caller's allowed
+    #: model groups): a fallback the caller may not use is skipped.
+    groups: frozenset[str] | None = None
 
 
 async def _no_close() -> None:

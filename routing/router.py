@@ -199,7 +199,11 @@ class Router:
     ) -> Routed:
         journey = Journey(request, deadline)
         self.budget.record_request()
+        allowed = request.groups
+        # Groups the caller may not use count as tried from the start.
         seen = {group.name}
+        if allowed is not None:
+            seen.update(name for name in self.groups if name not in allowed)
         current, active = group, ""
         chain: Iterator[str] = iter(())
         while True:

@@ -105,7 +105,7 @@ def test_a_header_that_never_ends_is_refused_at_the_limit(gateway: ServerThread)
     status = None
     with sock:
         try:
-            while sent < 4 * 1024 * 1024:  # far past the limit: it must stop us first
+            while sent < 64 * 1024 * 1024:  # far past the limit: it must stop us first
                 sock.sendall(b"a" * 4096)
                 sent += 4096
         except (BrokenPipeError, ConnectionResetError):
@@ -113,7 +113,9 @@ def test_a_header_that_never_ends_is_refused_at_the_limit(gateway: ServerThread)
         status, headers, body = read_response(sock)
     assert status == 431
     assert_envelope(headers, body, "headers_too_large")
-    assert sent < 1024 * 1024, f"the server read {sent} bytes of one header"
+    # What the client could push is the server's 8 KiB limit plus what the kernel's
+    # socket buffers absorb before the reset (a few MB on loopback), never the 64 MB.
+    assert sent < 16 * 1024 * 1024, f"{sent} bytes of one header went out before the refusal"
 
 
 def test_a_complete_oversized_head_is_refused(gateway: ServerThread) -> None:

@@ -267,6 +267,7 @@ async def test_counting_a_huge_prompt_does_not_stall_the_event_loop() -> None:
         raw = text.encode()
         group = gateway.runtime.router.group("g")
         headers: dict[str, str] = {}
+        identity = None
 
     exchange: Any = Exchange()
     exchange.body = body

@@ -14,7 +14,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.exchange import Principal
+from gateway.errors import GatewayError
+from gateway.stages.authenticate import require
+from tenants.identity import Identity
 
 if TYPE_CHECKING:
     from gateway.reload import Reloader
@@ -45,8 +47,21 @@ class AdminResource:
     def __init__(self, gateway: AdminTarget) -> None:
         self.gateway = gateway
 
-    def authorize(self, request: Request) -> Principal:
-        return self.gateway.runtime.keyring.require(request.headers.get("authorization"), "admin")
+    def authorize(self, request: Request) -> Identity:
+        return require(self.gateway.runtime.tenants, request.headers.get("authorization"), "admin")
+
+    def authorize_root(self, request: Request) -> Identity:
+        """An admin of the whole gateway: what applies to every tenant at once (the
+        config) is not a team admin's to read or change."""
+        identity = self.authorize(request)
+        if not identity.root_scoped:
+            raise GatewayError(
+                403,
+                f"Key '{identity.key_id}' administers tenant '{identity.tenant_id}'; this "
+                "needs an admin of the whole gateway (a key of the root tenant).",
+                code="permission_denied",
+            )
+        return identity
 
     def respond(self, payload: Any, status: int = 200) -> Response:
         return self.gateway.respond(payload, status)

@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Container
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 
-from chaos.engine import ChaosEngine
+from chaos.engine import ChaosEngine, TargetNotAllowed
 from chaos.faults import FaultError, build
 from chaos.plan import apply_caps
+from chaos.scheduled import ROOT_SCOPE
 from chaos.targets import UnknownTarget
 from gateway.admin.base import AdminResource
 from gateway.admin.body import read_json_object
 from gateway.errors import GatewayError
+from tenants.identity import Identity
 
 
-def schedule_fault(engine: ChaosEngine, body: dict[str, Any]) -> dict[str, Any]:
-    """`POST /admin/chaos`: `{"fault", "duration_s", "target", ...fault keys}`."""
+def schedule_fault(
+    engine: ChaosEngine, body: dict[str, Any], identity: Identity | None = None
+) -> dict[str, Any]:
+    """`POST /admin/chaos`: `{"fault", "duration_s", "target", ...fault keys}`. The
+    fault's scope is the admin's tenant: it touches only that tenant's subtree, and
+    may aim only at what the tenant may target."""
     if not engine.enabled:
         raise GatewayError(409, "Chaos mode is disabled (chaos.enabled).", code="chaos_disabled")
     fault = body.get("fault")
@@ -48,7 +55,14 @@ def schedule_fault(engine: ChaosEngine, body: dict[str, Any]) -> dict[str, Any]:
         values[key] = _text(value)
     try:
         spec = apply_caps(engine.targets.check(build(fault, values)), engine.config)
-        scheduled = engine.schedule.add(spec, float(duration))
+        if identity is not None and not identity.may_target(spec.target):
+            raise TargetNotAllowed(spec.target)
+        scope = identity.tenant_id if identity is not None else ROOT_SCOPE
+        scheduled = engine.schedule.add(spec, float(duration), scope)
+    except TargetNotAllowed as exc:
+        raise GatewayError(
+            403, f"Invalid fault: {exc}.", code="chaos_target_not_allowed", param="target"
+        ) from None
     except FaultError as exc:
         param = "target" if isinstance(exc, UnknownTarget) else None
         raise GatewayError(
@@ -64,10 +78,10 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def chaos_state(engine: ChaosEngine) -> dict[str, Any]:
+def chaos_state(engine: ChaosEngine, scopes: Container[str] | None = None) -> dict[str, Any]:
     return {
         "enabled": engine.enabled,
-        "faults": engine.schedule.describe(),
+        "faults": engine.schedule.describe(scopes),
         "injected": [
             {"fault": fault, "where": where, "count": count}
             for (fault, where), count in sorted(engine.injected.items())
@@ -76,23 +90,25 @@ def chaos_state(engine: ChaosEngine) -> dict[str, Any]:
 
 
 class ChaosAdmin(AdminResource):
-    """`POST /admin/chaos` schedules, `GET` lists, `DELETE [/{id}]` clears."""
+    """`POST /admin/chaos` schedules, `GET` lists, `DELETE [/{id}]` clears; each within
+    the admin's scope (a team admin never sees nor clears a sibling team's faults)."""
 
     async def get(self, request: Request) -> Response:
-        self.authorize(request)
-        return self.respond(chaos_state(self.gateway.runtime.chaos))
+        identity = self.authorize(request)
+        return self.respond(chaos_state(self.gateway.runtime.chaos, identity.scope))
 
     async def post(self, request: Request) -> Response:
-        self.authorize(request)
-        scheduled = schedule_fault(self.gateway.runtime.chaos, await read_json_object(request))
+        identity = self.authorize(request)
+        body = await read_json_object(request)
+        scheduled = schedule_fault(self.gateway.runtime.chaos, body, identity)
         return self.respond(scheduled, status=201)
 
     async def delete(self, request: Request) -> Response:
-        self.authorize(request)
+        identity = self.authorize(request)
         schedule = self.gateway.runtime.chaos.schedule
         fault_id = request.path_params.get("fault_id")
         if fault_id is None:
-            return self.respond({"cleared": schedule.clear()})
-        if not schedule.remove(fault_id):
+            return self.respond({"cleared": schedule.clear(identity.scope)})
+        if not schedule.remove(fault_id, identity.scope):
             raise GatewayError(404, f"No scheduled fault {fault_id!r}.", code="not_found")
         return self.respond({"cleared": 1})

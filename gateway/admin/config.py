@@ -32,7 +32,7 @@ ADMIN_DOCUMENT = "seawall.yaml"
 
 class ConfigAdmin(AdminResource):
     async def get(self, request: Request) -> Response:
-        self.authorize(request)
+        self.authorize_root(request)
         runtime, state = self.gateway.runtime, self.gateway.state
         refused = [r.describe() for r in state.versions.refused if r.at > runtime.version.loaded_at]
         return self.respond(
@@ -50,7 +50,7 @@ class ConfigAdmin(AdminResource):
         )
 
     async def versions(self, request: Request) -> Response:
-        self.authorize(request)
+        self.authorize_root(request)
         state = self.gateway.state
         return self.respond(
             {
@@ -61,16 +61,16 @@ class ConfigAdmin(AdminResource):
         )
 
     async def put(self, request: Request) -> Response:
-        principal = self.authorize(request)
+        identity = self.authorize_root(request)
         text = (await read_body(request, MAX_CONFIG_BYTES)).decode("utf-8", "replace")
         expected = _if_match(request)
         version = await self._apply(
-            {ADMIN_DOCUMENT: text}, f"admin PUT by key '{principal.key_id}'", expected
+            {ADMIN_DOCUMENT: text}, f"admin PUT by key '{identity.key_id}'", expected
         )
         return self.respond({"version": version.describe()})
 
     async def rollback(self, request: Request) -> Response:
-        principal = self.authorize(request)
+        identity = self.authorize_root(request)
         body = await read_json_object(request)
         name = body.get("version")
         if not isinstance(name, (int, str)) or isinstance(name, bool):
@@ -86,7 +86,7 @@ class ConfigAdmin(AdminResource):
                 code="version_not_found",
                 param="version",
             )
-        origin = f"rollback to #{old.number} ({old.id}) by key '{principal.key_id}'"
+        origin = f"rollback to #{old.number} ({old.id}) by key '{identity.key_id}'"
         version = await self._apply(old.documents, origin, None)
         return self.respond({"version": version.describe(), "rolled_back_to": old.id})
 

@@ -10,6 +10,7 @@ from starlette.responses import Response
 from gateway.admin.base import AdminResource
 from routing.deployment import Deployment
 from routing.router import Router
+from tenants.identity import Identity
 
 
 def _ms(seconds: float | None) -> float | None:
@@ -50,8 +51,13 @@ def deployment_state(deployment: Deployment, now: float) -> dict[str, Any]:
     }
 
 
-def routing_state(router: Router) -> dict[str, Any]:
+def routing_state(router: Router, identity: Identity | None = None) -> dict[str, Any]:
+    """The routing state; for a tenant's admin, only the groups and deployments its
+    tenant may use (a root-scoped admin sees everything)."""
     now = router.clock()
+    groups = [
+        g for g in router.groups.values() if identity is None or identity.may_use_model(g.name)
+    ]
     return {
         "groups": [
             {
@@ -60,19 +66,24 @@ def routing_state(router: Router) -> dict[str, Any]:
                 "fallbacks": list(group.config.fallbacks),
                 "hedge_after_ms": group.config.hedge_after_ms,
                 "hedges": router.hedges.get(group.name, 0),
-                "deployments": [deployment_state(d, now) for d in group.deployments],
+                "deployments": [
+                    deployment_state(d, now)
+                    for d in group.deployments
+                    if identity is None or identity.may_use_deployment(d.id)
+                ],
             }
-            for group in router.groups.values()
+            for group in groups
         ],
         "retry_budget": router.budget.state(),
         "fallbacks": [
             {"from": source, "to": target, "count": count}
             for (source, target), count in sorted(router.fallbacks.items())
+            if identity is None or identity.may_use_model(source)
         ],
     }
 
 
 class RoutingAdmin(AdminResource):
     async def get(self, request: Request) -> Response:
-        self.authorize(request)
-        return self.respond(routing_state(self.gateway.runtime.router))
+        identity = self.authorize(request)
+        return self.respond(routing_state(self.gateway.runtime.router, identity))

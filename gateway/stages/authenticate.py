@@ -1,73 +1,56 @@
-"""Bearer-token authentication against the configured keys, and the role it needs.
+"""Who is calling (a key of a tenant), and whether they hold the endpoint's role.
 
-Roles are a closed set (`tenants.roles`) and independent: every endpoint names the
-one role it requires, and a key without it gets 403 naming what is missing, so an
-`admin` or `metrics` key cannot quietly be used for inference.
+Keys belong to tenants (tenants/); a request finds its `Identity` with one dict
+lookup of its token's sha256, and from then on every permission question is a
+membership test on it. Roles are a closed set and independent: every endpoint names
+the one role it requires, and a key without it gets 403 naming what is missing, so
+an `admin` or `metrics` key cannot quietly be used for inference.
+
+Writes `exchange.identity`.
 """
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Sequence
-
-from gateway.config import KeyConfig
 from gateway.errors import GatewayError, unauthorized
-from gateway.exchange import Exchange, Principal
+from gateway.exchange import Exchange
+from tenants.identity import Identity
+from tenants.keys import Unauthenticated
 from tenants.roles import ROLES
-
-#: With no keys configured (loopback only, enforced at start-up) the local caller
-#: may do everything: it is the developer's own machine.
-LOCAL_PRINCIPAL = Principal("local", ROLES)
+from tenants.tree import Tenants
 
 
-class Keyring:
-    """The configured keys by the sha256 of their token: one dict lookup a request."""
-
-    def __init__(self, keys: Sequence[KeyConfig]) -> None:
-        self._by_digest = {k.digest: Principal(k.id, frozenset(k.roles)) for k in keys}
-
-    @property
-    def required(self) -> bool:
-        return bool(self._by_digest)
-
-    def principal_for(self, authorization: str | None) -> Principal:
-        if not self._by_digest:
-            return LOCAL_PRINCIPAL
-        if not authorization:
-            raise unauthorized("Missing API key: send 'Authorization: Bearer <key>'.")
-        scheme, _, token = authorization.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise unauthorized("Malformed Authorization header: expected 'Bearer <key>'.")
-        digest = hashlib.sha256(token.strip().encode()).hexdigest()
-        principal = self._by_digest.get(digest)
-        if principal is None:
-            raise unauthorized("Incorrect API key provided.")
-        return principal
-
-    def require(self, authorization: str | None, *roles: str) -> Principal:
-        """The caller, who must hold one of `roles`: 401 without a valid key (when
-        keys are configured), 403 without the role."""
-        principal = self.principal_for(authorization)
-        if not principal.roles.intersection(roles):
-            raise lacks_role(principal, *roles)
-        return principal
+def identify(tenants: Tenants, authorization: str | None) -> Identity:
+    """The caller's identity, or 401 (with keys configured)."""
+    try:
+        return tenants.authenticate(authorization)
+    except Unauthenticated as exc:
+        raise unauthorized(exc.message) from None
 
 
-def lacks_role(principal: Principal, *roles: str) -> GatewayError:
+def require(tenants: Tenants, authorization: str | None, *roles: str) -> Identity:
+    """The caller, who must hold one of `roles`: 401 without a valid key (when keys
+    are configured), 403 without the role."""
+    identity = identify(tenants, authorization)
+    if not identity.roles.intersection(roles):
+        raise lacks_role(identity, *roles)
+    return identity
+
+
+def lacks_role(identity: Identity, *roles: str) -> GatewayError:
     wanted = " or ".join(f"the '{role}' role" for role in roles)
-    return GatewayError(403, f"Key '{principal.key_id}' lacks {wanted}.", code="permission_denied")
+    return GatewayError(403, f"Key '{identity.key_id}' lacks {wanted}.", code="permission_denied")
 
 
 class Authenticate:
     """The pipeline's first stage: who is calling, and may they use this endpoint."""
 
-    def __init__(self, keyring: Keyring, role: str) -> None:
+    def __init__(self, tenants: Tenants, role: str) -> None:
         assert role in ROLES, role
-        self.keyring = keyring
+        self.tenants = tenants
         self.role = role
 
     async def __call__(self, exchange: Exchange) -> None:
-        principal = self.keyring.principal_for(exchange.request.headers.get("authorization"))
-        if self.role not in principal.roles:
-            raise lacks_role(principal, self.role)
-        exchange.principal = principal
+        identity = identify(self.tenants, exchange.request.headers.get("authorization"))
+        if self.role not in identity.roles:
+            raise lacks_role(identity, self.role)
+        exchange.identity = identity

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from starlette.responses import Response
 
-from chaos.engine import ChaosEngine
+from chaos.engine import ChaosEngine, TargetNotAllowed
 from chaos.faults import FaultError
 from chaos.forge import forge_result
 from common.headers import CHAOS_HEADER, COLOR_HEADER, INJECTED_HEADER, PLAN_EXTENSION
@@ -33,14 +33,24 @@ class Chaos:
         header, color_name = headers.get(CHAOS_HEADER), headers.get(COLOR_HEADER)
         if header is None and color_name is None and not self.engine.schedule:
             return
-        principal = exchange.principal
-        allowed = self.engine.enabled and principal is not None and "chaos" in principal.roles
+        identity = exchange.identity
+        allowed = self.engine.enabled and identity is not None and "chaos" in identity.roles
         if (header is not None or color_name is not None) and not allowed:
             exchange.headers[CHAOS_HEADER] = "ignored"
             header = color_name = None
         try:
             color = None if color_name is None else self.engine.color(color_name)
-            plan = self.engine.plan(header, color)
+            if identity is None:
+                plan = self.engine.plan(header, color)
+            else:
+                plan = self.engine.plan(header, color, identity.chain, identity.may_target)
+        except TargetNotAllowed as exc:
+            raise GatewayError(
+                403,
+                f"Invalid {CHAOS_HEADER} header: {exc}.",
+                code="chaos_target_not_allowed",
+                param=CHAOS_HEADER,
+            ) from None
         except FaultError as exc:
             param = COLOR_HEADER if str(exc).startswith("unknown traffic color") else CHAOS_HEADER
             raise GatewayError(

@@ -77,6 +77,10 @@ class PromptGuard:
             )
         self._check_tool_messages(exchange, messages, config.max_tool_message_bytes)
         limit = self.limits.get(group.name)
+        identity = exchange.identity
+        cap = identity.permissions.max_prompt_tokens if identity is not None else None
+        if cap is not None and (limit is None or cap < limit):
+            limit = cap  # the tenant's cap (caps.max_prompt_tokens) is the tighter one
         if limit is None:
             return
         bound = len(exchange.raw) + (TOKENS_PER_MESSAGE + 1) * len(messages) + REPLY_PRIMING_TOKENS
@@ -124,8 +128,14 @@ class PromptGuard:
     ) -> None:
         action = group.config.on_overflow
         if action == "fallback":
+            identity = exchange.identity
             for name in group.config.context_window_fallbacks:
+                if identity is not None and not identity.may_use_model(name):
+                    continue
                 target_limit = self.limits.get(name)
+                cap = identity.permissions.max_prompt_tokens if identity is not None else None
+                if cap is not None and (target_limit is None or cap < target_limit):
+                    target_limit = cap
                 target = self.router.group(name)
                 if target is not None and (target_limit is None or tokens <= target_limit):
                     exchange.group = target

@@ -8,7 +8,7 @@ tool calls are checked. `RenderResponses` turns the chat reply back into a Respo
 object (or its event stream) and stores it for later `previous_response_id`s and
 `GET /v1/responses/{id}`. The translation itself is the `responses` package's.
 
-Reads: `exchange.body` (the Responses request), `exchange.principal` (the store's
+Reads: `exchange.body` (the Responses request), `exchange.identity` (the store's
 owner). Writes: `exchange.body` (the chat request), `exchange.stream`,
 `exchange.responses`; then `exchange.response`.
 """
@@ -25,7 +25,7 @@ from starlette.responses import Response, StreamingResponse
 
 from gateway.drain import Drain
 from gateway.errors import GatewayError, UpstreamErrors
-from gateway.exchange import Exchange, Principal
+from gateway.exchange import Exchange
 from gateway.stages.render import SSE_HEADERS, relay_events
 from responses.errors import ResponsesError
 from responses.ids import new_response_id
@@ -36,13 +36,14 @@ from responses.stream import StreamTranslator
 from routing.call import Reply
 from routing.outcomes import Failure, UpstreamError
 from routing.sse import data_payloads
+from tenants.identity import Identity
 
 log = logging.getLogger("seawall")
 
 
-def owner_of(principal: Principal | None) -> str:
+def owner_of(identity: Identity | None) -> str:
     """Who a stored response belongs to: only the same key can read or continue it."""
-    return f"key:{principal.key_id}" if principal is not None else "key:local"
+    return f"key:{identity.key_id}" if identity is not None else "key:local"
 
 
 def responses_error(error: ResponsesError) -> GatewayError:
@@ -65,7 +66,7 @@ class TranslateResponses:
 
     async def __call__(self, exchange: Exchange) -> None:
         body = exchange.body
-        owner = owner_of(exchange.principal)
+        owner = owner_of(exchange.identity)
         previous = body.get("previous_response_id")
         try:
             history = (

@@ -23,7 +23,9 @@ UPSTREAM_ENDPOINTS: dict[str, Endpoint] = {
 
 
 class ResolveModel:
-    """Maps the client's `model` to a configured model group (404 if none)."""
+    """Maps the client's `model` to a configured model group: 404 when there is none,
+    or when the caller's tenant may not use it (as OpenAI answers for a model a key
+    has no access to: the answer does not tell which)."""
 
     def __init__(self, router: Router) -> None:
         self.router = router
@@ -31,7 +33,8 @@ class ResolveModel:
     async def __call__(self, exchange: Exchange) -> None:
         name = exchange.body["model"]
         group = self.router.group(name)
-        if group is None:
+        identity = exchange.identity
+        if group is None or (identity is not None and not identity.may_use_model(name)):
             raise model_not_found(name)
         exchange.group = group
 
@@ -53,12 +56,16 @@ async def send(
     """
     assert exchange.group is not None
     endpoint = UPSTREAM_ENDPOINTS[exchange.endpoint]
+    only = exchange.upstream_only
+    groups = None
+    identity = exchange.identity
+    if identity is not None:
+        permissions = identity.permissions
+        groups = permissions.models
+        if permissions.deployments is not None:
+            only = permissions.deployments if only is None else only & permissions.deployments
     request = UpstreamRequest(
-        endpoint,
-        body,
-        exchange.stream,
-        exchange.upstream_extensions or {},
-        exchange.upstream_only,
+        endpoint, body, exchange.stream, exchange.upstream_extensions or {}, only, groups
     )
     try:
         routed = await router.send(exchange.group, request, exchange.deadline)
