@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: serve test lint bench experiments clean
+.PHONY: serve test lint bench experiments fuzz clean
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,17 @@ experiments: $(INSTALLED)  ## every shipped chaos experiment at full length (~7 
 	status=0; for name in $$($(BIN)/seawall chaos list | cut -d' ' -f1); do \
 		$(BIN)/seawall chaos run $$name --report chaos-reports/$$name.json || status=1; \
 	done; exit $$status
+
+# schemathesis against two `seawall serve --port 0` processes (embedded default
+# config, free loopback ports): every operation of /openapi.json, every phase, a fresh
+# seed (printed; SEAWALL_FUZZ_SEED=N replays it). Fails on any 5xx the request did not
+# ask for, any 4xx/5xx outside OpenAI's error envelope, any response unlike the
+# document, any traceback in the server log, or fewer than 2,000 cases. The test suite
+# runs the same harness in short form. See docs/api.md.
+fuzz: $(INSTALLED)  ## fuzz every documented endpoint (>= 2,000 cases, ~1 min)
+	SEAWALL_FUZZ_PHASES=examples,coverage,fuzzing SEAWALL_FUZZ_EXAMPLES=150 \
+	SEAWALL_FUZZ_MIN_CASES=2000 SEAWALL_FUZZ_SEED=$${SEAWALL_FUZZ_SEED:-random} \
+		$(BIN)/pytest tests/test_openapi.py -q -s -o timeout=900
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -303,7 +303,7 @@ CHAOS_STATE = _object(
     ("enabled", "faults", "injected"),
 )
 SCHEDULED_FAULT = _object(
-    {"id": STRING, "fault": STRING, "expires_in_s": NUMBER, "spec": OBJECT},
+    {"id": STRING, "fault": STRING, "expires_in_s": NUMBER, "spec": STRING},
     ("id", "fault", "expires_in_s"),
 )
 CLEARED = _object({"cleared": INT}, ("cleared",))

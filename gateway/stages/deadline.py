@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from common.headers import TIMEOUT_HEADER
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, echoed
 from gateway.exchange import Exchange
 from routing.router import Router
 
@@ -26,7 +26,7 @@ class Deadline:
             if not requested > 0:  # also catches NaN
                 raise GatewayError(
                     400,
-                    f"Invalid {TIMEOUT_HEADER} header {raw!r}: expected a positive number "
+                    f"Invalid {TIMEOUT_HEADER} header {echoed(raw)!r}: expected a positive number "
                     "of milliseconds.",
                     code="invalid_header",
                     param=TIMEOUT_HEADER,
