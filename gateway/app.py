@@ -24,7 +24,7 @@ from gateway.admin import admin_routes
 from gateway.admin.base import ConfigSource
 from gateway.config import GatewayConfig, load_config
 from gateway.drain import Drain
-from gateway.errors import GatewayError, error_response, model_not_found
+from gateway.errors import GatewayError, echoed, error_response, model_not_found
 from gateway.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from gateway.metrics import Metrics
 from gateway.openapi import OpenAPIEndpoint
@@ -204,7 +204,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     error = GatewayError(
         exc.status_code,
-        f"{request.method} {request.url.path}: {exc.detail}",
+        f"{request.method} {echoed(request.url.path)}: {exc.detail}",
         code="not_found" if exc.status_code == 404 else None,
         headers=exc.headers,
     )

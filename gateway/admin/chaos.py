@@ -15,7 +15,7 @@ from chaos.scheduled import ROOT_SCOPE
 from chaos.targets import UnknownTarget
 from gateway.admin.base import AdminResource
 from gateway.admin.body import read_json_object
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, echoed
 from tenants.identity import Identity
 
 
@@ -110,5 +110,5 @@ class ChaosAdmin(AdminResource):
         if fault_id is None:
             return self.respond({"cleared": schedule.clear(identity.scope)})
         if not schedule.remove(fault_id, identity.scope):
-            raise GatewayError(404, f"No scheduled fault {fault_id!r}.", code="not_found")
+            raise GatewayError(404, f"No scheduled fault {echoed(fault_id)!r}.", code="not_found")
         return self.respond({"cleared": 1})

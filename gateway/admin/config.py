@@ -20,7 +20,7 @@ from starlette.responses import Response
 
 from gateway.admin.base import AdminResource
 from gateway.admin.body import read_body, read_json_object
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, echoed
 from gateway.reload import RESTART_ONLY, Conflict, Refused
 from gateway.versions import ConfigVersion
 
@@ -82,7 +82,8 @@ class ConfigAdmin(AdminResource):
         if old is None:
             raise GatewayError(
                 404,
-                f"No kept config version {name!r} (GET /admin/config/versions lists them).",
+                f"No kept config version {echoed(str(name))!r} "
+                "(GET /admin/config/versions lists them).",
                 code="version_not_found",
                 param="version",
             )

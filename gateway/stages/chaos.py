@@ -16,7 +16,7 @@ from chaos.engine import ChaosEngine, TargetNotAllowed
 from chaos.faults import FaultError
 from chaos.forge import forge_result
 from common.headers import CHAOS_HEADER, COLOR_HEADER, INJECTED_HEADER, PLAN_EXTENSION
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, echoed
 from gateway.events import Events, GuardEvent
 from gateway.exchange import Exchange
 from tools.registry import ToolRegistry
@@ -47,14 +47,17 @@ class Chaos:
         except TargetNotAllowed as exc:
             raise GatewayError(
                 403,
-                f"Invalid {CHAOS_HEADER} header: {exc}.",
+                f"Invalid {CHAOS_HEADER} header: {echoed(str(exc))}.",
                 code="chaos_target_not_allowed",
                 param=CHAOS_HEADER,
             ) from None
         except FaultError as exc:
             param = COLOR_HEADER if str(exc).startswith("unknown traffic color") else CHAOS_HEADER
             raise GatewayError(
-                400, f"Invalid {param} header: {exc}.", code="invalid_chaos_header", param=param
+                400,
+                f"Invalid {param} header: {echoed(str(exc))}.",
+                code="invalid_chaos_header",
+                param=param,
             ) from None
         if color is not None and color.deployments:
             exchange.upstream_only = frozenset(color.deployments)
