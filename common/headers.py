@@ -28,6 +28,9 @@ REPAIRED_HEADER = "x-seawall-tool-repaired"
 #: Offered tools named like a registered tool but with another schema: the registered
 #: contract does not apply to them (tools/binding.py).
 COLLISION_HEADER = "x-seawall-tool-collision"
+#: The policy rules that matched this request (denies and flags), and the version
+#: of the rule set that decided: `deny:rule-id, flag:rule-id; version=v3`.
+POLICY_HEADER = "x-seawall-policy"
 #: Faults actually injected into this request.
 INJECTED_HEADER = "x-seawall-chaos-injected"
 

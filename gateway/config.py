@@ -37,8 +37,9 @@ from gateway.server.frontdoor import (
     DEFAULT_MAX_HEADERS,
     FrontDoorLimits,
 )
+from policies import KnownNames, PoliciesConfig, PolicyError, compile_policies
 from routing.config import OPENAI_COMPATIBLE, ModelGroupConfig, RoutingSettings
-from tenants.build import tenant_problems
+from tenants.build import build_tenants, tenant_problems
 from tenants.config import KeyConfig, TenantConfig
 from tenants.known import Known
 from tools.config import ReceiptsConfig, ToolConfig, ToolPolicy
@@ -109,6 +110,8 @@ class GatewayConfig(Frozen):
     models: Annotated[tuple[ModelGroupConfig, ...], AfterValidator(non_empty)]
     #: The tenant tree (org > team > project); keys belong to tenants (tenants/).
     tenants: tuple[TenantConfig, ...] = ()
+    #: CEL rules per tenant, with a shadow or canary candidate set (policies/).
+    policies: PoliciesConfig = PoliciesConfig()
     keys: tuple[KeyConfig, ...] = ()
     tools: tuple[ToolConfig, ...] = ()
     receipts: ReceiptsConfig = ReceiptsConfig()
@@ -255,11 +258,36 @@ def known_names(config: GatewayConfig) -> Known:
 
 
 #: Checks on validated sections: each runs when the sections it reads are valid.
+def policy_names(config: GatewayConfig) -> KnownNames:
+    """What policy rules may name: tenants with their chains, deployments, limit classes."""
+    tree = build_tenants(config.tenants, config.keys, known_names(config))
+    chains = {t.id: t.chain for t in tree}
+    deployments = [d.id for g in config.models for d in g.deployments]
+    return KnownNames.of(chains, deployments, limit_class_names(config))
+
+
+def limit_class_names(config: GatewayConfig) -> list[str]:
+    return []
+
+
+def compile_problems(config: GatewayConfig) -> list[str]:
+    if not config.policies.rules and config.policies.candidate is None:
+        return []
+    if tenant_problems(config.tenants, config.keys, known_names(config)):
+        return []  # the tenants' own problems are reported; rules need a valid tree
+    try:
+        compile_policies(config.policies, policy_names(config))
+    except PolicyError as exc:
+        return list(exc.problems)
+    return []
+
+
 TYPED_CHECKS: tuple[CrossCheck[GatewayConfig], ...] = (
     CrossCheck(
         frozenset({"tenants", "keys", "models", "tools"}),
         lambda c: tenant_problems(c.tenants, c.keys, known_names(c)),
     ),
+    CrossCheck(frozenset({"tenants", "keys", "models", "tools", "policies"}), compile_problems),
 )
 
 

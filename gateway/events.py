@@ -20,10 +20,14 @@ class GuardEvent:
 
     kinds: request_too_large (413), json_too_deep, prompt_too_large,
     too_many_messages, tool_message_too_large, tool_call_invalid,
-    tool_result_invalid, tool_result_forged, tool_result_injection, and
-    fault_injected (chaos; its action is the fault's name). actions: reject, warn,
-    fallback, truncate, repair (a repair attempt was made), repaired (the repair
-    produced a valid call).
+    tool_result_invalid, tool_result_forged, tool_result_injection,
+    fault_injected (chaos; its action is the fault's name), and policy (a rule that
+    matched; its action is the effect: deny, flag, route, limit_class, or error, or
+    shadow_disagrees for a shadow set that would have decided otherwise). actions:
+    reject, warn, fallback, truncate, repair (a repair attempt was made), repaired
+    (the repair produced a valid call).
+
+    `tenant`, `key`, `rule` and `version` say who and what decided, where known.
     """
 
     kind: str
@@ -31,6 +35,10 @@ class GuardEvent:
     group: str | None = None
     tool: str | None = None
     detail: str = ""
+    tenant: str | None = None
+    key: str | None = None
+    rule: str | None = None
+    version: str | None = None
 
 
 Sink = Callable[[GuardEvent], None]

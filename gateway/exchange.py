@@ -38,6 +38,7 @@ class Exchange:
         "group",
         "headers",
         "identity",
+        "policy",
         "raw",
         "request",
         "request_id",
@@ -76,6 +77,8 @@ class Exchange:
         #: routing, and the deployments this request may use (a traffic partition).
         self.upstream_extensions: dict[str, Any] | None = None
         self.upstream_only: frozenset[str] | None = None
+        #: The policy decision for this request, when rules applied (stages/policy.py).
+        self.policy: Any = None
         #: A Responses API request being served (gateway/stages/responses.py).
         self.responses: Any = None
         #: The registered tools whose contracts bind this request (tools/binding.py).

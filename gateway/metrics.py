@@ -158,6 +158,51 @@ class RoutingCollector(Collector):
         )
         version.add_metric([runtime.version.id, str(runtime.version.number)], 1)
         yield from (fallbacks, denied, responses, refusals, guards, faults, reloads, version)
+        yield from policy_metrics(runtime)
+
+
+def policy_metrics(runtime: Runtime) -> Iterator[Metric]:
+    """The serving version's policy sets: decisions, cache, evaluations, errors, and
+    what shadow and canary sets did."""
+    stats = runtime.policies.stats()
+    labels = ["version", "set"]
+    decisions = CounterMetricFamily(
+        "seawall_policy_decisions", "Policy decisions made, by rule set.", labels=labels
+    )
+    cache = CounterMetricFamily(
+        "seawall_policy_cache", "Decision cache lookups by result.", labels=[*labels, "result"]
+    )
+    evaluations = CounterMetricFamily(
+        "seawall_policy_evaluations", "Rule evaluations run (cache hits run none).", labels=labels
+    )
+    errors = CounterMetricFamily(
+        "seawall_policy_errors",
+        "Rule evaluations that failed, by kind (error, or over the time budget).",
+        labels=[*labels, "kind"],
+    )
+    sets = [("active", stats.active)]
+    if stats.candidate is not None:
+        sets.append(("candidate", stats.candidate))
+    for name, one in sets:
+        names = [one.version, name]
+        decisions.add_metric(names, one.decisions)
+        cache.add_metric([*names, "hit"], one.cache_hits)
+        cache.add_metric([*names, "miss"], one.cache_misses)
+        evaluations.add_metric(names, one.evaluations)
+        errors.add_metric([*names, "error"], one.errors)
+        errors.add_metric([*names, "budget"], one.budget_overruns)
+    shadow = CounterMetricFamily(
+        "seawall_policy_shadow",
+        "Decisions of a shadow set, and how many differed from the enforced one.",
+        labels=["result"],
+    )
+    shadow.add_metric(["decided"], stats.shadow_decisions)
+    shadow.add_metric(["disagreed"], stats.shadow_disagreements)
+    canary = CounterMetricFamily(
+        "seawall_policy_canary", "Requests decided by a canary set instead of the active one."
+    )
+    canary.add_metric([], stats.canary_decisions)
+    yield from (decisions, cache, evaluations, errors, shadow, canary)
 
 
 class Metrics:

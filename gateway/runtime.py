@@ -21,7 +21,7 @@ import httpx
 
 from chaos.engine import ChaosEngine
 from chaos.transport import ChaosTransport
-from gateway.config import GatewayConfig, known_names
+from gateway.config import GatewayConfig, known_names, policy_names
 from gateway.errors import UpstreamErrors
 from gateway.pipeline import CompletionHook, InFlight, Pipeline, Stage
 from gateway.stages.authenticate import Authenticate
@@ -31,6 +31,7 @@ from gateway.stages.deadline import Deadline
 from gateway.stages.entitlements import EnforceCaps, ToolAllowed
 from gateway.stages.guards import PromptGuard
 from gateway.stages.invoke import InvokeTool
+from gateway.stages.policy import PolicyGate
 from gateway.stages.render import Render
 from gateway.stages.responses import RenderResponses, TranslateResponses
 from gateway.stages.route import Forward, ResolveModel
@@ -39,6 +40,7 @@ from gateway.stages.validate import ValidateChat, ValidateEmbeddings
 from gateway.state import State
 from gateway.telemetry import traced
 from gateway.versions import ConfigVersion
+from policies import compile_policies
 from routing.config import DeploymentConfig
 from routing.context_windows import prompt_limits
 from routing.health import Identity as UpstreamIdentity
@@ -89,6 +91,7 @@ class Compiled:
         self.tool_registry = ToolRegistry(config.tools)
         self.prompt_limits = prompt_limits(config.models)
         self.tenants = build_tenants(config.tenants, config.keys, known_names(config))
+        self.policies = compile_policies(config.policies, policy_names(config))
 
 
 class Runtime:
@@ -134,6 +137,7 @@ class Runtime:
             hedges=state.hedges,
         )
         self.tenants = compiled.tenants
+        self.policies = compiled.policies
         self.tool_registry = compiled.tool_registry
         self.receipts = Receipts(config.receipts)
         self.tool_transport = layers.wrap(
@@ -170,6 +174,7 @@ class Runtime:
         chat_stages: list[Stage] = [
             EnforceCaps(),
             ResolveModel(self.router),
+            PolicyGate(self.policies, self.router, events),
             Chaos(self.chaos, events),
             ForgeToolResults(self.tool_registry),
             VerifyToolResults(

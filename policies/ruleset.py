@@ -1,0 +1,319 @@
+"""One compiled rule set (the active one, or a candidate): its rules flattened per
+tenant, evaluated per request under a time budget, with its decision cache.
+
+Deciding for one request:
+
+- the tenant's plan (built at compile time): the rules of every tenant in its
+  chain, root first, each tenant's in config order, and what they read;
+- the cache: a rule's outcome depends only on the attributes it reads. The key is
+  the tenant and the values of every attribute the tenant's rules read, apart
+  from per-request ones (`prompt_tokens`: a key holding the prompt size would
+  almost never repeat). Rules that read a per-request attribute are evaluated on
+  every request; the outcomes of the others come from the cache. When no rule
+  reads one, the cache holds the finished `Decision`;
+- on a miss, one CEL context holding only the attributes the rules read (the
+  library converts each value once per context, ~3 µs a string, which is most of
+  the cost), then the rules in order. Every rule runs even after a deny, so
+  `matched` and `flags` are complete for audit; the cost is bounded at compile time.
+
+The time budget: a library call cannot be interrupted, so each evaluation is timed
+by the wall clock, and one over `budget` is run once more under the thread's CPU
+clock. Over budget on both, it is an overrun (an error, handled per `on_error`);
+over only by the wall clock, the thread was preempted and the result stands
+(counted as a recheck). Outcomes with an overrun are not cached: they depend on
+time, not on attributes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Hashable, Iterable, Mapping
+from dataclasses import dataclass
+
+import cel
+
+from policies.assemble import assemble
+from policies.attributes import (
+    ATTRIBUTE_NAMES,
+    PER_REQUEST,
+    Attributes,
+    cel_value,
+    key_function,
+    key_value,
+    over_limit,
+)
+from policies.cache import DecisionCache
+from policies.decision import Decision
+from policies.rule import CompiledRule, Outcome
+from policies.stats import RuleStats, RuleTimes, SetStats
+
+#: Characters of an evaluation error kept in `RuleError.detail`.
+MAX_DETAIL = 200
+#: Evaluated once on each new context, so converting the attributes is not charged
+#: to whichever rule happens to run first.
+_WARM_UP = cel.compile("true")
+
+
+class UnknownTenant(LookupError):
+    """A tenant the policies were not compiled for (a request and its policies must
+    come from the same config version)."""
+
+
+#: The wall clock evaluations are timed with, in nanoseconds.
+Timer = Callable[[], int]
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Partial:
+    """A cache entry for a tenant with per-request rules: the other rules' outcomes
+    (`None` at the per-request rules' places), and a CEL context already holding
+    the other attributes those rules read, so a hit binds only the per-request ones
+    (the library converts each string for ~3 µs; `tools` at its limit takes 0.4 ms)."""
+
+    outcomes: tuple[Outcome | None, ...]
+    context: cel.Context
+    #: Attributes the key holds that are over their limits (left out of `context`).
+    too_large: Mapping[str, str]
+    #: The decision when every per-request rule is false (the common case): no
+    #: assembling on a hit.
+    quiet: Decision
+
+
+#: What the cache holds: the finished decision when the tenant has no per-request
+#: rules, else a `Partial`.
+Cached = Decision | Partial
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What deciding for one tenant involves."""
+
+    rules: tuple[CompiledRule, ...]
+    #: Indices into `rules` of those evaluated on every request (they read a
+    #: per-request attribute); the others' outcomes are cached.
+    live: tuple[int, ...]
+    #: What every rule reads apart from per-request attributes, in `ATTRIBUTES`
+    #: order: with the tenant, the cache key.
+    key_reads: tuple[str, ...]
+    #: The per-request attributes the live rules read.
+    per_request_reads: tuple[str, ...]
+    #: The other attributes the live rules read (held in a `Partial`'s context).
+    live_key_reads: tuple[str, ...]
+    #: The tenant and the values of `key_reads`, hashable.
+    key_of: Callable[[Attributes], Hashable]
+
+
+class RuleSet:
+    def __init__(
+        self,
+        version: str,
+        rules: tuple[CompiledRule, ...],
+        chains: Mapping[str, tuple[str, ...]],
+        budget_seconds: float,
+        cache: DecisionCache[Cached],
+        timer: Timer = time.perf_counter_ns,
+    ) -> None:
+        self.version = version
+        self._timer = timer
+        self.rules = rules
+        self.budget_ns = int(budget_seconds * 1e9)
+        self.cache = cache
+        self.plans = {tenant: _plan(rules, chain) for tenant, chain in chains.items()}
+        self.times = {rule.id: RuleTimes() for rule in rules}
+        self._empty = Decision(version)
+        self.decisions = 0
+        self.evaluations = 0
+        self.errors = 0
+        self.budget_overruns = 0
+        self.budget_rechecks = 0
+
+    def rules_for(self, tenant: str) -> tuple[CompiledRule, ...]:
+        """The rules that apply to `tenant`: its chain's, root first."""
+        return self._plan(tenant).rules
+
+    def _plan(self, tenant: str) -> Plan:
+        plan = self.plans.get(tenant)
+        if plan is None:
+            raise UnknownTenant(f"policies were not compiled for tenant {tenant!r}")
+        return plan
+
+    def decide(self, attrs: Attributes) -> Decision:
+        plan = self._plan(attrs.tenant)
+        self.decisions += 1
+        if not plan.rules:
+            return self._empty
+        key = plan.key_of(attrs)
+        try:
+            cached = self.cache.get(key)
+        except TypeError:  # a list where a tuple belongs: the converting key
+            key = (attrs.tenant, *[key_value(attrs, name) for name in plan.key_reads])
+            cached = self.cache.get(key)
+        if isinstance(cached, Decision):
+            return cached
+        if cached is not None:
+            return self._decide_live(plan, cached, attrs)
+        return self._decide_all(plan, attrs, key)
+
+    def _decide_all(self, plan: Plan, attrs: Attributes, key: Hashable) -> Decision:
+        """A cache miss: every rule evaluated, and what can be cached, cached."""
+        too_large = {name: why for name in plan.key_reads if (why := over_limit(attrs, name))}
+        context = _context(attrs, plan.key_reads, too_large)
+        per_request = self._bind_per_request(plan, context, dict(too_large), attrs)
+        outcomes, overran = self._run_all(plan.rules, range(len(plan.rules)), context, per_request)
+        if not overran and self.cache.max_entries > 0:
+            if plan.live:
+                kept = tuple(None if i in plan.live else o for i, o in enumerate(outcomes))
+                quiet = [False if i in plan.live else o for i, o in enumerate(outcomes)]
+                live_context = _context(attrs, plan.live_key_reads, too_large)
+                self.cache.put(
+                    key,
+                    Partial(
+                        kept, live_context, too_large, assemble(self.version, plan.rules, quiet)
+                    ),
+                )
+            else:
+                decision = assemble(self.version, plan.rules, outcomes)
+                self.cache.put(key, decision)
+                return decision
+        return assemble(self.version, plan.rules, outcomes)
+
+    def _decide_live(self, plan: Plan, partial: Partial, attrs: Attributes) -> Decision:
+        """A cache hit for a tenant with per-request rules: only those are evaluated."""
+        too_large = self._bind_per_request(plan, partial.context, dict(partial.too_large), attrs)
+        live, _ = self._run_all(plan.rules, plan.live, partial.context, too_large)
+        if all(live[index] is False for index in plan.live):
+            return partial.quiet
+        outcomes = list(partial.outcomes)
+        for index in plan.live:
+            outcomes[index] = live[index]
+        return assemble(self.version, plan.rules, outcomes)
+
+    def _bind_per_request(
+        self, plan: Plan, context: cel.Context, too_large: dict[str, str], attrs: Attributes
+    ) -> dict[str, str]:
+        """Sets the per-request attributes in `context` (those over their limits go
+        into `too_large` instead), converts the context once, and returns `too_large`."""
+        for name in plan.per_request_reads:
+            why = over_limit(attrs, name)
+            if why:
+                too_large[name] = why
+            else:
+                context.add_variable(name, cel_value(attrs, name))
+        _WARM_UP.execute(context)
+        return too_large
+
+    def _run_all(
+        self,
+        rules: tuple[CompiledRule, ...],
+        indices: Iterable[int],
+        context: cel.Context,
+        too_large: Mapping[str, str],
+    ) -> tuple[list[Outcome | None], bool]:
+        """The outcomes of `rules[i]` for each of `indices` (`None` elsewhere), and
+        whether any ran over the budget."""
+        outcomes: list[Outcome | None] = [None] * len(rules)
+        overran = False
+        for index in indices:
+            rule = rules[index]
+            blocked = [too_large[name] for name in rule.reads if name in too_large]
+            outcome: Outcome = (
+                ("attribute", "; ".join(blocked)) if blocked else self._run(rule, context)
+            )
+            if isinstance(outcome, tuple):
+                self.errors += 1
+                overran = overran or outcome[0] == "budget"
+            outcomes[index] = outcome
+        return outcomes, overran
+
+    def _run(self, rule: CompiledRule, context: cel.Context) -> Outcome:
+        """The rule's condition, or `(kind, detail)` when it failed."""
+        times = self.times[rule.id]
+        program = rule.expression.program
+        self.evaluations += 1
+        start = self._timer()
+        try:
+            result = program.execute(context)
+        except Exception as exc:
+            times.record(self._timer() - start)
+            times.errors += 1
+            return "error", _detail(exc)
+        elapsed = self._timer() - start
+        times.record(elapsed)
+        if elapsed > self.budget_ns and self._over_budget_on_cpu(program, context):
+            times.overruns += 1
+            self.budget_overruns += 1
+            budget_ms = self.budget_ns / 1e6
+            return "budget", f"took {elapsed / 1e6:.3f} ms, over the budget of {budget_ms:g} ms"
+        if not isinstance(result, bool):
+            times.errors += 1
+            return "error", f"evaluated to {type(result).__name__}, not bool"
+        if result:
+            times.matches += 1
+        return result
+
+    def _over_budget_on_cpu(self, program: cel.Program, context: cel.Context) -> bool:
+        start = time.thread_time_ns()
+        with contextlib.suppress(Exception):
+            program.execute(context)
+        if time.thread_time_ns() - start > self.budget_ns:
+            return True
+        self.budget_rechecks += 1
+        return False
+
+    def stats(self) -> SetStats:
+        return SetStats(
+            version=self.version,
+            decisions=self.decisions,
+            cache_hits=self.cache.hits,
+            cache_misses=self.cache.misses,
+            cache_entries=len(self.cache),
+            evaluations=self.evaluations,
+            errors=self.errors,
+            budget_overruns=self.budget_overruns,
+            budget_rechecks=self.budget_rechecks,
+            rules=tuple(
+                RuleStats(
+                    rule=rule.id,
+                    evaluations=times.evaluations,
+                    matches=times.matches,
+                    errors=times.errors,
+                    overruns=times.overruns,
+                    median_us=times.percentile_us(0.5),
+                    p99_us=times.percentile_us(0.99),
+                )
+                for rule in self.rules
+                for times in (self.times[rule.id],)
+            ),
+        )
+
+
+def _context(
+    attrs: Attributes, names: tuple[str, ...], leave_out: Mapping[str, str]
+) -> cel.Context:
+    return cel.Context({name: cel_value(attrs, name) for name in names if name not in leave_out})
+
+
+def _plan(rules: tuple[CompiledRule, ...], chain: tuple[str, ...]) -> Plan:
+    applying = tuple(rule for tenant in chain for rule in rules if rule.tenant == tenant)
+    live = tuple(i for i, rule in enumerate(applying) if PER_REQUEST.intersection(rule.reads))
+    read = {name for rule in applying for name in rule.reads}
+    live_read = {name for i in live for name in applying[i].reads}
+
+    def ordered(names: set[str], per_request: bool) -> tuple[str, ...]:
+        return tuple(n for n in ATTRIBUTE_NAMES if n in names and (n in PER_REQUEST) == per_request)
+
+    key_reads = ordered(read, per_request=False)
+    return Plan(
+        applying,
+        live,
+        key_reads=key_reads,
+        per_request_reads=ordered(live_read, per_request=True),
+        live_key_reads=ordered(live_read, per_request=False),
+        key_of=key_function(key_reads),
+    )
+
+
+def _detail(exc: Exception) -> str:
+    text = " ".join(f"{type(exc).__name__}: {exc}".split())
+    return text if len(text) <= MAX_DETAIL else text[: MAX_DETAIL - 3] + "..."
