@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: serve test lint bench experiments fuzz clean
+.PHONY: serve test lint bench experiments fuzz reload-soak config-watch-loss clean
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,13 @@ fuzz: $(INSTALLED)  ## fuzz every documented endpoint (>= 2,000 cases, ~1 min)
 	SEAWALL_FUZZ_PHASES=examples,coverage,fuzzing SEAWALL_FUZZ_EXAMPLES=150 \
 	SEAWALL_FUZZ_MIN_CASES=2000 SEAWALL_FUZZ_SEED=$${SEAWALL_FUZZ_SEED:-random} \
 		$(BIN)/pytest tests/test_openapi.py -q -s -o timeout=900
+
+# The suite runs these in short form; these are the full forms.
+reload-soak: $(INSTALLED)  ## 500 req/s while the config changes 100 times (~30 s)
+	SEAWALL_RELOAD_FULL=1 $(BIN)/pytest -q tests/test_reload_load.py
+
+config-watch-loss: $(INSTALLED)  ## 3 replicas on etcd, one losing its watch events (~2 min)
+	SEAWALL_WATCH_LOSS_FULL=1 $(BIN)/pytest -q tests/test_config_watch_loss.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

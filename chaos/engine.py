@@ -15,7 +15,7 @@ from chaos.faults import FaultError, FaultSpec
 from chaos.grammar import parse
 from chaos.plan import ActiveFault, ChaosPlan, apply_caps
 from chaos.scheduled import ROOT_SCOPE, Schedule
-from chaos.targets import Targets
+from chaos.targets import CONFIG_TARGET, Targets
 
 
 class TargetNotAllowed(FaultError):
@@ -92,6 +92,17 @@ class ChaosEngine:
         if not faults:
             return None
         return ChaosPlan(faults, self.groups)
+
+    def config_event_allowed(self) -> bool:
+        """The config source's event filter: False (drop the change notification) while
+        a scheduled `config_watch_drop` fires; each drop is counted as an injection."""
+        for scheduled in self.schedule.active():
+            fault = scheduled.fault
+            if fault.spec.name == "config_watch_drop" and fault.fires():
+                key = ("config_watch_drop", CONFIG_TARGET)
+                self.injected[key] = self.injected.get(key, 0) + 1
+                return False
+        return True
 
     def count(self, plan: ChaosPlan) -> None:
         for key, times in plan.counts.items():

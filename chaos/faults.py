@@ -156,6 +156,10 @@ KINDS: Mapping[str, FaultKind] = {
             {"mode": "invalid"},
             ("wrong", "invalid", "inject"),
         ),
+        # The config source's change notifications (a watch event, a file-system
+        # event) are dropped, as a lossy watch would: only admin-scheduled, target
+        # `config`; the source's periodic resync must still converge.
+        FaultKind("config_watch_drop", "config"),
         FaultKind(
             "forge_tool_call",
             "tool",

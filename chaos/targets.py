@@ -12,6 +12,9 @@ from collections.abc import Iterable, Mapping
 
 from chaos.faults import FaultError, FaultSpec
 
+#: The target of faults on the config source itself (`config_watch_drop`).
+CONFIG_TARGET = "config"
+
 
 class UnknownTarget(FaultError):
     """A fault aimed at no deployment, group or tool of this gateway."""
@@ -21,7 +24,12 @@ class Targets:
     def __init__(self, groups: Mapping[str, str], tools: Iterable[str] = ()) -> None:
         """`groups`: deployment id -> model group name; `tools`: registered tool names."""
         self.valid = frozenset(
-            [*groups, *(f"group:{name}" for name in groups.values()), *(f"tool:{t}" for t in tools)]
+            [
+                *groups,
+                *(f"group:{name}" for name in groups.values()),
+                *(f"tool:{t}" for t in tools),
+                CONFIG_TARGET,
+            ]
         )
 
     def check(self, spec: FaultSpec) -> FaultSpec:

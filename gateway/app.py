@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
 import logging
 import operator
-import os
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -21,8 +22,7 @@ from starlette.types import Receive, Scope, Send
 
 from common.headers import CONFIG_VERSION_HEADER, REQUEST_ID_HEADER
 from gateway.admin import admin_routes
-from gateway.admin.base import ConfigSource
-from gateway.config import GatewayConfig, load_config
+from gateway.config import GatewayConfig
 from gateway.drain import Drain
 from gateway.errors import GatewayError, echoed, error_response, model_not_found
 from gateway.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -31,6 +31,7 @@ from gateway.openapi import OpenAPIEndpoint
 from gateway.pipeline import Pipeline
 from gateway.reload import Reloader
 from gateway.runtime import Runtime, build_runtime
+from gateway.sources import Source, source_for
 from gateway.stages.authenticate import require
 from gateway.state import State
 from gateway.stored_responses import StoredResponses
@@ -56,7 +57,7 @@ class Gateway:
         clock: Clock = time.monotonic,
         documents: Mapping[str, str] | None = None,
         origin: str = "<config object>",
-        source: ConfigSource | None = None,
+        source: str | None = None,
     ) -> None:
         self.state = State(clock)
         self.metrics = Metrics(self.state, lambda: self.runtime)
@@ -65,9 +66,12 @@ class Gateway:
         version = self.state.versions.add(documents, origin)
         completions = [self.metrics.on_complete]
         self.runtime: Runtime = build_runtime(config, self.state, version, completions)
-        #: Where new config versions come from (a file, a directory, etcd); None: only
-        #: the admin API changes the config, in this process's memory.
-        self.source = source
+        #: Where new config versions come from (`--config`: a file, a directory, etcd),
+        #: opened and watched from `start`; None: only the admin API changes the
+        #: config, in this process's memory.
+        self.source_spec = source
+        self.source: Source | None = None
+        self._watcher: asyncio.Task[None] | None = None
         self.reloader = Reloader(self.state, lambda: self.runtime, self._swap, completions)
         self.ready = False
         _warn_unchecked_prompts(self.runtime)
@@ -91,6 +95,14 @@ class Gateway:
     async def start(self) -> None:
         await self.runtime.start()
         self.state.adopt(self.runtime.router.budget)
+        if self.source_spec is not None:
+            source = source_for(
+                self.source_spec,
+                resync_s=self.config.reload.resync_s,
+                event_filter=lambda: self.runtime.chaos.config_event_allowed(),
+            )
+            self.source = source
+            self._watcher = asyncio.create_task(self.reloader.watch(source))
         # Everything allocated so far lives as long as the process. Freezing it keeps
         # the cyclic GC from rescanning it on every full collection: measured, c=32
         # p99 fell from ~27 ms to ~7 ms and throughput rose ~13% (docs/performance.md).
@@ -100,6 +112,12 @@ class Gateway:
 
     async def stop(self) -> None:
         self.ready = False
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+        if self.source is not None:
+            await self.source.aclose()
         await self.reloader.aclose()
         await self.runtime.close()
         await self.state.tool_pool.aclose()
@@ -223,7 +241,7 @@ def create_app(
     clock: Clock = time.monotonic,
     documents: Mapping[str, str] | None = None,
     origin: str = "<config object>",
-    source: ConfigSource | None = None,
+    source: str | None = None,
 ) -> Starlette:
     gateway = Gateway(config, clock, documents, origin, source)
     stored = StoredResponses(gateway, gateway.state.responses_store)
@@ -266,8 +284,3 @@ def create_app(
     app.router.redirect_slashes = False
     app.state.gateway = gateway
     return app
-
-
-def app_from_environment() -> Starlette:
-    """Factory for `uvicorn --factory` and multi-worker mode: config from SEAWALL_CONFIG."""
-    return create_app(load_config(os.environ.get("SEAWALL_CONFIG") or None))

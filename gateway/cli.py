@@ -3,31 +3,50 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import socket
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from importlib import resources
 
 from common.config import env_secrets_optional
-from gateway.config import ConfigError, GatewayConfig, load_config
+from gateway.config import DEFAULT_CONFIG_RESOURCE, ConfigError, GatewayConfig
+from gateway.reload import validate
+from gateway.sources import Documents, SourceError
+from gateway.sources.spec import read_now
 
 EXIT_CONFIG = 2
 
 
-def _load(path: str | None, host: str | None = None, skip_env: bool = False) -> GatewayConfig:
-    """The config, or exit 2 with every problem listed in one pass: those of the file,
-    and those serving it (on `host`, default `server.host`) would hit. `skip_env`:
-    `env:` secrets need not be set (checking only, never serving)."""
+def load_served(
+    spec: str | None, host: str | None = None, skip_env: bool = False
+) -> tuple[GatewayConfig, Mapping[str, str], str]:
+    """The config (`spec`: a file, a directory or etcd://...; None: the embedded
+    default), the documents it was read from and their origin; or exit 2 with every
+    problem listed in one pass: those of the documents, and those serving them (on
+    `host`, default `server.host`) would hit. `skip_env`: `env:` secrets need not be
+    set (checking only, never serving)."""
+    if spec is None:
+        text = resources.files("gateway").joinpath(DEFAULT_CONFIG_RESOURCE).read_text()
+        documents = Documents.of({DEFAULT_CONFIG_RESOURCE: text}, "<embedded default>")
+    else:
+        try:
+            documents = read_now(spec)
+        except SourceError as exc:
+            print(f"seawall: cannot read the config: {exc}", file=sys.stderr)
+            raise SystemExit(EXIT_CONFIG) from None
     try:
-        if skip_env:
-            with env_secrets_optional():
-                return load_config(path, serve_on=host or "")
-        return load_config(path, serve_on=host or "")
+        with env_secrets_optional() if skip_env else contextlib.nullcontext():
+            config = validate(
+                documents.files, documents.origin, documents.problems, serve_on=host or ""
+            )
     except ConfigError as exc:
         print(exc.render(), file=sys.stderr)
         raise SystemExit(EXIT_CONFIG) from None
+    return config, documents.files, documents.origin
 
 
 def port_number(text: str) -> int:
@@ -44,8 +63,17 @@ def worker_count(text: str) -> int:
     return workers
 
 
+def config_spec(spec: str | None) -> str | None:
+    """`--config` as every worker can resolve it: a path made absolute (etcd:// and
+    explicit `file:` / `dir:` forms as given)."""
+    if spec is None or "://" in spec or spec.startswith(("file:", "dir:")):
+        return spec
+    return os.path.abspath(spec)
+
+
 def serve(args: argparse.Namespace) -> int:
-    config = _load(args.config, args.host)
+    spec = config_spec(args.config)
+    config, documents, origin = load_served(spec, args.host)
     host = args.host or config.server.host
     port = config.server.port if args.port is None else args.port
     from gateway.server.serve import INTERRUPT_GRACE_S, ServeOptions, bind, listening_on
@@ -56,7 +84,7 @@ def serve(args: argparse.Namespace) -> int:
         workers=args.workers,
         access_log=args.access_log,
         log_level=args.log_level,
-        config=os.path.abspath(args.config) if args.config else None,
+        config=spec,
     )
     try:
         sock = bind(host, port)
@@ -79,12 +107,13 @@ def serve(args: argparse.Namespace) -> int:
     from gateway.app import create_app
     from gateway.server.serve import serve_app
 
-    serve_app(create_app(config), config.server, options, sock)
+    app = create_app(config, documents=documents, origin=origin, source=spec)
+    serve_app(app, config.server, options, sock)
     return 0
 
 
 def check_config(args: argparse.Namespace) -> int:
-    config = _load(args.file, skip_env=args.skip_env)
+    config, _, _ = load_served(config_spec(args.file), skip_env=args.skip_env)
     deployments = sum(len(g.deployments) for g in config.models)
     print(f"{args.file}: ok ({len(config.models)} model groups, {deployments} deployments)")
     return 0
@@ -138,7 +167,7 @@ def embedded_gateway() -> Iterator[str]:
 
     sock = socket.create_server(("127.0.0.1", 0))
     config = uvicorn.Config(
-        create_app(_load(None)),
+        create_app(*load_served(None)[:1]),
         loop="uvloop",
         http="httptools",
         lifespan="on",

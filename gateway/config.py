@@ -104,6 +104,12 @@ class TelemetryConfig(Frozen):
     opentelemetry: bool = False
 
 
+class ReloadConfig(Frozen):
+    #: How often the config source is re-read whatever its notifications say: the
+    #: bound on convergence when a notification is lost (restart-only).
+    resync_s: float = Field(10.0, gt=0, le=3600)
+
+
 class GatewayConfig(Frozen):
     server: ServerConfig = ServerConfig()
     routing: RoutingSettings = RoutingSettings()
@@ -118,6 +124,7 @@ class GatewayConfig(Frozen):
     tool_policy: ToolPolicy = ToolPolicy()
     chaos: ChaosConfig = ChaosConfig()
     telemetry: TelemetryConfig = TelemetryConfig()
+    reload: ReloadConfig = ReloadConfig()
 
     def group(self, name: str) -> ModelGroupConfig | None:
         for group in self.models:

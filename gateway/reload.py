@@ -28,13 +28,11 @@ import asyncio
 import gc
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
-
-import yaml
 
 from gateway.config import ConfigError, GatewayConfig, parse_config
 from gateway.pipeline import CompletionHook
 from gateway.runtime import Compiled, Runtime
+from gateway.sources import Documents, Source, merge
 from gateway.state import State
 from gateway.versions import ConfigVersion, RefusedVersion, documents_id
 
@@ -53,6 +51,7 @@ RESTART_ONLY = (
     "server.max_connections",
     "server.drain_s",
     "server.shutdown_timeout_s",
+    "reload.resync_s",
 )
 
 
@@ -71,32 +70,6 @@ class Conflict(Exception):
         self.current = current
 
 
-def merge_documents(files: Mapping[str, str]) -> tuple[dict[str, Any], list[str]]:
-    """Every document's YAML merged by top-level key into one config mapping; two
-    documents setting the same key is a problem, like any other."""
-    merged: dict[str, Any] = {}
-    owner: dict[str, str] = {}
-    problems: list[str] = []
-    for name in sorted(files):
-        try:
-            data = yaml.safe_load(files[name])
-        except yaml.YAMLError as exc:
-            problems.append(f"{name}: YAML syntax error: {exc}")
-            continue
-        if data is None:
-            continue
-        if not isinstance(data, dict):
-            problems.append(f"{name}: (top level): must be a YAML mapping")
-            continue
-        for key, value in data.items():
-            if key in owner:
-                problems.append(f"{name}: {key}: already set by {owner[key]}")
-                continue
-            owner[key] = name
-            merged[key] = value
-    return merged, problems
-
-
 def restart_only_changes(serving: GatewayConfig, proposed: GatewayConfig) -> list[str]:
     problems = []
     for path in RESTART_ONLY:
@@ -111,12 +84,19 @@ def restart_only_changes(serving: GatewayConfig, proposed: GatewayConfig) -> lis
     return problems
 
 
-def validate(files: Mapping[str, str], origin: str) -> GatewayConfig:
-    """The config the documents describe, or ConfigError with every problem."""
-    data, problems = merge_documents(files)
+def validate(
+    files: Mapping[str, str],
+    origin: str,
+    unreadable: Sequence[str] = (),
+    serve_on: str | None = None,
+) -> GatewayConfig:
+    """The config the documents describe, or ConfigError with every problem (what the
+    source could not read, `unreadable`, among them; with `serve_on`, what serving
+    it would refuse too)."""
+    data, problems = merge(Documents.of(files, origin, problems=unreadable))
     if problems:
         raise ConfigError(origin, problems)
-    return parse_config(data, origin)
+    return parse_config(data, origin, serve_on)
 
 
 class Reloader:
@@ -137,7 +117,11 @@ class Reloader:
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def check(
-        self, files: Mapping[str, str], origin: str, expected: str | None = None
+        self,
+        files: Mapping[str, str],
+        origin: str,
+        expected: str | None = None,
+        unreadable: Sequence[str] = (),
     ) -> GatewayConfig:
         """What `apply` would check, without applying: the config, or `Refused` (recorded
         like any refusal) or `Conflict`."""
@@ -145,7 +129,7 @@ class Reloader:
         if expected is not None and expected != serving.version.id:
             raise Conflict(expected, serving.version.id)
         try:
-            config = await asyncio.to_thread(validate, files, origin)
+            config = await asyncio.to_thread(validate, files, origin, unreadable)
             problems = restart_only_changes(serving.config, config)
             if problems:
                 raise ConfigError(origin, problems)
@@ -158,18 +142,22 @@ class Reloader:
         return config
 
     async def apply(
-        self, files: Mapping[str, str], origin: str, expected: str | None = None
+        self,
+        files: Mapping[str, str],
+        origin: str,
+        expected: str | None = None,
+        unreadable: Sequence[str] = (),
     ) -> ConfigVersion:
         """Serve the config `files` describe; raise `Refused` (with every problem) or
         `Conflict` (`expected` is not the serving version's id) instead."""
         async with self._lock:
             serving = self.current()
-            if documents_id(files) == serving.version.id:
+            if documents_id(files) == serving.version.id and not unreadable:
                 if expected is not None and expected != serving.version.id:
                     raise Conflict(expected, serving.version.id)
                 self.state.count_reload("unchanged")
                 return serving.version
-            config = await self.check(files, origin, expected)
+            config = await self.check(files, origin, expected, unreadable)
             compiled = await asyncio.to_thread(Compiled, config)
             version = self.state.versions.add(files, origin)
             runtime = Runtime(compiled, self.state, version, self.completions)
@@ -204,12 +192,12 @@ class Reloader:
         gc.collect()
         gc.freeze()
 
-    async def watch(self, changes: Any) -> None:
-        """Apply every document set an async iterator of `(files, origin)` yields;
-        a refused one is logged and recorded, and watching goes on."""
-        async for files, origin in changes:
+    async def watch(self, source: Source) -> None:
+        """Apply every version the source yields; a refused one is logged and
+        recorded, and watching goes on (the source retries and resyncs by itself)."""
+        async for documents in source.watch():
             try:
-                await self.apply(files, origin)
+                await self.apply(documents.files, documents.origin, None, documents.problems)
             except (Refused, Conflict):
                 continue
 

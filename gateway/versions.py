@@ -14,13 +14,14 @@ version replaces it.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import time
 from collections import deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from gateway.sources.base import digest
 
 #: Versions kept for listing and rollback.
 DEFAULT_KEEP = 10
@@ -29,12 +30,10 @@ KEEP_REFUSED = 10
 
 
 def documents_id(documents: Mapping[str, str]) -> str:
-    """The content id of a set of config documents (name -> text): 12 hex digits of
-    sha256 over the names and texts, in name order."""
-    digest = hashlib.sha256()
-    for name in sorted(documents):
-        digest.update(name.encode() + b"\0" + documents[name].encode() + b"\0")
-    return digest.hexdigest()[:12]
+    """The content id of a set of config documents (name -> text): the first 12 hex
+    digits of the sources' digest (length-prefixed names and texts, in name order, so
+    no two different sets share it by moving bytes across a boundary)."""
+    return digest(documents)[:12]
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import yaml
 
-from gateway.reload import merge_documents
+from gateway.sources import merge
 from gateway.versions import documents_id
 from tests.support import SeawallProcess, write_config
 
@@ -133,7 +133,7 @@ def test_reload_under_load_never_fails_a_request(tmp_path: Path) -> None:
                 pass
             assert time.monotonic() < deadline
             time.sleep(0.05)
-        data, _ = merge_documents({"seawall.yaml": path.read_text()})
+        data, _ = merge({"seawall.yaml": path.read_text()})
         valid = {ready.json()["config_version"]: {"a", "b"}}
         refused: set[str] = set()
         results: list[tuple[int, str, str, str]] = []

@@ -8,13 +8,13 @@ role of the calling key (the key-less local default has it).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.errors import GatewayError
+from gateway.sources.base import Source
 from gateway.stages.authenticate import require
 from tenants.identity import Identity
 
@@ -24,21 +24,11 @@ if TYPE_CHECKING:
     from gateway.state import State
 
 
-class ConfigSource(Protocol):
-    """Where the config comes from, as the admin API sees it."""
-
-    origin: str
-    #: Whether `write` may be called (a file or etcd: yes; a ConfigMap: no).
-    writable: bool
-
-    async def write(self, files: Mapping[str, str]) -> None: ...
-
-
 class AdminTarget(Protocol):
     runtime: Runtime
     state: State
     reloader: Reloader
-    source: ConfigSource | None
+    source: Source | None
 
     def respond(self, payload: Any, status: int = 200) -> Response: ...
 

@@ -13,6 +13,7 @@ version's documents.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 
 from starlette.requests import Request
@@ -22,7 +23,10 @@ from gateway.admin.base import AdminResource
 from gateway.admin.body import read_body, read_json_object
 from gateway.errors import GatewayError, echoed
 from gateway.reload import RESTART_ONLY, Conflict, Refused
+from gateway.sources import SourceError
 from gateway.versions import ConfigVersion
+
+log = logging.getLogger("seawall")
 
 #: A config document sent to `PUT /admin/config`, at most.
 MAX_CONFIG_BYTES = 4 * 1024 * 1024
@@ -40,6 +44,9 @@ class ConfigAdmin(AdminResource):
                 "version": runtime.version.describe(),
                 "config": runtime.config.model_dump(mode="json"),
                 "source": self.gateway.source.origin if self.gateway.source else None,
+                "source_stats": self.gateway.source.stats.describe()
+                if self.gateway.source
+                else None,
                 "writable": self._writable(),
                 "refused_since": refused,
                 "reloads": dict(state.reloads),
@@ -110,7 +117,16 @@ class ConfigAdmin(AdminResource):
         try:
             await gateway.reloader.check(files, origin, expected)
             if source is not None:
-                await source.write(files)
+                try:
+                    await source.write(files)
+                except SourceError as exc:
+                    log.error("config source %s: write failed: %s", source.origin, exc)
+                    raise GatewayError(
+                        503,
+                        f"The config source {source.origin} could not be written; "
+                        "nothing was changed. Retry shortly.",
+                        code="config_source_unavailable",
+                    ) from None
             return await gateway.reloader.apply(files, origin, expected)
         except Conflict as exc:
             raise GatewayError(

@@ -49,11 +49,12 @@ def worker_main(options: ServeOptions, sock: socket.socket, parent: int) -> None
     """A worker process: load the config, build the app, serve until signalled."""
     detach_from_terminal(parent)
     from gateway.app import create_app
-    from gateway.config import load_config
+    from gateway.cli import load_served
     from gateway.server.serve import serve_app
 
-    config = load_config(options.config)
-    serve_app(create_app(config), config.server, options, sock)
+    config, documents, origin = load_served(options.config, options.host)
+    app = create_app(config, documents=documents, origin=origin, source=options.config)
+    serve_app(app, config.server, options, sock)
 
 
 class Supervisor:

@@ -80,9 +80,7 @@ class PolicyGate:
         identity = exchange.identity
         assert identity is not None and exchange.group is not None
         body = exchange.body
-        max_tokens = next(
-            (body[f] for f in MAX_TOKEN_FIELDS if isinstance(body.get(f), int)), 0
-        )
+        max_tokens = next((body[f] for f in MAX_TOKEN_FIELDS if isinstance(body.get(f), int)), 0)
         messages = body.get("messages")
         hour, weekday = utc_hour_weekday(time.time())
         request = exchange.request
@@ -108,9 +106,7 @@ class PolicyGate:
 
     def _route(self, exchange: Exchange, decision: Decision) -> None:
         assert exchange.group is not None
-        allowed = frozenset(
-            d.id for _, d in self.router.deployments() if decision.allows(d.id)
-        )
+        allowed = frozenset(d.id for _, d in self.router.deployments() if decision.allows(d.id))
         only = exchange.upstream_only
         exchange.upstream_only = allowed if only is None else only & allowed
 

@@ -1,0 +1,41 @@
+"""Where the config comes from, and how a change is noticed: file, directory, etcd.
+
+A source yields documents (raw text by name) and never parses them; `merge` turns
+documents into one config mapping and every problem; the gateway's loader
+validates, applies, and keeps the last good version. See base.py for the contract
+and docs/reloading-draft.md for how each source detects changes and how fast.
+"""
+
+from gateway.sources.base import (
+    DEFAULT_RESYNC_S,
+    MAX_DOCUMENT_BYTES,
+    MAX_DOCUMENTS,
+    Documents,
+    EventFilter,
+    Source,
+    SourceError,
+    SourceStats,
+    digest,
+)
+from gateway.sources.directory import DirectorySource
+from gateway.sources.etcd import EtcdSource
+from gateway.sources.file import FileSource
+from gateway.sources.merge import merge
+from gateway.sources.spec import source_for
+
+__all__ = [
+    "DEFAULT_RESYNC_S",
+    "MAX_DOCUMENTS",
+    "MAX_DOCUMENT_BYTES",
+    "DirectorySource",
+    "Documents",
+    "EtcdSource",
+    "EventFilter",
+    "FileSource",
+    "Source",
+    "SourceError",
+    "SourceStats",
+    "digest",
+    "merge",
+    "source_for",
+]
