@@ -150,3 +150,43 @@ def _put(etcd: EtcdServer, files: dict[str, str]) -> None:
         value = base64.b64encode(text.encode()).decode()
         reply = httpx.post(etcd.url + "/v3/kv/put", json={"key": key, "value": value})
         assert reply.status_code == 200, reply.text
+
+
+def test_a_configmap_swap_reloads_a_serving_gateway(tmp_path: Path) -> None:
+    """`--config DIR` on a directory the kubelet updates: the swap is a new version,
+    served by the next request; a bad swap never serves."""
+    from tests.test_sources import Kubelet
+
+    volume = tmp_path / "config"
+    kubelet = Kubelet(volume)
+    kubelet.write({"models.yaml": yaml.safe_dump(config_version(0))})
+    process = SeawallProcess(["serve", "--config", str(volume), "--port", "0"])
+    process.start()
+    try:
+        line = next(x for x in process.output if "seawall listening on" in x)
+        match = re.search(r"http://[\d.]+:(\d+)", line)
+        assert match
+        url = f"http://127.0.0.1:{match.group(1)}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(url + "/readyz").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        first = serving(url)
+        kubelet.write({"models.yaml": yaml.safe_dump({"models": []})})  # invalid
+        extra = yaml.safe_dump({"telemetry": {"opentelemetry": False}})
+        kubelet.write({"models.yaml": yaml.safe_dump(config_version(1)), "extra.yaml": extra})
+        deadline = time.monotonic() + 5
+        while serving(url) == first:
+            assert time.monotonic() < deadline, "the swap was never applied"
+            time.sleep(0.02)
+        state = httpx.get(url + "/admin/config").json()
+    finally:
+        process.stop()
+    assert state["version"]["documents"] == ["extra.yaml", "models.yaml"]
+    assert state["reloads"].get("applied", 0) >= 1
+    assert state["config"]["models"][0]["deployments"][0]["weight"] == 1.01
