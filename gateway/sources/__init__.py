@@ -3,7 +3,7 @@
 A source yields documents (raw text by name) and never parses them; `merge` turns
 documents into one config mapping and every problem; the gateway's loader
 validates, applies, and keeps the last good version. See base.py for the contract
-and docs/reloading-draft.md for how each source detects changes and how fast.
+and docs/reloading.md for how each source detects changes and how fast.
 """
 
 from gateway.sources.base import (
