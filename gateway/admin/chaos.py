@@ -12,6 +12,7 @@ from chaos.engine import ChaosEngine, TargetNotAllowed
 from chaos.faults import FaultError, build
 from chaos.plan import apply_caps
 from chaos.scheduled import ROOT_SCOPE
+from chaos.targets import CONFIG_TARGET
 from chaos.targets import UnknownTarget
 from gateway.admin.base import AdminResource
 from gateway.admin.body import read_json_object
@@ -57,6 +58,8 @@ def schedule_fault(
         spec = apply_caps(engine.targets.check(build(fault, values)), engine.config)
         if identity is not None and not identity.may_target(spec.target):
             raise TargetNotAllowed(spec.target)
+        if spec.target == CONFIG_TARGET and identity is not None and not identity.root_scoped:
+            raise TargetNotAllowed(spec.target)  # the config source is the whole gateway's
         scope = identity.tenant_id if identity is not None else ROOT_SCOPE
         scheduled = engine.schedule.add(spec, float(duration), scope)
     except TargetNotAllowed as exc:
