@@ -40,3 +40,20 @@ class LimitsConfig(Frozen):
             and self.max_concurrent is None
             and self.spend_usd is None
         )
+
+
+class LimitSettings(Frozen):
+    """The gateway-wide `limits:` section: where counters live, and the named classes
+    policies select (`effect: limit_class`)."""
+
+    #: `memory` (this process; exact for one worker) or `redis://HOST:PORT/DB` (exact
+    #: across workers and replicas). Restart-only.
+    store: str = "memory"
+    #: A store call slower than this is a store failure (each level's `on_store_failure`).
+    store_timeout_ms: int = Field(200, gt=0, le=10_000)
+    #: Completion tokens reserved for a request that sets no `max_tokens`.
+    default_completion_tokens: int = Field(1024, gt=0)
+    #: A concurrency slot is a lease: a crashed process's slots free themselves after
+    #: this long (longer than any request may last).
+    lease_s: float = Field(900, gt=0, le=86_400)
+    classes: dict[str, LimitsConfig] = Field(default_factory=dict)

@@ -63,6 +63,13 @@ OPENAI_COMPATIBLE = frozenset({"openai", "mock"})
 OPENAI_API_BASE = "https://api.openai.com/v1"
 
 
+class Price(Frozen):
+    """US dollars per million tokens, overriding litellm's price table (spend limits)."""
+
+    input_per_mtok: float = Field(ge=0)
+    output_per_mtok: float = Field(ge=0)
+
+
 class DeploymentConfig(Frozen):
     id: Identifier
     provider: Provider = "openai"
@@ -79,6 +86,8 @@ class DeploymentConfig(Frozen):
     breaker: BreakerSettings = BreakerSettings()
     retry: RetrySettings = RetrySettings()
     mock: MockSettings = MockSettings()
+    #: What this deployment's tokens cost (spend limits); default: litellm's table.
+    price: Price | None = None
 
     @model_validator(mode="before")
     @classmethod

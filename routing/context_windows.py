@@ -12,6 +12,7 @@ import functools
 import importlib.util
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -21,7 +22,9 @@ TABLE = "model_prices_and_context_window_backup.json"
 
 
 @functools.cache
-def litellm_input_limits() -> dict[str, int]:
+def litellm_table() -> dict[str, Any]:
+    """litellm's bundled model table (context windows, prices), read as a file: {}
+    when litellm or the file is missing."""
     spec = importlib.util.find_spec("litellm")
     if spec is None or spec.origin is None:
         return {}
@@ -30,6 +33,12 @@ def litellm_input_limits() -> dict[str, int]:
         table = orjson.loads(path.read_bytes())
     except (OSError, orjson.JSONDecodeError):
         return {}
+    return table if isinstance(table, dict) else {}
+
+
+@functools.cache
+def litellm_input_limits() -> dict[str, int]:
+    table = litellm_table()
     limits = {}
     for name, info in table.items():
         if isinstance(info, dict):
