@@ -31,6 +31,9 @@ COLLISION_HEADER = "x-seawall-tool-collision"
 #: The policy rules that matched this request (denies and flags), and the version
 #: of the rule set that decided: `deny:rule-id, flag:rule-id; version=v3`.
 POLICY_HEADER = "x-seawall-policy"
+#: The gateway limit that refused a request (`tokens_per_minute; level=tenant:acme`):
+#: a gateway 429 is never mistaken for a provider's.
+LIMIT_HEADER = "x-seawall-limit"
 #: Faults actually injected into this request.
 INJECTED_HEADER = "x-seawall-chaos-injected"
 

@@ -59,7 +59,7 @@ class Gateway:
         origin: str = "<config object>",
         source: str | None = None,
     ) -> None:
-        self.state = State(clock)
+        self.state = State(clock, limits=config.limits)
         self.metrics = Metrics(self.state, lambda: self.runtime)
         if documents is None:
             documents = {"config.json": config.model_dump_json()}
@@ -120,6 +120,7 @@ class Gateway:
             await self.source.aclose()
         await self.reloader.aclose()
         await self.runtime.close()
+        await self.state.limiter.store.aclose()
         await self.state.tool_pool.aclose()
         if self.config.telemetry.opentelemetry:
             await flush_spans()

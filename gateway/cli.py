@@ -71,6 +71,11 @@ def config_spec(spec: str | None) -> str | None:
     return os.path.abspath(spec)
 
 
+def has_limits(config: GatewayConfig) -> bool:
+    levels = [t.limits for t in config.tenants] + [k.limits for k in config.keys]
+    return bool(config.limits.classes) or any(x is not None and not x.empty for x in levels)
+
+
 def serve(args: argparse.Namespace) -> int:
     spec = config_spec(args.config)
     config, documents, origin = load_served(spec, args.host)
@@ -86,6 +91,16 @@ def serve(args: argparse.Namespace) -> int:
         log_level=args.log_level,
         config=spec,
     )
+    if args.workers > 1 and has_limits(config) and not config.limits.shared:
+        # A limit counted per worker admits up to N times its value: no limit at all.
+        print(
+            f"seawall: refusing --workers {args.workers}: limits are configured and "
+            "limits.store is `memory`, so each worker would count separately and a limit "
+            f"would admit up to {args.workers}x its value. Set limits.store to a "
+            "redis:// URL, or run one worker.",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
     try:
         sock = bind(host, port)
     except OSError as exc:

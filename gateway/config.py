@@ -37,6 +37,7 @@ from gateway.server.frontdoor import (
     DEFAULT_MAX_HEADERS,
     FrontDoorLimits,
 )
+from limits.config import LimitSettings
 from policies import KnownNames, PoliciesConfig, PolicyError, compile_policies
 from routing.config import OPENAI_COMPATIBLE, ModelGroupConfig, RoutingSettings
 from tenants.build import build_tenants, tenant_problems
@@ -118,6 +119,9 @@ class GatewayConfig(Frozen):
     tenants: tuple[TenantConfig, ...] = ()
     #: CEL rules per tenant, with a shadow or canary candidate set (policies/).
     policies: PoliciesConfig = PoliciesConfig()
+    #: Where limit counters live, the default token estimate, named limit classes
+    #: (limits on keys and tenants are set there; limits/).
+    limits: LimitSettings = LimitSettings()
     keys: tuple[KeyConfig, ...] = ()
     tools: tuple[ToolConfig, ...] = ()
     receipts: ReceiptsConfig = ReceiptsConfig()
@@ -274,7 +278,7 @@ def policy_names(config: GatewayConfig) -> KnownNames:
 
 
 def limit_class_names(config: GatewayConfig) -> list[str]:
-    return []
+    return list(config.limits.classes)
 
 
 def compile_problems(config: GatewayConfig) -> list[str]:

@@ -38,6 +38,7 @@ class Exchange:
         "group",
         "headers",
         "identity",
+        "limits",
         "policy",
         "raw",
         "request",
@@ -48,6 +49,7 @@ class Exchange:
         "started",
         "status",
         "stream",
+        "strip_usage",
         "tool_bindings",
         "upstream_extensions",
         "upstream_only",
@@ -77,6 +79,10 @@ class Exchange:
         #: routing, and the deployments this request may use (a traffic partition).
         self.upstream_extensions: dict[str, Any] | None = None
         self.upstream_only: frozenset[str] | None = None
+        #: The limits admission (its reservation is settled on completion).
+        self.limits: Any = None
+        #: The gateway asked the provider for stream usage the client did not ask for.
+        self.strip_usage = False
         #: The policy decision for this request, when rules applied (stages/policy.py).
         self.policy: Any = None
         #: A Responses API request being served (gateway/stages/responses.py).

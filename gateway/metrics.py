@@ -159,6 +159,24 @@ class RoutingCollector(Collector):
         version.add_metric([runtime.version.id, str(runtime.version.number)], 1)
         yield from (fallbacks, denied, responses, refusals, guards, faults, reloads, version)
         yield from policy_metrics(runtime)
+        yield from limit_metrics(state)
+
+
+def limit_metrics(state: State) -> Iterator[Metric]:
+    limiter = state.limiter
+    decisions = CounterMetricFamily(
+        "seawall_limit_decisions",
+        "Limit decisions by limit, level kind (tenant, key, class) and result: allowed, "
+        "refused, store_failure_open (admitted, the store down), store_failure_closed.",
+        labels=["limit", "level", "result"],
+    )
+    for (limit, level, result), count in sorted(limiter.decisions.items()):
+        decisions.add_metric([limit, level, result], count)
+    errors = CounterMetricFamily(
+        "seawall_limit_store_errors", "Limit store calls that failed or timed out."
+    )
+    errors.add_metric([], limiter.store_errors)
+    yield from (decisions, errors)
 
 
 def policy_metrics(runtime: Runtime) -> Iterator[Metric]:

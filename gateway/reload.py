@@ -52,6 +52,7 @@ RESTART_ONLY = (
     "server.drain_s",
     "server.shutdown_timeout_s",
     "reload.resync_s",
+    "limits.store",
 )
 
 

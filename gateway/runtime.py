@@ -31,6 +31,7 @@ from gateway.stages.deadline import Deadline
 from gateway.stages.entitlements import EnforceCaps, ToolAllowed
 from gateway.stages.guards import PromptGuard
 from gateway.stages.invoke import InvokeTool
+from gateway.stages.limits import AdmitLimits, SettleLimits
 from gateway.stages.policy import PolicyGate
 from gateway.stages.render import Render
 from gateway.stages.responses import RenderResponses, TranslateResponses
@@ -40,6 +41,7 @@ from gateway.stages.validate import ValidateChat, ValidateEmbeddings
 from gateway.state import State
 from gateway.telemetry import traced
 from gateway.versions import ConfigVersion
+from limits.prices import FREE, price_of
 from policies import compile_policies
 from routing.config import DeploymentConfig
 from routing.context_windows import prompt_limits
@@ -106,11 +108,22 @@ class Runtime:
         self.config = config
         self.version = version
         self.state = state
-        #: Called after the last byte of every response (metrics, and later limits
-        #: settlement, audit, SLOs).
-        self.completions = tuple(completions)
-        self.in_flight = InFlight()
         deployments = [d for g in config.models for d in g.deployments]
+        self.prices = {d.id: price_of(d) for d in deployments}
+        #: The dearest deployment of each group: what a reservation is priced at.
+        self.group_prices = {
+            g.name: max(
+                (p for d in g.deployments if (p := self.prices[d.id]) is not None),
+                key=lambda p: p.input + p.output,
+                default=FREE,
+            )
+            for g in config.models
+        }
+        #: Called after the last byte of every response: limits settlement, then the
+        #: given ones (metrics, and later audit and SLOs).
+        settle: CompletionHook = SettleLimits(state.limiter, self.prices)
+        self.completions: tuple[CompletionHook, ...] = (settle, *completions)
+        self.in_flight = InFlight()
         window = config.routing.stats_window_seconds
         #: The health entries this version uses (kept in State while it serves).
         self.identities = {UpstreamIdentity.of(d, window) for d in deployments}
@@ -169,6 +182,7 @@ class Runtime:
                 completions=self.completions,
             )
 
+        limits = AdmitLimits(state.limiter, config.limits, self.group_prices)
         # Everything a chat request goes through once it is a chat request: the
         # Responses API joins here, translated.
         chat_stages: list[Stage] = [
@@ -181,6 +195,7 @@ class Runtime:
                 ResultChecker(self.tool_registry, self.receipts, config.tool_policy), events
             ),
             PromptGuard(self.router, self.prompt_limits, events),
+            limits,
             Deadline(self.router),
             Forward(self.router, errors),
             VerifyToolCalls(self.router, errors, self.tool_registry, config.tool_policy, events),
@@ -215,7 +230,9 @@ class Runtime:
                 parse,
                 ValidateEmbeddings(),
                 ResolveModel(self.router),
+                PolicyGate(self.policies, self.router, events),
                 Chaos(self.chaos, events),
+                limits,
                 Deadline(self.router),
                 Forward(self.router, errors),
                 Render(errors, state.drain),

@@ -27,6 +27,10 @@ from gateway.events import Events
 from gateway.pipeline import RequestIds
 from gateway.server.frontdoor import FrontDoorStats
 from gateway.versions import VersionHistory
+from limits.config import LimitSettings
+from limits.limiter import Limiter, Store
+from limits.memory import MemoryStore
+from limits.redis_store import RedisStore
 from responses.store import MemoryResponseStore, ResponseStore
 from routing.budget import RetryBudget
 from routing.config import RoutingSettings
@@ -37,7 +41,12 @@ from routing.upstreams import Pools
 
 
 class State:
-    def __init__(self, clock: Clock = time.monotonic, keep_versions: int = 10) -> None:
+    def __init__(
+        self,
+        clock: Clock = time.monotonic,
+        keep_versions: int = 10,
+        limits: LimitSettings | None = None,
+    ) -> None:
         #: Drives health bookkeeping (stats, breakers, retry budget, chaos schedule);
         #: tests pass their own to move time without sleeping.
         self.clock = clock
@@ -64,6 +73,15 @@ class State:
         #: Responses stored for `previous_response_id` and `GET /v1/responses/{id}`
         #: (bounded LRU + TTL; responses/store.py has the limits).
         self.responses_store: ResponseStore = MemoryResponseStore()
+        #: Rate-limit and quota counters: in this process, or in Redis (shared by every
+        #: worker and replica). Which one is fixed at start (`limits.store`).
+        settings = limits or LimitSettings()
+        store: Store = (
+            RedisStore(settings.store, settings.store_timeout_ms / 1000)
+            if settings.shared
+            else MemoryStore()
+        )
+        self.limiter = Limiter(store, settings.lease_s)
 
     def adopt(self, budget: RetryBudget) -> None:
         """What the version now serving derived from what is kept here (its retry

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
-from common.config import Frozen
+from common.config import Frozen, Identifier
 
 StoreFailure = Literal["fail_open", "fail_closed"]
 
@@ -56,4 +56,15 @@ class LimitSettings(Frozen):
     #: A concurrency slot is a lease: a crashed process's slots free themselves after
     #: this long (longer than any request may last).
     lease_s: float = Field(900, gt=0, le=86_400)
-    classes: dict[str, LimitsConfig] = Field(default_factory=dict)
+    classes: dict[Identifier, LimitsConfig] = Field(default_factory=dict)
+
+    @field_validator("store")
+    @classmethod
+    def _known_store(cls, value: str) -> str:
+        if value != "memory" and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be 'memory' or a redis:// (rediss://, unix://) URL")
+        return value
+
+    @property
+    def shared(self) -> bool:
+        return self.store != "memory"

@@ -555,7 +555,7 @@ def test_unknown_targets_are_400s_listing_the_valid_ones(
     target = header.rpartition("=")[2]
     target = f"tool:{target}" if header.startswith("forge_tool") else target
     assert f"unknown target {target!r}" in error["message"]
-    valid = "d, group:g, group:long, group:pair, long-d, p1, p2, tool:get_weather"
+    valid = "config, d, group:g, group:long, group:pair, long-d, p1, p2, tool:get_weather"
     assert f"(valid: {valid})" in error["message"]
     assert "x-seawall-chaos-injected" not in response.headers
 

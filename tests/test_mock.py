@@ -7,13 +7,15 @@ from typing import Any
 import httpx
 import jsonschema
 import openai
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from routing.config import MockSettings
+from routing.mock.errors import MockError
 from routing.mock.llm import MockLLM
-from routing.mock.schema_example import example_for
+from routing.mock.schema_example import example_for, example_json
 from tests.support import ServerThread, one_deployment, running_gateway
 
 
@@ -118,6 +120,9 @@ def test_examples_satisfy_their_schema(schema: dict[str, Any]) -> None:
     jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker()).validate(
         example_for(schema)
     )
+    # The cached JSON text the mock sends is the same example, every time.
+    assert orjson.loads(example_json(schema)) == example_for(schema)
+    assert example_json(schema) == example_json(orjson.loads(orjson.dumps(schema)))
 
 
 scalar_schemas = st.one_of(
@@ -198,3 +203,148 @@ def test_mock_upstream_app_over_http(mock_upstream: ServerThread) -> None:
     assert client.embeddings.create(model="m", input="q").data[0].embedding
     with pytest.raises(openai.BadRequestError):
         client.chat.completions.create(model="m", messages=[])
+
+
+# -- the reply, decided from the request alone ------------------------------------------
+
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+    },
+}
+OUTPUT_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "final_result_Forecast",
+        "parameters": {
+            "type": "object",
+            "properties": {"celsius": {"type": "number", "minimum": 30}},
+            "required": ["celsius"],
+        },
+    },
+}
+
+
+def chat(**body: Any) -> dict[str, Any]:
+    llm = MockLLM("mock-gpt", MockSettings())
+    return llm.chat({"model": "m", "messages": [{"role": "user", "content": "q"}], **body})
+
+
+def answered(*results: str) -> list[dict[str, Any]]:
+    calls = [
+        {"id": f"c{k}", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}
+        for k in range(len(results))
+    ]
+    return [
+        {"role": "user", "content": "q"},
+        {"role": "assistant", "content": None, "tool_calls": calls},
+        *({"role": "tool", "tool_call_id": f"c{k}", "content": r} for k, r in enumerate(results)),
+    ]
+
+
+def test_the_output_tool_waits_for_the_other_tools_results() -> None:
+    tools = [OUTPUT_TOOL, WEATHER_TOOL]
+    first = chat(tools=tools)["choices"][0]["message"]["tool_calls"][0]
+    assert first["function"]["name"] == "get_weather"
+    last = chat(tools=tools, messages=answered("4"))["choices"][0]["message"]["tool_calls"][0]
+    assert last["function"]["name"] == "final_result_Forecast"
+    assert orjson.loads(last["function"]["arguments"])["celsius"] >= 30
+
+
+def test_an_output_tool_alone_is_called_at_once() -> None:
+    [call] = chat(tools=[OUTPUT_TOOL])["choices"][0]["message"]["tool_calls"]
+    assert call["function"]["name"] == "final_result_Forecast"
+
+
+def test_a_later_user_question_starts_a_new_round_of_tool_calls() -> None:
+    messages = [*answered("4"), {"role": "assistant", "content": "4"}]
+    messages.append({"role": "user", "content": "And tomorrow?"})
+    assert chat(tools=[WEATHER_TOOL], messages=messages)["choices"][0]["finish_reason"] == (
+        "tool_calls"
+    )
+
+
+def test_summaries_quote_a_bounded_number_of_results() -> None:
+    text = chat(tools=[WEATHER_TOOL], messages=answered(*map(str, range(10))))
+    content = text["choices"][0]["message"]["content"]
+    assert content == "The tools returned: 0; 1; 2; 3; 4; 5; 6; 7; and 2 more"
+
+
+def test_unanswered_calls_are_named_in_the_refusal() -> None:
+    messages = answered("4", "5")[:-1]  # the second call has no result
+    with pytest.raises(MockError) as caught:
+        chat(messages=messages)
+    assert caught.value.status == 400 and caught.value.error["message"].endswith(": c1")
+
+
+@pytest.mark.parametrize("n", [0, 129, True])
+def test_n_outside_openais_range_is_refused(n: Any) -> None:
+    with pytest.raises(MockError) as caught:
+        chat(n=n)
+    assert caught.value.error["param"] == "n"
+
+
+def test_streamed_choices_interleave_and_each_ends() -> None:
+    llm = MockLLM("mock-gpt", MockSettings(stream_chunks=3))
+    body = {"messages": [{"role": "user", "content": "q"}], "n": 2}
+    chunks = list(llm.chat_chunks(body))
+    order = [c["choices"][0]["index"] for c in chunks]
+    assert order[:4] == [0, 1, 0, 1]
+    texts = [
+        "".join(
+            c["choices"][0]["delta"].get("content") or ""
+            for c in chunks
+            if c["choices"][0]["index"] == i
+        )
+        for i in (0, 1)
+    ]
+    assert texts[0] == texts[1] == llm.chat(body)["choices"][0]["message"]["content"]
+    finishes = [
+        c["choices"][0]["finish_reason"] for c in chunks if c["choices"][0]["finish_reason"]
+    ]
+    assert finishes == ["stop", "stop"]
+
+
+def test_max_tokens_cuts_a_structured_answer_like_a_real_model() -> None:
+    schema = {"type": "object", "properties": {"a": {"type": "string"}, "b": {"type": "string"}}}
+    fmt = {"type": "json_schema", "json_schema": {"name": "x", "schema": schema}}
+    full = chat(response_format=fmt)["choices"][0]
+    cut = chat(response_format=fmt, max_tokens=3)["choices"][0]
+    assert orjson.loads(full["message"]["content"]) == example_for(schema)
+    assert cut["finish_reason"] == "length"
+    assert full["message"]["content"].startswith(cut["message"]["content"])
+
+
+def test_a_schema_in_the_prompt_is_found_past_other_braces() -> None:
+    system = (
+        'Use {curly} words, e.g. {"not": "a schema"}; return json for '
+        + orjson.dumps(
+            {
+                "type": "object",
+                "properties": {"n": {"type": "integer", "minimum": 5}},
+                "required": ["n"],
+            }
+        ).decode()
+    )
+    content = chat(
+        messages=[{"role": "system", "content": system}, {"role": "user", "content": "q"}],
+        response_format={"type": "json_object"},
+    )["choices"][0]["message"]["content"]
+    assert orjson.loads(content) == {"n": 5}
+
+
+def test_allowed_tools_may_list_a_custom_tool() -> None:
+    shell = {"type": "custom", "custom": {"name": "shell"}}
+    choice = {
+        "type": "allowed_tools",
+        "allowed_tools": {
+            "mode": "required",
+            "tools": [{"type": "custom", "custom": {"name": "shell"}}],
+        },
+    }
+    [call] = chat(tools=[WEATHER_TOOL, shell], tool_choice=choice)["choices"][0]["message"][
+        "tool_calls"
+    ]
+    assert call == {"id": call["id"], "type": "custom", "custom": {"name": "shell", "input": "q"}}

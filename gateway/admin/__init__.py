@@ -8,6 +8,7 @@ from starlette.routing import Route
 from gateway.admin.base import AdminTarget
 from gateway.admin.chaos import ChaosAdmin
 from gateway.admin.config import ConfigAdmin
+from gateway.admin.limits import LimitsAdmin
 from gateway.admin.routing import RoutingAdmin
 
 
@@ -15,6 +16,7 @@ def admin_routes(gateway: AdminTarget) -> list[Route]:
     routing = RoutingAdmin(gateway)
     chaos = ChaosAdmin(gateway)
     config = ConfigAdmin(gateway)
+    limits = LimitsAdmin(gateway)
     return [
         Route("/admin/routing", routing.get, methods=["GET"]),
         Route("/admin/chaos", chaos.get, methods=["GET"]),
@@ -25,4 +27,5 @@ def admin_routes(gateway: AdminTarget) -> list[Route]:
         Route("/admin/config", config.put, methods=["PUT"]),
         Route("/admin/config/versions", config.versions, methods=["GET"]),
         Route("/admin/config/rollback", config.rollback, methods=["POST"]),
+        Route("/admin/limits", limits.get, methods=["GET"]),
     ]

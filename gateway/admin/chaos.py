@@ -12,8 +12,7 @@ from chaos.engine import ChaosEngine, TargetNotAllowed
 from chaos.faults import FaultError, build
 from chaos.plan import apply_caps
 from chaos.scheduled import ROOT_SCOPE
-from chaos.targets import CONFIG_TARGET
-from chaos.targets import UnknownTarget
+from chaos.targets import CONFIG_TARGET, UnknownTarget
 from gateway.admin.base import AdminResource
 from gateway.admin.body import read_json_object
 from gateway.errors import GatewayError, echoed

@@ -13,6 +13,7 @@ from starlette.responses import Response, StreamingResponse
 from gateway.drain import Drain
 from gateway.errors import GatewayError, UpstreamErrors
 from gateway.exchange import CLIENT_CLOSED, Exchange
+from gateway.stages.limits import without_usage
 from routing.call import Reply
 from routing.outcomes import UpstreamError
 from routing.sse import data_payloads
@@ -37,8 +38,8 @@ def sse_error_event(error: GatewayError) -> bytes:
 
 
 def stream_usage(events: bytes) -> dict[str, Any] | None:
-    """The `usage` object of the last events of a stream, if the provider sent one
-    (`stream_options.include_usage`); only the final chunk is looked at."""
+    """The `usage` object in a chunk of a stream's events, if the provider sent one
+    there (`stream_options.include_usage`); a C-level scan rules out every other chunk."""
     if b'"usage"' not in events:
         return None
     for payload in reversed(data_payloads(events)):
@@ -84,7 +85,6 @@ async def relay_events(
     """
     assert reply.events is not None
     task = drain.enter()
-    last = b""
     try:
         if drain.interrupted:
             yield await _ended(exchange, output, _interrupted(exchange))
@@ -92,7 +92,12 @@ async def relay_events(
         if output is not None:
             yield output.start()
         async for events in reply.events:
-            last = events
+            if b'"usage"' in events:
+                exchange.usage = stream_usage(events) or exchange.usage
+            if exchange.strip_usage:
+                events = without_usage(events)
+                if not events:
+                    continue
             if output is not None:
                 events = output.feed(events)
             exchange.bytes_sent += len(events)
@@ -129,7 +134,6 @@ async def relay_events(
         yield await _ended(exchange, output, error)
     finally:
         drain.leave(task)
-        exchange.usage = stream_usage(last)
         await reply.close()
 
 

@@ -1,9 +1,14 @@
 """A deterministic fake LLM that speaks OpenAI's chat and embeddings formats.
 
 Same request, same answer: replies are derived from the request only, so tests and
-chaos experiments replay exactly. It answers with a tool call when tools are
-offered (arguments built to satisfy the tool's schema), with text otherwise, and
-after a tool result it summarises that result, so agent loops terminate.
+chaos experiments replay exactly. What it answers is decided in reply.py (tool
+calls by `tools`/`tool_choice` and the legacy `functions`/`function_call`, agent
+loops that end once tool results are in, `response_format`); this module renders
+that answer as a `chat.completion` or its stream of chunks.
+
+`n` choices are returned, each the same answer (a tool call gets a distinct id in
+each): the mock samples nothing, so its choices cannot differ by chance. Streams
+interleave the choices' chunks, as OpenAI's do.
 """
 
 from __future__ import annotations
@@ -15,29 +20,16 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import orjson
-
 from routing.config import MockSettings
-from routing.mock.schema_example import example_for
-from routing.tokens import content_text, count_messages, count_text, count_tools, encoding_for
+from routing.mock.errors import MockError
+from routing.mock.reply import CallReply, Reply, TextReply, decide
+from routing.mock.wire import head_delta, message, piece_delta
+from routing.tokens import count_messages, count_text, count_tools, encoding_for
 
 Json = dict[str, Any]
 
-
-class MockError(Exception):
-    """A request the mock refuses, with the HTTP status and OpenAI error object."""
-
-    def __init__(
-        self, status: int, message: str, param: str | None = None, code: str | None = None
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.error = {
-            "message": message,
-            "type": "invalid_request_error",
-            "param": param,
-            "code": code,
-        }
+#: The most choices one request may ask for (`n`), as on OpenAI.
+MAX_CHOICES = 128
 
 
 def _digest(value: Any) -> str:
@@ -52,39 +44,6 @@ class MockLLM:
 
     # -- chat --------------------------------------------------------------------
 
-    def _decide(self, body: Json) -> tuple[str | None, Json | None]:
-        """(text, tool_call): exactly one of them is set."""
-        messages = body.get("messages")
-        if not isinstance(messages, list) or not messages:
-            raise MockError(400, "messages must be a non-empty array", "messages")
-        last = messages[-1] if isinstance(messages[-1], dict) else {}
-        tools = body.get("tools") or []
-        choice = body.get("tool_choice", "auto")
-        if tools and choice != "none" and last.get("role") != "tool":
-            tool = _chosen_tool(tools, choice)
-            if tool is not None:
-                function = tool.get("function") or {}
-                arguments = example_for(function.get("parameters") or {"type": "object"})
-                call_id = "call_" + _digest((messages, function.get("name")))[:24]
-                return None, {
-                    "id": call_id,
-                    "type": "function",
-                    "function": {
-                        "name": function.get("name", "tool"),
-                        "arguments": _compact_json(arguments),
-                    },
-                }
-        if last.get("role") == "tool":
-            result = content_text(last.get("content"))[:200]
-            return f"The tool returned: {result}", None
-        question = ""
-        for message in reversed(messages):
-            if isinstance(message, dict) and message.get("role") == "user":
-                question = content_text(message.get("content"))
-                break
-        question = " ".join(question.split())[:120]
-        return f"This is a mock reply from {self.model} to: {question}", None
-
     def _limit(self, body: Json, text: str) -> tuple[str, str]:
         """Apply max_tokens like a real model: cut the reply, finish_reason=length."""
         limit = body.get("max_completion_tokens") or body.get("max_tokens")
@@ -96,9 +55,10 @@ class MockLLM:
 
     def _prompt_tokens(self, body: Json) -> int:
         """Counted like a real model would, and refused past the context window."""
-        prompt = count_messages(body["messages"], self.encoding) + count_tools(
-            body.get("tools"), self.encoding
-        )
+        prompt = count_messages(body["messages"], self.encoding)
+        for offered in ("tools", "functions"):
+            if body.get(offered):
+                prompt += count_tools(body[offered], self.encoding)
         window = self.settings.context_window
         if prompt > window:
             raise MockError(
@@ -110,25 +70,26 @@ class MockLLM:
             )
         return prompt
 
-    def _usage(self, prompt: int, completion: str) -> Json:
-        completion_tokens = count_text(completion, self.encoding)
+    def _usage(self, prompt: int, completion: str, choices: int) -> Json:
+        completion_tokens = count_text(completion, self.encoding) * choices
         return {
             "prompt_tokens": prompt,
             "completion_tokens": completion_tokens,
             "total_tokens": prompt + completion_tokens,
         }
 
-    def chat(self, body: Json) -> Json:
+    def _answer(self, body: Json) -> tuple[int, Reply, str, str]:
+        """(prompt tokens, reply, the produced text, finish_reason)."""
+        reply = decide(body, self.model)  # checks the request first, `messages` included
         prompt = self._prompt_tokens(body)
-        text, call = self._decide(body)
+        if isinstance(reply, CallReply):
+            return prompt, reply, reply.payload, "function_call" if reply.legacy else "tool_calls"
+        text, finish = self._limit(body, reply.content)
+        return prompt, TextReply(text), text, finish
+
+    def chat(self, body: Json) -> Json:
         n = _choice_count(body)
-        if call is not None:
-            message: Json = {"role": "assistant", "content": None, "tool_calls": [call]}
-            finish, produced = "tool_calls", call["function"]["arguments"]
-        else:
-            assert text is not None
-            text, finish = self._limit(body, text)
-            message, produced = {"role": "assistant", "content": text}, text
+        prompt, reply, produced, finish = self._answer(body)
         return {
             "id": "chatcmpl-mock" + _digest(body)[:20],
             "object": "chat.completion",
@@ -136,16 +97,22 @@ class MockLLM:
             "model": self.model,
             "system_fingerprint": "fp_seawall_mock",
             "choices": [
-                {"index": i, "message": message, "logprobs": None, "finish_reason": finish}
+                {
+                    "index": i,
+                    "message": message(reply, i),
+                    "logprobs": None,
+                    "finish_reason": finish,
+                }
                 for i in range(n)
             ],
-            "usage": self._usage(prompt, produced),
+            "usage": self._usage(prompt, produced, n),
         }
 
     def chat_chunks(self, body: Json) -> Iterator[Json]:
-        """The streamed form of `chat`: role chunk, content/argument deltas, finish."""
-        prompt = self._prompt_tokens(body)
-        text, call = self._decide(body)
+        """The streamed form of `chat`: role chunk, content/argument deltas, finish;
+        with `n` > 1 each step is sent for every choice before the next step."""
+        n = _choice_count(body)
+        prompt, reply, produced, finish = self._answer(body)
         base = {
             "id": "chatcmpl-mock" + _digest(body)[:20],
             "object": "chat.completion.chunk",
@@ -153,29 +120,17 @@ class MockLLM:
             "model": self.model,
             "system_fingerprint": "fp_seawall_mock",
         }
-        pieces: list[str]
-        if call is not None:
-            finish, produced = "tool_calls", call["function"]["arguments"]
-            pieces = _split(produced, self.settings.stream_chunks)
-            head = {
-                **call,
-                "index": 0,
-                "function": {"name": call["function"]["name"], "arguments": ""},
-            }
-            yield _chunk(base, {"role": "assistant", "content": None, "tool_calls": [head]})
-            for piece in pieces:
-                yield _chunk(base, {"tool_calls": [{"index": 0, "function": {"arguments": piece}}]})
-        else:
-            assert text is not None
-            text, finish = self._limit(body, text)
-            produced = text
-            yield _chunk(base, {"role": "assistant", "content": ""})
-            for piece in _split(text, self.settings.stream_chunks):
-                yield _chunk(base, {"content": piece})
-        yield _chunk(base, {}, finish)
+        for i in range(n):
+            yield _chunk(base, i, head_delta(reply, i))
+        for piece in _split(produced, self.settings.stream_chunks):
+            delta = piece_delta(reply, piece)
+            for i in range(n):
+                yield _chunk(base, i, delta)
+        for i in range(n):
+            yield _chunk(base, i, {}, finish)
         options = body.get("stream_options")
         if isinstance(options, dict) and options.get("include_usage"):
-            yield {**base, "choices": [], "usage": self._usage(prompt, produced)}
+            yield {**base, "choices": [], "usage": self._usage(prompt, produced, n)}
 
     # -- embeddings --------------------------------------------------------------
 
@@ -211,19 +166,29 @@ class MockLLM:
         }
 
 
-def _chosen_tool(tools: list[Any], choice: Any) -> Json | None:
-    functions = [t for t in tools if isinstance(t, dict) and isinstance(t.get("function"), dict)]
-    if isinstance(choice, dict):
-        wanted = (choice.get("function") or {}).get("name")
-        for tool in functions:
-            if tool["function"].get("name") == wanted:
-                return tool
-    return functions[0] if functions else None
-
-
 def _choice_count(body: Json) -> int:
-    n = body.get("n", 1)
-    return n if isinstance(n, int) and 1 <= n <= 16 else 1
+    n = body.get("n")
+    if n is None:
+        return 1
+    if not isinstance(n, int) or isinstance(n, bool):
+        raise MockError(400, f"Invalid type for 'n': expected an integer, but got {n!r}.", "n")
+    if n < 1:
+        raise MockError(
+            400,
+            f"Invalid 'n': integer below minimum value. Expected a value >= 1, but got {n} "
+            "instead.",
+            "n",
+            "integer_below_min_value",
+        )
+    if n > MAX_CHOICES:
+        raise MockError(
+            400,
+            f"Invalid 'n': integer above maximum value. Expected a value <= {MAX_CHOICES}, "
+            f"but got {n} instead.",
+            "n",
+            "integer_above_max_value",
+        )
+    return n
 
 
 def _split(text: str, parts: int) -> list[str]:
@@ -233,15 +198,11 @@ def _split(text: str, parts: int) -> list[str]:
     return [text[i : i + size] for i in range(0, len(text), size)]
 
 
-def _chunk(base: Json, delta: Json, finish: str | None = None) -> Json:
+def _chunk(base: Json, index: int, delta: Json, finish: str | None = None) -> Json:
     return {
         **base,
-        "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+        "choices": [{"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}],
     }
-
-
-def _compact_json(value: Any) -> str:
-    return orjson.dumps(value).decode()
 
 
 def _vector(item: Any, dim: int, seed: int) -> list[float]:

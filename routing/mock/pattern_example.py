@@ -27,6 +27,8 @@ MAX_PATTERN_CHARS = 1_000
 MAX_REPEAT_COPIES = 64
 #: An example longer than this is given up on.
 MAX_EXAMPLE_CHARS = 4_096
+#: Examples remembered (per pattern, variant and length bounds): at most ~5 MB.
+MAX_CACHED_EXAMPLES = 1_024
 
 #: What a character class category stands for, first choice first.
 _CATEGORY_CHARS = {
@@ -57,13 +59,16 @@ def _compiled(pattern: str) -> tuple[re.Pattern[str], Any] | None:
         return None
 
 
+@functools.lru_cache(maxsize=MAX_CACHED_EXAMPLES)
 def pattern_example(
     pattern: str, variant: int = 0, min_length: int = 0, max_length: int | None = None
 ) -> str | None:
     """A string `re.search(pattern, s)` accepts, within the length bounds, or None.
 
-    `variant` picks other characters from classes, so several examples of one
-    pattern can differ (arrays with `uniqueItems`)."""
+    `variant` picks other characters from classes, read as a mixed-radix number
+    (one digit per class met), so variants 0, 1, 2, ... of one pattern differ as
+    long as the pattern has that many strings of the walked length (arrays with
+    `uniqueItems`)."""
     compiled = _compiled(pattern)
     if compiled is None:
         return None
@@ -71,7 +76,7 @@ def pattern_example(
     grow = 0
     while grow <= MAX_REPEAT_COPIES:
         try:
-            text = _walk(parsed, variant, grow)
+            text = _walk(parsed, _Variant(variant), grow)
         except (_Unsatisfiable, RecursionError):
             return None
         if len(text) > MAX_EXAMPLE_CHARS or (max_length is not None and len(text) > max_length):
@@ -82,7 +87,21 @@ def pattern_example(
     return None
 
 
-def _walk(parsed: Any, variant: int, grow: int, groups: dict[int, str] | None = None) -> str:
+class _Variant:
+    """The variant's digits not yet spent on a choice."""
+
+    __slots__ = ("rest",)
+
+    def __init__(self, value: int) -> None:
+        self.rest = value
+
+    def pick(self, choices: str | list[str]) -> str:
+        index = self.rest % len(choices)
+        self.rest //= len(choices)
+        return choices[index]
+
+
+def _walk(parsed: Any, variant: _Variant, grow: int, groups: dict[int, str] | None = None) -> str:
     groups = {} if groups is None else groups
     out: list[str] = []
     for op, arg in parsed:
@@ -91,7 +110,7 @@ def _walk(parsed: Any, variant: int, grow: int, groups: dict[int, str] | None = 
         elif op is sre.NOT_LITERAL:
             out.append(_first_char(lambda c, code=arg: ord(c) != code, variant))
         elif op is sre.ANY:
-            out.append(_FALLBACK_CHARS[variant % len(_FALLBACK_CHARS)])
+            out.append(variant.pick(_FALLBACK_CHARS))
         elif op is sre.IN:
             out.append(_class_char(arg, variant))
         elif op in (sre.MAX_REPEAT, sre.MIN_REPEAT, sre.POSSESSIVE_REPEAT):
@@ -124,7 +143,7 @@ def _walk(parsed: Any, variant: int, grow: int, groups: dict[int, str] | None = 
     return "".join(out)
 
 
-def _class_char(items: list[tuple[Any, Any]], variant: int) -> str:
+def _class_char(items: list[tuple[Any, Any]], variant: _Variant) -> str:
     negate = bool(items) and items[0][0] is sre.NEGATE
     members = items[1:] if negate else items
 
@@ -152,11 +171,11 @@ def _class_char(items: list[tuple[Any, Any]], variant: int) -> str:
             choices.extend(_CATEGORY_CHARS.get(arg, ""))
     if not choices:
         raise _Unsatisfiable
-    return choices[variant % len(choices)]
+    return variant.pick(choices)
 
 
-def _first_char(allowed: Any, variant: int) -> str:
+def _first_char(allowed: Any, variant: _Variant) -> str:
     fitting = [c for c in _FALLBACK_CHARS if allowed(c)]
     if not fitting:
         raise _Unsatisfiable
-    return fitting[variant % len(fitting)]
+    return variant.pick(fitting)

@@ -17,7 +17,8 @@ import httpx
 import orjson
 
 from routing.config import MockSettings
-from routing.mock.llm import MockError, MockLLM
+from routing.mock.errors import MockError
+from routing.mock.llm import MockLLM
 
 JSON_HEADERS = [(b"content-type", b"application/json")]
 SSE_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]

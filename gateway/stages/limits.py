@@ -1,0 +1,171 @@
+"""Rate limits and quotas: reserve at admission, settle when the response has ended.
+
+`AdmitLimits` runs after the guards (a request they refuse costs no quota) and before
+the request goes upstream. Every level applies and all must pass: each tenant of the
+caller's chain, the key, and any limit class a policy selected. The reservation is
+1 request, 1 concurrency slot, the prompt's tokens (counted) plus `max_tokens` (or
+`limits.default_completion_tokens` when the request sets none), and that priced at the
+group's dearest deployment. A refusal is 429 `rate_limit_exceeded` (or
+`insufficient_quota` for spend) naming the limit and the level, with `retry-after`
+(which the openai SDK honours) and `x-seawall-limit`, so a gateway 429 is never
+mistaken for a provider's. Every response of a limited caller carries OpenAI's
+`x-ratelimit-*` headers for the tightest request and token limits.
+
+`settle_limits` (a completion hook, after the last byte) replaces the estimates with
+the provider's reported usage and frees the concurrency slot, on success, error,
+client disconnect and stream cut alike; usage never reported leaves the estimate
+charged. For a stream, `stream_options.include_usage` is forced upstream so usage is
+reported, and the usage chunk is kept from a client that did not ask for it.
+
+Reads `exchange.identity`, `exchange.policy`, `exchange.group`, `exchange.body`.
+Writes `exchange.limits`, `exchange.headers`, the body's `stream_options`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from common.headers import LIMIT_HEADER
+from gateway.errors import GatewayError
+from gateway.exchange import Exchange
+from gateway.stages.guards import OFFLOAD_BYTES, count_prompt
+from limits.claims import Demand, Level
+from limits.config import LimitsConfig, LimitSettings
+from limits.limiter import Admission, Limiter
+from limits.prices import TokenPrice
+
+MAX_TOKEN_FIELDS = ("max_completion_tokens", "max_tokens")
+
+
+class AdmitLimits:
+    def __init__(
+        self,
+        limiter: Limiter,
+        settings: LimitSettings,
+        group_prices: Mapping[str, TokenPrice],
+    ) -> None:
+        self.limiter = limiter
+        self.settings = settings
+        self.classes = settings.classes
+        self.group_prices = group_prices
+
+    def levels(self, exchange: Exchange) -> list[Level]:
+        identity = exchange.identity
+        levels = [Level(name, config) for name, config in identity.limit_levels] if identity else []
+        decision = exchange.policy
+        if decision is not None:
+            for name in decision.limit_classes:
+                levels.append(Level(f"class:{name}", self.classes[name]))
+        return levels
+
+    async def __call__(self, exchange: Exchange) -> None:
+        levels = self.levels(exchange)
+        if not levels:
+            return
+        counts_tokens = any(_counts_tokens(level.config) for level in levels)
+        demand = Demand(0, 0.0)
+        if counts_tokens:
+            demand = await self._demand(exchange)
+            if exchange.stream and exchange.endpoint != "embeddings":
+                self._force_usage(exchange)
+        admission = await self.limiter.admit(levels, demand)
+        if admission.headers:
+            exchange.headers.update(admission.headers)
+        refusal = admission.refusal
+        if refusal is not None:
+            retry = max(1, math.ceil(refusal.retry_after_s))
+            raise GatewayError(
+                refusal.status,
+                refusal.message,
+                code=refusal.code,
+                type="rate_limit_error" if refusal.status == 429 else "server_error",
+                headers={
+                    "retry-after": str(retry),
+                    "retry-after-ms": str(int(refusal.retry_after_s * 1000)),
+                    LIMIT_HEADER: f"{refusal.limit}; level={refusal.level}",
+                },
+            )
+        exchange.limits = admission
+
+    async def _demand(self, exchange: Exchange) -> Demand:
+        assert exchange.group is not None
+        body = exchange.body
+        price = self.group_prices.get(exchange.group.name)
+        if exchange.endpoint == "embeddings":
+            # Input only, estimated from the body's size (an upper bound for text:
+            # a token is rarely under 3 bytes); settled with the reported usage.
+            prompt = len(exchange.raw) // 3
+            return Demand(prompt, price.cost(prompt, 0) if price is not None else 0.0)
+        model = exchange.group.deployments[0].config.model
+        if len(exchange.raw) > OFFLOAD_BYTES:
+            costs, fixed = await asyncio.to_thread(count_prompt, body, model)
+        else:
+            costs, fixed = count_prompt(body, model)
+        prompt = fixed + sum(costs)
+        asked = next((body[f] for f in MAX_TOKEN_FIELDS if isinstance(body.get(f), int)), None)
+        completion = asked if asked is not None else self.settings.default_completion_tokens
+        cost = price.cost(prompt, completion) if price is not None else 0.0
+        return Demand(prompt + completion, cost)
+
+    @staticmethod
+    def _force_usage(exchange: Exchange) -> None:
+        options = exchange.body.get("stream_options")
+        if isinstance(options, dict) and options.get("include_usage") is True:
+            return
+        exchange.body["stream_options"] = {**(options or {}), "include_usage": True}
+        exchange.strip_usage = True
+
+
+def _counts_tokens(config: LimitsConfig) -> bool:
+    return config.tokens_per_minute is not None or config.spend_usd is not None
+
+
+class SettleLimits:
+    """The completion hook: actual usage replaces the reservation's estimates."""
+
+    def __init__(self, limiter: Limiter, prices: Mapping[str, TokenPrice | None]) -> None:
+        self.limiter = limiter
+        self.prices = prices
+
+    async def __call__(self, exchange: Exchange) -> None:
+        admission: Admission | None = exchange.limits
+        if admission is None or admission.reservation is None:
+            return
+        reservation = admission.reservation
+        if exchange.routed is None:
+            # It never reached a provider (refused, or failed on the way): refund.
+            await self.limiter.release(reservation)
+            return
+        usage = exchange.usage
+        tokens = cost = None
+        if usage is not None:
+            prompt = _int(usage.get("prompt_tokens"))
+            completion = _int(usage.get("completion_tokens"))
+            tokens = _int(usage.get("total_tokens")) or prompt + completion
+            price = self.prices.get(exchange.routed.reply.deployment)
+            cost = price.cost(prompt, completion) if price is not None else 0.0
+        elif exchange.status >= 400 and exchange.error_code != "stream_interrupted":
+            tokens, cost = 0, 0.0  # the provider refused before generating: nothing used
+        # Shielded: a completion hook may run while its task is being cancelled (a
+        # server shutdown), and a settlement must still reach the store.
+        await asyncio.shield(self.limiter.settle(reservation, tokens, cost))
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def without_usage(events: bytes) -> bytes:
+    """Events without the usage-only chunk (`"choices":[]` with `usage`), for a client
+    that did not ask for usage: the gateway asked for it, for settlement."""
+    if b'"usage"' not in events or b'"choices":[]' not in events:
+        return events
+    kept = [
+        event
+        for event in events.split(b"\n\n")
+        if event and not (b'"usage"' in event and b'"choices":[]' in event)
+    ]
+    return b"".join(event + b"\n\n" for event in kept)
