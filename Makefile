@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: serve test lint bench experiments fuzz reload-soak config-watch-loss clean
+.PHONY: serve test lint bench experiments fuzz reload-soak config-watch-loss limit-experiments clean
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,9 @@ reload-soak: $(INSTALLED)  ## 500 req/s while the config changes 100 times (~30 
 
 config-watch-loss: $(INSTALLED)  ## 3 replicas on etcd, one losing its watch events (~2 min)
 	SEAWALL_WATCH_LOSS_FULL=1 $(BIN)/pytest -q tests/test_config_watch_loss.py
+
+limit-experiments: $(INSTALLED)  ## noisy-neighbor and limit-store-outage at full length (~2 min)
+	SEAWALL_LIMITS_FULL=1 $(BIN)/pytest -q -s tests/test_limit_experiments.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -46,6 +46,8 @@ from limits.claims import (
 log = logging.getLogger("seawall.limits")
 
 KEY_PREFIX = "seawall:limit:"
+#: Settlements kept while the store is down, at most (beyond: left to the TTLs).
+MAX_UNSETTLED = 10_000
 
 
 class Store(Protocol):
@@ -141,6 +143,10 @@ class Limiter:
         self.decisions: dict[tuple[str, str, str], int] = {}
         self.store_errors = 0
         self.last_store_error: str | None = None
+        #: Settlements the store could not take (it was down): replayed after its next
+        #: answer, so an outage frees its leases when it ends, not `lease_s` later.
+        self._unsettled: list[tuple[str, list[Claim]]] = []
+        self._store_down = False
 
     def _count(self, claims: Sequence[Claim], result: str) -> None:
         for claim in claims:
@@ -161,6 +167,11 @@ class Limiter:
             answer = await self.store.admit(rid, claims)
         except StoreUnavailable as exc:
             return self._store_failed(claims, exc)
+        if self._store_down:
+            self._store_down = False
+            log.warning("limit store is back: counting resumed")
+        if self._unsettled:
+            await self._replay()
         if not answer.admitted:
             refused = claims[answer.refused_by]
             self._count([refused], "refused")
@@ -168,13 +179,24 @@ class Limiter:
         self._count(claims, "allowed")
         return Admission(Reservation(rid, tuple(claims), demand), None, rate_headers(answer.states))
 
-    def _store_failed(self, claims: Sequence[Claim], exc: Exception) -> Admission:
+    def _note_store_failure(self, exc: Exception) -> None:
+        """Counted every time, logged once per outage: a store that is down for a
+        minute at 1,000 requests a second must not write 60,000 log lines."""
         self.store_errors += 1
         self.last_store_error = str(exc)
+        if not self._store_down:
+            self._store_down = True
+            log.warning(
+                "limit store unavailable (%s): fail_open levels admit, fail_closed levels "
+                "refuse with 503 until it answers again",
+                exc,
+            )
+
+    def _store_failed(self, claims: Sequence[Claim], exc: Exception) -> Admission:
+        self._note_store_failure(exc)
         closed = [c for c in claims if not c.fail_open]
         if not closed:
             self._count(claims, "store_failure_open")
-            log.warning("limit store unavailable (%s): admitted, the levels fail open", exc)
             return ADMITTED
         self._count(closed, "store_failure_closed")
         first = closed[0]
@@ -226,10 +248,19 @@ class Limiter:
         try:
             await self.store.settle(reservation.rid, updates)
         except StoreUnavailable as exc:
-            # The estimates stand; the lease expires by itself (`lease_s`).
-            self.store_errors += 1
-            self.last_store_error = str(exc)
-            log.warning("limit store unavailable at settlement (%s): estimates kept", exc)
+            # Kept for when the store is back; if this process ends first, the
+            # estimates stand and the lease expires by itself (`lease_s`).
+            self._note_store_failure(exc)
+            if len(self._unsettled) < MAX_UNSETTLED:
+                self._unsettled.append((reservation.rid, updates))
+
+    async def _replay(self) -> None:
+        pending, self._unsettled = self._unsettled, []
+        for rid, updates in pending:
+            try:
+                await self.store.settle(rid, updates)
+            except StoreUnavailable:
+                self._unsettled.append((rid, updates))
 
     async def release(self, reservation: Reservation | None) -> None:
         """No usage to report (failed before the provider answered): tokens and spend
