@@ -26,6 +26,7 @@ from gateway.errors import UpstreamErrors
 from gateway.pipeline import CompletionHook, InFlight, Pipeline, Stage
 from gateway.stages.authenticate import Authenticate
 from gateway.stages.body import ParseJSON, ReadBody
+from gateway.stages.callids import MintCallIds
 from gateway.stages.chaos import Chaos, ForgeToolResults
 from gateway.stages.deadline import Deadline
 from gateway.stages.entitlements import EnforceCaps, ToolAllowed
@@ -199,6 +200,7 @@ class Runtime:
             Deadline(self.router),
             Forward(self.router, errors),
             VerifyToolCalls(self.router, errors, self.tool_registry, config.tool_policy, events),
+            MintCallIds(),
         ]
         chat = pipeline(
             "chat",

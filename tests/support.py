@@ -144,6 +144,20 @@ def one_deployment(group: str, **deployment: Any) -> dict[str, Any]:
     return {"models": [{"name": group, "deployments": [deployment]}]}
 
 
+RECEIPT_SECRET = "a-receipt-secret-of-32-characters"
+
+
+def tool_stack_config(model_url: str, *tools: dict[str, Any]) -> dict[str, Any]:
+    """Group `g` of one OpenAI-compatible deployment at `model_url` (a scripted model),
+    the registered `tools`, and a receipt key, as the tool tests run them."""
+    deployment = {"api_base": model_url + "/v1", "api_key": "sk-x"}
+    return {
+        **one_deployment("g", id="model", provider="openai", model="m", **deployment),
+        "tools": list(tools),
+        "receipts": {"keys": [{"id": "k1", "secret": RECEIPT_SECRET}]},
+    }
+
+
 def gateway_config(*groups: dict[str, Any], **extra: Any) -> dict[str, Any]:
     return {"models": list(groups), **extra}
 

@@ -21,7 +21,7 @@ from tests.servers.scripted import (
     tool_call_body,
     tool_call_events,
 )
-from tests.support import ServerThread, running_gateway, sdk
+from tests.support import ServerThread, running_gateway, sdk, tool_stack_config
 
 WEATHER_INPUT = {
     "type": "object",
@@ -42,7 +42,6 @@ WEATHER_OUTPUT = {
 OFFERED = [{"type": "function", "function": {"name": "get_weather", "parameters": WEATHER_INPUT}}]
 VALID_ARGS = '{"city": "Oslo", "unit": "c"}'
 BAD_ARGS = '{"city": "Oslo", "unit": "kelvin"}'
-SECRET = "a-receipt-secret-of-32-characters"
 
 
 def gateway_config(model_url: str, tool_url: str | None = None, **tool: Any) -> dict[str, Any]:
@@ -53,24 +52,7 @@ def gateway_config(model_url: str, tool_url: str | None = None, **tool: Any) -> 
         **({"endpoint": tool_url + "/weather"} if tool_url else {}),
         **tool,
     }
-    return {
-        "models": [
-            {
-                "name": "g",
-                "deployments": [
-                    {
-                        "id": "model",
-                        "provider": "openai",
-                        "model": "m",
-                        "api_base": model_url + "/v1",
-                        "api_key": "sk-x",
-                    }
-                ],
-            }
-        ],
-        "tools": [registered],
-        "receipts": {"keys": [{"id": "k1", "secret": SECRET}]},
-    }
+    return tool_stack_config(model_url, registered)
 
 
 @contextmanager

@@ -1,10 +1,13 @@
-"""The markdown report: the verdict, each phase's checks, the chart, and (for forged
-tool replies) what caught each kind of forgery and what nothing but a receipt can."""
+"""The markdown report: the verdict, each phase's checks, the chart, (for forged
+tool replies) what caught each kind of forgery and what nothing but a receipt can,
+and (for tool races) how every genuine and cheating conversation fared."""
 
 from __future__ import annotations
 
 from chaos.runner.probes import Check, tolerance_text
-from chaos.runner.results import ForgeSummary, PhaseResult, RunResult
+from chaos.runner.results import ForgeSummary, PhaseResult, RaceSummary, RunResult
+from chaos.runner.samples import PASSED, cheat_verdict
+from chaos.runner.schema import is_cheat
 
 SCHEMA_LIMIT = (
     "**A schema cannot catch a schema-valid wrong value.** A `wrong` forgery keeps the "
@@ -124,6 +127,66 @@ def _forged(result: RunResult) -> list[str]:
     return [*lines, ""]
 
 
+RECEIPT_SCOPE = (
+    "**What a receipt vouches for.** A receipt binds the tool, the tool call id, the "
+    "call's arguments, the content and the second it was signed, and nothing else: not "
+    "the conversation, the caller or the invocation it was issued to. A result issued "
+    "for another call with the same tool, id and arguments (another conversation's, or "
+    "an earlier turn's when the model reuses its ids) verifies as that call's own, and "
+    "the gateway checks each request alone. Cheating results that passed are those."
+)
+
+
+def _race_row(summary: RaceSummary) -> str:
+    role = summary.kind.partition(":")[2]
+    if is_cheat(summary.kind):
+        served = "-"
+        cheats, caught = str(summary.cheats), str(summary.caught)
+        rate = "no data" if summary.rate is None else f"{summary.rate:.0%}"
+    else:
+        served, cheats, caught, rate = str(summary.succeeded), "-", "-", "-"
+    return (
+        f"| {role} | {summary.conversations} | {served} | {cheats} | {caught} | {rate} | "
+        f"{_cell(_tally(summary.outcomes))} |"
+    )
+
+
+def _race(result: RunResult) -> list[str]:
+    summaries = result.race
+    if not summaries:
+        return []
+    lines = [
+        "## Tool race",
+        "",
+        "Conversations with one tool, two turns each; cheats cheat on the last turn. A "
+        "genuine conversation must be served cleanly (every step 2xx, nothing flagged); "
+        "each cheating result must be caught: refused (400 `tool_result_forged` or "
+        "`tool_result_invalid`) or flagged (`x-seawall-tool-violations`). A result the "
+        "gateway did not judge (a timeout, a 5xx) counts as not caught.",
+        "",
+        "| kind | conversations | served cleanly | cheating results | caught | "
+        "detection rate | outcomes |",
+        "|---|---|---|---|---|---|---|",
+        *(_race_row(summary) for summary in summaries),
+    ]
+    passed = {
+        s.kind.partition(":")[2]: sum(
+            n for entry, n in s.outcomes.items() if cheat_verdict(entry) == PASSED
+        )
+        for s in summaries
+    }
+    passed = {role: n for role, n in passed.items() if n}
+    if passed:
+        tally = ", ".join(f"{role} {n}" for role, n in passed.items())
+        lines += [
+            "",
+            f"In this run {sum(passed.values())} cheating result(s) passed as genuine: {tally}.",
+            "",
+            RECEIPT_SCOPE,
+        ]
+    return [*lines, ""]
+
+
 def render_markdown(result: RunResult, chart_file: str | None) -> str:
     experiment = result.experiment
     verdict = result.verdict.upper()
@@ -150,4 +213,5 @@ def render_markdown(result: RunResult, chart_file: str | None) -> str:
     for phase in result.phases:
         lines += _phase(phase)
     lines += _forged(result)
+    lines += _race(result)
     return "\n".join(lines).rstrip() + "\n"

@@ -16,7 +16,7 @@ from itertools import pairwise
 from typing import Literal
 
 from chaos.runner.promtext import MetricSnapshot, delta
-from chaos.runner.samples import Sample, fault_of, hop_parts, route_hops
+from chaos.runner.samples import Sample, cheat_caught, fault_of, hop_parts, route_hops
 from chaos.runner.schema import ProbeParams, ProbeSpec
 from chaos.runner.stats import percentile, ratio
 
@@ -159,6 +159,13 @@ def _forged_detection_rate(params: ProbeParams, ev: Evidence) -> float | None:
     return ratio(sum(s.caught_by is not None for s in forged), len(forged))
 
 
+def _cheat_detection_rate(params: ProbeParams, ev: Evidence) -> float | None:
+    """Every cheating result sent counts (a swap sends two); one the gateway did not
+    judge (a timeout, a 5xx) counts as not caught: only a refusal or a flag is."""
+    verdicts = [v for s in selected(params, ev.samples) for v in s.cheats]
+    return ratio(sum(cheat_caught(v) for v in verdicts), len(verdicts))
+
+
 def _attempts_for_rejected(params: ProbeParams, ev: Evidence) -> float | None:
     rejected = [s for s in selected(params, ev.samples) if 400 <= s.status < 500]
     return sum(s.hops for s in rejected) if rejected else None
@@ -284,6 +291,13 @@ PROBES: Mapping[str, ProbeKind] = {
         "share of forged tool rounds refused or flagged",
         REQUEST | {"mode"},
         default_kinds=("tool",),
+    ),
+    "cheat_detection_rate": ProbeKind(
+        _cheat_detection_rate,
+        "requests",
+        "ratio",
+        "share of cheating tool results (tool_race cheats) refused or flagged",
+        REQUEST,
     ),
     "provider_attempts_for_rejected": ProbeKind(
         _attempts_for_rejected,

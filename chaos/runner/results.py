@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chaos.runner.probes import Check, FaultEffect
-from chaos.runner.samples import Sample
-from chaos.runner.schema import Experiment
+from chaos.runner.samples import Sample, cheat_caught
+from chaos.runner.schema import RACE_PREFIX, RACE_ROLES, Experiment, is_cheat
 from chaos.runner.timeline import Point
 
 PASSED, FAILED, ABORTED = "passed", "failed", "aborted"
@@ -89,6 +89,66 @@ def _mode_order(mode: str) -> int:
     return FORGE_MODES.index(mode) if mode in FORGE_MODES else len(FORGE_MODES)
 
 
+#: A `tool_race` conversation that ended before it sent its cheat, in `outcomes`.
+NOT_SENT = "not sent"
+
+
+@dataclass
+class RaceSummary:
+    """Tool-race conversations of one kind (`tool_race:<role>`), and how they fared.
+
+    A genuine conversation is judged whole (served cleanly to the end, or not); a
+    cheat by each result it sent that it should not have (a swap's two
+    conversations send one each)."""
+
+    kind: str
+    conversations: int
+    #: Conversations served cleanly to the end (every step 2xx, nothing flagged).
+    succeeded: int
+    #: Cheating results sent, and how many of them were refused or flagged.
+    cheats: int
+    caught: int
+    #: Genuine: the final code of each conversation ("ok" when it succeeded).
+    #: Cheats: the verdict of each cheating result (`refused:<code>`,
+    #: `flagged:<kinds>`, `passed`, `failed:<code>`), and `not sent:<code>` for each
+    #: one a conversation never got to send.
+    outcomes: dict[str, int]
+
+    @property
+    def rate(self) -> float | None:
+        return None if self.cheats == 0 else self.caught / self.cheats
+
+
+def race_summaries(samples: Sequence[Sample]) -> list[RaceSummary]:
+    found = []
+    for role in RACE_ROLES:
+        kind = RACE_PREFIX + role
+        runs = [s for s in samples if s.kind == kind]
+        if not runs:
+            continue
+        size = 2 if role == "swap" else 1  # conversations per sample
+        outcomes: Counter[str] = Counter()
+        for run in runs:
+            if not is_cheat(kind):
+                outcomes[run.code or "ok"] += 1
+                continue
+            outcomes.update(run.cheats)
+            if len(run.cheats) < size:
+                outcomes[f"{NOT_SENT}:{run.code}"] += size - len(run.cheats)
+        verdicts = [v for run in runs for v in run.cheats]
+        found.append(
+            RaceSummary(
+                kind=kind,
+                conversations=size * len(runs),
+                succeeded=0 if is_cheat(kind) else sum(run.ok for run in runs),
+                cheats=len(verdicts),
+                caught=sum(cheat_caught(v) for v in verdicts),
+                outcomes=dict(sorted(outcomes.items())),
+            )
+        )
+    return found
+
+
 @dataclass
 class RunResult:
     experiment: Experiment
@@ -116,6 +176,10 @@ class RunResult:
     @property
     def forged(self) -> list[ForgeSummary]:
         return forge_summaries(self.samples)
+
+    @property
+    def race(self) -> list[RaceSummary]:
+        return race_summaries(self.samples)
 
 
 def _round(value: float | None, digits: int = 3) -> float | None:
@@ -197,6 +261,18 @@ def to_json(result: RunResult) -> dict[str, Any]:
                 "caught_by": f.caught_by,
             }
             for f in result.forged
+        ],
+        "tool_race": [
+            {
+                "kind": r.kind,
+                "conversations": r.conversations,
+                "succeeded": r.succeeded,
+                "cheating_results": r.cheats,
+                "caught": r.caught,
+                "detection_rate": r.rate,
+                "outcomes": r.outcomes,
+            }
+            for r in result.race
         ],
         "timeline": [_point(p) for p in result.timeline],
     }

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from chaos.runner.schema import is_cheat
+
 #: Faults whose failure the gateway cannot hide by design: a stream cut after its
 #: first byte must end in an error event (never be spliced with another answer), and
 #: a forged tool result must be refused. Requests they hit are not expected to succeed.
@@ -17,6 +19,25 @@ UNMASKABLE = frozenset({"stream_cut", "reset", "sse_truncated", "forge_tool", "f
 SHED = "client_shed"
 TIMEOUT = "client_timeout"
 TRANSPORT = "client_transport_error"
+#: A 2xx answer that carried `x-seawall-tool-violations` (warn mode): served, but
+#: not cleanly; for an honest tool result, a false positive.
+FLAGGED_CODE = "tool_violations_flagged"
+
+#: How one cheating tool result fared (a tool-race cheat), as `verdict[:detail]`:
+#: refused with 400 `tool_result_forged`/`tool_result_invalid` (`refused:<code>`),
+#: served with `x-seawall-tool-violations` (`flagged:<violation kinds>`), served as
+#: if genuine (`passed`), or failed some other way, which judges nothing
+#: (`failed:<code>`, e.g. a timeout).
+REFUSED, FLAGGED, PASSED, FAILED = "refused", "flagged", "passed", "failed"
+CHEAT_VERDICTS = (REFUSED, FLAGGED, PASSED, FAILED)
+
+
+def cheat_verdict(entry: str) -> str:
+    return entry.partition(":")[0]
+
+
+def cheat_caught(entry: str) -> bool:
+    return cheat_verdict(entry) in (REFUSED, FLAGGED)
 
 
 def parse_injected(header: str | None) -> tuple[str, ...]:
@@ -70,6 +91,9 @@ class Sample:
     #: (tool_result_forged) or "flag" (x-seawall-tool-flags :injection:).
     forge_mode: str | None = None
     caught_by: str | None = None
+    #: Tool-race conversations: one entry per cheating result sent (a swap sends
+    #: two, one per conversation), each `verdict[:detail]` (CHEAT_VERDICTS).
+    cheats: tuple[str, ...] = ()
     faults: frozenset[str] = field(default_factory=frozenset, init=False)
 
     def __post_init__(self) -> None:
@@ -81,9 +105,12 @@ class Sample:
 
     @property
     def expected_ok(self) -> bool:
-        """Should the gateway have served this one? Huge prompts must be refused, and
-        faults in UNMASKABLE must surface; everything else should succeed."""
-        return self.kind != "huge_prompt" and not (self.faults & UNMASKABLE)
+        """Should the gateway have served this one? Huge prompts must be refused,
+        faults in UNMASKABLE must surface, and tool-race cheats are judged by their
+        own probe; everything else should succeed."""
+        if self.kind == "huge_prompt" or is_cheat(self.kind):
+            return False
+        return not (self.faults & UNMASKABLE)
 
     @property
     def forged(self) -> bool:

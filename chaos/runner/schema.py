@@ -23,15 +23,37 @@ from common.headers import CHAOS_HEADER
 BASIC_KINDS = ("chat", "stream", "tool", "huge_prompt")
 COLORED_PREFIX = "colored:"
 _COLOR = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+#: `tool_race:<role>`: a two-turn agent conversation with the target tool, honest
+#: (`genuine`) or cheating on its last turn in one way (chaos/runner/race.py).
+RACE_PREFIX = "tool_race:"
+RACE_GENUINE = "genuine"
+RACE_CHEATS = ("replay", "duplicate", "swap", "earlier_turn")
+RACE_ROLES = (RACE_GENUINE, *RACE_CHEATS)
 #: The three requests of a tool round, which a header fault may pick among.
 TOOL_STEPS = ("call", "invoke", "reply")
+
+
+def race_role(kind: str) -> str | None:
+    """The role of a `tool_race:<role>` kind; None for any other kind."""
+    role = kind.removeprefix(RACE_PREFIX)
+    return role if role != kind and role in RACE_ROLES else None
+
+
+def is_cheat(kind: str) -> bool:
+    """A conversation that sends a result it should not (judged by its own probe)."""
+    return race_role(kind) in RACE_CHEATS
 
 
 def _kind(value: str) -> str:
     color = value.removeprefix(COLORED_PREFIX)
     if value in BASIC_KINDS or (color != value and _COLOR.fullmatch(color)):
         return value
-    raise ValueError(f"unknown request kind; use one of {', '.join(BASIC_KINDS)}, colored:<color>")
+    if race_role(value) is not None:
+        return value
+    raise ValueError(
+        f"unknown request kind; use one of {', '.join(BASIC_KINDS)}, colored:<color>, "
+        f"{RACE_PREFIX}<{'|'.join(RACE_ROLES)}>"
+    )
 
 
 Kind = Annotated[str, AfterValidator(_kind)]

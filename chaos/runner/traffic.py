@@ -3,90 +3,38 @@
 Kinds: `chat` (non-stream), `stream` (SSE, read to the end), `tool` (a full tool
 round: the model asks for the tool, the invoke proxy runs it, the result goes back
 with its receipt), `huge_prompt` (far over the context window: must be refused
-before any provider sees it), `colored:<color>` (a chat in a traffic partition).
+before any provider sees it), `colored:<color>` (a chat in a traffic partition),
+`tool_race:<role>` (a two-turn agent conversation with the tool, honest or
+cheating on its last turn: `chaos.runner.race`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 import orjson
 
-from chaos.runner.samples import TIMEOUT, TRANSPORT, Sample, parse_injected
-from chaos.runner.schema import COLORED_PREFIX, Load, Target
-from chaos.runner.streams import StreamReader
-from common.headers import (
-    CHAOS_HEADER,
-    COLOR_HEADER,
-    DEPLOYMENT_HEADER,
-    FLAGS_HEADER,
-    INJECTED_HEADER,
-    ROUTE_HEADER,
+from chaos.runner.race import StepHeaders, ToolRace
+from chaos.runner.replies import (
+    CHAT_PATH,
+    Outcome,
+    Reply,
+    call_arguments,
+    json_body,
+    tool_calls,
 )
+from chaos.runner.samples import TIMEOUT, TRANSPORT, Sample
+from chaos.runner.schema import COLORED_PREFIX, Load, Target, race_role
+from chaos.runner.streams import StreamReader
+from common.headers import COLOR_HEADER, FLAGS_HEADER
 
-#: Request headers for each step of a request ("call"; tool rounds also "invoke"
-#: and "reply").
-StepHeaders = Callable[[str], dict[str, str]]
-CHAT_PATH = "/v1/chat/completions"
+__all__ = ["CAUGHT_BY_CODE", "StepHeaders", "Traffic", "send"]
+
 #: How a forged tool result is caught, by the gateway's error code.
 CAUGHT_BY_CODE = {"tool_result_invalid": "schema", "tool_result_forged": "receipt"}
 INJECTION_FLAG = ":injection:"
-
-
-@dataclass
-class Reply:
-    """One HTTP answer, reduced to what the probes read."""
-
-    status: int
-    headers: httpx.Headers
-    body: Any = None
-
-    @property
-    def code(self) -> str | None:
-        if 200 <= self.status < 300:
-            return None
-        error = self.body.get("error") if isinstance(self.body, dict) else None
-        code = error.get("code") if isinstance(error, dict) else None
-        return str(code) if code else f"http_{self.status}"
-
-    @property
-    def route(self) -> str | None:
-        return self.headers.get(ROUTE_HEADER)
-
-
-@dataclass
-class Outcome:
-    """What a request of any kind came to, before it becomes a Sample."""
-
-    status: int = 0
-    code: str | None = None
-    ok: bool = False
-    routes: list[str] = field(default_factory=list)
-    deployment: str | None = None
-    injected: list[str] = field(default_factory=list)
-    chaos_ignored: bool = False
-    stream: StreamReader | None = None
-    caught_by: str | None = None
-
-    def observe(self, reply: Reply) -> None:
-        self.status, self.code, self.ok = reply.status, reply.code, 200 <= reply.status < 300
-        if reply.route:
-            self.routes.append(reply.route)
-        self.deployment = reply.headers.get(DEPLOYMENT_HEADER, self.deployment)
-        for entry in parse_injected(reply.headers.get(INJECTED_HEADER)):
-            if entry not in self.injected:
-                self.injected.append(entry)
-        self.chaos_ignored |= reply.headers.get(CHAOS_HEADER, "") == "ignored"
-
-
-def _json(response: httpx.Response) -> Any:
-    try:
-        return orjson.loads(response.content)
-    except orjson.JSONDecodeError:
-        return None
 
 
 class Traffic:
@@ -99,6 +47,7 @@ class Traffic:
         if target.tool_parameters is not None:
             function["parameters"] = target.tool_parameters
         self._tools = [{"type": "function", "function": function}]
+        self.race = ToolRace(self._post, target.model, target.tool, self._tools, load.timeout_s)
 
     def _chat_body(self, text: str, **extra: Any) -> dict[str, Any]:
         return {
@@ -109,12 +58,15 @@ class Traffic:
 
     async def _post(self, path: str, headers: dict[str, str], **kwargs: Any) -> Reply:
         response = await self.client.post(path, headers=headers, **kwargs)
-        return Reply(response.status_code, response.headers, _json(response))
+        return Reply(response.status_code, response.headers, json_body(response))
 
     async def run(self, kind: str, headers: StepHeaders, outcome: Outcome) -> None:
         """Send one request of `kind`, recording into `outcome` as it goes (so a
         timeout half-way through a tool round keeps what was seen)."""
-        if kind == "stream":
+        role = race_role(kind)
+        if role is not None:
+            await self.race.run(role, headers, outcome)
+        elif kind == "stream":
             await self._stream(headers("call"), outcome)
         elif kind == "tool":
             await self._tool_round(headers, outcome)
@@ -132,7 +84,7 @@ class Traffic:
         async with self.client.stream("POST", CHAT_PATH, json=body, headers=headers) as response:
             if response.status_code != 200:
                 await response.aread()
-                outcome.observe(Reply(response.status_code, response.headers, _json(response)))
+                outcome.observe(Reply(response.status_code, response.headers, json_body(response)))
                 return
             outcome.observe(Reply(200, response.headers))
             reader = outcome.stream = StreamReader()
@@ -145,13 +97,13 @@ class Traffic:
         question = self._chat_body("What is the weather in Oslo?", tools=self._tools)
         reply = await self._post(CHAT_PATH, headers("call"), json=question)
         outcome.observe(reply)
-        calls = _tool_calls(reply.body) if reply.status == 200 else []
+        calls = tool_calls(reply.body) if reply.status == 200 else []
         if not calls:
             if reply.status == 200:
                 outcome.ok, outcome.code = False, "no_tool_call"
             return
         call = calls[0]
-        arguments = _arguments(call)
+        arguments = call_arguments(call)
         invoke = await self._post(
             f"/v1/tools/{tool}/invoke",
             headers("invoke"),
@@ -174,22 +126,6 @@ class Traffic:
         outcome.caught_by = CAUGHT_BY_CODE.get(final.code or "")
         if outcome.caught_by is None and INJECTION_FLAG in final.headers.get(FLAGS_HEADER, ""):
             outcome.caught_by = "flag"
-
-
-def _tool_calls(body: Any) -> list[dict[str, Any]]:
-    try:
-        calls = body["choices"][0]["message"]["tool_calls"]
-    except (KeyError, IndexError, TypeError):
-        return []
-    return [c for c in calls if isinstance(c, dict)] if isinstance(calls, list) else []
-
-
-def _arguments(call: dict[str, Any]) -> Any:
-    text = (call.get("function") or {}).get("arguments") or "{}"
-    try:
-        return orjson.loads(text)
-    except orjson.JSONDecodeError:
-        return {}
 
 
 async def send(
@@ -226,4 +162,5 @@ async def send(
         stream_silent_failure=reader is not None and reader.silent_failure,
         forge_mode=forge_mode,
         caught_by=outcome.caught_by,
+        cheats=tuple(outcome.cheats),
     )
