@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from chaos.faults import FaultError, FaultSpec
+from chaos.faults import KINDS, FaultError, FaultSpec
 
 #: The target of faults on the config source itself (`config_watch_drop`).
 CONFIG_TARGET = "config"
@@ -28,12 +28,16 @@ class Targets:
                 *groups,
                 *(f"group:{name}" for name in groups.values()),
                 *(f"tool:{t}" for t in tools),
-                CONFIG_TARGET,
             ]
         )
 
     def check(self, spec: FaultSpec) -> FaultSpec:
-        if spec.target is None or spec.target in self.valid:
+        """Faults on the config source aim at `config` and nothing else; every other
+        fault at a deployment, group or tool of this gateway."""
+        kind = KINDS.get(spec.name)
+        on_config = kind is not None and kind.layer == CONFIG_TARGET
+        valid = frozenset({CONFIG_TARGET}) if on_config else self.valid
+        if spec.target is None or spec.target in valid:
             return spec
-        valid = ", ".join(sorted(self.valid)) or "none configured"
-        raise UnknownTarget(f"{spec.name}: unknown target {spec.target!r} (valid: {valid})")
+        listed = ", ".join(sorted(valid)) or "none configured"
+        raise UnknownTarget(f"{spec.name}: unknown target {spec.target!r} (valid: {listed})")

@@ -12,6 +12,8 @@ import httpx
 import openai
 import pytest
 
+from chaos.faults import FaultSpec
+from chaos.targets import Targets, UnknownTarget
 from tests.support import ServerThread, running_gateway
 
 WEATHER_OUT = {
@@ -317,8 +319,12 @@ def test_invalid_json_on_a_stream_becomes_the_documented_error_event(
     assert response.headers["content-type"].startswith("text/event-stream")
     assert response.headers["x-seawall-chaos-injected"] == "invalid_json@d"
     payloads = data_payloads(response)
-    assert payloads[0] == clean[0]
     assert all(is_json(payload) for payload in payloads)
+
+    def timeless(payload: str) -> dict[str, Any]:  # `created` may tick between the two
+        return {k: v for k, v in json.loads(payload).items() if k != "created"}
+
+    assert timeless(payloads[0]) == timeless(clean[0])
     assert "[DONE]" not in payloads
     assert response.text.endswith("\n\n") and "event: error\n" in response.text
     error = json.loads(sse_error(response).removeprefix("data: "))["error"]
@@ -555,9 +561,18 @@ def test_unknown_targets_are_400s_listing_the_valid_ones(
     target = header.rpartition("=")[2]
     target = f"tool:{target}" if header.startswith("forge_tool") else target
     assert f"unknown target {target!r}" in error["message"]
-    valid = "config, d, group:g, group:long, group:pair, long-d, p1, p2, tool:get_weather"
+    valid = "d, group:g, group:long, group:pair, long-d, p1, p2, tool:get_weather"
     assert f"(valid: {valid})" in error["message"]
     assert "x-seawall-chaos-injected" not in response.headers
+
+
+def test_the_config_source_is_a_target_for_config_faults_only() -> None:
+    targets = Targets({"d": "g"})
+    assert targets.check(FaultSpec("config_watch_drop", target="config")).target == "config"
+    with pytest.raises(UnknownTarget, match=r"unknown target 'd' \(valid: config\)"):
+        targets.check(FaultSpec("config_watch_drop", target="d"))
+    with pytest.raises(UnknownTarget, match=r"unknown target 'config' \(valid: d, group:g\)"):
+        targets.check(FaultSpec("latency", target="config"))
 
 
 def test_a_traffic_color_partitions_routing(gateway: ServerThread) -> None:
