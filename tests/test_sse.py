@@ -116,3 +116,37 @@ async def test_an_invalid_first_event_is_a_retryable_bad_response() -> None:
     with pytest.raises(UpstreamError) as info:
         await relay.first()
     assert info.value.failure is Failure.BAD_RESPONSE
+
+
+single_line_payloads = st.lists(
+    st.one_of(
+        st.recursive(
+            st.none() | st.booleans() | st.integers() | st.text(),
+            lambda inner: (
+                st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3)
+            ),
+            max_leaves=6,
+        ).map(lambda value: json.dumps(value).encode()),
+        # fragments that are not JSON alone but could be if joined with a neighbour
+        st.sampled_from([b'"a', b'b",1', b"[1", b"2]", b"3,4", b"{", b"}", b"", b"[DONE]"]),
+    ),
+    min_size=1,
+    max_size=8,
+)
+
+
+@given(single_line_payloads)
+def test_the_fast_path_agrees_with_parsing_each_event(payloads: list[bytes]) -> None:
+    """Chunks of one-line `data:` events take a fast path (one shape check for the
+    chunk, then only parses); its answer is the one event-by-event parsing gives."""
+    stream = b"".join(b"data: " + payload + b"\n\n" for payload in payloads)
+    expected, offset = None, 0
+    for payload in payloads:
+        if payload != b"[DONE]":
+            try:
+                json.loads(payload)
+            except ValueError:
+                expected = offset
+                break
+        offset += len(payload) + len(b"data: \n\n")
+    assert first_invalid(stream) == expected
