@@ -53,9 +53,10 @@ class LimitSettings(Frozen):
     store_timeout_ms: int = Field(200, gt=0, le=10_000)
     #: Completion tokens reserved for a request that sets no `max_tokens`.
     default_completion_tokens: int = Field(1024, gt=0)
-    #: A concurrency slot is a lease: a crashed process's slots free themselves after
-    #: this long (longer than any request may last).
-    lease_s: float = Field(900, gt=0, le=86_400)
+    #: A concurrency slot is a lease with this time to live, renewed every third of
+    #: it while its request runs (a long stream keeps its slot): a crashed
+    #: process's slots free themselves at most this long after its last renewal.
+    lease_s: float = Field(30, ge=3, le=3600)
     classes: dict[Identifier, LimitsConfig] = Field(default_factory=dict)
 
     @field_validator("store")

@@ -2,271 +2,348 @@
 
 `admit(levels, demand)` reserves, atomically across all levels' limits, one request,
 one concurrency slot, the estimated tokens and the estimated spend: all or nothing.
-`settle(reservation, tokens, cost)` replaces the estimates with what the provider
-reported (the reservation may have been too high or too low) and frees the slot;
-`release` is a settlement with no usage (the request failed before any was
-reported). Both are idempotent.
+`settle(reservation, tokens=..., cost_usd=...)` replaces the estimates with what
+the provider reported (more or less than estimated) and frees the slot; `release`
+is a settlement with no usage (the request failed before the provider answered:
+tokens and spend are refunded, the request itself still counts). Both are
+idempotent, and a reservation never leaks: its concurrency slot is a lease that
+this limiter renews while the reservation is alive (every `lease_s / 3`), so a
+long stream keeps it, and a crashed process's slots expire `lease_s` after their
+last renewal. A reservation dropped without settlement (a bug) stops being renewed
+once it is garbage, and expires the same way.
 
 When the store cannot answer (Redis down or slow), each level follows its
-`on_store_failure`: a request whose levels are all `fail_open` is admitted (counted
-as such, with no reservation to settle); one with a `fail_closed` level is refused
-with 503 `limit_store_unavailable`. Never a silent fall-back to per-process counting.
+`on_store_failure`: a request whose levels all fail open is admitted (counted, with
+nothing to settle); one with a level that fails closed is refused (503
+`limit_store_unavailable`). Never a silent fall-back to per-process counting.
 
-The refusal says which limit of which level refused, and when to retry; the
-response headers are OpenAI's (`x-ratelimit-limit-requests`, `-remaining-`,
-`-reset-`, and the same for tokens), for the tightest applicable limit.
+A refusal says which limit of which level refused and when to retry; admissions
+and refusals alike carry OpenAI's `x-ratelimit-*` headers for the tightest limits.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-import math
-import time
-import uuid
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Protocol
+import os
+import weakref
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 from limits.claims import (
-    CONCURRENT,
     MICRO,
-    REQUESTS,
     SPEND,
-    TOKENS,
     WINDOW_MS,
+    BucketState,
     Claim,
-    ClaimState,
     Demand,
     Level,
-    StoreAnswer,
-    StoreUnavailable,
     claims_for,
+    describe,
+    micro_usd,
 )
+from limits.headers import duration, rate_headers
+from limits.store import Store, StoreAnswer, StoreUnavailable
 
 log = logging.getLogger("seawall.limits")
 
+#: Every bucket key starts with this (one Redis may serve other applications too).
 KEY_PREFIX = "seawall:limit:"
-#: Settlements kept while the store is down, at most (beyond: left to the TTLs).
-MAX_UNSETTLED = 10_000
+#: A concurrency slot's lease, unless the limiter is told otherwise (`lease_s`).
+DEFAULT_LEASE_S = 30.0
+#: The retry hint of a refusal because the store is down and a level fails closed.
+STORE_DOWN_RETRY_S = 1.0
+
+#: Decision results, the `result` label of the decision counter.
+ALLOWED, REFUSED = "allowed", "refused"
+STORE_FAILURE_OPEN, STORE_FAILURE_CLOSED = "store_failure_open", "store_failure_closed"
 
 
-class Store(Protocol):
-    #: Whether the counters are shared with other processes (Redis) or not (memory).
-    shared: bool
-
-    async def admit(self, rid: str, claims: Sequence[Claim]) -> StoreAnswer: ...
-
-    async def settle(self, rid: str, claims: Sequence[Claim]) -> None: ...
-
-    async def usage(self, claims: Sequence[Claim]) -> list[ClaimState]: ...
-
-    async def aclose(self) -> None: ...
-
-
-@dataclass(slots=True)
+@dataclass(slots=True, weakref_slot=True, eq=False)
 class Reservation:
+    """What one admission holds until it is settled or released."""
+
     rid: str
+    #: The claims as the store placed them (a spend claim knows its period's bucket).
     claims: tuple[Claim, ...]
     demand: Demand
+    #: When the store admitted it (ms since the epoch, the store's clock).
+    at_ms: int
     settled: bool = False
+
+    @property
+    def leases(self) -> tuple[Claim, ...]:
+        return tuple(c for c in self.claims if c.kind == "lease")
 
 
 @dataclass(frozen=True, slots=True)
 class Refusal:
+    #: 429 for a limit; 503 when the store is down and a level fails closed.
     status: int
+    #: `rate_limit_exceeded`, `insufficient_quota` (spend) or `limit_store_unavailable`.
     code: str
+    #: Names the limit and the level, and when to retry.
     message: str
-    limit: str
-    level: str
+    limit: str  # requests_per_minute, tokens_per_minute, max_concurrent, spend_usd
+    level: str  # tenant:acme, key:ci-bot, class:tight
     retry_after_s: float
+    #: The request alone exceeds the limit (tokens or spend): retrying never helps.
+    too_large: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class Admission:
+    """Admitted (with a reservation to settle; none when nothing limits the request
+    or the store was down and every level fails open) or refused."""
+
     reservation: Reservation | None = None
     refusal: Refusal | None = None
-    headers: dict[str, str] | None = None
+    #: OpenAI's `x-ratelimit-*` headers for the tightest limits (admitted or refused).
+    headers: Mapping[str, str] = field(default_factory=dict)
+    #: When the store decided (ms since the epoch, its clock); None when it did not.
+    at_ms: int | None = None
+    #: Admitted without counting: the store was down and every level fails open.
+    unchecked: bool = False
 
     @property
     def allowed(self) -> bool:
         return self.refusal is None
 
 
-ADMITTED = Admission()
-
-
-def duration(ms: int) -> str:
-    """OpenAI's reset format: `250ms`, `1s`, `8.6s`, `6m0s`."""
-    if ms < 1000:
-        return f"{max(0, ms)}ms"
-    minutes, rest = divmod(ms, 60_000)
-    seconds = f"{rest / 1000:.3f}".rstrip("0").rstrip(".")
-    return f"{minutes}m{seconds}s" if minutes else f"{seconds}s"
-
-
-def rate_headers(states: Sequence[ClaimState]) -> dict[str, str]:
-    """OpenAI's headers for the tightest request limit and the tightest token limit."""
-    headers = {}
-    for name, suffix in ((REQUESTS, "requests"), (TOKENS, "tokens")):
-        candidates = [s for s in states if s.claim.name == name]
-        if not candidates:
-            continue
-        tightest = min(candidates, key=lambda s: (s.remaining, s.claim.limit))
-        headers[f"x-ratelimit-limit-{suffix}"] = str(tightest.claim.limit)
-        headers[f"x-ratelimit-remaining-{suffix}"] = str(tightest.remaining)
-        headers[f"x-ratelimit-reset-{suffix}"] = duration(tightest.reset_ms)
-    return headers
-
-
-def describe_limit(claim: Claim) -> str:
-    if claim.name == SPEND:
-        return f"spend_usd ${claim.limit / MICRO:g} per {claim.per}"
-    if claim.name == CONCURRENT:
-        return f"max_concurrent {claim.limit}"
-    return f"{claim.name} {claim.limit}"
+UNLIMITED = Admission()
 
 
 class Limiter:
     def __init__(
         self,
         store: Store,
-        lease_s: float = 900,
-        clock: Callable[[], float] = time.time,
+        lease_s: float = DEFAULT_LEASE_S,
+        *,
         window_ms: int = WINDOW_MS,
+        key_prefix: str = KEY_PREFIX,
     ) -> None:
+        """`lease_s`: a concurrency slot's time to live after its last renewal;
+        `window_ms`: the length of a "minute" (tests shorten it; nothing in the
+        algorithm depends on it)."""
         self.store = store
         self.lease_s = lease_s
-        self._clock = clock
         self.window_ms = window_ms
-        #: Decisions by (limit, level kind, result): allowed, refused,
-        #: store_failure_open, store_failure_closed.
+        self.key_prefix = key_prefix
+        #: Leases are renewed this often: a renewal may come up to a third of a
+        #: lease late (a busy event loop) and still find its lease held.
+        self.renew_every_s = lease_s / 3
+        #: Decisions by (limit, level kind, result): `allowed` counts every limit
+        #: of an admitted request, `refused` the limit that refused, and the store
+        #: failures what each limit did about it.
         self.decisions: dict[tuple[str, str, str], int] = {}
-        self.store_errors = 0
+        #: Leases found expired at renewal (the process stalled longer than
+        #: two thirds of a lease): their requests ran on without a slot.
+        self.leases_lost = 0
         self.last_store_error: str | None = None
-        #: Settlements the store could not take (it was down): replayed after its next
-        #: answer, so an outage frees its leases when it ends, not `lease_s` later.
-        self._unsettled: list[tuple[str, list[Claim]]] = []
-        self._store_down = False
+        self._held: weakref.WeakValueDictionary[str, Reservation] = weakref.WeakValueDictionary()
+        self._renewer: asyncio.Task[None] | None = None
 
-    def _count(self, claims: Sequence[Claim], result: str) -> None:
-        for claim in claims:
-            key = (claim.name, claim.level.split(":", 1)[0], result)
-            self.decisions[key] = self.decisions.get(key, 0) + 1
+    @property
+    def store_errors(self) -> int:
+        """Store calls that failed or timed out (admissions, settlements, renewals)."""
+        return self.store.failures
 
     def claims(self, levels: Sequence[Level], demand: Demand) -> list[Claim]:
         return claims_for(
-            tuple(levels), demand, self.lease_s, KEY_PREFIX, self._clock(), self.window_ms
+            levels,
+            demand,
+            lease_ms=round(self.lease_s * 1000),
+            prefix=self.key_prefix,
+            window_ms=self.window_ms,
         )
+
+    # -- admission ---------------------------------------------------------------
 
     async def admit(self, levels: Sequence[Level], demand: Demand) -> Admission:
         claims = self.claims(levels, demand)
         if not claims:
-            return ADMITTED
-        rid = uuid.uuid4().hex
+            return UNLIMITED
+        rid = os.urandom(9).hex()
         try:
             answer = await self.store.admit(rid, claims)
         except StoreUnavailable as exc:
             return self._store_failed(claims, exc)
-        if self._store_down:
-            self._store_down = False
-            log.warning("limit store is back: counting resumed")
-        if self._unsettled:
-            await self._replay()
+        headers = rate_headers(answer.states)
         if not answer.admitted:
-            refused = claims[answer.refused_by]
-            self._count([refused], "refused")
-            return Admission(refusal=self._refusal(refused, answer.retry_after_ms))
-        self._count(claims, "allowed")
-        return Admission(Reservation(rid, tuple(claims), demand), None, rate_headers(answer.states))
+            refused = answer.states[answer.refused_by]
+            self._count([refused.claim], REFUSED)
+            refusal = _refusal(refused, answer)
+            return Admission(None, refusal, headers, answer.at_ms)
+        self._count(claims, ALLOWED)
+        placed = tuple(state.claim for state in answer.states)
+        reservation = Reservation(rid, placed, demand, answer.at_ms)
+        if reservation.leases:
+            self._hold(reservation)
+        return Admission(reservation, None, headers, answer.at_ms)
 
-    def _note_store_failure(self, exc: Exception) -> None:
-        """Counted every time, logged once per outage: a store that is down for a
-        minute at 1,000 requests a second must not write 60,000 log lines."""
-        self.store_errors += 1
+    def _count(self, claims: Sequence[Claim], result: str) -> None:
+        decisions = self.decisions
+        for claim in claims:
+            key = (claim.name, claim.level.split(":", 1)[0], result)
+            decisions[key] = decisions.get(key, 0) + 1
+
+    def _store_failed(self, claims: Sequence[Claim], exc: StoreUnavailable) -> Admission:
         self.last_store_error = str(exc)
-        if not self._store_down:
-            self._store_down = True
-            log.warning(
-                "limit store unavailable (%s): fail_open levels admit, fail_closed levels "
-                "refuse with 503 until it answers again",
-                exc,
-            )
-
-    def _store_failed(self, claims: Sequence[Claim], exc: Exception) -> Admission:
-        self._note_store_failure(exc)
         closed = [c for c in claims if not c.fail_open]
         if not closed:
-            self._count(claims, "store_failure_open")
-            return ADMITTED
-        self._count(closed, "store_failure_closed")
+            self._count(claims, STORE_FAILURE_OPEN)
+            log.warning("limit store unavailable (%s): admitted, every level fails open", exc)
+            return Admission(unchecked=True)
+        self._count(closed, STORE_FAILURE_CLOSED)
         first = closed[0]
-        return Admission(
-            refusal=Refusal(
-                503,
-                "limit_store_unavailable",
-                f"The rate-limit store is unavailable and {first.level}'s "
-                f"{describe_limit(first)} fails closed; retry shortly.",
-                first.name,
-                first.level,
-                1.0,
-            )
+        refusal = Refusal(
+            503,
+            "limit_store_unavailable",
+            f"The rate-limit store is unavailable and {first.level}'s {describe(first)} "
+            f"fails closed; please try again shortly.",
+            first.name,
+            first.level,
+            STORE_DOWN_RETRY_S,
         )
+        return Admission(refusal=refusal)
 
-    @staticmethod
-    def _refusal(claim: Claim, retry_after_ms: int) -> Refusal:
-        spend = claim.name == SPEND
-        retry = retry_after_ms / 1000
-        what = "Quota exceeded" if spend else "Rate limit reached"
-        return Refusal(
-            429,
-            "insufficient_quota" if spend else "rate_limit_exceeded",
-            f"{what} for {describe_limit(claim)} of {claim.level}. "
-            f"Please try again in {math.ceil(retry * 10) / 10:g}s.",
-            claim.name,
-            claim.level,
-            retry,
-        )
+    # -- settlement --------------------------------------------------------------
 
     async def settle(
-        self, reservation: Reservation | None, tokens: int | None, cost_usd: float | None
+        self,
+        reservation: Reservation | None,
+        tokens: int | None = None,
+        cost_usd: float | None = None,
     ) -> None:
-        """Actual usage replaces the estimates (None: keep the estimate, which is what
-        a request whose usage is unknown is charged); the concurrency slot is freed."""
+        """Actual usage replaces the estimates: `tokens` (prompt plus completion)
+        and `cost_usd`; None keeps that estimate as the charge (usage unknown). The
+        concurrency slot is freed. Settling again, or releasing after, does nothing.
+        Never raises: a store that is down applies it when it is back."""
         if reservation is None or reservation.settled:
             return
         reservation.settled = True
+        self._held.pop(reservation.rid, None)
         updates = []
         for claim in reservation.claims:
-            if claim.name == TOKENS and tokens is not None:
-                updates.append(claim.with_amount(max(0, tokens)))
-            elif claim.name == SPEND and cost_usd is not None:
-                updates.append(claim.with_amount(round(cost_usd * MICRO)))
-            elif claim.name == CONCURRENT:
+            if claim.kind == "window":
+                updates.append(claim if tokens is None else claim.with_amount(max(0, tokens)))
+            elif claim.kind == "period":
+                cost = None if cost_usd is None else micro_usd(max(0.0, cost_usd))
+                updates.append(claim if cost is None else claim.with_amount(cost))
+            elif claim.kind == "lease":
                 updates.append(claim)
-        if not updates:
-            return
-        try:
+        if updates:
             await self.store.settle(reservation.rid, updates)
-        except StoreUnavailable as exc:
-            # Kept for when the store is back; if this process ends first, the
-            # estimates stand and the lease expires by itself (`lease_s`).
-            self._note_store_failure(exc)
-            if len(self._unsettled) < MAX_UNSETTLED:
-                self._unsettled.append((reservation.rid, updates))
-
-    async def _replay(self) -> None:
-        pending, self._unsettled = self._unsettled, []
-        for rid, updates in pending:
-            try:
-                await self.store.settle(rid, updates)
-            except StoreUnavailable:
-                self._unsettled.append((rid, updates))
 
     async def release(self, reservation: Reservation | None) -> None:
-        """No usage to report (failed before the provider answered): tokens and spend
-        are refunded, the request itself still counts."""
+        """No usage to report (the request failed before the provider answered):
+        tokens and spend are refunded, the slot freed; the request still counts."""
         await self.settle(reservation, 0, 0.0)
 
-    async def usage(self, levels: Sequence[Level]) -> list[ClaimState]:
+    # -- leases ------------------------------------------------------------------
+
+    def _hold(self, reservation: Reservation) -> None:
+        self._held[reservation.rid] = reservation
+        if self._renewer is None or self._renewer.done():
+            self._renewer = asyncio.get_running_loop().create_task(self._renew_while_held())
+
+    async def _renew_while_held(self) -> None:
+        while self._held:
+            await asyncio.sleep(self.renew_every_s)
+            try:
+                await self.renew_leases()
+            except Exception:  # the renewer must outlive any one failure
+                log.exception("renewing concurrency leases failed")
+
+    async def renew_leases(self) -> int:
+        """Renew the lease of every unsettled reservation this limiter admitted (the
+        background renewer calls this every `renew_every_s`); returns how many were
+        renewed. A lease found expired is counted in `leases_lost`."""
+        held = [r for r in list(self._held.values()) if not r.settled]
+        leases = [(r.rid, claim) for r in held for claim in r.leases]
+        if not leases:
+            return 0
+        try:
+            lost = await self.store.renew(leases)
+        except StoreUnavailable as exc:
+            self.last_store_error = str(exc)
+            return 0
+        for rid in lost:
+            self._held.pop(rid, None)
+        self.leases_lost += len(lost)
+        return len(held) - len(lost)
+
+    # -- what the counters hold --------------------------------------------------
+
+    async def usage(self, levels: Sequence[Level]) -> list[BucketState]:
+        """Each limit of `levels` as the store counts it now. Raises `StoreUnavailable`."""
         claims = self.claims(levels, Demand(0, 0.0))
         return await self.store.usage(claims) if claims else []
+
+    async def snapshot(self, levels: Sequence[Level]) -> list[dict[str, Any]]:
+        """`usage` for people (`GET /admin/limits`): per limit per level, the limit
+        (`max`), what is `used` (settled usage plus unsettled reservations), the
+        part of it `reserved`, what `remaining`, and the `reset` (`reset_ms`).
+        Spend is in USD. Raises `StoreUnavailable`."""
+        by_level = {level.name: level for level in levels}
+        return [_describe_state(s, by_level[s.claim.level]) for s in await self.usage(levels)]
+
+    async def aclose(self) -> None:
+        """Stop renewing leases and close the store."""
+        if self._renewer is not None:
+            self._renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._renewer
+        await self.store.aclose()
+
+
+def _refusal(state: BucketState, answer: StoreAnswer) -> Refusal:
+    claim, retry_ms = state.claim, answer.retry_after_ms
+    spend = claim.name == SPEND
+    code = "insufficient_quota" if spend else "rate_limit_exceeded"
+    what = f"{describe(claim)} of {claim.level}"
+    if answer.too_large:
+        asked = f"${claim.amount / MICRO:g}" if spend else f"{claim.amount} tokens"
+        message = (
+            f"Request too large for {what}: it needs {asked}, more than the limit allows "
+            "at once. Reduce the prompt or max_tokens."
+        )
+    else:
+        if spend:
+            used = f"${state.used / MICRO:g} used, this request is estimated at "
+            used += f"${claim.amount / MICRO:g}"
+        elif claim.kind == "window":
+            used = f"{state.used} used, this request needs {claim.amount}"
+        elif claim.kind == "count":
+            used = f"{state.used} in the last {duration(claim.span_ms)}"
+        else:
+            used = f"{state.used} in flight"
+        head = "Quota exceeded" if spend else "Rate limit reached"
+        message = f"{head} for {what} ({used}). Please try again in {duration(retry_ms)}."
+    return Refusal(429, code, message, claim.name, claim.level, retry_ms / 1000, answer.too_large)
+
+
+def _describe_state(state: BucketState, level: Level) -> dict[str, Any]:
+    claim = state.claim
+    spend = claim.name == SPEND
+
+    def amount(value: int) -> int | float:
+        return value / MICRO if spend else value
+
+    described: dict[str, Any] = {
+        "level": claim.level,
+        "limit": claim.name,
+        "max": amount(claim.limit),
+        "used": amount(state.used),
+        "reserved": amount(state.reserved),
+        "remaining": amount(state.remaining),
+        "reset_ms": state.reset_ms,
+        "reset": duration(state.reset_ms),
+        "on_store_failure": level.config.on_store_failure,
+    }
+    if spend:
+        described["per"] = claim.per
+        described["period"] = (claim.bucket or "").rsplit(":", 1)[-1]
+    return described

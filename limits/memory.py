@@ -1,159 +1,250 @@
-"""The in-process store: exact for one process (one worker), nothing shared.
+"""The in-process store: exact for one process (one worker), shared with nobody.
 
-The same buckets as the Redis store (limits/claims.py), in plain Python: a sliding
-window is a log of (time, reservation) with each reservation's amount and a running
-total; leases are reservation -> expiry; a period is reservation -> amount. Every
-operation is O(claims) plus what has aged out since.
+The same buckets, with the same semantics, as the Redis store (limits/claims.py,
+limits/lua.py), in plain Python; one event loop runs one admission at a time, so
+an admission is atomic without a lock. Costs: a window keeps one entry per
+admission of its last `span_ms` (RPM 10,000 is at most 10,000 entries); a lease
+bucket one entry per held lease; a period one entry per unsettled reservation.
+Everything else is O(claims) per admission, plus what has aged out since.
 """
 
 from __future__ import annotations
 
+import heapq
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
 
-from limits.claims import Claim, ClaimState, StoreAnswer
+from limits.claims import BucketState, Claim
+from limits.periods import period_of
+from limits.store import LEASE_RETRY_MS, StoreAnswer
+
+#: (used, reserved, reset_ms)
+Look = tuple[int, int, int]
+
+
+class _Count:
+    """Requests: a log of admission times."""
+
+    def __init__(self) -> None:
+        self.log: deque[tuple[int, str]] = deque()
+
+    def look(self, now: int, claim: Claim) -> Look:
+        log, span = self.log, claim.span_ms
+        while log and log[0][0] <= now - span:
+            log.popleft()
+        used = len(log)
+        return used, 0, (log[0][0] + span - now if log else 0)
+
+    def wait(self, now: int, claim: Claim, used: int) -> tuple[int, bool]:
+        # The admission that must age out first is the (used + 1 - limit)th oldest.
+        at = self.log[used - claim.limit][0]
+        return max(1, at + claim.span_ms - now), False
+
+    def add(self, now: int, rid: str, claim: Claim) -> None:
+        self.log.append((now, rid))
+
+    def settle(self, now: int, rid: str, claim: Claim) -> None:
+        return None  # an admitted request counts, whatever became of it
 
 
 class _Window:
+    """Tokens: a log of admission times, each reservation's charge (its estimate,
+    then its actual usage), and which reservations are not settled yet."""
+
     def __init__(self) -> None:
         self.log: deque[tuple[int, str]] = deque()
-        self.amounts: dict[str, int] = {}
+        self.charges: dict[str, int] = {}
+        self.pending: dict[str, int] = {}  # rid -> estimate, until settled
         self.total = 0
+        self.reserved = 0
 
-    def purge(self, now: int, span: int) -> None:
-        log, amounts = self.log, self.amounts
+    def look(self, now: int, claim: Claim) -> Look:
+        log, span = self.log, claim.span_ms
         while log and log[0][0] <= now - span:
             _, rid = log.popleft()
-            self.total -= amounts.pop(rid, 0)
+            self.total -= self.charges.pop(rid)
+            self.reserved -= self.pending.pop(rid, 0)
+        return self.total, self.reserved, (log[0][0] + span - now if log else 0)
 
-    def retry_after(self, now: int, span: int, limit: int, amount: int) -> int:
-        """ms until enough ages out for `amount` to fit (the window's own edge)."""
-        over = self.total + amount - limit
+    def wait(self, now: int, claim: Claim, used: int) -> tuple[int, bool]:
+        if claim.amount > claim.limit:
+            return claim.span_ms, True
+        over = used + claim.amount - claim.limit
         for at, rid in self.log:
-            over -= self.amounts.get(rid, 0)
+            over -= self.charges[rid]
             if over <= 0:
-                return max(1, at + span - now)
-        return span  # more than the limit on its own: it fits in no window (refused)
+                return max(1, at + claim.span_ms - now), False
+        return claim.span_ms, False  # unreachable while amount <= limit
 
-    def reset(self, now: int, span: int) -> int:
-        return max(0, self.log[0][0] + span - now) if self.log else 0
+    def add(self, now: int, rid: str, claim: Claim) -> None:
+        self.log.append((now, rid))
+        self.charges[rid] = self.pending[rid] = claim.amount
+        self.total += claim.amount
+        self.reserved += claim.amount
+
+    def settle(self, now: int, rid: str, claim: Claim) -> None:
+        estimate = self.pending.pop(rid, None)
+        if estimate is None:
+            return  # settled already, or aged out of the window
+        self.charges[rid] = claim.amount
+        self.total += claim.amount - estimate
+        self.reserved -= estimate
 
 
 class _Leases:
+    """Concurrency: reservation -> expiry, and a heap of expiries for purging
+    (renewals and releases leave stale heap entries, skipped when they surface)."""
+
     def __init__(self) -> None:
         self.expiries: dict[str, int] = {}
+        self.heap: list[tuple[int, str]] = []
 
-    def purge(self, now: int) -> None:
-        for rid in [r for r, at in self.expiries.items() if at <= now]:
-            del self.expiries[rid]
+    def look(self, now: int, claim: Claim) -> Look:
+        heap, expiries = self.heap, self.expiries
+        while heap and (heap[0][0] <= now or expiries.get(heap[0][1]) != heap[0][0]):
+            at, rid = heapq.heappop(heap)
+            if expiries.get(rid) == at:
+                del expiries[rid]
+        held = len(expiries)
+        return held, held, (heap[0][0] - now if heap else 0)
+
+    def wait(self, now: int, claim: Claim, used: int) -> tuple[int, bool]:
+        return max(1, min(LEASE_RETRY_MS, self.heap[0][0] - now)), False
+
+    def add(self, now: int, rid: str, claim: Claim) -> None:
+        self.expiries[rid] = now + claim.span_ms
+        heapq.heappush(self.heap, (now + claim.span_ms, rid))
+
+    def settle(self, now: int, rid: str, claim: Claim) -> None:
+        self.expiries.pop(rid, None)
+
+    def renew(self, now: int, rid: str, span_ms: int) -> bool:
+        if self.expiries.get(rid, now) <= now:
+            return False
+        self.expiries[rid] = now + span_ms
+        heapq.heappush(self.heap, (now + span_ms, rid))
+        return True
 
 
 class _Period:
+    """Spend: the period's total, and the estimates not settled yet."""
+
     def __init__(self, end: int) -> None:
         self.end = end
-        self.amounts: dict[str, int] = {}
+        self.pending: dict[str, int] = {}
         self.total = 0
+        self.reserved = 0
+
+    def look(self, now: int, claim: Claim) -> Look:
+        return self.total, self.reserved, max(0, self.end - now)
+
+    def wait(self, now: int, claim: Claim, used: int) -> tuple[int, bool]:
+        return max(1, self.end - now), claim.amount > claim.limit
+
+    def add(self, now: int, rid: str, claim: Claim) -> None:
+        self.pending[rid] = claim.amount
+        self.total += claim.amount
+        self.reserved += claim.amount
+
+    def settle(self, now: int, rid: str, claim: Claim) -> None:
+        estimate = self.pending.pop(rid, None)
+        if estimate is not None:
+            self.total += claim.amount - estimate
+            self.reserved -= estimate
+
+
+Bucket = _Count | _Window | _Leases | _Period
 
 
 class MemoryStore:
     shared = False
+    failures = 0  # it cannot fail
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        """`clock`: seconds since the epoch (tests move it instead of sleeping)."""
         self._clock = clock
-        self._windows: dict[str, _Window] = {}
-        self._leases: dict[str, _Leases] = {}
-        self._periods: dict[str, _Period] = {}
+        self._buckets: dict[str, Bucket] = {}
 
     def _now(self) -> int:
-        return int(self._clock() * 1000)
+        return round(self._clock() * 1000)
+
+    def _bucket(self, claim: Claim, now: int) -> tuple[str, Bucket]:
+        """The bucket `claim` is admitted to now (for a period: the current one)."""
+        if claim.kind == "period":
+            period, end = period_of(claim.per, now)
+            key = f"{claim.key}:{period}"
+            bucket = self._buckets.get(key)
+            if bucket is None:
+                self._forget_ended_periods(now)
+                bucket = self._buckets[key] = _Period(end)
+            return key, bucket
+        bucket = self._buckets.get(claim.key)
+        if bucket is None:
+            bucket = self._buckets[claim.key] = _KINDS[claim.kind]()
+        return claim.key, bucket
+
+    def _forget_ended_periods(self, now: int) -> None:
+        ended = [k for k, b in self._buckets.items() if isinstance(b, _Period) and b.end <= now]
+        for key in ended:
+            del self._buckets[key]
 
     async def admit(self, rid: str, claims: Sequence[Claim]) -> StoreAnswer:
         now = self._now()
-        self._expire_periods(now)
-        for index, claim in enumerate(claims):
-            refused = self._check(claim, now)
-            if refused is not None:
-                return StoreAnswer(False, refused_by=index, retry_after_ms=refused, at_ms=now)
-        states = tuple(self._add(rid, claim, now) for claim in claims)
-        return StoreAnswer(True, states, at_ms=now)
-
-    def _check(self, claim: Claim, now: int) -> int | None:
-        """None when it fits; else ms until it would."""
-        if claim.kind == "window":
-            window = self._windows.setdefault(claim.key, _Window())
-            window.purge(now, claim.span_ms)
-            if window.total + claim.amount <= claim.limit:
-                return None
-            return window.retry_after(now, claim.span_ms, claim.limit, claim.amount)
-        if claim.kind == "concurrent":
-            leases = self._leases.setdefault(claim.key, _Leases())
-            leases.purge(now)
-            if len(leases.expiries) < claim.limit:
-                return None
-            return max(1, min(leases.expiries.values()) - now)
-        period = self._periods.setdefault(claim.key, _Period(now + claim.span_ms))
-        if period.total + claim.amount <= claim.limit:
-            return None
-        return max(1, period.end - now)
-
-    def _add(self, rid: str, claim: Claim, now: int) -> ClaimState:
-        if claim.kind == "window":
-            window = self._windows[claim.key]
-            window.log.append((now, rid))
-            window.amounts[rid] = claim.amount
-            window.total += claim.amount
-            return ClaimState(claim, window.total, window.reset(now, claim.span_ms))
-        if claim.kind == "concurrent":
-            leases = self._leases[claim.key]
-            leases.expiries[rid] = now + claim.span_ms
-            return ClaimState(claim, len(leases.expiries), 0)
-        period = self._periods[claim.key]
-        period.amounts[rid] = claim.amount
-        period.total += claim.amount
-        return ClaimState(claim, period.total, max(0, period.end - now))
+        placed = [self._bucket(claim, now) for claim in claims]
+        states = [
+            BucketState(claim.placed(key), *bucket.look(now, claim))
+            for claim, (key, bucket) in zip(claims, placed, strict=True)
+        ]
+        for index, (state, (_, bucket)) in enumerate(zip(states, placed, strict=True)):
+            claim = state.claim
+            if state.used + claim.amount > claim.limit:
+                retry, too_large = bucket.wait(now, claim, state.used)
+                return StoreAnswer(False, tuple(states), now, index, retry, too_large)
+        for claim, (_, bucket) in zip(claims, placed, strict=True):
+            bucket.add(now, rid, claim)
+        return StoreAnswer(True, tuple(map(_admitted, states)), now)
 
     async def settle(self, rid: str, claims: Sequence[Claim]) -> None:
-        """Each claim's reservation now counts `claim.amount` (windows and periods, if
-        still held); a lease is freed. Twice is the same as once."""
+        now = self._now()
         for claim in claims:
-            if claim.kind == "concurrent":
-                leases = self._leases.get(claim.key)
-                if leases is not None:
-                    leases.expiries.pop(rid, None)
-                continue
-            bucket: _Window | _Period | None
-            bucket = self._windows.get(claim.key) if claim.kind == "window" else None
-            if claim.kind == "period":
-                bucket = self._periods.get(claim.key)
-            if bucket is None or rid not in bucket.amounts:
-                continue  # aged out already: nothing to correct
-            bucket.total += claim.amount - bucket.amounts[rid]
-            bucket.amounts[rid] = claim.amount
+            bucket = self._buckets.get(claim.bucket or claim.key)
+            if bucket is not None:
+                bucket.settle(now, rid, claim)
 
-    async def usage(self, claims: Sequence[Claim]) -> list[ClaimState]:
+    async def renew(self, leases: Sequence[tuple[str, Claim]]) -> set[str]:
+        now = self._now()
+        lost = set()
+        for rid, claim in leases:
+            bucket = self._buckets.get(claim.key)
+            if not (isinstance(bucket, _Leases) and bucket.renew(now, rid, claim.span_ms)):
+                lost.add(rid)
+        return lost
+
+    async def usage(self, claims: Sequence[Claim]) -> list[BucketState]:
         now = self._now()
         states = []
         for claim in claims:
-            if claim.kind == "window":
-                window = self._windows.setdefault(claim.key, _Window())
-                window.purge(now, claim.span_ms)
-                states.append(ClaimState(claim, window.total, window.reset(now, claim.span_ms)))
-            elif claim.kind == "concurrent":
-                leases = self._leases.setdefault(claim.key, _Leases())
-                leases.purge(now)
-                states.append(ClaimState(claim, len(leases.expiries), 0))
-            else:
-                period = self._periods.get(claim.key)
-                used = period.total if period is not None else 0
-                reset = max(0, period.end - now) if period is not None else claim.span_ms
-                states.append(ClaimState(claim, used, reset))
+            key, bucket = self._bucket(claim, now)
+            used, reserved, reset = bucket.look(now, claim)
+            states.append(BucketState(claim.placed(key), used, reserved, reset))
         return states
-
-    def _expire_periods(self, now: int) -> None:
-        if len(self._periods) > 1024:
-            for key in [k for k, p in self._periods.items() if p.end <= now]:
-                del self._periods[key]
 
     async def aclose(self) -> None:
         return None
+
+
+def _admitted(state: BucketState) -> BucketState:
+    """A bucket's state once its claim was added (the Lua script does the same)."""
+    claim, reset = state.claim, state.reset_ms
+    reserved = state.reserved if claim.kind == "count" else state.reserved + claim.amount
+    if claim.kind != "period":  # a period's end does not move
+        reset = claim.span_ms if reset == 0 else min(reset, claim.span_ms)
+    return BucketState(claim, state.used + claim.amount, reserved, reset)
+
+
+_KINDS: dict[str, type[_Count] | type[_Window] | type[_Leases]] = {
+    "count": _Count,
+    "window": _Window,
+    "lease": _Leases,
+}

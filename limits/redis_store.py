@@ -1,289 +1,256 @@
-"""The Redis store: the same buckets, exact across workers and replicas.
+"""The Redis store: the same buckets as the memory store, exact across workers and replicas.
 
-Every admission runs inside one Lua script (atomic: Redis runs one script at a time),
-on Redis's own clock (`TIME`, never a replica's), over the same buckets as the memory
-store (limits/claims.py): a sliding window is a sorted set of reservations by time, a
-hash of their amounts and a running total; leases are a sorted set by expiry; a
-period is a hash and a total. Every key carries a TTL, so nothing outlives its use.
+Every admission runs inside one Lua script (limits/lua.py): atomic, because Redis
+runs one script at a time; on Redis's own clock (`TIME`), never a replica's; over
+one key per bucket, each with a TTL. Admissions are **coalesced** (limits/coalesce.py):
+while one script call is in flight, new admissions queue, and the next call
+carries all of them. The script handles them one after another, in arrival order,
+each against the buckets as the previous one left them: exactly what the same
+admissions would do one call each, so batching changes throughput and nothing
+else. Settlements are coalesced the same way, on a connection of their own.
 
-A round trip per request would cap a worker at a few thousand admissions a second
-(measured here: ~3.4k EVALSHA/s one at a time from Python, 20-30k/s batched). So
-admissions are **coalesced**: while one script call is in flight, new admissions
-queue, and the next call carries all of them; the script handles them in arrival
-order, exactly as one by one (same buckets, same checks, one after another inside
-the atomic script), so batching changes throughput and nothing else.
+Nothing waits longer than `timeout_s`: an admission whose answer does not come in
+time (Redis down, slow, partitioned) raises `StoreUnavailable`, and the limiter
+applies each level's `on_store_failure`. Nothing falls back to counting per
+process. And nothing leaks when calls fail:
 
-When Redis does not answer within the timeout (down, slow, partitioned), the call
-raises `StoreUnavailable`; the limiter then applies each level's `on_store_failure`.
-Nothing falls back to counting per process.
+- an admission whose caller gave up, but which Redis admitted, is voided (as if it
+  never happened: its request, tokens, spend and slot are given back);
+- an admission whose call failed mid-way (it may or may not have run) is voided too
+  (voiding one that never ran does nothing);
+- a settlement that could not be applied is applied later: retried every
+  `REDELIVER_EVERY_S` until Redis answers, for up to `REDELIVER_FOR_S`, at most
+  `MAX_REDELIVERIES` of them (beyond that the oldest is dropped and counted: its
+  estimate stands, its lease expires by itself).
+
+Voids and settlements are idempotent, so applying one twice, or one that is no
+longer needed, is harmless. A connection error is retried once at once (a pooled
+connection may be stale after Redis restarted): admissions are idempotent per
+reservation id, so a retry never counts one twice.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Generic, TypeVar
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Sequence
+from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.commands.core import AsyncScript
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
-from limits.claims import Claim, ClaimState, StoreAnswer, StoreUnavailable
+from limits import lua
+from limits.claims import BucketState, Claim
+from limits.coalesce import Coalescer
+from limits.store import LEASE_RETRY_MS, StoreAnswer, StoreUnavailable
 
-#: How much longer than its window a bucket's keys live (a late settlement still
-#: finds its reservation).
+log = logging.getLogger("seawall.limits")
+
+#: How much longer than its last use a bucket's keys live: a settlement arriving
+#: just after a window moved on, or a period ended, still finds its bucket.
 KEY_GRACE_MS = 60_000
-#: Reservations one script call carries, at most (a larger queue takes more calls).
-MAX_BATCH = 256
+#: Admissions (settlements) one script call carries at most; more queue for the
+#: next call. Bounds the time one call holds Redis (a few ms).
+MAX_BATCH = 128
+#: Leases one renewal call carries at most.
+RENEW_CHUNK = 1000
+#: Settlements and voids that could not be applied are retried this often...
+REDELIVER_EVERY_S = 1.0
+#: ...for this long (by then every window has moved on and every lease expired;
+#: only a spend estimate would still stand)...
+REDELIVER_FOR_S = 3600.0
+#: ...and at most this many are kept (the oldest is dropped first).
+MAX_REDELIVERIES = 100_000
+#: A settle payload's amount that voids a claim instead.
+VOID = -1
 
-ADMIT = """
-local batch = cjson.decode(ARGV[1])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local grace = tonumber(ARGV[2])
-local function purge(key, span)
-  local z, h, tk = key .. ':z', key .. ':h', key .. ':t'
-  local old = redis.call('ZRANGEBYSCORE', z, '-inf', now - span)
-  if #old > 0 then
-    local sum = 0
-    for _, r in ipairs(old) do
-      sum = sum + (tonumber(redis.call('HGET', h, r)) or 0)
-      redis.call('HDEL', h, r)
-    end
-    redis.call('ZREMRANGEBYSCORE', z, '-inf', now - span)
-    redis.call('DECRBY', tk, sum)
-  end
-  return tonumber(redis.call('GET', tk) or '0')
-end
-local out = {}
-for i, req in ipairs(batch) do
-  local rid, claims = req[1], req[2]
-  local refused, retry = -1, 0
-  for j, c in ipairs(claims) do
-    local key, kind, limit, amount, span = c[1], c[2], c[3], c[4], c[5]
-    if kind == 'window' then
-      local total = purge(key, span)
-      if total + amount > limit then
-        local over = total + amount - limit
-        local entries = redis.call('ZRANGE', key .. ':z', 0, -1, 'WITHSCORES')
-        retry = span
-        for k = 1, #entries, 2 do
-          over = over - (tonumber(redis.call('HGET', key .. ':h', entries[k])) or 0)
-          if over <= 0 then
-            retry = math.max(1, tonumber(entries[k + 1]) + span - now)
-            break
-          end
-        end
-        refused = j - 1
-        break
-      end
-    elseif kind == 'concurrent' then
-      redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
-      if redis.call('ZCARD', key) >= limit then
-        local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
-        retry = math.max(1, tonumber(first[2]) - now)
-        refused = j - 1
-        break
-      end
-    else
-      local total = tonumber(redis.call('GET', key .. ':t') or '0')
-      if total + amount > limit then
-        retry = math.max(1, span)
-        refused = j - 1
-        break
-      end
-    end
-  end
-  if refused >= 0 then
-    out[i] = {0, refused, retry, now}
-  else
-    local states = {}
-    for j, c in ipairs(claims) do
-      local key, kind, limit, amount, span = c[1], c[2], c[3], c[4], c[5]
-      if kind == 'window' then
-        local z, h, tk = key .. ':z', key .. ':h', key .. ':t'
-        redis.call('ZADD', z, now, rid)
-        redis.call('HSET', h, rid, amount)
-        local total = redis.call('INCRBY', tk, amount)
-        redis.call('PEXPIRE', z, span + grace)
-        redis.call('PEXPIRE', h, span + grace)
-        redis.call('PEXPIRE', tk, span + grace)
-        local first = redis.call('ZRANGE', z, 0, 0, 'WITHSCORES')
-        states[j] = {total, tonumber(first[2]) + span - now}
-      elseif kind == 'concurrent' then
-        redis.call('ZADD', key, now + span, rid)
-        redis.call('PEXPIRE', key, span + grace)
-        states[j] = {redis.call('ZCARD', key), 0}
-      else
-        redis.call('HSET', key .. ':h', rid, amount)
-        local total = redis.call('INCRBY', key .. ':t', amount)
-        redis.call('PEXPIRE', key .. ':h', span + grace)
-        redis.call('PEXPIRE', key .. ':t', span + grace)
-        states[j] = {total, span}
-      end
-    end
-    out[i] = {1, states, now}
-  end
-end
-return cjson.encode(out)
-"""
-
-SETTLE = """
-local batch = cjson.decode(ARGV[1])
-for _, req in ipairs(batch) do
-  local rid, claims = req[1], req[2]
-  for _, c in ipairs(claims) do
-    local key, kind, amount = c[1], c[2], c[3]
-    if kind == 'concurrent' then
-      redis.call('ZREM', key, rid)
-    else
-      local old = redis.call('HGET', key .. ':h', rid)
-      if old then
-        redis.call('HSET', key .. ':h', rid, amount)
-        redis.call('INCRBY', key .. ':t', amount - tonumber(old))
-      end
-    end
-  end
-end
-return 1
-"""
-
-USAGE = """
-local claims = cjson.decode(ARGV[1])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local out = {}
-for j, c in ipairs(claims) do
-  local key, kind, span = c[1], c[2], c[3]
-  if kind == 'window' then
-    local z = key .. ':z'
-    local since = '(' .. (now - span)
-    local first = redis.call('ZRANGEBYSCORE', z, since, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
-    local live = redis.call('ZRANGEBYSCORE', z, since, '+inf')
-    local sum = 0
-    for _, r in ipairs(live) do sum = sum + (tonumber(redis.call('HGET', key .. ':h', r)) or 0) end
-    out[j] = {sum, (#first > 0) and (tonumber(first[2]) + span - now) or 0}
-  elseif kind == 'concurrent' then
-    out[j] = {redis.call('ZCOUNT', key, '(' .. now, '+inf'), 0}
-  else
-    out[j] = {tonumber(redis.call('GET', key .. ':t') or '0'), span}
-  end
-end
-return cjson.encode(out)
-"""
-
-
-Item = TypeVar("Item")
-Result = TypeVar("Result")
-
-
-class Batcher(Generic[Item, Result]):
-    """Coalesces concurrent calls: one call in flight; what arrives meanwhile goes in
-    the next one, in arrival order."""
-
-    def __init__(self, call: Callable[[list[Item]], Awaitable[list[Result]]]) -> None:
-        self._call = call
-        self._pending: list[tuple[Item, asyncio.Future[Result]]] = []
-        self._running = False
-        self.calls = 0
-        self.items = 0
-
-    async def submit(self, item: Item) -> Result:
-        future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
-        self._pending.append((item, future))
-        if not self._running:
-            self._running = True
-            asyncio.get_running_loop().create_task(self._drain())
-        return await future
-
-    async def _drain(self) -> None:
-        try:
-            while self._pending:
-                batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
-                self.calls += 1
-                self.items += len(batch)
-                try:
-                    results = await self._call([item for item, _ in batch])
-                except BaseException as exc:
-                    error = exc if isinstance(exc, StoreUnavailable) else StoreUnavailable(str(exc))
-                    for _, future in batch:
-                        if not future.done():
-                            future.set_exception(error)
-                    if not isinstance(exc, Exception):
-                        raise
-                    continue
-                for (_, future), result in zip(batch, results, strict=True):
-                    if not future.done():
-                        future.set_result(result)
-        finally:
-            self._running = False
+Admit = tuple[str, Sequence[Claim]]
+#: (reservation id, [[bucket or key, kind, amount, per], ...]): a settlement or a void.
+Settle = tuple[str, list[list[Any]]]
 
 
 class RedisStore:
     shared = True
 
-    def __init__(self, url: str, timeout_s: float = 0.2) -> None:
+    def __init__(
+        self,
+        url: str,
+        timeout_s: float = 0.2,
+        *,
+        coalesce: bool = True,
+        max_batch: int = MAX_BATCH,
+    ) -> None:
+        """`url`: `redis://`, `rediss://` or `unix://`; `timeout_s`: the longest an
+        admission waits for Redis (connecting included) before it is a store
+        failure; `coalesce=False` sends one call per admission (for comparison)."""
         self.url = url
         self.timeout_s = timeout_s
         self._client = aioredis.Redis.from_url(
-            url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s
+            url,
+            socket_connect_timeout=timeout_s,
+            socket_timeout=timeout_s,
+            retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
         )
-        self._admit_script = self._client.register_script(ADMIT)
-        self._settle_script = self._client.register_script(SETTLE)
-        self._usage_script = self._client.register_script(USAGE)
-        self.admissions: Batcher[tuple[str, Sequence[Claim]], StoreAnswer] = Batcher(
-            self._admit_batch
+        self._admit: AsyncScript = self._client.register_script(lua.ADMIT)
+        self._settle: AsyncScript = self._client.register_script(lua.SETTLE)
+        self._renew: AsyncScript = self._client.register_script(lua.RENEW)
+        self._usage: AsyncScript = self._client.register_script(lua.USAGE)
+        self.admissions: Coalescer[Admit, StoreAnswer] = Coalescer(
+            self._admit_batch,
+            max_batch=max_batch,
+            enabled=coalesce,
+            orphaned=self._void_if_admitted,
+            lost=self._void,
         )
-        self.settlements: Batcher[tuple[str, Sequence[Claim]], None] = Batcher(self._settle_batch)
+        self.settlements: Coalescer[Settle, None] = Coalescer(
+            self._settle_batch,
+            max_batch=max_batch,
+            enabled=coalesce,
+            drop_unsent=False,
+            lost=self._redeliver_later,
+        )
+        #: Store calls that failed or timed out (a metric), and the last one's reason.
+        self.failures = 0
+        self.last_error: str | None = None
+        #: Settlements and voids given up on (see REDELIVER_FOR_S, MAX_REDELIVERIES).
+        self.redeliveries_dropped = 0
+        self._redeliveries: deque[tuple[float, Settle]] = deque()
+        self._redeliverer: asyncio.Task[None] | None = None
 
-    async def _run(self, script: Any, payload: Any) -> Any:
+    @property
+    def where(self) -> str:
+        """The URL without credentials."""
+        return self.url.rsplit("@", 1)[-1]
+
+    async def _call(self, script: AsyncScript, payload: Any) -> Any:
         try:
             async with asyncio.timeout(self.timeout_s):
-                return await script(args=[orjson.dumps(payload), KEY_GRACE_MS])
+                return await script(args=[orjson.dumps(payload), KEY_GRACE_MS, LEASE_RETRY_MS])
         except (TimeoutError, RedisError, OSError) as exc:
-            raise StoreUnavailable(f"redis at {self._where()}: {type(exc).__name__}") from exc
+            reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            raise self._failed(reason) from exc
 
-    def _where(self) -> str:
-        return self.url.rsplit("@", 1)[-1]  # never a password
+    def _failed(self, reason: str) -> StoreUnavailable:
+        self.failures += 1
+        self.last_error = f"redis at {self.where}: {reason}"
+        return StoreUnavailable(self.last_error)
 
-    async def _admit_batch(self, batch: list[tuple[str, Sequence[Claim]]]) -> list[StoreAnswer]:
-        payload = [
-            [rid, [[c.key, c.kind, c.limit, c.amount, c.span_ms] for c in claims]]
-            for rid, claims in batch
-        ]
-        raw = orjson.loads(await self._run(self._admit_script, payload))
-        answers = []
-        for (_, claims), answer in zip(batch, raw, strict=True):
-            if answer[0] == 1:
-                states = tuple(
-                    ClaimState(claim, int(used), max(0, int(reset)))
-                    for claim, (used, reset) in zip(claims, answer[1], strict=True)
-                )
-                answers.append(StoreAnswer(True, states, at_ms=int(answer[2])))
-            else:
-                answers.append(StoreAnswer(False, refused_by=int(answer[1]),
-                                           retry_after_ms=int(answer[2]),
-                                           at_ms=int(answer[3])))  # fmt: skip
-        return answers
-
-    async def _settle_batch(self, batch: list[tuple[str, Sequence[Claim]]]) -> list[None]:
-        payload = [[rid, [[c.key, c.kind, c.amount] for c in claims]] for rid, claims in batch]
-        await self._run(self._settle_script, payload)
-        return [None] * len(batch)
+    # -- admissions ----------------------------------------------------------------
 
     async def admit(self, rid: str, claims: Sequence[Claim]) -> StoreAnswer:
-        return await self.admissions.submit((rid, claims))
+        try:
+            return await self.admissions.submit((rid, claims), self.timeout_s)
+        except TimeoutError:
+            raise self._failed(f"no answer within {self.timeout_s:g} s") from None
+
+    async def _admit_batch(self, batch: list[Admit]) -> list[StoreAnswer]:
+        payload = [
+            [rid, [[c.key, c.kind, c.limit, c.amount, c.span_ms, c.per] for c in claims]]
+            for rid, claims in batch
+        ]
+        now, results = orjson.loads(await self._call(self._admit, payload))
+        answers = []
+        for (_, claims), result in zip(batch, results, strict=True):
+            states = _states(claims, result[1])
+            if result[0] == 1:
+                answers.append(StoreAnswer(True, states, int(now)))
+            else:
+                refused, retry, large = int(result[2]), int(result[3]), bool(result[4])
+                answers.append(StoreAnswer(False, states, int(now), refused, retry, large))
+        return answers
+
+    def _void_if_admitted(self, item: Admit, answer: StoreAnswer) -> None:
+        if answer.admitted:
+            rid, _ = item
+            placed = [state.claim for state in answer.states]
+            self._redeliver_later((rid, [[c.bucket or c.key, c.kind, VOID, ""] for c in placed]))
+
+    def _void(self, item: Admit) -> None:
+        rid, claims = item
+        self._redeliver_later((rid, [[c.key, c.kind, VOID, c.per] for c in claims]))
+
+    # -- settlements -----------------------------------------------------------------
 
     async def settle(self, rid: str, claims: Sequence[Claim]) -> None:
-        await self.settlements.submit((rid, claims))
+        item = (rid, [[c.bucket or c.key, c.kind, c.amount, ""] for c in claims])
+        # Past the timeout it is applied late, or lost and redelivered: the
+        # coalescer's hooks see to it either way.
+        with contextlib.suppress(StoreUnavailable, TimeoutError):
+            await self.settlements.submit(item, self.timeout_s)
 
-    async def usage(self, claims: Sequence[Claim]) -> list[ClaimState]:
-        payload = [[c.key, c.kind, c.span_ms] for c in claims]
-        raw = orjson.loads(await self._run(self._usage_script, payload))
-        return [
-            ClaimState(claim, int(used), max(0, int(reset)))
-            for claim, (used, reset) in zip(claims, raw, strict=True)
-        ]
+    async def _settle_batch(self, batch: list[Settle]) -> list[None]:
+        await self._call(self._settle, batch)
+        return [None] * len(batch)
+
+    def _redeliver_later(self, item: Settle) -> None:
+        if len(self._redeliveries) >= MAX_REDELIVERIES:
+            self._redeliveries.popleft()
+            self.redeliveries_dropped += 1
+        self._redeliveries.append((time.monotonic() + REDELIVER_FOR_S, item))
+        if self._redeliverer is None or self._redeliverer.done():
+            self._redeliverer = asyncio.get_running_loop().create_task(self._redeliver())
+
+    async def _redeliver(self) -> None:
+        """Applies what could not be applied, first at once, then every
+        `REDELIVER_EVERY_S` while Redis does not answer."""
+        while self._redeliveries:
+            now = time.monotonic()
+            batch: list[tuple[float, Settle]] = []
+            while self._redeliveries and len(batch) < self.settlements.max_batch:
+                entry = self._redeliveries.popleft()
+                if entry[0] > now:
+                    batch.append(entry)
+                else:
+                    self.redeliveries_dropped += 1
+            if not batch:
+                continue
+            try:
+                await self._call(self._settle, [item for _, item in batch])
+            except StoreUnavailable:
+                self._redeliveries.extendleft(reversed(batch))
+                await asyncio.sleep(REDELIVER_EVERY_S)
+
+    @property
+    def redeliveries_pending(self) -> int:
+        return len(self._redeliveries)
+
+    # -- leases and the admin view ------------------------------------------------------
+
+    async def renew(self, leases: Sequence[tuple[str, Claim]]) -> set[str]:
+        lost = set()
+        for start in range(0, len(leases), RENEW_CHUNK):
+            chunk = leases[start : start + RENEW_CHUNK]
+            payload = [[rid, claim.key, claim.span_ms] for rid, claim in chunk]
+            held = orjson.loads(await self._call(self._renew, payload))
+            lost |= {rid for (rid, _), ok in zip(chunk, held, strict=True) if not ok}
+        return lost
+
+    async def usage(self, claims: Sequence[Claim]) -> list[BucketState]:
+        payload = [[c.key, c.kind, c.limit, c.amount, c.span_ms, c.per] for c in claims]
+        _, states = orjson.loads(await self._call(self._usage, payload))
+        return list(_states(claims, states))
 
     async def aclose(self) -> None:
+        """Stops coalescing and redelivering (what is still pending is dropped:
+        leases expire by themselves) and closes the connections."""
+        await self.admissions.aclose()
+        await self.settlements.aclose()
+        if self._redeliverer is not None:
+            self._redeliverer.cancel()
+            await asyncio.gather(self._redeliverer, return_exceptions=True)
         await self._client.aclose()
+
+
+def _states(claims: Sequence[Claim], raw: list[list[Any]]) -> tuple[BucketState, ...]:
+    return tuple(
+        BucketState(claim.placed(bucket), int(used), int(reserved), max(0, int(reset)))
+        for claim, (bucket, used, reserved, reset) in zip(claims, raw, strict=True)
+    )

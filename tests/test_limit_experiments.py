@@ -1,8 +1,8 @@
 """Two chaos experiments on limits, each a steady state, a fault, and a hypothesis.
 
 `noisy-neighbor`: one tenant sends ten times its requests-per-minute limit within
-the run while two others run normal load. Hypothesis: the others see no limit refusal and an unchanged p99,
-and the flood is cut at exactly its limit.
+the run while two others run normal load. Hypothesis: the others see no limit
+refusal and an unchanged p99, and the flood is cut at exactly its limit.
 
 `limit-store-outage`: Redis is killed mid-run and restarted. Hypothesis: `fail_open`
 limits keep serving, `fail_closed` ones refuse with a clear error (never a hang),

@@ -1,0 +1,60 @@
+"""OpenAI's rate-limit response headers, for the tightest limit of a request.
+
+`x-ratelimit-limit-requests`, `x-ratelimit-remaining-requests`,
+`x-ratelimit-reset-requests` and the same three for `-tokens`, as OpenAI sends
+them, so clients and SDKs that pace themselves by them work unchanged. Of several
+levels with a requests (tokens) limit, the one with the least remaining speaks (on
+a tie, the smaller limit). The reset is a duration in OpenAI's (Go's) format:
+`250ms`, `1s`, `8.64s`, `6m0s`, `1h0m0s`: the time until the bucket next frees room
+(its oldest admission ages out of the window), which for a bucket with nothing
+remaining is when one more request fits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from limits.claims import REQUESTS, TOKENS, BucketState
+
+LIMIT_REQUESTS = "x-ratelimit-limit-requests"
+REMAINING_REQUESTS = "x-ratelimit-remaining-requests"
+RESET_REQUESTS = "x-ratelimit-reset-requests"
+LIMIT_TOKENS = "x-ratelimit-limit-tokens"
+REMAINING_TOKENS = "x-ratelimit-remaining-tokens"
+RESET_TOKENS = "x-ratelimit-reset-tokens"
+
+_NAMES = (
+    (REQUESTS, LIMIT_REQUESTS, REMAINING_REQUESTS, RESET_REQUESTS),
+    (TOKENS, LIMIT_TOKENS, REMAINING_TOKENS, RESET_TOKENS),
+)
+
+
+def duration(ms: int) -> str:
+    """A duration as OpenAI writes it (Go's `time.Duration`, to the millisecond)."""
+    if ms <= 0:
+        return "0s"
+    if ms < 1000:
+        return f"{ms}ms"
+    hours, rest = divmod(ms, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    seconds = f"{rest / 1000:.3f}".rstrip("0").rstrip(".")
+    if hours:
+        return f"{hours}h{minutes}m{seconds}s"
+    if minutes:
+        return f"{minutes}m{seconds}s"
+    return f"{seconds}s"
+
+
+def rate_headers(states: Iterable[BucketState]) -> dict[str, str]:
+    """The headers for the tightest requests limit and the tightest tokens limit
+    among `states` (none for a kind of limit no level sets)."""
+    states = list(states)
+    headers = {}
+    for name, limit, remaining, reset in _NAMES:
+        candidates = [s for s in states if s.claim.name == name]
+        if candidates:
+            tightest = min(candidates, key=lambda s: (s.remaining, s.claim.limit))
+            headers[limit] = str(tightest.claim.limit)
+            headers[remaining] = str(tightest.remaining)
+            headers[reset] = duration(tightest.reset_ms)
+    return headers

@@ -1,0 +1,71 @@
+"""What a limit store does, whichever it is: the in-process one or Redis.
+
+A store keeps the buckets (limits/claims.py) and decides admissions atomically: all
+of one admission's claims are checked and reserved as one step, so two admissions
+never both take the last unit, and a refusal leaves every bucket as it was. It
+keeps time itself (the memory store its clock, Redis its `TIME`): a replica's own
+clock never decides a window edge.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from limits.claims import BucketState, Claim
+from limits.errors import StoreUnavailable as StoreUnavailable
+
+#: The retry hint when every concurrency slot is held: a slot frees when a running
+#: request ends, which no store can foresee (the earliest lease's expiry, if sooner).
+LEASE_RETRY_MS = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class StoreAnswer:
+    """A store's answer to one admission: admitted with each bucket's state (this
+    admission included), or refused by the first claim that did not fit, with each
+    bucket's state as it stands."""
+
+    admitted: bool
+    states: tuple[BucketState, ...]
+    #: The store's clock when it decided (ms since the epoch): what exactness is
+    #: judged against (a replica's own clock may differ).
+    at_ms: int
+    refused_by: int = -1
+    #: ms until the refusing claim would fit, if nothing is settled meanwhile.
+    retry_after_ms: int = 0
+    #: The claim's amount exceeds its limit on its own: waiting never helps.
+    too_large: bool = False
+
+
+class Store(Protocol):
+    #: Whether other processes share the counters (Redis) or not (memory).
+    shared: bool
+    #: Calls that failed or timed out, since the store was made (a metric).
+    failures: int
+
+    async def admit(self, rid: str, claims: Sequence[Claim]) -> StoreAnswer:
+        """Reserve every claim under reservation id `rid`, or none. Raises
+        `StoreUnavailable`."""
+        ...
+
+    async def settle(self, rid: str, claims: Sequence[Claim]) -> None:
+        """Reservation `rid` now counts each claim's `amount` in its bucket (tokens,
+        spend); a lease claim is released. Applying it twice is applying it once;
+        a bucket the reservation has aged out of is left alone. Never raises: a
+        store that cannot apply it now applies it later (or says why it gave up)."""
+        ...
+
+    async def renew(self, leases: Sequence[tuple[str, Claim]]) -> set[str]:
+        """Extend each (reservation id, lease claim) by the claim's `span_ms` from
+        now; returns the reservation ids whose lease was no longer held (expired
+        or never taken). Raises `StoreUnavailable`."""
+        ...
+
+    async def usage(self, claims: Sequence[Claim]) -> list[BucketState]:
+        """Each claim's bucket as it stands (amounts ignored). Raises
+        `StoreUnavailable`."""
+        ...
+
+    async def aclose(self) -> None: ...
