@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -37,12 +38,17 @@ def prompt_of(tokens: int) -> str:
 
 @dataclass(frozen=True)
 class Endpoint:
-    """Where a server under test takes chat completions, and as whom to call it."""
+    """Where a server under test takes chat completions, and as whom to call it.
+
+    `extra_headers` go on every request, checks and wrk alike: a gateway that is told
+    per request where to forward (Portkey) needs them to answer at all.
+    """
 
     url: str
     api_key: str
     model: str
     prompt: str = DEFAULT_PROMPT
+    extra_headers: Mapping[str, str] = field(default_factory=dict)
 
     def body(self, stream: bool) -> dict[str, Any]:
         """The request every measurement sends: a realistic single-turn chat."""
@@ -59,7 +65,7 @@ class Endpoint:
 
     @property
     def headers(self) -> dict[str, str]:
-        return {"authorization": f"Bearer {self.api_key}"}
+        return {**self.extra_headers, "authorization": f"Bearer {self.api_key}"}
 
 
 @dataclass(frozen=True)

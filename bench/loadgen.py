@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,17 +52,22 @@ class WrkResult:
         )
 
 
-def write_script(path: Path, body: bytes, api_key: str) -> None:
-    """A wrk Lua script POSTing `body`; a long bracket quotes the JSON without escaping."""
+def write_script(path: Path, body: bytes, headers: Mapping[str, str]) -> None:
+    """A wrk Lua script POSTing `body` with `headers` (the key among them).
+
+    A long bracket quotes the JSON without escaping; header names and values are
+    Lua string literals, so a quote or backslash in them is refused.
+    """
     text = body.decode()
     if "]==]" in text:
         raise ValueError("request body cannot be quoted as a Lua long string")
-    path.write_text(
-        'wrk.method = "POST"\n'
-        'wrk.headers["Content-Type"] = "application/json"\n'
-        f'wrk.headers["Authorization"] = "Bearer {api_key}"\n'
-        f"wrk.body = [==[{text}]==]\n"
-    )
+    lines = ['wrk.method = "POST"', 'wrk.headers["Content-Type"] = "application/json"']
+    for name, value in headers.items():
+        if any(c in name + value for c in '"\\\n'):
+            raise ValueError(f"header {name!r} cannot be quoted as a Lua string")
+        lines.append(f'wrk.headers["{name}"] = "{value}"')
+    lines.append(f"wrk.body = [==[{text}]==]")
+    path.write_text("\n".join(lines) + "\n")
 
 
 def run_wrk(wrk: str, url: str, script: Path, connections: int, seconds: int) -> WrkResult:

@@ -15,6 +15,8 @@ NON_STREAM, STREAM = "non-stream", "stream"
 KINDS = (NON_STREAM, STREAM)
 CONCURRENCIES = (1, 32)
 BASELINE = "direct"
+#: The target every other one is compared with, cell by cell, in the ratios table.
+SUBJECT = "seawall"
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,23 @@ class Report:
             for concurrency in CONCURRENCIES
         ]
 
+    def ratios(self) -> list[dict[str, Any]]:
+        """seawall over each other target, same scenario: RPS, p50 and p99 ratios.
+
+        Both cells come from this one run, so the machine's drift between runs does
+        not enter them. A ratio is None where either cell was not measured.
+        """
+        subject = next((t for t in self.targets if t.name == SUBJECT), None)
+        if subject is None:
+            return []
+        return [
+            _ratio_row(subject, other, phase.kind, concurrency)
+            for other in self.targets
+            if other.name != SUBJECT
+            for phase in other.phases
+            for concurrency in CONCURRENCIES
+        ]
+
     def to_json(self) -> dict[str, Any]:
         return {
             "started_utc": self.started_utc,
@@ -86,6 +105,7 @@ class Report:
             "machine": self.machine,
             "versions": self.versions,
             "rows": self.rows(),
+            "ratios": self.ratios(),
             "targets": [
                 {
                     "name": t.name,
@@ -151,6 +171,33 @@ def _row(
     return row
 
 
+def _ratio_row(
+    subject: TargetResult, other: TargetResult, kind: str, concurrency: int
+) -> dict[str, Any]:
+    mine, theirs = subject.phase(kind), other.phase(kind)
+    a, b = mine.cells.get(concurrency), theirs.cells.get(concurrency)
+    row: dict[str, Any] = {
+        "versus": other.name,
+        "scenario": f"{kind} c={concurrency}",
+        "status": mine.status if a is None else theirs.status,
+        "rps_ratio": None,
+        "p50_ratio": None,
+        "p99_ratio": None,
+    }
+    if a is None or b is None:
+        return row
+    row.update(
+        rps_ratio=_quotient(a.wrk.rps, b.wrk.rps),
+        p50_ratio=_quotient(a.wrk.p50_ms, b.wrk.p50_ms),
+        p99_ratio=_quotient(a.wrk.p99_ms, b.wrk.p99_ms),
+    )
+    return row
+
+
+def _quotient(a: float | None, b: float | None) -> float | None:
+    return None if a is None or not b else a / b
+
+
 def _error_detail(cell: WrkResult) -> dict[str, int]:
     counts = {
         "connect": cell.connect_errors,
@@ -200,7 +247,9 @@ def render_markdown(report: Report) -> str:
         f"# seawall benchmark, {report.started_utc}",
         "",
         f"{machine['nproc']} cores ({machine['cpu']}), Python {machine['python']}, "
-        f"seawall {versions['seawall']}, litellm {versions.get('litellm', {}).get('litellm', '—')}."
+        f"seawall {versions['seawall']}, litellm {versions.get('litellm', {}).get('litellm', '—')},"
+        f" Portkey gateway {versions.get('portkey', {}).get('gateway', '—')}"
+        f" (Node {versions.get('portkey', {}).get('node', '—')})."
         f" wrk -t1, {settings['duration_s']} s per cell after a {settings['warmup_s']} s warm-up"
         f" at c={max(CONCURRENCIES)}; a stream is {STREAM_EVENTS} chunk events + [DONE]."
         f" Whole run: {report.wall_s:.0f} s. Machine busy just before the run (other work):"
@@ -236,8 +285,28 @@ def render_markdown(report: Report) -> str:
             for row in report.rows()
         ],
     )
-    out += ["", *_target_table(report.targets), "", *_notes(report.targets)]
+    out += ["", *_ratio_table(report), "", *_target_table(report.targets)]
+    out += ["", *_notes(report.targets)]
     return "\n".join(out) + "\n"
+
+
+def _ratio_table(report: Report) -> list[str]:
+    """RPS above 1 means seawall served more; a latency ratio above 1, that it was slower."""
+    lines = [
+        [
+            f"{SUBJECT} / {row['versus']}",
+            row["scenario"],
+            row["status"],
+            _num(row["rps_ratio"], 2),
+            _num(row["p50_ratio"], 2),
+            _num(row["p99_ratio"], 2),
+        ]
+        for row in report.ratios()
+    ]
+    if not lines:
+        return [f"(no ratios: {SUBJECT} was not among the targets)"]
+    header = ["ratio", "scenario", "status", "RPS", "p50", "p99"]
+    return _table(header, lines)
 
 
 def _target_table(targets: list[TargetResult]) -> list[str]:
@@ -276,7 +345,10 @@ def _notes(targets: list[TargetResult]) -> list[str]:
         " cell's wall time (100 = one core, 200 = the whole machine): a target near 100 is the"
         " bottleneck; an upstream or wrk near 100 means the cell measures them, not the gateway;"
         " other = the rest of the machine's busy time (processes this run did not start, kernel"
-        " threads): above a few % it skews the cell.",
+        " threads): above a few % it skews the cell. Ratio = seawall's value over the other"
+        " target's, same cell of this run: RPS above 1 means seawall served more, p50/p99"
+        " above 1 that it was slower; status is the other target's (or seawall's) when a"
+        " cell is missing.",
         "",
         "Correctness checks and problems:",
         "",

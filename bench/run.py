@@ -1,4 +1,4 @@
-"""Benchmark seawall against the bare upstream and LiteLLM's proxy, in one run.
+"""Benchmark seawall against the bare upstream, a bare Python relay, Portkey and LiteLLM.
 
     .venv/bin/python bench/run.py            # 10 s per cell, about 5 minutes
     .venv/bin/python bench/run.py --quick    # 3 s per cell, a smoke run
@@ -66,20 +66,28 @@ from targets import (
     BENCH_DIR,
     LITELLM_MASTER_KEY,
     MODEL_GROUP,
+    PORTKEY_STREAM_NOT_RUN,
     UPSTREAM_KEY,
     NotRun,
+    ensure_floor,
     ensure_litellm,
+    ensure_portkey,
     ensure_tool,
+    floor_argv,
     litellm_argv,
     litellm_env,
     litellm_versions,
     nginx_argv,
+    portkey_argv,
+    portkey_env,
+    portkey_headers,
+    portkey_versions,
     seawall_argv,
     upstream_argv,
 )
 from upstream import MODEL
 
-TARGETS = ("direct", "seawall", "litellm")
+TARGETS = ("direct", "floor", "seawall", "portkey", "litellm")
 RESULTS_DIR = BENCH_DIR / "results"
 UPSTREAM_READY_TIMEOUT_S = 20.0
 #: LiteLLM imports a great deal before it answers; give it time on a slow machine.
@@ -177,6 +185,15 @@ def launch_direct(
     return nullcontext(upstream.server)
 
 
+def launch_floor(
+    kind: str, upstream: Upstream, settings: Settings
+) -> AbstractContextManager[Server]:
+    port = free_port()
+    argv = floor_argv(port, upstream.port)
+    endpoint = Endpoint(chat_url(port), UPSTREAM_KEY, MODEL, settings.prompt)
+    return start_server(f"floor-{kind}", argv, endpoint, kind == STREAM, settings)
+
+
 def launch_seawall(
     kind: str, upstream: Upstream, settings: Settings
 ) -> AbstractContextManager[Server]:
@@ -196,9 +213,24 @@ def launch_litellm(
     return start_server(name, argv, endpoint, stream, settings, env=litellm_env())
 
 
+def launch_portkey(
+    kind: str, upstream: Upstream, settings: Settings
+) -> AbstractContextManager[Server]:
+    """Portkey forwards the caller's key to the host its headers name: no config file."""
+    if kind == STREAM:
+        raise NotRun(PORTKEY_STREAM_NOT_RUN)
+    port = free_port()
+    headers = portkey_headers(upstream.port)
+    endpoint = Endpoint(chat_url(port), UPSTREAM_KEY, MODEL, settings.prompt, headers)
+    argv, env = portkey_argv(port), portkey_env()
+    return start_server(f"portkey-{kind}", argv, endpoint, False, settings, env=env)
+
+
 LAUNCHERS: dict[str, Launcher] = {
     "direct": launch_direct,
+    "floor": launch_floor,
     "seawall": launch_seawall,
+    "portkey": launch_portkey,
     "litellm": launch_litellm,
 }
 
@@ -241,28 +273,37 @@ def measure(phase: Phase, server: Server, upstream: Server, settings: Settings) 
         phase.fail(f"correctness: {check.detail}")
         return
     script = settings.workdir / f"{server.spawned.name}.lua"
-    write_script(script, endpoint.encoded_body(stream), endpoint.api_key)
+    write_script(script, endpoint.encoded_body(stream), endpoint.headers)
     run_wrk(settings.wrk, endpoint.url, script, max(CONCURRENCIES), settings.warmup_s)
     for concurrency in CONCURRENCIES:
         cell = measure_cell(server, upstream, script, concurrency, settings)
         phase.cells[concurrency] = cell
         result = cell.wrk
         log(
-            f"  c={concurrency}: {result.rps:,.0f} RPS, p50 {result.p50_ms:.3g} ms,"
-            f" p99 {result.p99_ms:.3g} ms, errors {result.errors}, CPU {cell.cpu_pct:.0f} %"
+            f"  c={concurrency}: {result.rps:,.0f} RPS, p50 {_ms(result.p50_ms)},"
+            f" p99 {_ms(result.p99_ms)}, errors {result.errors}, CPU {cell.cpu_pct:.0f} %"
             f" (upstream {cell.upstream_cpu_pct:.0f} %, wrk {cell.wrk_cpu_pct:.0f} %,"
             f" other {cell.other_cpu_pct:.0f} %)"
         )
     phase.rss_mb = tree_rss_mb(server.spawned.pid)
 
 
+def _ms(value: float | None) -> str:
+    """A latency for the progress log; None when no request completed in the cell."""
+    return "— (no request completed)" if value is None else f"{value:.3g} ms"
+
+
 def bench_phase(target: str, kind: str, upstream: Upstream, settings: Settings) -> Phase:
+    """A launcher raises NotRun for a scenario its target is known not to handle."""
     log(f"[{target}] {kind} (upstream: {upstream.label})")
     phase = Phase(kind=kind, upstream=upstream.label)
     try:
         with LAUNCHERS[target](kind, upstream, settings) as server:
             phase.ready_s = server.ready_s
             measure(phase, server, upstream.server, settings)
+    except NotRun as exc:
+        log(f"  not run: {exc}")
+        phase.status, phase.reason = NOT_RUN, str(exc)
     except (StartError, WrkError, OSError) as exc:
         log(f"  FAILED: {exc}")
         phase.fail(str(exc))
@@ -289,6 +330,26 @@ def prepare_litellm() -> str | None:
         ensure_litellm(install_log)
     except NotRun as exc:
         return f"{exc} (see {install_log})"
+    return None
+
+
+def prepare_floor() -> str | None:
+    """The reason the floor cannot run (aiohttp missing), or None when it can."""
+    try:
+        ensure_floor()
+    except NotRun as exc:
+        return str(exc)
+    return None
+
+
+def prepare_portkey() -> str | None:
+    """Install Portkey's gateway if needed; the reason it cannot run, or None when it can."""
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    install_log = RESULTS_DIR / "portkey-install.log"
+    try:
+        ensure_portkey(install_log)
+    except NotRun as exc:
+        return f"{exc} (see {install_log})" if install_log.exists() else str(exc)
     return None
 
 
@@ -321,16 +382,27 @@ def machine_facts(busy_before_run: float) -> dict[str, object]:
     }
 
 
-def versions(wrk: str, nginx: str | None, litellm_ready: bool) -> dict[str, object]:
+def versions(wrk: str, nginx: str | None, ready: Mapping[str, str | None]) -> dict[str, object]:
+    """Versions of what ran; `ready` is the not-run reason per target (None: it ran)."""
     found: dict[str, object] = {
-        name: importlib.metadata.version(name)
+        name: _package_version(name)
         for name in ("seawall", "uvicorn", "starlette", "httpx", "aiohttp", "uvloop")
     }
     found["wrk"] = _command_output([wrk, "-v"])
     found["nginx"] = _command_output([nginx, "-v"]) if nginx else None
-    if litellm_ready:
+    if "litellm" in ready and ready["litellm"] is None:
         found["litellm"] = litellm_versions()
+    if "portkey" in ready and ready["portkey"] is None:
+        found["portkey"] = portkey_versions()
     return found
+
+
+def _package_version(name: str) -> str | None:
+    """None for a package that is not installed (aiohttp is a bench-only requirement)."""
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -391,6 +463,10 @@ def run(args: argparse.Namespace) -> int:
     not_run: dict[str, str | None] = dict.fromkeys(args.targets)
     if "litellm" in args.targets:
         not_run["litellm"] = prepare_litellm()
+    if "floor" in args.targets:
+        not_run["floor"] = prepare_floor()
+    if "portkey" in args.targets:
+        not_run["portkey"] = prepare_portkey()
     logdir = RESULTS_DIR / "logs" / stamp
     logdir.mkdir(parents=True)
     busy = busy_pct()
@@ -423,7 +499,7 @@ def run(args: argparse.Namespace) -> int:
             "max_prompt_tokens": args.max_prompt_tokens,
         },
         machine=machine_facts(busy),
-        versions=versions(wrk, nginx, "litellm" in not_run and not_run["litellm"] is None),
+        versions=versions(wrk, nginx, not_run),
         targets=results,
     )
     json_path, md_path = write_results(report, RESULTS_DIR)

@@ -6,6 +6,7 @@ Each `*_argv` function writes whatever config its program needs into `workdir`
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -22,6 +23,15 @@ LITELLM_VENV = BENCH_DIR / ".litellm-venv"
 #: compromised release.
 LITELLM_REQUIREMENT = "litellm[proxy]==1.106.2"
 LITELLM_MASTER_KEY = "sk-bench-master"
+PORTKEY_DIR = BENCH_DIR / "portkey"
+PORTKEY_PACKAGE = "@portkey-ai/gateway"
+PORTKEY_START = PORTKEY_DIR / "node_modules" / PORTKEY_PACKAGE / "build" / "start-server.js"
+#: Portkey 1.15.2 answers every stream with HTTP 500 on Node 20: its
+#: ResponseService.updateHeaders appends to the immutable headers of a fetch Response.
+#: Re-check (and drop this) when bench/portkey/package.json pins a newer version.
+PORTKEY_STREAM_NOT_RUN = (
+    "Portkey 1.15.2 fails streams on Node 20 (TypeError: immutable, Portkey-AI/gateway#1389)"
+)
 UPSTREAM_KEY = "sk-bench"
 MODEL_GROUP = "bench"
 #: Debian keeps nginx in sbin, which a non-login PATH may lack.
@@ -98,6 +108,19 @@ http {{
 }}
 """)
     return [nginx, "-p", str(prefix), "-e", str(prefix / "error.log"), "-c", str(config)]
+
+
+def floor_argv(port: int, upstream_port: int) -> list[str]:
+    """bench/floor.py: a bare aiohttp relay, the least a Python proxy can do."""
+    upstream = f"http://127.0.0.1:{upstream_port}"
+    argv = [sys.executable, str(BENCH_DIR / "floor.py"), "--port", str(port)]
+    return [*argv, "--upstream", upstream]
+
+
+def ensure_floor() -> None:
+    """aiohttp is a bench-only requirement: without it the floor is not run."""
+    if importlib.util.find_spec("aiohttp") is None:
+        raise NotRun("aiohttp missing (`pip install aiohttp`)")
 
 
 def seawall_argv(
@@ -236,3 +259,65 @@ def litellm_versions() -> dict[str, str]:
         [str(_venv_python()), "-c", script], capture_output=True, text=True, check=True
     )
     return dict(json.loads(done.stdout))
+
+
+def portkey_version() -> str:
+    """The pinned gateway version: bench/portkey/package.json is the one place it is set."""
+    document = json.loads((PORTKEY_DIR / "package.json").read_text())
+    return str(document["dependencies"][PORTKEY_PACKAGE])
+
+
+def _installed_portkey() -> str | None:
+    manifest = PORTKEY_DIR / "node_modules" / PORTKEY_PACKAGE / "package.json"
+    try:
+        return str(json.loads(manifest.read_text())["version"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def ensure_portkey(log_path: Path) -> None:
+    """`npm install` the pinned Portkey gateway into bench/portkey, unless already there.
+
+    Raises NotRun with the reason if node or npm is missing or the install fails.
+    """
+    if shutil.which("node") is None:
+        raise NotRun("node missing (Portkey's gateway runs on Node.js)")
+    wanted = portkey_version()
+    if _installed_portkey() == wanted and PORTKEY_START.exists():
+        return
+    npm = shutil.which("npm")
+    if npm is None:
+        raise NotRun("npm missing (needed to install Portkey's gateway)")
+    print(f"installing {PORTKEY_PACKAGE}@{wanted} into {PORTKEY_DIR} ...", file=sys.stderr)
+    argv = [npm, "install", "--prefix", str(PORTKEY_DIR), "--no-audit", "--no-fund"]
+    with log_path.open("wb") as log:
+        try:
+            done = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, timeout=900)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise NotRun(f"npm install failed: {exc}") from exc
+    if done.returncode != 0:
+        raise NotRun(f"npm install exited {done.returncode}: {_last_error(log_path)}")
+    if _installed_portkey() != wanted or not PORTKEY_START.exists():
+        raise NotRun(f"npm install did not leave {PORTKEY_PACKAGE}@{wanted} in {PORTKEY_DIR}")
+
+
+def portkey_argv(port: int) -> list[str]:
+    """Portkey's gateway without its console; the provider comes with each request."""
+    return ["node", str(PORTKEY_START), f"--port={port}", "--headless"]
+
+
+def portkey_env() -> dict[str, str]:
+    return {**os.environ, "NODE_ENV": "production"}
+
+
+def portkey_headers(upstream_port: int) -> dict[str, str]:
+    """Portkey picks the provider and its base URL from request headers, not a config."""
+    return {
+        "x-portkey-provider": "openai",
+        "x-portkey-custom-host": f"http://127.0.0.1:{upstream_port}/v1",
+    }
+
+
+def portkey_versions() -> dict[str, str]:
+    node = subprocess.run(["node", "--version"], capture_output=True, text=True, check=False)
+    return {"gateway": _installed_portkey() or "unknown", "node": node.stdout.strip()}

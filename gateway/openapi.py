@@ -311,6 +311,16 @@ VERSION = _object(
     {"id": STRING, "number": INT, "origin": STRING, "loaded_at": NUMBER},
     ("id", "number"),
 )
+LIMITS_STATE = _object(
+    {
+        "store": _object(
+            {"kind": STRING, "shared": {"type": "boolean"}, "available": {"type": "boolean"}},
+            ("kind", "shared", "available"),
+        ),
+        "levels": ARRAY_OF_OBJECTS,
+    },
+    ("store", "levels"),
+)
 CONFIG_STATE = _object({"version": VERSION, "config": OBJECT}, ("version", "config"))
 CONFIG_VERSIONS = _object(
     {"current": STRING, "versions": {"type": "array", "items": VERSION}},
@@ -598,6 +608,15 @@ OPERATIONS: tuple[Operation, ...] = (
         {"200": _json(CLEARED, '`{"cleared": 1}`.')},
         (401, 403, 404),
         parameters=(_path_parameter("fault_id", "The id POST /admin/chaos answered."),),
+        tags=("admin",),
+    ),
+    Operation(
+        "get",
+        "/admin/limits",
+        "Every limit in the admin's scope: used, remaining and reset per level, and the store.",
+        "admin",
+        {"200": _json(LIMITS_STATE, "The limits and their store.")},
+        (401, 403),
         tags=("admin",),
     ),
     Operation(

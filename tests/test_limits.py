@@ -20,6 +20,7 @@ from limits.claims import MICRO, micro_usd
 from limits.config import LimitsConfig, SpendLimit
 from limits.headers import duration, rate_headers
 from limits.periods import period_of
+from tests.limit_strategies import admits, configs
 from tests.support import FakeClock
 
 WINDOW = 60_000
@@ -153,17 +154,6 @@ def limit_value(config: LimitsConfig, limit: str) -> int | None:
     return value
 
 
-configs = st.builds(
-    LimitsConfig,
-    requests_per_minute=st.none() | st.integers(1, 6),
-    tokens_per_minute=st.none() | st.integers(20, 300),
-    max_concurrent=st.none() | st.integers(1, 3),
-    spend_usd=st.none()
-    | st.builds(
-        SpendLimit, amount=st.sampled_from([0.2, 0.5, 1.0]), per=st.sampled_from(["day", "month"])
-    ),
-)
-admits = st.tuples(st.just("admit"), st.integers(0, 1), st.integers(0, 80), st.integers(0, 40))
 operations = st.lists(
     st.one_of(
         admits,

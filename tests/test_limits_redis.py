@@ -25,6 +25,7 @@ from limits.config import LimitsConfig, SpendLimit
 from limits.limiter import STORE_FAILURE_CLOSED, STORE_FAILURE_OPEN
 from limits.periods import DAY_MS, period_of
 from limits.redis_store import RedisStore
+from tests.limit_strategies import admits, configs
 from tests.services import RedisServer
 
 
@@ -124,19 +125,6 @@ def test_redis_is_exact_across_processes(redis: RedisServer) -> None:
 
 # -- the same decisions as the memory store ------------------------------------------------------
 
-configs = st.builds(
-    LimitsConfig,
-    requests_per_minute=st.none() | st.integers(1, 6),
-    tokens_per_minute=st.none() | st.integers(20, 300),
-    max_concurrent=st.none() | st.integers(1, 3),
-    spend_usd=st.none()
-    | st.builds(
-        SpendLimit, amount=st.sampled_from([0.2, 0.5, 1.0]), per=st.sampled_from(["day", "month"])
-    ),
-)
-#: Zero estimates included: they once broke the Lua scripts (see
-#: `test_a_zero_estimate_settles_on_redis` below).
-admits = st.tuples(st.just("admit"), st.integers(0, 1), st.integers(0, 80), st.integers(0, 40))
 operations = st.lists(
     st.one_of(
         admits,
