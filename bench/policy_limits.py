@@ -1,0 +1,187 @@
+"""What tenants, 20 CEL policies and limits cost a request, measured in one run.
+
+    .venv/bin/python bench/policy_limits.py [--seconds 4] [--turns 3]
+
+Starts `bench/upstream.py` as the upstream, a `redis-server`, the bare aiohttp relay
+(`bench/floor.py`) and four seawall configs side by side: plain (one group, no keys);
+`policies` (a 3-level tenant tree, a key on its leaf, 20 rules of bench/cel_libraries.py
+attached across the chain, decision cache on); `+ memory limits` (that, with RPM, TPM and
+concurrency limits on every level, far above the load, in process); `+ Redis limits`
+(the same on Redis). Then wrk measures each in turns (c=32 for RPS, c=1 for p50), so
+the machine's drift falls on all of them alike, and prints each one's median over the
+turns with its ratio to plain and to the floor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+from cel_libraries import HEADERS, RULES
+from processes import free_port
+
+BENCH = Path(__file__).resolve().parent
+PYTHON = sys.executable
+BODY = '{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hello!"}]}'
+TOKEN = "sk-bench-acme-search"
+LIMITS = {"requests_per_minute": 10**8, "tokens_per_minute": 10**12, "max_concurrent": 10**5}
+
+
+def policy_rules() -> list[dict[str, Any]]:
+    """The 20 rules, as config; route rules become flags (the bench has one deployment)."""
+    classes = {"night": "night", "big-answers": "tight", "batch-keys": "batch"}
+    rules = []
+    for rule in RULES:
+        entry = {k: v for k, v in rule.items() if k not in ("py", "route")}
+        if rule["tenant"] == "root":
+            del entry["tenant"]
+        effect = entry["effect"]
+        if effect == "deny":
+            entry["message"] = f"Refused by {rule['id']}."
+        elif effect in ("flag", "route"):
+            entry["effect"], entry["flag"] = "flag", rule["id"]
+        else:
+            entry["limit_class"] = classes[rule["id"]]
+        rules.append(entry)
+    return rules
+
+
+def config(upstream: int, *, policies: bool, limits: str | None) -> dict[str, Any]:
+    deployment = {
+        "id": "upstream",
+        "provider": "openai",
+        "model": "gpt-4o-mini",
+        "api_base": f"http://127.0.0.1:{upstream}/v1",
+        "api_key": "sk-bench",
+    }
+    document: dict[str, Any] = {"models": [{"name": "gpt-4o-mini", "deployments": [deployment]}]}
+    if not policies:
+        return document
+    levels = {"limits": dict(LIMITS)} if limits else {}
+    document["tenants"] = [
+        {"id": "acme", **levels},
+        {"id": "acme-search", "parent": "acme", **levels},
+        {"id": "acme-search-crawler", "parent": "acme-search", **levels},
+    ]
+    document["keys"] = [
+        {"id": "bench", "key": TOKEN, "tenant": "acme-search-crawler", "roles": ["user"], **levels}
+    ]
+    document["policies"] = {"rules": policy_rules(), "headers": list(HEADERS)}
+    classes = {name: dict(LIMITS) for name in ("night", "tight", "batch")}
+    document["limits"] = {"store": limits or "memory", "classes": classes}
+    return document
+
+
+def wrk(url: str, connections: int, seconds: int, script: Path) -> tuple[float, float]:
+    """(requests/s, p50 ms) of one wrk run."""
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    if "Non-2xx" in out:
+        raise SystemExit(f"{url}: non-2xx answers:\n{out}")
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    value, unit = re.search(r"50%\s+([\d.]+)(us|ms|s)", out).groups()  # type: ignore[union-attr]
+    return rps, float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def wait_ready(url: str, headers: dict[str, str]) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            answer = httpx.post(url, content=BODY, headers=headers, timeout=5)
+            if answer.status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit(f"{url} never answered 200")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=int, default=4, help="per wrk run")
+    parser.add_argument("--turns", type=int, default=3, help="runs of each target, in turns")
+    args = parser.parse_args()
+    processes: list[subprocess.Popen[bytes]] = []
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(scratch)
+
+        def start(argv: list[str]) -> None:
+            processes.append(subprocess.Popen(argv, stdout=subprocess.DEVNULL, cwd=BENCH.parent))
+
+        try:
+            upstream, redis_port = free_port(), free_port()
+            start([PYTHON, str(BENCH / "upstream.py"), "--port", str(upstream)])
+            redis_server = shutil.which("redis-server") or "redis-server"
+            start([redis_server, "--port", str(redis_port), "--save", "", "--dir", scratch])
+            redis_url = f"redis://127.0.0.1:{redis_port}/0"
+            floor = free_port()
+            start([PYTHON, str(BENCH / "floor.py"), "--port", str(floor),
+                   "--upstream", f"http://127.0.0.1:{upstream}"])  # fmt: skip
+            targets = {"floor": (floor, False)}
+            variants = {
+                "seawall plain": dict(policies=False, limits=None),
+                "seawall + tenants, 20 policies": dict(policies=True, limits=None),
+                "  + limits in memory": dict(policies=True, limits="memory"),
+                "  + limits on Redis": dict(policies=True, limits=redis_url),
+            }
+            for name, options in variants.items():
+                port = free_port()
+                path = folder / f"{port}.yaml"
+                path.write_text(yaml.safe_dump(config(upstream, **options)))  # type: ignore[arg-type]
+                start([PYTHON, "-m", "gateway", "serve", "--config", str(path),
+                       "--port", str(port), "--log-level", "warning"])  # fmt: skip
+                targets[name] = (port, bool(options["policies"]))
+            scripts = {}
+            for keyed in (False, True):
+                auth = f'wrk.headers["authorization"] = "Bearer {TOKEN}"\n' if keyed else ""
+                script = folder / f"post-{keyed}.lua"
+                script.write_text(
+                    f"wrk.method = \"POST\"\nwrk.body = '{BODY}'\n"
+                    f'wrk.headers["content-type"] = "application/json"\n{auth}'
+                )
+                scripts[keyed] = script
+            for port, keyed in targets.values():
+                headers = {"content-type": "application/json"}
+                if keyed:
+                    headers["authorization"] = f"Bearer {TOKEN}"
+                wait_ready(f"http://127.0.0.1:{port}/v1/chat/completions", headers)
+            results: dict[str, list[tuple[float, float]]] = {name: [] for name in targets}
+            for _ in range(args.turns):
+                for name, (port, keyed) in targets.items():
+                    url = f"http://127.0.0.1:{port}/v1/chat/completions"
+                    rps, _ = wrk(url, 32, args.seconds, scripts[keyed])
+                    _, p50 = wrk(url, 1, max(2, args.seconds // 2), scripts[keyed])
+                    results[name].append((rps, p50))
+        finally:
+            for process in processes:
+                process.terminate()
+            for process in processes:
+                process.wait(10)
+    rps = {name: statistics.median(r for r, _ in runs) for name, runs in results.items()}
+    p50 = {name: statistics.median(p for _, p in runs) for name, runs in results.items()}
+    plain = "seawall plain"
+    print("| target | RPS c=32 | p50 ms c=1 | RPS / plain | RPS / floor | p50 - plain (ms) |")
+    print("|---|---|---|---|---|---|")
+    for name in targets:
+        print(
+            f"| {name} | {rps[name]:,.0f} | {p50[name]:.3f} | {rps[name] / rps[plain]:.2f} "
+            f"| {rps[name] / rps['floor']:.2f} | {p50[name] - p50[plain]:+.3f} |"
+        )
+    print(f"\nmedians of {args.turns} turns; wrk -t1, {args.seconds} s at c=32 per turn")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
