@@ -322,15 +322,20 @@ def bench_target(
     )
 
 
+def _installed(ensure: Callable[[Path], None], log_name: str) -> str | None:
+    """Runs an installer; the reason its target cannot run, or None when it can."""
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    install_log = RESULTS_DIR / log_name
+    try:
+        ensure(install_log)
+    except NotRun as exc:
+        return f"{exc} (see {install_log})" if install_log.exists() else str(exc)
+    return None
+
+
 def prepare_litellm() -> str | None:
     """Install LiteLLM if needed; the reason it cannot run, or None when it can."""
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    install_log = RESULTS_DIR / "litellm-install.log"
-    try:
-        ensure_litellm(install_log)
-    except NotRun as exc:
-        return f"{exc} (see {install_log})"
-    return None
+    return _installed(ensure_litellm, "litellm-install.log")
 
 
 def prepare_floor() -> str | None:
@@ -344,13 +349,7 @@ def prepare_floor() -> str | None:
 
 def prepare_portkey() -> str | None:
     """Install Portkey's gateway if needed; the reason it cannot run, or None when it can."""
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    install_log = RESULTS_DIR / "portkey-install.log"
-    try:
-        ensure_portkey(install_log)
-    except NotRun as exc:
-        return f"{exc} (see {install_log})" if install_log.exists() else str(exc)
-    return None
+    return _installed(ensure_portkey, "portkey-install.log")
 
 
 def _command_output(argv: Sequence[str]) -> str:

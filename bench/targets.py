@@ -237,14 +237,9 @@ def ensure_litellm(log_path: Path) -> None:
         "python3 -m venv": [python3, "-m", "venv", "--clear", str(LITELLM_VENV)],
         "pip install": [str(_venv_python()), "-m", "pip", "install", "-q", LITELLM_REQUIREMENT],
     }
-    with log_path.open("wb") as log:
-        for step, argv in steps.items():
-            try:
-                done = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, timeout=1800)
-            except (OSError, subprocess.TimeoutExpired) as exc:
-                raise NotRun(f"{step} failed: {exc}") from exc
-            if done.returncode != 0:
-                raise NotRun(f"{step} exited {done.returncode}: {_last_error(log_path)}")
+    log_path.write_bytes(b"")
+    for step, argv in steps.items():
+        _install_step(step, argv, log_path, timeout_s=1800)
     marker.write_text(LITELLM_REQUIREMENT)
 
 
@@ -275,6 +270,17 @@ def _installed_portkey() -> str | None:
         return None
 
 
+def _install_step(step: str, argv: list[str], log_path: Path, timeout_s: int) -> None:
+    """Runs one install command, its output appended to `log_path`; NotRun if it fails."""
+    with log_path.open("ab") as log:
+        try:
+            done = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, timeout=timeout_s)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise NotRun(f"{step} failed: {exc}") from exc
+    if done.returncode != 0:
+        raise NotRun(f"{step} exited {done.returncode}: {_last_error(log_path)}")
+
+
 def ensure_portkey(log_path: Path) -> None:
     """`npm install` the pinned Portkey gateway into bench/portkey, unless already there.
 
@@ -290,13 +296,8 @@ def ensure_portkey(log_path: Path) -> None:
         raise NotRun("npm missing (needed to install Portkey's gateway)")
     print(f"installing {PORTKEY_PACKAGE}@{wanted} into {PORTKEY_DIR} ...", file=sys.stderr)
     argv = [npm, "install", "--prefix", str(PORTKEY_DIR), "--no-audit", "--no-fund"]
-    with log_path.open("wb") as log:
-        try:
-            done = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, timeout=900)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise NotRun(f"npm install failed: {exc}") from exc
-    if done.returncode != 0:
-        raise NotRun(f"npm install exited {done.returncode}: {_last_error(log_path)}")
+    log_path.write_bytes(b"")
+    _install_step("npm install", argv, log_path, timeout_s=900)
     if _installed_portkey() != wanted or not PORTKEY_START.exists():
         raise NotRun(f"npm install did not leave {PORTKEY_PACKAGE}@{wanted} in {PORTKEY_DIR}")
 
