@@ -153,6 +153,9 @@ def _row(
     if found is None:
         return row
     cell = found.wrk
+    if cell.requests == 0:
+        # A cell in which no request completed measured nothing: it is not `ok`.
+        row["status"] = "no request completed"
     base = baseline.phase(phase.kind).cells.get(concurrency) if baseline else None
     row.update(
         rps=cell.rps,
