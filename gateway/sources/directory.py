@@ -38,7 +38,7 @@ from gateway.sources.base import (
     SourceError,
     SourceStats,
 )
-from gateway.sources.fswatch import DEFAULT_DEBOUNCE_S, DirectoryEvents, follow
+from gateway.sources.fswatch import DEFAULT_DEBOUNCE_S, DirectoryEvents, Watches
 from gateway.sources.reading import DATA_LINK, Budget, is_document_name, read_documents
 
 #: Reads that found `..data` swapped under them, in a row, before giving up for now
@@ -68,7 +68,7 @@ class DirectorySource:
         self.max_bytes = max_bytes
         self.max_documents = max_documents
         self.stats = SourceStats()
-        self._watches: set[DirectoryEvents] = set()
+        self._watches = Watches()
 
     async def read(self) -> Documents:
         return await asyncio.to_thread(self._read)
@@ -111,22 +111,13 @@ class DirectorySource:
             self.debounce_s,
             self.event_filter,
         )
-        return self._follow(events)
-
-    async def _follow(self, events: DirectoryEvents) -> AsyncIterator[Documents]:
-        self._watches.add(events)
-        try:
-            async for documents in follow(self.read, events, self.resync_s, self.stats):
-                yield documents
-        finally:
-            self._watches.discard(events)
+        return self._watches.follow(self.read, events, self.resync_s, self.stats)
 
     async def write(self, files: Mapping[str, str]) -> None:
         raise SourceError(f"{self.origin} is a directory: change its files where they live")
 
     async def aclose(self) -> None:
-        for events in list(self._watches):
-            await events.close()
+        await self._watches.close()
 
 
 def _relevant(name: str) -> bool:

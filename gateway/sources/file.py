@@ -28,7 +28,7 @@ from gateway.sources.base import (
     SourceError,
     SourceStats,
 )
-from gateway.sources.fswatch import DEFAULT_DEBOUNCE_S, DirectoryEvents, follow
+from gateway.sources.fswatch import DEFAULT_DEBOUNCE_S, DirectoryEvents, Watches
 from gateway.sources.reading import DATA_LINK, Budget, read_documents
 
 
@@ -50,7 +50,7 @@ class FileSource:
         self.event_filter = event_filter
         self.max_bytes = max_bytes
         self.stats = SourceStats()
-        self._watches: set[DirectoryEvents] = set()
+        self._watches = Watches()
 
     @property
     def writable(self) -> bool:
@@ -81,15 +81,7 @@ class FileSource:
             self.debounce_s,
             self.event_filter,
         )
-        return self._follow(events)
-
-    async def _follow(self, events: DirectoryEvents) -> AsyncIterator[Documents]:
-        self._watches.add(events)
-        try:
-            async for documents in follow(self.read, events, self.resync_s, self.stats):
-                yield documents
-        finally:
-            self._watches.discard(events)
+        return self._watches.follow(self.read, events, self.resync_s, self.stats)
 
     async def write(self, files: Mapping[str, str]) -> None:
         """Replace the file with the one document in `files` (its name is not used:
@@ -129,5 +121,4 @@ class FileSource:
             raise SourceError(f"cannot write {self.origin}: {exc.strerror}") from None
 
     async def aclose(self) -> None:
-        for events in list(self._watches):
-            await events.close()
+        await self._watches.close()

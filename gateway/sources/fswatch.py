@@ -163,3 +163,29 @@ async def follow(
                 stats.yields += 1
                 yield documents
             reason = "event" if await events.wait(resync_s) else "resync"
+
+
+class Watches:
+    """The watches a source has open, so that closing the source ends every one."""
+
+    def __init__(self) -> None:
+        self._open: set[DirectoryEvents] = set()
+
+    async def follow(
+        self,
+        read: Callable[[], Awaitable[Documents]],
+        events: DirectoryEvents,
+        resync_s: float,
+        stats: SourceStats,
+    ) -> AsyncIterator[Documents]:
+        """`follow`, with `events` held open here until the iteration ends."""
+        self._open.add(events)
+        try:
+            async for documents in follow(read, events, resync_s, stats):
+                yield documents
+        finally:
+            self._open.discard(events)
+
+    async def close(self) -> None:
+        for events in list(self._open):
+            await events.close()
