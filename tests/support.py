@@ -10,15 +10,18 @@ from __future__ import annotations
 import asyncio
 import os
 import queue
+import re
 import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import openai
 import uvicorn
 import uvloop
@@ -196,6 +199,28 @@ class SeawallProcess:
                 raise RuntimeError("seawall exited before ready:\n" + "".join(self.output))
             if ready_marker in line:
                 return self
+
+    @property
+    def url(self) -> str:
+        """Its loopback URL, from the address it printed (`--port 0` picks a free one)."""
+        line = next(x for x in self.output if "seawall listening on" in x)
+        match = re.search(r"http://[\d.]+:(\d+)", line)
+        assert match, line
+        return f"http://127.0.0.1:{match.group(1)}"
+
+    def wait_ready(self, timeout: float = 30) -> httpx.Response:
+        """Polls `/readyz` until it answers 200 (the config is built and its pools are
+        started), and returns that answer."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                ready = httpx.get(self.url + "/readyz", timeout=1)
+                if ready.status_code == 200:
+                    return ready
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "seawall never became ready"
+            time.sleep(0.05)
 
     def run_to_exit(self, timeout: float = STARTUP_TIMEOUT) -> tuple[int, str]:
         result = subprocess.run(

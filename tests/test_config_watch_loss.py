@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import time
 from pathlib import Path
 from typing import Any
@@ -50,19 +49,8 @@ def start_replica(etcd: EtcdServer) -> tuple[SeawallProcess, str]:
     spec = f"etcd://{etcd.endpoint}{PREFIX}"
     process = SeawallProcess(["serve", "--config", spec, "--port", "0", "--log-level", "warning"])
     process.start()
-    line = next(x for x in process.output if "seawall listening on" in x)
-    match = re.search(r"http://[\d.]+:(\d+)", line)
-    assert match
-    url = f"http://127.0.0.1:{match.group(1)}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(url + "/readyz").status_code == 200:
-                return process, url
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline, "replica never became ready"
-        time.sleep(0.05)
+    process.wait_ready()
+    return process, process.url
 
 
 def serving(url: str) -> str:
@@ -163,19 +151,8 @@ def test_a_configmap_swap_reloads_a_serving_gateway(tmp_path: Path) -> None:
     process = SeawallProcess(["serve", "--config", str(volume), "--port", "0"])
     process.start()
     try:
-        line = next(x for x in process.output if "seawall listening on" in x)
-        match = re.search(r"http://[\d.]+:(\d+)", line)
-        assert match
-        url = f"http://127.0.0.1:{match.group(1)}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(url + "/readyz").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        process.wait_ready()
+        url = process.url
         first = serving(url)
         kubelet.write({"models.yaml": yaml.safe_dump({"models": []})})  # invalid
         extra = yaml.safe_dump({"telemetry": {"opentelemetry": False}})

@@ -210,24 +210,12 @@ def test_four_gateways_on_one_redis_are_exact(redis: RedisServer, tmp_path: Path
         SeawallProcess(["serve", "--config", str(path), "--port", "0"]).start() for _ in range(4)
     ]
     try:
-        urls = []
         for process in processes:
-            line = next(x for x in process.output if "seawall listening on" in x)
-            match = re.search(r"http://[\d.]+:(\d+)", line)
-            assert match
-            urls.append(f"http://127.0.0.1:{match.group(1)}")
+            process.wait_ready()
+        urls = [process.url for process in processes]
 
         async def run() -> list[int]:
             async with httpx.AsyncClient(headers={"authorization": "Bearer hot"}, timeout=20) as c:
-                # wait until each is ready
-                for url in urls:
-                    for _ in range(200):
-                        try:
-                            if (await c.get(url + "/readyz")).status_code == 200:
-                                break
-                        except httpx.HTTPError:
-                            pass
-                        await asyncio.sleep(0.05)
 
                 async def one(n: int) -> int:
                     body = {"model": "g", "messages": HI}

@@ -119,20 +119,9 @@ def test_reload_under_load_never_fails_a_request(tmp_path: Path) -> None:
     )
     process.start()
     try:
-        line = next(x for x in process.output if "seawall listening on" in x)
-        match = re.search(r"http://[\d.]+:(\d+)", line)
-        assert match and process.proc is not None
-        url = f"http://127.0.0.1:{match.group(1)}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                ready = httpx.get(url + "/readyz")
-                if ready.status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        assert process.proc is not None
+        ready = process.wait_ready()
+        url = process.url
         data, _ = merge({"seawall.yaml": path.read_text()})
         valid = {ready.json()["config_version"]: {"a", "b"}}
         refused: set[str] = set()

@@ -8,7 +8,6 @@ a silent cut, and the log must show no CancelledError traceback.
 from __future__ import annotations
 
 import json
-import re
 import signal
 import threading
 import time
@@ -67,19 +66,9 @@ class Gateway:
 
     def __enter__(self) -> Gateway:
         self.process.start()
-        line = next(x for x in self.process.output if "seawall listening on" in x)
-        match = re.search(r"http://[\d.]+:(\d+)", line)
-        assert match
-        self.url = f"http://127.0.0.1:{match.group(1)}"
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(self.url + "/readyz", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError("gateway never became ready")
+        self.process.wait_ready()
+        self.url = self.process.url
+        return self
 
     def __exit__(self, *exc: object) -> None:
         self.process.stop()
