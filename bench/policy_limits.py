@@ -15,7 +15,6 @@ turns with its ratio to plain and to the floor.
 from __future__ import annotations
 
 import argparse
-import re
 import shutil
 import statistics
 import subprocess
@@ -28,6 +27,7 @@ from typing import Any
 import httpx
 import yaml
 from cel_libraries import HEADERS, RULES
+from loadgen import run_wrk, write_script
 from processes import free_port
 
 BENCH = Path(__file__).resolve().parent
@@ -82,17 +82,12 @@ def config(upstream: int, *, policies: bool, limits: str | None) -> dict[str, An
     return document
 
 
-def wrk(url: str, connections: int, seconds: int, script: Path) -> tuple[float, float]:
-    """(requests/s, p50 ms) of one wrk run."""
-    out = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
-    if "Non-2xx" in out:
-        raise SystemExit(f"{url}: non-2xx answers:\n{out}")
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    value, unit = re.search(r"50%\s+([\d.]+)(us|ms|s)", out).groups()  # type: ignore[union-attr]
-    return rps, float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+def measure(url: str, connections: int, seconds: int, script: Path) -> tuple[float, float]:
+    """(requests/s, p50 ms) of one wrk run; any failed or non-2xx answer stops the bench."""
+    result = run_wrk("wrk", url, script, connections, seconds)
+    if result.errors or result.p50_ms is None:
+        raise SystemExit(f"{url}: {result.errors} errors, {result.requests} requests")
+    return result.rps, result.p50_ms
 
 
 def wait_ready(url: str, headers: dict[str, str]) -> None:
@@ -145,13 +140,9 @@ def main() -> int:
                 targets[name] = (port, bool(options["policies"]))
             scripts = {}
             for keyed in (False, True):
-                auth = f'wrk.headers["authorization"] = "Bearer {TOKEN}"\n' if keyed else ""
-                script = folder / f"post-{keyed}.lua"
-                script.write_text(
-                    f"wrk.method = \"POST\"\nwrk.body = '{BODY}'\n"
-                    f'wrk.headers["content-type"] = "application/json"\n{auth}'
-                )
-                scripts[keyed] = script
+                scripts[keyed] = folder / f"post-{keyed}.lua"
+                auth = {"authorization": f"Bearer {TOKEN}"} if keyed else {}
+                write_script(scripts[keyed], BODY.encode(), auth)
             for port, keyed in targets.values():
                 headers = {"content-type": "application/json"}
                 if keyed:
@@ -161,8 +152,8 @@ def main() -> int:
             for _ in range(args.turns):
                 for name, (port, keyed) in targets.items():
                     url = f"http://127.0.0.1:{port}/v1/chat/completions"
-                    rps, _ = wrk(url, 32, args.seconds, scripts[keyed])
-                    _, p50 = wrk(url, 1, max(2, args.seconds // 2), scripts[keyed])
+                    rps, _ = measure(url, 32, args.seconds, scripts[keyed])
+                    _, p50 = measure(url, 1, max(2, args.seconds // 2), scripts[keyed])
                     results[name].append((rps, p50))
         finally:
             for process in processes:
