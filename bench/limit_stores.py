@@ -16,11 +16,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -28,7 +25,7 @@ from pathlib import Path
 import redis.asyncio as aioredis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from processes import free_port
+from processes import redis_server
 
 from limits import Demand, Level, Limiter, MemoryStore
 from limits.config import LimitsConfig
@@ -117,32 +114,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="1,000 operations a mode")
     args = parser.parse_args()
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise SystemExit("redis-server is not installed (Debian: apt-get install redis-server)")
-    port = free_port()
-    with tempfile.TemporaryDirectory() as scratch:
-        server = subprocess.Popen(
-            [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", scratch,
-             "--save", "", "--appendonly", "no"],
-            stdout=subprocess.DEVNULL,
-        )  # fmt: skip
-        try:
-            url = f"redis://127.0.0.1:{port}/0"
-            deadline = time.monotonic() + 10
-            while (
-                subprocess.run(
-                    ["redis-cli", "-p", str(port), "ping"], capture_output=True, check=False
-                ).stdout.strip()
-                != b"PONG"
-            ):
-                if time.monotonic() > deadline:
-                    raise SystemExit("redis-server did not start")
-                time.sleep(0.05)
-            rows = asyncio.run(run(url, 1_000 if args.quick else 10_000))
-        finally:
-            server.terminate()
-            server.wait(10)
+    with redis_server() as url:
+        rows = asyncio.run(run(url, 1_000 if args.quick else 10_000))
     print("| mode | admissions/s | p50 ms | p99 ms |")
     print("|---|---|---|---|")
     for name, per_second, latencies in rows:

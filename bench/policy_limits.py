@@ -15,12 +15,12 @@ turns with its ratio to plain and to the floor.
 from __future__ import annotations
 
 import argparse
-import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ import httpx
 import yaml
 from cel_libraries import HEADERS, RULES
 from loadgen import run_wrk, write_script
-from processes import free_port
+from processes import free_port, redis_server
 
 BENCH = Path(__file__).resolve().parent
 PYTHON = sys.executable
@@ -109,23 +109,21 @@ def main() -> int:
     parser.add_argument("--turns", type=int, default=3, help="runs of each target, in turns")
     args = parser.parse_args()
     processes: list[subprocess.Popen[bytes]] = []
-    with tempfile.TemporaryDirectory() as scratch:
+    with tempfile.TemporaryDirectory() as scratch, ExitStack() as stack:
         folder = Path(scratch)
 
         def start(argv: list[str]) -> None:
             processes.append(subprocess.Popen(argv, stdout=subprocess.DEVNULL, cwd=BENCH.parent))
 
         try:
-            upstream, redis_port = free_port(), free_port()
+            upstream = free_port()
             start([PYTHON, str(BENCH / "upstream.py"), "--port", str(upstream)])
-            redis_server = shutil.which("redis-server") or "redis-server"
-            start([redis_server, "--port", str(redis_port), "--save", "", "--dir", scratch])
-            redis_url = f"redis://127.0.0.1:{redis_port}/0"
+            redis_url = stack.enter_context(redis_server())
             floor = free_port()
             start([PYTHON, str(BENCH / "floor.py"), "--port", str(floor),
                    "--upstream", f"http://127.0.0.1:{upstream}"])  # fmt: skip
             targets = {"floor": (floor, False)}
-            variants = {
+            variants: dict[str, dict[str, Any]] = {
                 "seawall plain": dict(policies=False, limits=None),
                 "seawall + tenants, 20 policies": dict(policies=True, limits=None),
                 "  + limits in memory": dict(policies=True, limits="memory"),
@@ -134,7 +132,7 @@ def main() -> int:
             for name, options in variants.items():
                 port = free_port()
                 path = folder / f"{port}.yaml"
-                path.write_text(yaml.safe_dump(config(upstream, **options)))  # type: ignore[arg-type]
+                path.write_text(yaml.safe_dump(config(upstream, **options)))
                 start([PYTHON, "-m", "gateway", "serve", "--config", str(path),
                        "--port", str(port), "--log-level", "warning"])  # fmt: skip
                 targets[name] = (port, bool(options["policies"]))
@@ -160,15 +158,16 @@ def main() -> int:
                 process.terminate()
             for process in processes:
                 process.wait(10)
-    rps = {name: statistics.median(r for r, _ in runs) for name, runs in results.items()}
-    p50 = {name: statistics.median(p for _, p in runs) for name, runs in results.items()}
+    median_rps = {name: statistics.median(r for r, _ in runs) for name, runs in results.items()}
+    median_p50 = {name: statistics.median(p for _, p in runs) for name, runs in results.items()}
     plain = "seawall plain"
     print("| target | RPS c=32 | p50 ms c=1 | RPS / plain | RPS / floor | p50 - plain (ms) |")
     print("|---|---|---|---|---|---|")
     for name in targets:
+        rps, p50 = median_rps[name], median_p50[name]
         print(
-            f"| {name} | {rps[name]:,.0f} | {p50[name]:.3f} | {rps[name] / rps[plain]:.2f} "
-            f"| {rps[name] / rps['floor']:.2f} | {p50[name] - p50[plain]:+.3f} |"
+            f"| {name} | {rps:,.0f} | {p50:.3f} | {rps / median_rps[plain]:.2f} "
+            f"| {rps / median_rps['floor']:.2f} | {p50 - median_p50[plain]:+.3f} |"
         )
     print(f"\nmedians of {args.turns} turns; wrk -t1, {args.seconds} s at c=32 per turn")
     return 0

@@ -9,9 +9,11 @@ stop the groups instead of leaving half-killed servers behind.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
@@ -79,6 +81,36 @@ def spawn(
         yield Spawned(name, process, log_path, started)
     finally:
         stop_group(process)
+
+
+@contextmanager
+def redis_server() -> Iterator[str]:
+    """A `redis-server` on a free loopback port with a temporary directory and no
+    persistence, answering PING; yields its URL, stops it on the way out."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise SystemExit("redis-server is not installed (Debian: apt-get install redis-server)")
+    port = free_port()
+    with tempfile.TemporaryDirectory() as scratch:
+        server = subprocess.Popen(
+            [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", scratch,
+             "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 10
+            while True:
+                with suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5) as s:
+                    s.sendall(b"PING\r\n")
+                    if s.recv(16).startswith(b"+PONG"):
+                        break
+                if time.monotonic() > deadline:
+                    raise SystemExit("redis-server did not start")
+                time.sleep(0.05)
+            yield f"redis://127.0.0.1:{port}/0"
+        finally:
+            server.terminate()
+            server.wait(10)
 
 
 def stop_group(process: subprocess.Popen[bytes]) -> None:
