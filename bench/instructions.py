@@ -15,6 +15,11 @@ and imports cancel out:
     .venv/bin/python bench/instructions.py              # this checkout
     .venv/bin/python bench/instructions.py --stream     # 200-event streams
     .venv/bin/python bench/instructions.py --prompt-tokens 1000 --max-prompt-tokens 1100
+    .venv/bin/python bench/instructions.py --governed   # tenants, 20 rules, memory limits
+
+`--governed` serves bench/policy_limits.py's config: a 3-level tenant tree with the key
+on its leaf, the 20 rules of bench/cel_libraries.py across the chain (some reading
+per-request attributes) and memory limits on every level, far above the load.
 
 To compare two revisions, run it in a worktree of each (see bench/README.md).
 """
@@ -29,6 +34,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+import policy_limits
+import yaml
 from checks import Endpoint, prompt_of, wait_ready
 from processes import free_port, spawn
 from upstream import MODEL, STREAM_EVENTS
@@ -49,7 +56,9 @@ SCOPE = {
     "method": "POST", "scheme": "http", "path": "/v1/chat/completions",
     "raw_path": b"/v1/chat/completions", "query_string": b"", "root_path": "",
     "headers": [(b"host", b"gw"), (b"content-type", b"application/json"),
-                (b"content-length", str(len(BODY)).encode())],
+                (b"content-length", str(len(BODY)).encode())]
+               + ([(b"authorization", os.environ["BENCH_AUTH"].encode())]
+                  if os.environ.get("BENCH_AUTH") else []),
     "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 2),
 }
 
@@ -91,8 +100,17 @@ def count_instructions(requests: int, env: dict[str, str]) -> int:
     return int(match.group(1))
 
 
-def write_config(folder: Path, upstream_port: int, max_prompt_tokens: int | None) -> Path:
+def write_config(
+    folder: Path, upstream_port: int, max_prompt_tokens: int | None, governed: bool = False
+) -> Path:
     config = folder / "seawall.yaml"
+    if governed:
+        document = policy_limits.config(upstream_port, policies=True, limits="memory")
+        # Under valgrind everything runs ~50x slower: the default 1 ms evaluation budget
+        # would cut rules off (and deny). The budget is a wall-clock bound, not work.
+        document["policies"]["evaluation_budget_ms"] = 100
+        config.write_text(yaml.safe_dump(document))
+        return config
     limit = "" if max_prompt_tokens is None else f"    max_prompt_tokens: {max_prompt_tokens}\n"
     config.write_text(
         "models:\n  - name: bench\n" + limit + "    deployments:\n"
@@ -107,6 +125,9 @@ def main() -> int:
     parser.add_argument("--stream", action="store_true", help="200-event streams")
     parser.add_argument("--prompt-tokens", type=int, default=0, help="user message of ~N tokens")
     parser.add_argument("--max-prompt-tokens", type=int, help="the group's prompt limit")
+    parser.add_argument(
+        "--governed", action="store_true", help="tenants, 20 rules and memory limits"
+    )
     args = parser.parse_args()
     if subprocess.run(["which", "valgrind"], capture_output=True).returncode != 0:
         subprocess.run(["apt-get", "install", "-y", "-q", "valgrind"], check=True)
@@ -118,11 +139,14 @@ def main() -> int:
             url = f"http://127.0.0.1:{port}/v1/chat/completions"
             endpoint = Endpoint(url, "sk-bench", MODEL, prompt_of(args.prompt_tokens))
             wait_ready(endpoint, args.stream, upstream, timeout_s=30)
-            body = Endpoint(url, "sk-bench", "bench", endpoint.prompt).encoded_body(args.stream)
+            group = MODEL if args.governed else "bench"
+            body = Endpoint(url, "sk-bench", group, endpoint.prompt).encoded_body(args.stream)
+            config = write_config(folder, port, args.max_prompt_tokens, args.governed)
             env = {
                 **os.environ,
-                "BENCH_CONFIG": str(write_config(folder, port, args.max_prompt_tokens)),
+                "BENCH_CONFIG": str(config),
                 "BENCH_BODY": body.decode(),
+                "BENCH_AUTH": f"Bearer {policy_limits.TOKEN}" if args.governed else "",
                 "PYTHONPATH": str(REPO),
             }
             short = count_instructions(SHORT, env)
@@ -131,6 +155,7 @@ def main() -> int:
     unit = f"stream of {STREAM_EVENTS} events" if args.stream else "request"
     prompt = f"a ~{args.prompt_tokens}-token prompt" if args.prompt_tokens else "a short prompt"
     limit = f", max_prompt_tokens {args.max_prompt_tokens}" if args.max_prompt_tokens else ""
+    limit += ", governed (tenants, 20 rules, memory limits)" if args.governed else ""
     print(
         f"{per_request:,.0f} instructions per {unit}, {prompt}{limit} "
         f"(valgrind; {SHORT} vs {LONG} requests)"

@@ -35,8 +35,12 @@ class ChaosConfig(Frozen):
     max_probability: float = Field(1.0, ge=0, le=1)
     #: Injected delays (ms, jitter_ms, retry-after) above this are clamped or refused.
     max_latency_ms: int = Field(30_000, ge=0)
-    #: Header faults per request, and scheduled faults at once.
+    #: Header faults per request, and scheduled faults at once (all tenants).
     max_active_faults: int = Field(100, ge=1)
+    #: Scheduled faults one tenant scope may hold at once, within `max_active_faults`:
+    #: one team's drills never use up the room of another's. The root scope has only
+    #: the overall cap.
+    max_faults_per_tenant: int = Field(10, ge=1)
     #: `clamp`: a fault over a cap is brought within it; `refuse`: it is a 400.
     over_cap: Literal["clamp", "refuse"] = "clamp"
     colors: dict[str, ColorConfig] = Field(default_factory=dict)

@@ -112,6 +112,11 @@ KEY_PARSERS: Mapping[str, Parser] = {
 DURATION_KEYS = frozenset({"ms", "jitter_ms", "retry_after_ms"})
 
 
+#: Layers whose faults act on the whole gateway rather than on one request's calls
+#: (the config source): only a root-scoped admin may inject them.
+GATEWAY_WIDE_LAYERS = frozenset({"config"})
+
+
 @dataclass(frozen=True)
 class FaultKind:
     name: str
@@ -119,6 +124,10 @@ class FaultKind:
     keys: tuple[str, ...] = ()
     defaults: Mapping[str, Any] = field(default_factory=dict)
     modes: tuple[str, ...] = ()
+
+    @property
+    def gateway_wide(self) -> bool:
+        return self.layer in GATEWAY_WIDE_LAYERS
 
 
 KINDS: Mapping[str, FaultKind] = {
@@ -215,6 +224,10 @@ class FaultSpec:
 
 class FaultError(ValueError):
     """A fault that cannot be injected as written; the message says why."""
+
+    #: Where the fault came from, for the error's `param`: "header" (the chaos
+    #: header, or an admin's body) or "color" (a traffic color's faults).
+    source = "header"
 
 
 def build(name: str, values: Mapping[str, str]) -> FaultSpec:

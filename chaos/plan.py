@@ -9,6 +9,13 @@ that look exactly like real ones.
 Header and color faults live for the request: their `after` and `count` count
 the calls this request makes (attempts, retries, failovers). Scheduled faults
 are shared by all requests, so theirs count across the whole gateway.
+
+Every fault has a scope: the tenant on whose behalf it was injected (the caller's
+tenant for header and color faults, the scheduling admin's for scheduled ones).
+A plan holding any fault below the root scope is not `observed`: what its request
+meets is staged for one tenant, so it must not teach the health every tenant's
+routing shares (statistics, breakers, SLA weights, the retry budget). A root-scoped
+drill is observed: it opens real breakers, as a real outage would.
 """
 
 from __future__ import annotations
@@ -21,12 +28,18 @@ from typing import Any
 from chaos.config import ChaosConfig
 from chaos.faults import DURATION_KEYS, FaultError, FaultSpec
 
+#: The scope of a fault injected for the whole gateway (a root-scoped key's header,
+#: a root admin's schedule): every request.
+ROOT_SCOPE = "root"
+
 
 class ActiveFault:
     """A fault and its trigger state: how many matching calls it saw and hit."""
 
-    def __init__(self, spec: FaultSpec) -> None:
+    def __init__(self, spec: FaultSpec, scope: str = ROOT_SCOPE) -> None:
         self.spec = spec
+        #: The tenant it was injected for (`ROOT_SCOPE`: the whole gateway).
+        self.scope = scope
         self.seen = 0
         self.hits = 0
         self._rng = random.Random(spec.seed)
@@ -93,8 +106,11 @@ class ChaosPlan:
         self._groups = groups  # deployment id -> group name, for `group:` targets
         #: What was injected, `fault@where`, each once (the response header).
         self.injected: list[str] = []
-        #: How many times, by (fault, where) (metrics).
-        self.counts: dict[tuple[str, str], int] = {}
+        #: How many times, by (scope, fault, where) (metrics, scoped views).
+        self.counts: dict[tuple[str, str, str], int] = {}
+        #: Whether this request's outcomes may teach the shared health: only when
+        #: every fault in force is root-scoped.
+        self.observed = all(fault.scope == ROOT_SCOPE for fault in self.faults)
 
     def firing(self, where: str) -> list[FaultSpec]:
         """The faults that hit this call to `where` (a deployment id or `tool:NAME`),
@@ -104,13 +120,13 @@ class ChaosPlan:
         for fault in self.faults:
             if fault.matches(where, group) and fault.fires():
                 hits.append(fault.spec)
-                self.record(fault.spec.name, where)
+                self.record(fault, where)
         return hits
 
-    def record(self, fault: str, where: str) -> None:
-        key = (fault, where)
+    def record(self, fault: ActiveFault, where: str) -> None:
+        key = (fault.scope, fault.spec.name, where)
         self.counts[key] = self.counts.get(key, 0) + 1
-        entry = f"{fault}@{where}"
+        entry = f"{fault.spec.name}@{where}"
         if entry not in self.injected:
             self.injected.append(entry)
 
@@ -123,5 +139,5 @@ class ChaosPlan:
                 continue
             if spec.target in (None, f"tool:{name}") and fault.fires():  # last: it counts
                 hits.append(spec)
-                self.record(spec.name, f"tool:{name}")
+                self.record(fault, f"tool:{name}")
         return hits

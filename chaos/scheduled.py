@@ -4,7 +4,11 @@ until they expire by themselves (`duration_s`) or are cleared.
 A fault's `scope` is the tenant whose admin scheduled it: it touches only requests of
 that tenant and the tenants below it (a team admin's outage drill never reaches a
 sibling team's traffic), and only admins whose scope covers it see or clear it. The
-root scope covers every request."""
+root scope covers every request.
+
+Room is shared fairly: at most `max_active` faults at once in all, and at most
+`max_per_scope` for any one tenant scope, so one team's admin filling its quota
+leaves room for every other team's (the root scope has only the overall cap)."""
 
 from __future__ import annotations
 
@@ -15,14 +19,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from chaos.faults import FaultError, FaultSpec
-from chaos.plan import ActiveFault
+from chaos.plan import ROOT_SCOPE, ActiveFault
 
 #: A scheduled fault lasts at most this long.
 MAX_DURATION_SECONDS = 24 * 3600
 
+__all__ = ["MAX_DURATION_SECONDS", "ROOT_SCOPE", "QuotaExceeded", "Schedule", "Scheduled"]
 
-#: The scope of a fault scheduled by a root-scoped admin: every request.
-ROOT_SCOPE = "root"
+
+class QuotaExceeded(FaultError):
+    """No room for another scheduled fault: the caller's tenant quota, or the
+    gateway's overall cap."""
 
 
 @dataclass
@@ -47,8 +54,15 @@ class Scheduled:
 
 
 class Schedule:
-    def __init__(self, max_active: int, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        max_active: int,
+        clock: Callable[[], float] = time.monotonic,
+        max_per_scope: int | None = None,
+    ) -> None:
         self.max_active = max_active
+        #: Faults one tenant scope may hold at once (None: only `max_active`).
+        self.max_per_scope = max_per_scope
         self._clock = clock
         self._faults: dict[str, Scheduled] = {}
         self._ids = itertools.count(1)
@@ -58,10 +72,21 @@ class Schedule:
             raise FaultError(
                 f"duration_s must be more than 0 and at most {MAX_DURATION_SECONDS} seconds"
             )
-        if len(self.active()) >= self.max_active:
-            raise FaultError(f"{self.max_active} faults are already scheduled (max_active_faults)")
+        active = self.active()
+        quota = self.max_per_scope
+        if scope != ROOT_SCOPE and quota is not None:
+            held = sum(1 for s in active if s.scope == scope)
+            if held >= quota:
+                raise QuotaExceeded(
+                    f"tenant {scope!r} already has {held} faults scheduled "
+                    f"(max_faults_per_tenant: {quota})"
+                )
+        if len(active) >= self.max_active:
+            raise QuotaExceeded(
+                f"{self.max_active} faults are already scheduled (max_active_faults)"
+            )
         scheduled = Scheduled(
-            f"f{next(self._ids)}", ActiveFault(spec), self._clock() + duration_s, scope
+            f"f{next(self._ids)}", ActiveFault(spec, scope), self._clock() + duration_s, scope
         )
         self._faults[scheduled.id] = scheduled
         return scheduled

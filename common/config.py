@@ -177,6 +177,9 @@ def env_secrets_optional() -> Iterator[None]:
         _SKIP_ENV.reset(token)
 
 
+#: A credential as a whole (an API key, a header value, an HMAC key): `env:NAME` or a
+#: literal, shown as `**********`. URLs that may carry credentials are `SecretUrl`;
+#: what both types guarantee, and where, is in common/secrets.py.
 Secret = Annotated[SecretStr, BeforeValidator(resolve_secret)]
 
 

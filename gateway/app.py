@@ -21,6 +21,8 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from common.headers import CONFIG_VERSION_HEADER, REQUEST_ID_HEADER
+from common.redact import LOG_REDACTION, Redactor
+from common.secrets import source_secrets
 from gateway.admin import admin_routes
 from gateway.config import GatewayConfig
 from gateway.drain import Drain
@@ -59,7 +61,12 @@ class Gateway:
         origin: str = "<config object>",
         source: str | None = None,
     ) -> None:
-        self.state = State(clock, limits=config.limits)
+        # Every log record the process makes loses the secrets of the config versions
+        # alive (each Runtime registers its own) and of the config source.
+        LOG_REDACTION.install()
+        self._source_secrets = Redactor(source_secrets(source))
+        LOG_REDACTION.add(self._source_secrets)
+        self.state = State(clock, limits=config.limits, responses=config.responses)
         self.metrics = Metrics(self.state, lambda: self.runtime)
         if documents is None:
             documents = {"config.json": config.model_dump_json()}
@@ -120,7 +127,9 @@ class Gateway:
             await self.source.aclose()
         await self.reloader.aclose()
         await self.runtime.close()
+        LOG_REDACTION.discard(self._source_secrets)
         await self.state.limiter.store.aclose()
+        await self.state.responses_store.aclose()
         await self.state.tool_pool.aclose()
         if self.config.telemetry.opentelemetry:
             await flush_spans()
@@ -152,9 +161,12 @@ class Gateway:
 
     async def metrics_endpoint(self, request: Request) -> Response:
         # Deployment names, traffic and error rates are not for every caller: with
-        # keys configured, scraping needs a key with the `metrics` (or `admin`) role.
-        require(self.runtime.tenants, request.headers.get("authorization"), "metrics", "admin")
-        return Response(self.metrics.render(), media_type=METRICS_CONTENT_TYPE)
+        # keys configured, scraping needs a key with the `metrics` (or `admin`) role,
+        # and a key scoped to a tenant sees that tenant's view (gateway/metrics.py).
+        identity = require(
+            self.runtime.tenants, request.headers.get("authorization"), "metrics", "admin"
+        )
+        return Response(self.metrics.render(identity), media_type=METRICS_CONTENT_TYPE)
 
     def require_user(self, request: Request) -> Identity:
         return require(self.runtime.tenants, request.headers.get("authorization"), "user")

@@ -1,52 +1,20 @@
-"""The `seawall` command line."""
+"""seawall: an OpenAI-compatible gateway for LLM agents, with resilient routing, tool
+verification, tenants, policies, limits and chaos mode."""
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import socket
 import sys
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from importlib import resources
 
-from common.config import env_secrets_optional
-from gateway.config import DEFAULT_CONFIG_RESOURCE, ConfigError, GatewayConfig
-from gateway.reload import validate
-from gateway.sources import Documents, SourceError
-from gateway.sources.spec import read_now
-
-EXIT_CONFIG = 2
-
-
-def load_served(
-    spec: str | None, host: str | None = None, skip_env: bool = False
-) -> tuple[GatewayConfig, Mapping[str, str], str]:
-    """The config (`spec`: a file, a directory or etcd://...; None: the embedded
-    default), the documents it was read from and their origin; or exit 2 with every
-    problem listed in one pass: those of the documents, and those serving them (on
-    `host`, default `server.host`) would hit. `skip_env`: `env:` secrets need not be
-    set (checking only, never serving)."""
-    if spec is None:
-        text = resources.files("gateway").joinpath(DEFAULT_CONFIG_RESOURCE).read_text()
-        documents = Documents.of({DEFAULT_CONFIG_RESOURCE: text}, "<embedded default>")
-    else:
-        try:
-            documents = read_now(spec)
-        except SourceError as exc:
-            print(f"seawall: cannot read the config: {exc}", file=sys.stderr)
-            raise SystemExit(EXIT_CONFIG) from None
-    try:
-        with env_secrets_optional() if skip_env else contextlib.nullcontext():
-            config = validate(
-                documents.files, documents.origin, documents.problems, serve_on=host or ""
-            )
-    except ConfigError as exc:
-        print(exc.render(), file=sys.stderr)
-        raise SystemExit(EXIT_CONFIG) from None
-    return config, documents.files, documents.origin
+from common.config import ENV_PREFIX
+from common.secrets import mask_url
+from gateway.boot import EXIT_CONFIG, boot, load_served, serve_loaded
+from gateway.config import GatewayConfig
 
 
 def port_number(text: str) -> int:
@@ -64,9 +32,9 @@ def worker_count(text: str) -> int:
 
 
 def config_spec(spec: str | None) -> str | None:
-    """`--config` as every worker can resolve it: a path made absolute (etcd:// and
-    explicit `file:` / `dir:` forms as given)."""
-    if spec is None or "://" in spec or spec.startswith(("file:", "dir:")):
+    """`--config` as every worker can resolve it: a path made absolute (etcd://,
+    `env:NAME` and explicit `file:` / `dir:` forms as given)."""
+    if spec is None or "://" in spec or spec.startswith(("file:", "dir:", ENV_PREFIX)):
         return spec
     return os.path.abspath(spec)
 
@@ -101,6 +69,13 @@ def serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_CONFIG
+    if args.workers > 1 and not config.responses.shared:
+        print(
+            f"seawall: warning: responses.store is `memory`: with {args.workers} workers a "
+            "stored response is readable, and its conversation continues, only on the "
+            "worker that stored it. Set responses.store to a redis:// URL to share them.",
+            file=sys.stderr,
+        )
     try:
         sock = bind(host, port)
     except OSError as exc:
@@ -109,7 +84,8 @@ def serve(args: argparse.Namespace) -> int:
     workers = f"{args.workers} workers" if args.workers > 1 else "1 worker"
     print(
         f"seawall listening on {listening_on(sock)} "
-        f"({args.config or 'embedded default config'}, {workers}); Ctrl-C to stop",
+        f"({mask_url(args.config) if args.config else 'embedded default config'}, {workers}); "
+        "Ctrl-C to stop",
         file=sys.stderr,
         flush=True,
     )
@@ -118,19 +94,18 @@ def serve(args: argparse.Namespace) -> int:
 
         server = config.server
         stop = server.drain_s + server.shutdown_timeout_s + INTERRUPT_GRACE_S + 5
-        return run_workers(options, sock, stop)
-    from gateway.app import create_app
-    from gateway.server.serve import serve_app
-
-    app = create_app(config, documents=documents, origin=origin, source=spec)
-    serve_app(app, config.server, options, sock)
+        return run_workers(options, sock, stop, boot)
+    serve_loaded(config, documents, origin, options, sock)
     return 0
 
 
 def check_config(args: argparse.Namespace) -> int:
-    config, _, _ = load_served(config_spec(args.file), skip_env=args.skip_env)
+    config, _, _ = load_served(config_spec(args.config), skip_env=args.skip_env)
     deployments = sum(len(g.deployments) for g in config.models)
-    print(f"{args.file}: ok ({len(config.models)} model groups, {deployments} deployments)")
+    print(
+        f"{mask_url(args.config)}: ok ({len(config.models)} model groups, "
+        f"{deployments} deployments)"
+    )
     return 0
 
 
@@ -179,17 +154,13 @@ def embedded_gateway() -> Iterator[str]:
     import uvicorn
 
     from gateway.app import create_app
+    from gateway.server.serve import ServeOptions, uvicorn_config
 
     sock = socket.create_server(("127.0.0.1", 0))
-    config = uvicorn.Config(
-        create_app(*load_served(None)[:1]),
-        loop="uvloop",
-        http="httptools",
-        lifespan="on",
-        access_log=False,
-        log_level="warning",
-    )
-    server = uvicorn.Server(config)
+    app = create_app(*load_served(None)[:1])
+    options = ServeOptions("127.0.0.1", sock.getsockname()[1], log_level="warning")
+    # The front door `seawall serve` has: guarded protocol, forwarded headers untrusted.
+    server = uvicorn.Server(uvicorn_config(app, app.state.gateway.config.server, options))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     try:
@@ -222,17 +193,37 @@ def chaos_list(args: argparse.Namespace) -> int:
 
 
 def add_chaos_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    chaos = commands.add_parser("chaos", help="chaos experiments").add_subparsers(
-        dest="chaos_command", required=True
+    chaos = _command(
+        commands,
+        "chaos",
+        "chaos experiments: run one, or list the shipped ones",
+        "Prove an agent survives faults: run an experiment against a gateway.",
+        "  seawall chaos list\n  seawall chaos run provider-outage\n"
+        "  seawall chaos run my-experiment.yaml --url http://127.0.0.1:8080",
+    ).add_subparsers(dest="chaos_command", required=True, metavar="COMMAND")
+    p = _command(
+        chaos,
+        "run",
+        "run an experiment (exit 0 held, 1 did not, 2 bad file)",
+        "Run an experiment: steady state, faults, recovery, each phase checked; faults are "
+        "always rolled back. Reports in JSON and markdown.",
+        "  seawall chaos run provider-outage              # on an embedded gateway\n"
+        "  seawall chaos run provider-outage --dry-run    # validate, print the plan\n"
+        "  seawall chaos run my.yaml --url http://127.0.0.1:8080 --report out/run.json",
     )
-    p = chaos.add_parser("run", help="run an experiment (exit 0 held, 1 did not, 2 bad file)")
     p.add_argument("file", help="experiment YAML, or the name of a shipped one")
     p.add_argument("--url", help="gateway to test (default: start the embedded default)")
     p.add_argument("--report", help="JSON report path (default: ./<name>-<time>.json)")
     p.add_argument("--dry-run", action="store_true", help="validate and print the plan")
     p.add_argument("--scale", type=float, default=1.0, help="multiply every duration")
     p.set_defaults(func=chaos_run)
-    p = chaos.add_parser("list", help="list the shipped experiments")
+    p = _command(
+        chaos,
+        "list",
+        "list the shipped experiments",
+        "The experiments that ship with seawall, one a line: name and title.",
+        "  seawall chaos list",
+    )
     p.set_defaults(func=chaos_list)
 
 
@@ -245,13 +236,69 @@ def _version() -> str:
         return "unknown"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="seawall", description=__doc__)
-    parser.add_argument("--version", action="version", version=f"seawall {_version()}")
-    commands = parser.add_subparsers(dest="command", required=True)
+#: What `CONFIG` may be, for every command that takes one.
+CONFIG_FORMS = (
+    "a YAML file, a directory of YAML files (a Kubernetes ConfigMap mount), or "
+    "etcd://host:port/prefix/ (credentials as env: references); env:NAME reads the "
+    "spec from a variable"
+)
 
-    p = commands.add_parser("serve", help="run the gateway")
-    p.add_argument("--config", help="YAML config file (default: the embedded demo config)")
+
+def add_config_arguments(parser: argparse.ArgumentParser, default: str | None) -> None:
+    """CONFIG as an argument or as `--config CONFIG`, the same forms for every command
+    (`resolve_config` joins them after parsing)."""
+    what = f"{CONFIG_FORMS} (default: {default})" if default else CONFIG_FORMS
+    parser.add_argument("config_argument", nargs="?", metavar="CONFIG", help=what)
+    parser.add_argument("--config", metavar="CONFIG", help="the same, as an option")
+    parser.set_defaults(config_required=default is None, config_parser=parser)
+
+
+def resolve_config(args: argparse.Namespace) -> None:
+    parser: argparse.ArgumentParser = args.config_parser
+    given = [c for c in (args.config_argument, args.config) if c is not None]
+    if len(given) == 2 and given[0] != given[1]:
+        parser.error("give the config once: as an argument or with --config")
+    if not given and args.config_required:
+        parser.error("a config is required: CONFIG or --config CONFIG")
+    args.config = given[0] if given else None
+
+
+def _command(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    summary: str,
+    description: str,
+    examples: str,
+) -> argparse.ArgumentParser:
+    return commands.add_parser(
+        name,
+        help=summary,
+        description=description,
+        epilog="examples:\n" + examples,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="seawall",
+        description=__doc__,
+        epilog="Run `seawall COMMAND --help` for a command's options and examples.",
+    )
+    parser.add_argument("--version", action="version", version=f"seawall {_version()}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = _command(
+        commands,
+        "serve",
+        "run the gateway",
+        "Serve the gateway on a config, reloading it whenever its source changes.",
+        "  seawall serve                              # the embedded demo config (mock LLMs)\n"
+        "  seawall serve seawall.yaml --port 9000\n"
+        "  seawall serve --config /etc/seawall/ --workers 4\n"
+        "  seawall serve --config etcd://127.0.0.1:2379/seawall/",
+    )
+    add_config_arguments(p, "the embedded demo config")
     p.add_argument("--host", help="bind address (default: server.host, 127.0.0.1)")
     p.add_argument("--port", type=port_number, help="port (default: server.port, 8080)")
     p.add_argument("--workers", type=worker_count, default=1, help="worker processes (default 1)")
@@ -259,13 +306,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-level", default="info")
     p.set_defaults(func=serve)
 
-    p = commands.add_parser(
+    p = _command(
+        commands,
         "check-config",
-        help="validate a config file and exit (0 ok, 2 with every problem listed)",
-        description="Report every problem of a config in one pass: fields, cross-references "
-        "and what serving it would refuse.",
+        "validate a config and exit (0 ok, 2 with every problem listed)",
+        "Report every problem of a config in one pass: fields, cross-references and what "
+        "serving it would refuse. Reads a file, a directory or etcd exactly as `serve` does.",
+        "  seawall check-config seawall.yaml\n"
+        "  seawall check-config --config /etc/seawall/ --skip-env\n"
+        "  seawall check-config etcd://127.0.0.1:2379/seawall/",
     )
-    p.add_argument("file")
+    add_config_arguments(p, None)
     p.add_argument(
         "--skip-env",
         action="store_true",
@@ -279,7 +330,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Serve seawall's deterministic mock LLM as a standalone OpenAI-compatible "
         "server (POST /v1/chat/completions, /v1/embeddings; GET /v1/models): no keys, no "
         "network. Point a gateway deployment's api_base (or any OpenAI client) at it.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        epilog="examples:\n  seawall mock-upstream --port 9100\n"
+        "  seawall mock-upstream --port 0 --latency-ms 50 --error-rate 0.1",
+        formatter_class=_DefaultsAndExamples,
     )
     p.add_argument("--host", default="127.0.0.1", help="bind address")
     p.add_argument("--port", type=port_number, default=9100, help="port (0: any free port)")
@@ -301,8 +354,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _DefaultsAndExamples(
+    argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter
+):
+    """Option defaults in the help, and examples kept as written."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if hasattr(args, "config_parser"):
+        resolve_config(args)
     return int(args.func(args))
 
 

@@ -28,17 +28,10 @@ from common.config import (
     non_empty,
     validate_document,
 )
-from gateway.server.frontdoor import (
-    DEFAULT_BODY_TIMEOUT_S,
-    DEFAULT_HEADER_TIMEOUT_S,
-    DEFAULT_KEEPALIVE_TIMEOUT_S,
-    DEFAULT_MAX_CONNECTIONS,
-    DEFAULT_MAX_HEADER_BYTES,
-    DEFAULT_MAX_HEADERS,
-    FrontDoorLimits,
-)
+from gateway.server.config import DEFAULT_HOST, ServerConfig
 from limits.config import LimitSettings
 from policies import KnownNames, PoliciesConfig, PolicyError, compile_policies
+from responses.config import ResponsesConfig
 from routing.config import OPENAI_COMPATIBLE, ModelGroupConfig, RoutingSettings
 from tenants.build import build_tenants, tenant_problems
 from tenants.config import KeyConfig, TenantConfig
@@ -46,57 +39,13 @@ from tenants.known import Known
 from tools.config import ReceiptsConfig, ToolConfig, ToolPolicy
 
 DEFAULT_CONFIG_RESOURCE = "default_config.yaml"
-DEFAULT_HOST = "127.0.0.1"
 SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
-
-#: Request bodies larger than this are refused with 413 before they are parsed.
-DEFAULT_MAX_REQUEST_BYTES = 8 * 1024 * 1024
-DEFAULT_MAX_JSON_DEPTH = 64
 
 
 class ConfigError(DocumentError):
     """A config that cannot be served."""
 
     kind = "config"
-
-
-class ServerConfig(Frozen):
-    host: str = DEFAULT_HOST
-    port: int = Field(8080, ge=0, le=65535)
-    max_request_bytes: int = Field(DEFAULT_MAX_REQUEST_BYTES, ge=1024)
-    #: Request bodies nested deeper than this are refused with 400. At most 250:
-    #: the body is re-serialized for the provider, and orjson writes at most 254 levels.
-    max_json_depth: int = Field(DEFAULT_MAX_JSON_DEPTH, ge=4, le=250)
-    # -- the front door (gateway/server/frontdoor.py has the why of each default) --
-    #: Request line plus headers; more is a 431.
-    max_header_bytes: int = Field(DEFAULT_MAX_HEADER_BYTES, ge=1024, le=1024 * 1024)
-    max_headers: int = Field(DEFAULT_MAX_HEADERS, ge=8, le=1000)
-    #: From a request's first byte (or the connection's opening) to its last header.
-    header_timeout_s: float = Field(DEFAULT_HEADER_TIMEOUT_S, gt=0, le=300)
-    #: The longest silence while a body is being received.
-    body_timeout_s: float = Field(DEFAULT_BODY_TIMEOUT_S, gt=0, le=300)
-    keepalive_timeout_s: float = Field(DEFAULT_KEEPALIVE_TIMEOUT_S, gt=0, le=3600)
-    #: Open connections per worker process.
-    max_connections: int = Field(DEFAULT_MAX_CONNECTIONS, ge=1, le=1_000_000)
-    #: After SIGTERM: /readyz answers 503 at once, new requests are still served this
-    #: long (so a load balancer notices), then the listener closes.
-    drain_s: float = Field(5.0, ge=0, le=600)
-    #: Then in-flight requests get this long to finish; streams still open after it
-    #: end with a `stream_interrupted` error event, other requests with a 503.
-    shutdown_timeout_s: float = Field(30.0, gt=0, le=3600)
-    #: Relay upstream failure details (hosts, IPs, provider wording) to clients
-    #: verbatim. Off: clients get the deployment id and the failure class only.
-    expose_upstream_errors: bool = False
-
-    def front_door(self) -> FrontDoorLimits:
-        return FrontDoorLimits(
-            max_header_bytes=self.max_header_bytes,
-            max_headers=self.max_headers,
-            header_timeout_s=self.header_timeout_s,
-            body_timeout_s=self.body_timeout_s,
-            keepalive_timeout_s=self.keepalive_timeout_s,
-            max_connections=self.max_connections,
-        )
 
 
 class TelemetryConfig(Frozen):
@@ -122,6 +71,10 @@ class GatewayConfig(Frozen):
     #: Where limit counters live, the default token estimate, named limit classes
     #: (limits on keys and tenants are set there; limits/).
     limits: LimitSettings = LimitSettings()
+    #: Stored responses (`previous_response_id`, `GET /v1/responses/{id}`): where they
+    #: live, quotas per key, per tenant and in total, how long a continued
+    #: conversation may be (responses/config.py).
+    responses: ResponsesConfig = ResponsesConfig()
     keys: tuple[KeyConfig, ...] = ()
     tools: tuple[ToolConfig, ...] = ()
     receipts: ReceiptsConfig = ReceiptsConfig()

@@ -6,15 +6,24 @@ SDKs turn it into their typed exceptions (BadRequestError, NotFoundError, ...).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
 from starlette.responses import Response
 
+from common import fields
+from common.fields import MAX_ECHO_CHARS as MAX_ECHO_CHARS  # re-exported
+from common.fields import FieldProblem
+from common.fields import echoed as echoed  # re-exported
+from common.fields import json_type as json_type  # re-exported
 from common.headers import DEPLOYMENT_HEADER
-from common.redact import redact
+from common.redact import Redactor
 from routing.outcomes import Failure, UpstreamError
+
+#: The code of the error event that ends a stream which broke after it started (an
+#: upstream failure, a gateway shutting down): `Exchange.error_code` records it too.
+STREAM_INTERRUPTED = "stream_interrupted"
 
 _TYPE_BY_STATUS = {
     400: "invalid_request_error",
@@ -83,52 +92,23 @@ def invalid_json(detail: str) -> GatewayError:
     )
 
 
-#: How many characters of a client-sent value (a model name, a field value, a header)
-#: an error message repeats. Enough to recognise it; never the whole of a megabyte
-#: `model`, which would make the error as large as the request and be stored again
-#: by every log and dashboard that keeps error messages.
-MAX_ECHO_CHARS = 256
-
-
-def echoed(value: str) -> str:
-    """`value` as an error message may repeat it: whole up to `MAX_ECHO_CHARS`
-    characters; beyond that its first `MAX_ECHO_CHARS`, an ellipsis and its length
-    (`abc...[truncated, 1048576 characters]`), so the reader knows it was cut.
-
-    Every error constructor that repeats client input passes it through here."""
-    if len(value) <= MAX_ECHO_CHARS:
-        return value
-    return f"{value[:MAX_ECHO_CHARS]}...[truncated, {len(value)} characters]"
+def bad_request(problem: FieldProblem) -> GatewayError:
+    """A refused request field (common/fields.py) as the 400 the client gets."""
+    return GatewayError(400, problem.message, code=problem.code, param=problem.param)
 
 
 def invalid_type(param: str, expected: str, value: object) -> GatewayError:
-    got = "an empty string" if value == "" else json_type(value)
-    param = echoed(param)
-    return GatewayError(
-        400,
-        f"Invalid type for '{param}': expected {expected}, but got {got} instead.",
-        code="invalid_type",
-        param=param,
-    )
+    return bad_request(fields.invalid_type(param, expected, value))
 
 
 def invalid_value(param: str, message: str) -> GatewayError:
     """`message` says what is wrong; a client value quoted in it must already be
     `echoed` (the message is the caller's sentence, only the caller knows its parts)."""
-    param = echoed(param)
-    return GatewayError(
-        400, f"Invalid value for '{param}': {message}", code="invalid_value", param=param
-    )
+    return bad_request(fields.invalid_value(param, message))
 
 
 def missing_parameter(param: str) -> GatewayError:
-    param = echoed(param)
-    return GatewayError(
-        400,
-        f"Missing required parameter: '{param}'.",
-        code="missing_required_parameter",
-        param=param,
-    )
+    return bad_request(fields.missing_parameter(param))
 
 
 def model_not_found(model: str) -> GatewayError:
@@ -152,24 +132,6 @@ def unauthorized(message: str) -> GatewayError:
     return GatewayError(
         401, message, code="invalid_api_key", headers={"www-authenticate": "Bearer"}
     )
-
-
-def json_type(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int):
-        return "an integer"
-    if isinstance(value, float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
 
 
 #: Upstream statuses that point at the gateway's own configuration of a deployment
@@ -197,29 +159,47 @@ class UpstreamErrors:
     Two exceptions. A 4xx that is the caller's fault (a bad parameter, a prompt too
     long, a content-policy refusal) keeps the provider's message, type, param and code,
     because rewriting it would lose what the caller must fix; the message is passed
-    through `common.redact.redact` (key-like strings, IPs, host:port, and the gateway's
-    own provider keys removed). And `server.expose_upstream_errors: true` restores the
-    verbatim detail, for setups where the clients are the operators.
+    through `Redactor.client` (key-like strings, IPs, host:port, and every secret of
+    the config removed). And `server.expose_upstream_errors: true` restores the
+    verbatim detail, for setups where the clients are the operators, with the
+    config's secrets still removed: exposing detail never exposes a credential.
+
+    Everything of the upstream's that reaches the client on these paths (message,
+    param, code, type, relayed headers) goes through the redactor; this runs only
+    when an attempt failed, never on a successful request.
     """
 
-    def __init__(self, expose: bool = False, secrets: Iterable[str] = ()) -> None:
+    def __init__(self, expose: bool = False, redactor: Redactor | None = None) -> None:
         self.expose = expose
-        self.secrets = tuple(s for s in secrets if s)
+        self.redactor = redactor if redactor is not None else Redactor()
+
+    def _detail(self, text: str) -> str:
+        """Upstream wording as the client may see it."""
+        return self.redactor.secrets(text) if self.expose else self.redactor.client(text)
+
+    def _field(self, value: object) -> str | None:
+        """A provider's `param`, `type` or `code`: kept (the SDKs read them), without
+        the config's secrets."""
+        return self.redactor.secrets(value) if isinstance(value, str) else None
 
     def __call__(self, error: UpstreamError) -> GatewayError:
         status = error.client_status
         if not error.deployment:  # a group-level failure: no attempt was made
-            return GatewayError(status, error.message, code=f"upstream_{error.failure.label}")
-        headers = {**error.headers, DEPLOYMENT_HEADER: error.deployment}
+            return GatewayError(
+                status,
+                self.redactor.secrets(error.message),
+                code=f"upstream_{error.failure.label}",
+            )
+        headers = {k: self.redactor.secrets(v) for k, v in error.headers.items()}
+        headers[DEPLOYMENT_HEADER] = error.deployment
         if error.retry_after is not None and status == 429:
             headers["retry-after-ms"] = str(int(error.retry_after * 1000))
             headers["retry-after"] = str(max(1, round(error.retry_after)))
         body = error.error_body or {}
         if error.failure is Failure.CLIENT and error.status in DEPLOYMENT_PROBLEMS:
             code, what = DEPLOYMENT_PROBLEMS[error.status]
-            detail = (
-                f" (upstream said: {body.get('message') or error.message})" if self.expose else ""
-            )
+            said = str(body.get("message") or error.message)
+            detail = f" (upstream said: {self.redactor.secrets(said)})" if self.expose else ""
             return GatewayError(
                 status,
                 f"Deployment '{error.deployment}' {what}{detail}. This is a gateway "
@@ -235,14 +215,14 @@ class UpstreamErrors:
             message = str(body.get("message") or error.failure.policy.summary)
             return GatewayError(
                 status,
-                message if self.expose else redact(message, self.secrets),
-                code=provider_code if isinstance(provider_code, str) else None,
-                param=body.get("param") if isinstance(body.get("param"), str) else None,
-                type=body.get("type") if isinstance(body.get("type"), str) else None,
+                self._detail(message),
+                code=self._field(provider_code),
+                param=self._field(body.get("param")),
+                type=self._field(body.get("type")),
                 headers=headers,
             )
         if self.expose:
-            detail = error.message
+            detail = self.redactor.secrets(error.message)
         else:
             detail = error.failure.policy.summary
             if error.status is not None:

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from common.headers import REQUEST_ID_HEADER
-from routing.router import ModelGroup, Routed
+from routing.router import Hop, ModelGroup, Routed
 from tenants.identity import Identity
 from tools.binding import NONE as NO_BINDINGS
 from tools.binding import Bindings
@@ -37,8 +37,11 @@ class Exchange:
         "finalizers",
         "group",
         "headers",
+        "history_bytes",
+        "hops",
         "identity",
         "limits",
+        "observed",
         "policy",
         "raw",
         "request",
@@ -65,11 +68,17 @@ class Exchange:
         self.identity: Identity | None = None
         self.raw = b""
         self.body: dict[str, Any] = {}
+        #: Bytes of stored conversation a Responses request continues
+        #: (`previous_response_id`), not in `raw`: counted as prompt by policies,
+        #: limits and the prompt guard (gateway/stages/responses.py).
+        self.history_bytes = 0
         self.stream = False
         #: `time.monotonic()` instant the whole request must finish by.
         self.deadline: float | None = None
         self.group: ModelGroup | None = None
         self.routed: Routed | None = None
+        #: Every hop of every trip upstream (`Forward`): the route header's content.
+        self.hops: list[Hop] = []
         self.response: Response | None = None
         #: Headers added to the client response, error or not.
         self.headers: dict[str, str] = {REQUEST_ID_HEADER: request_id} if request_id else {}
@@ -78,7 +87,14 @@ class Exchange:
         #: Passed to every upstream request: extensions for the layers below
         #: routing, and the deployments this request may use (a traffic partition).
         self.upstream_extensions: dict[str, Any] | None = None
+        #: The deployments this request may be routed to (None: any); only ever
+        #: narrowed (`restrict`), so a later stage never undoes an earlier one's
+        #: restriction (a policy's pin survives a traffic color).
         self.upstream_only: frozenset[str] | None = None
+        #: Whether this request's upstream outcomes may teach the shared health
+        #: (statistics, breakers, retry budget): False when faults were injected
+        #: for one tenant (stages/chaos.py).
+        self.observed = True
         #: The limits admission (its reservation is settled on completion).
         self.limits: Any = None
         #: The gateway asked the provider for stream usage the client did not ask for.
@@ -103,3 +119,10 @@ class Exchange:
         self.usage: dict[str, Any] | None = None
         #: `time.monotonic()` when the last byte was sent (or the response abandoned).
         self.completed = 0.0
+
+    def restrict(self, deployments: Iterable[str]) -> None:
+        """Narrows the deployments this request may be routed to: the intersection
+        with what earlier stages allowed, never more."""
+        allowed = frozenset(deployments)
+        only = self.upstream_only
+        self.upstream_only = allowed if only is None else only & allowed

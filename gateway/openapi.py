@@ -22,6 +22,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from chaos.faults import KINDS
+from common.chat import MAX_TOKEN_FIELDS
+from common.fields import INTEGER, Schema, nullable, optional_fields
 from common.headers import (
     CHAOS_HEADER,
     COLOR_HEADER,
@@ -36,14 +38,12 @@ from gateway.errors import MAX_ECHO_CHARS
 from gateway.stages.validate import (
     CHAT_FIELDS,
     EMBEDDING_FIELDS,
-    INTEGER,
     MESSAGE_FIELDS,
     ROLES,
     STREAM_OPTIONS_FIELDS,
     TOOL_FUNCTION_FIELDS,
-    Fields,
-    Schema,
 )
+from responses.request import PARAMETERS, RESPONSES_FIELDS
 
 if TYPE_CHECKING:
     from gateway.config import GatewayConfig
@@ -55,15 +55,6 @@ OPENAPI_PATH = "/openapi.json"
 
 
 # -- request bodies, from the validation tables -----------------------------------------
-
-
-def nullable(schema: Schema) -> Schema:
-    return {"anyOf": [schema, {"type": "null"}]}
-
-
-def optional_fields(fields: Fields) -> dict[str, Schema]:
-    """The JSON Schema properties of optional `fields`: null is the same as absent."""
-    return {name: nullable(dict(kind.schema)) for name, kind in fields.items()}
 
 
 def _object(properties: Mapping[str, Schema], required: tuple[str, ...] = ()) -> Schema:
@@ -110,12 +101,24 @@ def _message() -> Schema:
     )
 
 
-def _tool() -> Schema:
-    function = _object(
+def _function() -> Schema:
+    return _object(
         {"name": {"type": "string", "minLength": 1}, **optional_fields(TOOL_FUNCTION_FIELDS)},
         ("name",),
     )
-    return _object({"type": {"const": "function"}, "function": function}, ("function",))
+
+
+def _tool() -> Schema:
+    return _object({"type": {"const": "function"}, "function": _function()}, ("function",))
+
+
+#: `max_tokens` and `max_completion_tokens` are not both set (null is unset).
+ONE_MAX_TOKENS: Schema = {
+    "not": {
+        "required": list(MAX_TOKEN_FIELDS),
+        "properties": {field: {"not": {"type": "null"}} for field in MAX_TOKEN_FIELDS},
+    }
+}
 
 
 MODEL = {"type": "string", "minLength": 1, "description": "A model group name."}
@@ -125,7 +128,8 @@ def chat_request() -> Schema:
     properties = optional_fields(CHAT_FIELDS)
     properties["stream_options"] = nullable(_object({**optional_fields(STREAM_OPTIONS_FIELDS)}))
     properties["tools"] = nullable({"type": "array", "items": _tool()})
-    return _object(
+    properties["functions"] = nullable({"type": "array", "items": _function()})
+    schema = _object(
         {
             "model": MODEL,
             "messages": {"type": "array", "minItems": 1, "items": _message()},
@@ -133,6 +137,18 @@ def chat_request() -> Schema:
         },
         ("model", "messages"),
     )
+    return {**schema, **ONE_MAX_TOKENS}
+
+
+def responses_request() -> Schema:
+    """A Responses create body: every parameter `responses.request` knows (any other is
+    refused, as OpenAI refuses it), the simple ones with their kernel types; `input`
+    and the structured ones are checked by the translation itself."""
+    properties: dict[str, Schema] = {name: {} for name in sorted(PARAMETERS)}
+    properties.update(optional_fields(RESPONSES_FIELDS))
+    properties["model"] = MODEL
+    properties["input"] = {"anyOf": [{"type": "string"}, {"type": "array"}]}
+    return {**_object(properties, ("model", "input")), "additionalProperties": False}
 
 
 def embeddings_request() -> Schema:
@@ -419,8 +435,8 @@ OPERATIONS: tuple[Operation, ...] = (
         parameters=(*PIPELINE_HEADERS, TIMEOUT_PARAMETER),
         tags=("inference",),
     ),
-    # The Responses API (docs/responses.md): bodies are checked by responses/request.py;
-    # documented here as objects until their schema is derived from its tables.
+    # The Responses API (docs/responses.md): the body from responses/request.py's own
+    # tables (its parameters, their kernel types).
     Operation(
         "post",
         "/v1/responses",
@@ -436,7 +452,7 @@ OPERATIONS: tuple[Operation, ...] = (
             }
         },
         PIPELINE_ERRORS,
-        body=_object({"model": MODEL}, ("model",)),
+        body=responses_request(),
         parameters=(*PIPELINE_HEADERS, TIMEOUT_PARAMETER),
         tags=("inference",),
     ),

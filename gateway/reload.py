@@ -51,8 +51,16 @@ RESTART_ONLY = (
     "server.max_connections",
     "server.drain_s",
     "server.shutdown_timeout_s",
+    "server.trusted_proxies",
     "reload.resync_s",
     "limits.store",
+    "responses.store",
+    "responses.store_timeout_ms",
+    "responses.ttl_seconds",
+    "responses.max_record_bytes",
+    "responses.per_key",
+    "responses.per_tenant",
+    "responses.total",
 )
 
 

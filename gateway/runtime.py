@@ -21,6 +21,8 @@ import httpx
 
 from chaos.engine import ChaosEngine
 from chaos.transport import ChaosTransport
+from common.redact import LOG_REDACTION, Redactor
+from common.secrets import secret_values
 from gateway.config import GatewayConfig, known_names, policy_names
 from gateway.errors import UpstreamErrors
 from gateway.pipeline import CompletionHook, InFlight, Pipeline, Stage
@@ -35,7 +37,12 @@ from gateway.stages.invoke import InvokeTool
 from gateway.stages.limits import AdmitLimits, SettleLimits
 from gateway.stages.policy import PolicyGate
 from gateway.stages.render import Render
-from gateway.stages.responses import RenderResponses, TranslateResponses
+from gateway.stages.responses import (
+    ContinueConversation,
+    ReleaseConversation,
+    RenderResponses,
+    TranslateResponses,
+)
 from gateway.stages.route import Forward, ResolveModel
 from gateway.stages.tools import VerifyToolCalls, VerifyToolResults
 from gateway.stages.validate import ValidateChat, ValidateEmbeddings
@@ -44,6 +51,7 @@ from gateway.telemetry import traced
 from gateway.versions import ConfigVersion
 from limits.prices import FREE, price_of
 from policies import compile_policies
+from responses.conversation import Bounds
 from routing.config import DeploymentConfig
 from routing.context_windows import prompt_limits
 from routing.health import Identity as UpstreamIdentity
@@ -159,20 +167,23 @@ class Runtime:
         )
         self.invoker = ToolInvoker(self.tool_registry, self.receipts, self.tool_transport)
         self.prompt_limits = compiled.prompt_limits
+        #: Every secret of this config (common/secrets.py), prepared once: for what
+        #: error paths relay to clients, and for every log record while this version
+        #: lives (registered until `close`).
+        self.redactor = Redactor(secret_values(config))
+        LOG_REDACTION.add(self.redactor)
         self.chat, self.responses, self.embeddings, self.tools = self._pipelines()
 
     def _pipelines(self) -> tuple[Pipeline, Pipeline, Pipeline, Pipeline]:
         config, state = self.config, self.state
-        deployments = [d for g in config.models for d in g.deployments]
-        errors = UpstreamErrors(
-            config.server.expose_upstream_errors,
-            [d.api_key.get_secret_value() for d in deployments if d.api_key is not None],
-        )
+        errors = UpstreamErrors(config.server.expose_upstream_errors, self.redactor)
         events = state.events
         max_bytes = config.server.max_request_bytes
         parse = ParseJSON(config.server.max_json_depth, events)
 
-        def pipeline(endpoint: str, stages: list[Stage]) -> Pipeline:
+        def pipeline(
+            endpoint: str, stages: list[Stage], after: Sequence[CompletionHook] = ()
+        ) -> Pipeline:
             return Pipeline(
                 endpoint,
                 stages,
@@ -180,26 +191,32 @@ class Runtime:
                 ids=state.ids,
                 in_flight=self.in_flight,
                 version=self.version.id,
-                completions=self.completions,
+                completions=(*self.completions, *after),
             )
 
         limits = AdmitLimits(state.limiter, config.limits, self.group_prices)
         # Everything a chat request goes through once it is a chat request: the
         # Responses API joins here, translated.
-        chat_stages: list[Stage] = [
+        admission: list[Stage] = [
             EnforceCaps(),
             ResolveModel(self.router),
             PolicyGate(self.policies, self.router, events),
             Chaos(self.chaos, events),
+        ]
+        checks: list[Stage] = [
             ForgeToolResults(self.tool_registry),
             VerifyToolResults(
                 ResultChecker(self.tool_registry, self.receipts, config.tool_policy), events
             ),
             PromptGuard(self.router, self.prompt_limits, events),
-            limits,
+        ]
+        upstream: list[Stage] = [
             Deadline(self.router),
-            Forward(self.router, errors),
-            VerifyToolCalls(self.router, errors, self.tool_registry, config.tool_policy, events),
+            Forward(
+                self.router,
+                errors,
+                VerifyToolCalls(self.tool_registry, config.tool_policy, events),
+            ),
             MintCallIds(),
         ]
         chat = pipeline(
@@ -209,20 +226,32 @@ class Runtime:
                 ReadBody(max_bytes, events),
                 parse,
                 ValidateChat(),
-                *chat_stages,
+                *admission,
+                *checks,
+                limits,
+                *upstream,
                 Render(errors, state.drain),
             ],
         )
+        store, bounds = state.responses_store, Bounds.of(config.responses)
+        # A continued conversation is read and rebuilt only once the request is
+        # admitted (its size counted as prompt by policies and limits); the checks
+        # that need the whole conversation run after it (DESIGN.md 10b).
         responses = pipeline(
             "responses",
             [
                 Authenticate(self.tenants, "user"),
                 ReadBody(max_bytes, events),
                 parse,
-                TranslateResponses(state.responses_store),
-                *chat_stages,
-                RenderResponses(state.responses_store, errors, state.drain),
+                TranslateResponses(store, bounds),
+                *admission,
+                limits,
+                ContinueConversation(store, bounds),
+                *checks,
+                *upstream,
+                RenderResponses(store, state.response_puts, errors, state.drain),
             ],
+            after=[ReleaseConversation()],
         )
         embeddings = pipeline(
             "embeddings",
@@ -248,7 +277,7 @@ class Runtime:
                 ReadBody(max_bytes, events),
                 parse,
                 Chaos(self.chaos, events),
-                InvokeTool(self.invoker, events),
+                InvokeTool(self.invoker, events, self.redactor),
             ],
         )
         return chat, responses, embeddings, tools
@@ -262,6 +291,7 @@ class Runtime:
     async def close(self) -> None:
         """Releases what this version holds; shared pools close with their last user."""
         await self.upstreams.aclose()
+        LOG_REDACTION.discard(self.redactor)
 
     async def retire(self) -> None:
         """Closes this version once its last request is done."""

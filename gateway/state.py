@@ -26,12 +26,16 @@ from gateway.drain import Drain
 from gateway.events import Events
 from gateway.pipeline import RequestIds
 from gateway.server.frontdoor import FrontDoorStats
+from gateway.stored_responses import PutOutcomes
 from gateway.versions import VersionHistory
 from limits.config import LimitSettings
 from limits.limiter import Limiter, Store
 from limits.memory import MemoryStore
 from limits.redis_store import RedisStore
-from responses.store import MemoryResponseStore, ResponseStore
+from responses.config import ResponsesConfig
+from responses.memory import MemoryResponseStore
+from responses.redis_store import RedisResponseStore
+from responses.store import ResponseStore
 from routing.budget import RetryBudget
 from routing.config import RoutingSettings
 from routing.health import HealthRegistry
@@ -46,6 +50,7 @@ class State:
         clock: Clock = time.monotonic,
         keep_versions: int = 10,
         limits: LimitSettings | None = None,
+        responses: ResponsesConfig | None = None,
     ) -> None:
         #: Drives health bookkeeping (stats, breakers, retry budget, chaos schedule);
         #: tests pass their own to move time without sleeping.
@@ -59,20 +64,27 @@ class State:
         self.fallbacks: dict[tuple[str, str], int] = {}
         self.hedges: dict[str, int] = {}
         self.chaos_schedule = Schedule(100, clock)
-        self.chaos_injected: dict[tuple[str, str], int] = {}
+        #: Faults injected, by (scope, fault, where).
+        self.chaos_injected: dict[tuple[str, str, str], int] = {}
         self.events = Events()
-        #: Client responses by (endpoint, status, error code): the completion hook
-        #: counts, /metrics reads.
-        self.responses: dict[tuple[str, int, str], int] = {}
+        #: Client responses by (tenant, endpoint, status, error code): the completion
+        #: hook counts, /metrics reads (each viewer its own subtree's).
+        self.responses: dict[tuple[str, str, int, str], int] = {}
         #: Reloads by result (`applied`, `refused`, `unchanged`).
         self.reloads: dict[str, int] = {}
         self.front_door = FrontDoorStats()
         self.drain = Drain()
         self.ids = RequestIds()
         self.versions = VersionHistory(keep_versions)
-        #: Responses stored for `previous_response_id` and `GET /v1/responses/{id}`
-        #: (bounded LRU + TTL; responses/store.py has the limits).
-        self.responses_store: ResponseStore = MemoryResponseStore()
+        #: Responses stored for `previous_response_id` and `GET /v1/responses/{id}`:
+        #: in this process, or in Redis (shared by every worker and replica), with
+        #: quotas per key, per tenant and in total (`responses:`; restart-only).
+        stored = responses or ResponsesConfig()
+        self.responses_store: ResponseStore = (
+            RedisResponseStore(stored) if stored.shared else MemoryResponseStore(stored)
+        )
+        #: What became of each response the gateway tried to store (a metric).
+        self.response_puts = PutOutcomes()
         #: Rate-limit and quota counters: in this process, or in Redis (shared by every
         #: worker and replica). Which one is fixed at start (`limits.store`).
         settings = limits or LimitSettings()

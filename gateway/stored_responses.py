@@ -1,22 +1,78 @@
-"""`GET` / `DELETE /v1/responses/{id}` and `GET /v1/responses/{id}/input_items`.
+"""Stored responses in the gateway: whose they are, what became of each put, and
+`GET` / `DELETE /v1/responses/{id}` and `GET /v1/responses/{id}/input_items`.
 
-Stored responses belong to the key that created them (`owner_of`): another key gets
-the same 404 as for a response that never existed, so ids reveal nothing. These need
-the `user` role, like every inference endpoint.
+A stored response belongs to the key that created it and to that key's token
+(`owner_of`: the key's tenant, its id and a tag of its token): another key, or the
+same key id given a new token, gets the same 404 as for a response that never
+existed, so ids reveal nothing. These endpoints need the `user` role, like every
+inference endpoint. When the store cannot answer (Redis down or slow) they answer
+503 `response_store_unavailable`, never a hang.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Protocol
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.errors import GatewayError
-from gateway.stages.responses import owner_of, responses_error
-from responses.errors import ResponsesError
+from responses.errors import ResponsesError, StoreUnavailable
 from responses.listing import input_items_page, parse_page_query
-from responses.store import ResponseStore, StoredResponse
+from responses.store import Owner, Put, ResponseStore, StoredResponse
+from tenants.config import ROOT
+from tenants.identity import Identity
+
+log = logging.getLogger("seawall")
+
+#: `PutOutcomes.counts`' key for a put the store could not answer.
+FAILED = "failed"
+
+
+def owner_of(identity: Identity | None) -> Owner:
+    """Who a stored response belongs to: its key's tenant (whose quota it counts
+    against), and the key, by id and token tag: only the same key holding the same
+    token can read, continue, list or delete it."""
+    if identity is None:
+        return Owner(ROOT, "local")
+    key = f"{identity.key_id}#{identity.token_tag}" if identity.token_tag else identity.key_id
+    return Owner(identity.tenant_id, key)
+
+
+def responses_error(error: ResponsesError) -> GatewayError:
+    """The refusal in OpenAI's envelope. A `StoreUnavailable` says nothing of the
+    store's address (the store logs that, once per outage)."""
+    return GatewayError(error.status, error.message, code=error.code, param=error.param)
+
+
+class PutOutcomes:
+    """What became of each response the gateway tried to store: counted by result
+    (`Put`'s values and `failed`; `/metrics` shows them as
+    `seawall_response_store_puts_total{result}`), and logged the first time each kind
+    of refusal happens after a response was stored, so a full store or an outage is
+    one log line, not one per request. The response itself is served either way."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+        self._said: set[str] = set()
+
+    async def put(self, store: ResponseStore, record: StoredResponse) -> str:
+        try:
+            result = str(await store.put(record))
+        except StoreUnavailable:
+            result = FAILED  # the store logged it
+        self.counts[result] = self.counts.get(result, 0) + 1
+        if result == Put.STORED:
+            self._said.clear()
+        elif result in (Put.STORE_FULL, Put.CONFLICT) and result not in self._said:
+            self._said.add(result)
+            log.warning(
+                "response store: a response was served but not stored (%s); counted in "
+                "seawall_response_store_puts_total, logged again after the next one stored",
+                "the store is at responses.total" if result == Put.STORE_FULL else result,
+            )
+        return result
 
 
 class Served(Protocol):
@@ -32,10 +88,13 @@ class StoredResponses:
         self.gateway = gateway
         self.store = store
 
-    async def _stored(self, request: Request) -> tuple[StoredResponse, str]:
+    async def _stored(self, request: Request) -> tuple[StoredResponse, Owner]:
         owner = owner_of(self.gateway.require_user(request))
         response_id = request.path_params["response_id"]
-        record = await self.store.get(response_id, owner)
+        try:
+            record = await self.store.get(response_id, owner)
+        except ResponsesError as exc:
+            raise responses_error(exc) from None
         if record is None:
             raise GatewayError(
                 404,
@@ -58,7 +117,10 @@ class StoredResponses:
 
     async def delete(self, request: Request) -> Response:
         record, owner = await self._stored(request)
-        await self.store.delete(record.id, owner)
+        try:
+            await self.store.delete(record.id, owner)
+        except ResponsesError as exc:
+            raise responses_error(exc) from None
         return self.gateway.respond(
             {"id": record.id, "object": "response.deleted", "deleted": True}
         )

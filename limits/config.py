@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from common.config import Frozen, Identifier
+from common.secrets import SecretUrl, unresolved
 
 StoreFailure = Literal["fail_open", "fail_closed"]
 
@@ -47,8 +48,9 @@ class LimitSettings(Frozen):
     policies select (`effect: limit_class`)."""
 
     #: `memory` (this process; exact for one worker) or `redis://HOST:PORT/DB` (exact
-    #: across workers and replicas). Restart-only.
-    store: str = "memory"
+    #: across workers and replicas), whose password may be an `env:` reference
+    #: (`redis://user:env:REDIS_PASSWORD@host:6379/0`). Restart-only.
+    store: SecretUrl = SecretUrl.of("memory")
     #: A store call slower than this is a store failure (each level's `on_store_failure`).
     store_timeout_ms: int = Field(200, gt=0, le=10_000)
     #: Completion tokens reserved for a request that sets no `max_tokens`.
@@ -61,7 +63,9 @@ class LimitSettings(Frozen):
 
     @field_validator("store")
     @classmethod
-    def _known_store(cls, value: str) -> str:
+    def _known_store(cls, value: SecretUrl) -> SecretUrl:
+        if unresolved(value):
+            return value
         if value != "memory" and not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must be 'memory' or a redis:// (rediss://, unix://) URL")
         return value

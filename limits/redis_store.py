@@ -47,6 +47,7 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
+from common.secrets import mask_url
 from limits import lua
 from limits.claims import BucketState, Claim
 from limits.coalesce import Coalescer
@@ -127,8 +128,8 @@ class RedisStore:
 
     @property
     def where(self) -> str:
-        """The URL without credentials."""
-        return self.url.rsplit("@", 1)[-1]
+        """The URL with its credentials masked (common/secrets.py)."""
+        return mask_url(self.url)
 
     async def _call(self, script: AsyncScript, payload: Any) -> Any:
         try:

@@ -7,7 +7,13 @@ event loop), fill an `Attributes` per request (`policy_headers` for its headers,
 never imports the gateway.
 """
 
-from policies.attributes import ATTRIBUTES, Attributes, policy_headers, utc_hour_weekday
+from policies.attributes import (
+    ATTRIBUTES,
+    Attributes,
+    RepeatedHeader,
+    policy_headers,
+    utc_hour_weekday,
+)
 from policies.compiled import CompiledPolicies
 from policies.compiler import compile_policies
 from policies.config import PoliciesConfig, PolicyError, parse_policies
@@ -24,6 +30,7 @@ __all__ = [
     "KnownNames",
     "PoliciesConfig",
     "PolicyError",
+    "RepeatedHeader",
     "RuleError",
     "UnknownTenant",
     "compile_policies",

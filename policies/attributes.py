@@ -83,24 +83,43 @@ ATTRIBUTES: tuple[AttributeSpec, ...] = (
         "max_tokens",
         INT,
         "int",
-        "The request's max_tokens / max_completion_tokens / max_output_tokens; 0 when absent.",
+        "The request's max_completion_tokens / max_tokens (never both: refused) / "
+        "max_output_tokens; 0 when absent.",
     ),
     AttributeSpec("stream", BOOL, "bool", "The client asked for a stream."),
     AttributeSpec(
-        "tools", list_of(STRING), "tuple[str, ...]", "Names of the tools offered.", MAX_TOOLS
+        "tools",
+        list_of(STRING),
+        "tuple[str, ...]",
+        "Names of the tools offered, however offered: function and custom tools, the "
+        "legacy `functions`, the Responses API's tools.",
+        MAX_TOOLS,
     ),
-    AttributeSpec("tool_results", BOOL, "bool", "The request carries tool results."),
+    AttributeSpec(
+        "tool_results",
+        BOOL,
+        "bool",
+        "The request carries tool results (`tool` or legacy `function` messages).",
+    ),
     AttributeSpec(
         "headers",
         map_of(STRING, STRING),
         "Mapping[str, str]",
         'Every header named in `policies.headers` (lowercase names), "" when the '
-        "request lacks it; no other header.",
+        "request lacks it; no other header. One sent twice is refused (400 "
+        "`repeated_header`).",
         MAX_HEADERS,
     ),
     AttributeSpec("hour", INT, "int", "Hour of the day, 0-23, UTC."),
     AttributeSpec("weekday", INT, "int", "Day of the week, 0-6, Monday 0, UTC."),
-    AttributeSpec("client_ip", STRING, "str", "The client's IP address.", MAX_STRING),
+    AttributeSpec(
+        "client_ip",
+        STRING,
+        "str",
+        "The client's IP address: the peer's, or what a proxy in "
+        "`server.trusted_proxies` forwarded.",
+        MAX_STRING,
+    ),
 )
 
 SPECS: Mapping[str, AttributeSpec] = {spec.name: spec for spec in ATTRIBUTES}
@@ -131,18 +150,30 @@ class Attributes:
     client_ip: str
 
 
+class RepeatedHeader(ValueError):
+    """A header rules may read was sent more than once."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"header {name!r} is sent more than once")
+        self.name = name
+
+
 def policy_headers(headers: Iterable[tuple[str, str]], allowed: Iterable[str]) -> dict[str, str]:
     """The `headers` attribute: each allowed (lowercase) name with the request's value,
     "" when absent, so a rule can index any allowed header without a missing-key error.
-    A header sent more than once reads as its values joined with ", " (RFC 9110)."""
-    wanted = {name: "" for name in allowed}
-    seen: dict[str, list[str]] = {}
+
+    A header rules may read and the request sends twice is refused (`RepeatedHeader`):
+    joined as RFC 9110 reads it (`a, b`), it would make `headers["x"] == "a"` false, and
+    a caller could walk around a rule by repeating the header its condition compares."""
+    wanted = dict.fromkeys(allowed, "")
+    seen: set[str] = set()
     for name, value in headers:
         lowered = name.lower()
         if lowered in wanted:
-            seen.setdefault(lowered, []).append(value)
-    for name, values in seen.items():
-        wanted[name] = ", ".join(values)
+            if lowered in seen:
+                raise RepeatedHeader(lowered)
+            seen.add(lowered)
+            wanted[lowered] = value
     return wanted
 
 

@@ -9,7 +9,8 @@ the rule must yield `bool`. It reports definite mistakes only: anything involvin
 
 It also records what the rule reads (the attributes the decision cache keys on),
 the header names it indexes with literals (checked against `policies.headers`),
-and the literal regular expressions it matches with (the compiler tries each).
+and the regular expressions it matches with: each must be a string literal, compiled
+once with the rule set (`policies.patterns`).
 """
 
 from __future__ import annotations
@@ -296,10 +297,16 @@ def _string_method(node: Call, target: CelType | None, args: list[CelType], walk
     for kind in (target, args[0]):
         if not (is_dyn(kind) or kind == STRING):
             return walk.problem(node.offset, f"{name}() is defined on strings, not {kind}")
-    if name == "matches" and isinstance(node.args[0], Literal):
-        value = node.args[0].value
-        assert isinstance(value, str)
-        walk.patterns.append((node.args[0].offset, value))
+    if name == "matches":
+        pattern = node.args[0]
+        if not (isinstance(pattern, Literal) and isinstance(pattern.value, str)):
+            return walk.problem(
+                node.offset,
+                "the pattern of matches() must be a string literal: one built from request "
+                "data would be compiled on every request, and its caller would choose what "
+                "the gateway runs",
+            )
+        walk.patterns.append((pattern.offset, pattern.value))
     return BOOL
 
 

@@ -13,9 +13,11 @@ from typing import Literal
 #: Why a request was denied: a deny rule matched; a rule failed with `on_error: deny`;
 #: or the matched route rules left no deployment.
 DenyCause = Literal["rule", "error", "route"]
-#: How a rule failed: its evaluation raised; it ran over the time budget; or an
-#: attribute it reads was over its size limit, so it was not evaluated.
-ErrorKind = Literal["error", "budget", "attribute"]
+#: How a rule failed: its evaluation raised; it ran over the time budget; it was
+#: cut off for the caller's tenant after such an overrun, so it was not evaluated
+#: (`policies.ruleset`); or an attribute it reads was over its size limit, so it was
+#: not evaluated.
+ErrorKind = Literal["error", "budget", "cutoff", "attribute"]
 
 
 @dataclass(frozen=True, slots=True)

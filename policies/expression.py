@@ -6,10 +6,15 @@ In order, each step only when the previous ones passed:
 2. syntax: the CEL library's parser (the authority), its errors with positions;
 3. the syntax tree (`policies.syntax`, nesting at most `syntax.MAX_NESTING`);
 4. names, functions and types (`policies.checker`), and header names against
-   `policies.headers`;
-5. cost (`policies.cost`): at most `cost.MAX_RULE_STEPS`;
-6. each literal `matches` pattern, compiled by the library;
-7. trial evaluations against `probes`, attribute values of the declared types: an
+   `policies.headers`; a `matches` pattern must be a string literal;
+5. each `matches` pattern, compiled once (`policies.patterns`: RE2, in the dialect
+   both engines read alike, at most `patterns.MAX_PROGRAM_SIZE` instructions);
+6. cost (`policies.cost`, a pattern charged by its program size): at most
+   `cost.MAX_RULE_STEPS`;
+7. the condition is rewritten for evaluation: each `x.matches('p')` becomes
+   `x.<function>()`, a function registered with the library (`Expression.functions`)
+   that runs the compiled pattern, and the rewritten text is compiled by the library;
+8. trial evaluations against `probes`, attribute values of the declared types: an
    evaluation that fails for lack of an overload, or yields a non-bool, is reported.
    The checker refuses everything that would make a value `dyn`, so this is the
    backstop against a gap between the checker and the library, not a second checker.
@@ -22,7 +27,8 @@ division by zero, a list index out of range, a missing map key in a literal map,
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import cel
@@ -30,8 +36,9 @@ import cel
 from policies.attributes import ATTRIBUTE_NAMES, Attributes, cel_value
 from policies.checker import check
 from policies.cost import MAX_RULE_STEPS, estimate
-from policies.lexer import LexError, line_column
-from policies.syntax import ParseError, parse
+from policies.lexer import LexError, line_column, tokenize
+from policies.patterns import Pattern, PatternError, compile_pattern
+from policies.syntax import Call, Literal, Node, ParseError, parse, walk
 
 #: Characters a rule's condition may have. Real rules are well under 200.
 MAX_EXPRESSION_CHARS = 1024
@@ -39,7 +46,6 @@ MAX_EXPRESSION_CHARS = 1024
 MAX_MESSAGE_CHARS = 240
 
 _LIBRARY_POSITION = re.compile(r"ERROR: <input>:(\d+):(\d+): ([^\n]*)")
-_MATCHES = cel.compile("subject.matches(pattern)")
 
 
 class ExpressionError(ValueError):
@@ -53,11 +59,19 @@ class ExpressionError(ValueError):
 @dataclass(frozen=True, slots=True, eq=False)
 class Expression:
     source: str
+    #: What the library runs: `source` with each `matches` rewritten as a call of one
+    #: of `functions`, so a context it runs in must hold them (`context()`).
     program: cel.Program
     #: The attributes it reads, in `ATTRIBUTES` order.
     reads: tuple[str, ...]
     #: Its cost bound, in steps (`policies.cost`).
     steps: int
+    #: Its compiled `matches` patterns, by the name the library calls each by.
+    functions: Mapping[str, Pattern] = field(default_factory=dict)
+
+    def context(self, variables: Mapping[str, object]) -> cel.Context:
+        """A library context holding `variables` and this condition's functions."""
+        return cel.Context(dict(variables), functions=dict(self.functions))
 
 
 def probes(headers: tuple[str, ...]) -> tuple[Attributes, ...]:
@@ -137,7 +151,7 @@ def compile_expression(
         raise ExpressionError(
             [f"1:1: {len(source)} characters, over the limit of {MAX_EXPRESSION_CHARS}"]
         )
-    program = _library_compile(source)
+    _library_compile(source)
     try:
         tree = parse(source)
     except (ParseError, LexError) as exc:
@@ -147,7 +161,16 @@ def compile_expression(
         raise ExpressionError(
             [f"{line_column(source, p.offset)}: {p.message}" for p in checked.problems]
         )
-    cost = estimate(tree)
+    patterns: dict[str, Pattern] = {}
+    problems: list[str] = []
+    for offset, text in checked.patterns:
+        try:
+            patterns[text] = compile_pattern(text)
+        except PatternError as exc:
+            problems.append(f"{line_column(source, offset)}: {exc}")
+    if problems:
+        raise ExpressionError(problems)
+    cost = estimate(tree, {text: pattern.program_size for text, pattern in patterns.items()})
     if cost.unbounded is not None:
         raise ExpressionError([f"1:1: {cost.unbounded}"])
     if cost.steps > MAX_RULE_STEPS:
@@ -157,15 +180,38 @@ def compile_expression(
                 f"{MAX_RULE_STEPS} (see the evaluation budget in the docs)"
             ]
         )
-    problems = [
-        problem
-        for offset, pattern in checked.patterns
-        if (problem := _pattern_problem(source, offset, pattern)) is not None
-    ]
-    problems += trial_problems(program, contexts)
+    functions = {pattern.function_name: pattern for pattern in patterns.values()}
+    program = _library_compile(rewrite_matches(source, tree, patterns))
+    for context in contexts:
+        for name, pattern in functions.items():
+            context.add_function(name, pattern)
+    problems = trial_problems(program, contexts)
     if problems:
         raise ExpressionError(problems)
-    return Expression(source, program, checked.reads, cost.steps)
+    return Expression(source, program, checked.reads, cost.steps, functions)
+
+
+def rewrite_matches(source: str, tree: Node, patterns: Mapping[str, Pattern]) -> str:
+    """`source` with each `x.matches('p')` replaced by `x.<function>()`, the function
+    of the compiled `patterns['p']`. Every other character stays where it was, so the
+    rewritten text parses to the same tree but for those calls."""
+    tokens = tokenize(source)
+    starts = {token.offset: index for index, token in enumerate(tokens)}
+    spans: list[tuple[int, int, str]] = []
+    for node in walk(tree):
+        if not (isinstance(node, Call) and node.function == "matches" and node.target):
+            continue
+        pattern = node.args[0]
+        assert isinstance(pattern, Literal) and isinstance(pattern.value, str)
+        # `matches` `(` literal `)`: the call's name to its closing parenthesis
+        index = starts[pattern.offset] + 1
+        while tokens[index].text != ")":  # a trailing comma, if the library allows one
+            index += 1
+        name = patterns[pattern.value].function_name
+        spans.append((node.offset, tokens[index].offset + 1, f"{name}()"))
+    for start, end, text in sorted(spans, reverse=True):
+        source = source[:start] + text + source[end:]
+    return source
 
 
 def _library_compile(source: str) -> cel.Program:
@@ -185,14 +231,6 @@ def _library_failure(exc: BaseException) -> bool:
     """An error from the CEL library (a `PanicException` from its Rust core is a
     `BaseException`), as opposed to an interrupt or exit."""
     return isinstance(exc, Exception) or type(exc).__name__ == "PanicException"
-
-
-def _pattern_problem(source: str, offset: int, pattern: str) -> str | None:
-    try:
-        _MATCHES.execute({"subject": "", "pattern": pattern})
-    except Exception as exc:
-        return f"{line_column(source, offset)}: invalid regular expression: {_short(str(exc))}"
-    return None
 
 
 def trial_problems(program: cel.Program, contexts: tuple[cel.Context, ...]) -> list[str]:

@@ -16,17 +16,26 @@ Deciding for one request:
   the cost), then the rules in order. Every rule runs even after a deny, so
   `matched` and `flags` are complete for audit; the cost is bounded at compile time.
 
-The time budget: a library call cannot be interrupted, so each evaluation is timed
-by the wall clock, and one over `budget` is run once more under the thread's CPU
-clock. Over budget on both, it is an overrun (an error, handled per `on_error`);
-over only by the wall clock, the thread was preempted and the result stands
-(counted as a recheck). Outcomes with an overrun are not cached: they depend on
-time, not on attributes.
+The time budget: a library call cannot be interrupted, so the cost bound refuses
+at load what could run long (`policies.cost`), and each evaluation is timed by the
+wall clock as a backstop. One over `budget` is checked against the thread's CPU
+clock, read once per decision before its rules run, never by running the rule
+again: the CPU the rule used is at least the CPU used since that reading less the
+wall time before the rule started. Over the budget on both, it is an overrun (an
+error, handled per `on_error`); over only by the wall clock, the thread was
+preempted and the result stands (counted as a recheck).
+
+After an overrun the rule is cut off for the caller's tenant for `cool_down`: its
+outcome is an error of kind `cutoff`, decided by its `on_error`, without running,
+so a caller who found an input that runs long cannot hold the event loop again and
+again. Only the tenant whose request overran is cut off (a rule of the root applies
+to every tenant; one tenant's inputs must not switch it off for the others).
+Outcomes with an overrun or a cut-off are not cached: they depend on time, not on
+attributes.
 """
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
@@ -45,11 +54,15 @@ from policies.attributes import (
 )
 from policies.cache import DecisionCache
 from policies.decision import Decision
+from policies.patterns import Pattern
 from policies.rule import CompiledRule, Outcome
 from policies.stats import RuleStats, RuleTimes, SetStats
 
 #: Characters of an evaluation error kept in `RuleError.detail`.
 MAX_DETAIL = 200
+#: How long a rule is cut off for a tenant after one of its requests ran over the
+#: budget with it.
+COOL_DOWN_SECONDS = 30.0
 #: Evaluated once on each new context, so converting the attributes is not charged
 #: to whichever rule happens to run first.
 _WARM_UP = cel.compile("true")
@@ -102,6 +115,8 @@ class Plan:
     live_key_reads: tuple[str, ...]
     #: The tenant and the values of `key_reads`, hashable.
     key_of: Callable[[Attributes], Hashable]
+    #: The `matches` functions of every rule (`Expression.functions`), for its contexts.
+    functions: Mapping[str, Pattern]
 
 
 class RuleSet:
@@ -113,9 +128,14 @@ class RuleSet:
         budget_seconds: float,
         cache: DecisionCache[Cached],
         timer: Timer = time.perf_counter_ns,
+        cool_down_seconds: float = COOL_DOWN_SECONDS,
     ) -> None:
         self.version = version
         self._timer = timer
+        self.cool_down_ns = int(cool_down_seconds * 1e9)
+        #: (rule index, tenant) -> when, by `timer`, its cut-off ends.
+        self._cut_off: dict[tuple[int, str], int] = {}
+        self._index = {id(rule): index for index, rule in enumerate(rules)}
         self.rules = rules
         self.budget_ns = int(budget_seconds * 1e9)
         self.cache = cache
@@ -127,6 +147,7 @@ class RuleSet:
         self.errors = 0
         self.budget_overruns = 0
         self.budget_rechecks = 0
+        self.budget_cutoffs = 0
 
     def rules_for(self, tenant: str) -> tuple[CompiledRule, ...]:
         """The rules that apply to `tenant`: its chain's, root first."""
@@ -158,14 +179,16 @@ class RuleSet:
     def _decide_all(self, plan: Plan, attrs: Attributes, key: Hashable) -> Decision:
         """A cache miss: every rule evaluated, and what can be cached, cached."""
         too_large = {name: why for name in plan.key_reads if (why := over_limit(attrs, name))}
-        context = _context(attrs, plan.key_reads, too_large)
+        context = _context(attrs, plan.key_reads, too_large, plan.functions)
         per_request = self._bind_per_request(plan, context, dict(too_large), attrs)
-        outcomes, overran = self._run_all(plan.rules, range(len(plan.rules)), context, per_request)
+        outcomes, overran = self._run_all(
+            plan.rules, range(len(plan.rules)), context, per_request, attrs.tenant
+        )
         if not overran and self.cache.max_entries > 0:
             if plan.live:
                 kept = tuple(None if i in plan.live else o for i, o in enumerate(outcomes))
                 quiet = [False if i in plan.live else o for i, o in enumerate(outcomes)]
-                live_context = _context(attrs, plan.live_key_reads, too_large)
+                live_context = _context(attrs, plan.live_key_reads, too_large, plan.functions)
                 self.cache.put(
                     key,
                     Partial(
@@ -181,7 +204,7 @@ class RuleSet:
     def _decide_live(self, plan: Plan, partial: Partial, attrs: Attributes) -> Decision:
         """A cache hit for a tenant with per-request rules: only those are evaluated."""
         too_large = self._bind_per_request(plan, partial.context, dict(partial.too_large), attrs)
-        live, _ = self._run_all(plan.rules, plan.live, partial.context, too_large)
+        live, _ = self._run_all(plan.rules, plan.live, partial.context, too_large, attrs.tenant)
         if all(live[index] is False for index in plan.live):
             return partial.quiet
         outcomes = list(partial.outcomes)
@@ -209,24 +232,52 @@ class RuleSet:
         indices: Iterable[int],
         context: cel.Context,
         too_large: Mapping[str, str],
+        tenant: str,
     ) -> tuple[list[Outcome | None], bool]:
         """The outcomes of `rules[i]` for each of `indices` (`None` elsewhere), and
-        whether any ran over the budget."""
+        whether any ran over the budget or was cut off (so the result must not be
+        cached)."""
         outcomes: list[Outcome | None] = [None] * len(rules)
         overran = False
+        clocks = _Clocks(time.thread_time_ns(), self._timer())
         for index in indices:
             rule = rules[index]
             blocked = [too_large[name] for name in rule.reads if name in too_large]
-            outcome: Outcome = (
-                ("attribute", "; ".join(blocked)) if blocked else self._run(rule, context)
-            )
+            outcome: Outcome
+            if blocked:
+                outcome = ("attribute", "; ".join(blocked))
+            else:
+                outcome = self._cut_off_outcome(rule, tenant) or self._run(
+                    rule, context, clocks, tenant
+                )
             if isinstance(outcome, tuple):
                 self.errors += 1
-                overran = overran or outcome[0] == "budget"
+                overran = overran or outcome[0] in ("budget", "cutoff")
             outcomes[index] = outcome
         return outcomes, overran
 
-    def _run(self, rule: CompiledRule, context: cel.Context) -> Outcome:
+    def _cut_off_outcome(self, rule: CompiledRule, tenant: str) -> Outcome | None:
+        """`(cutoff, detail)` while the rule is cut off for `tenant`, else `None`."""
+        if not self._cut_off:
+            return None
+        key = (self._index[id(rule)], tenant)
+        until = self._cut_off.get(key)
+        if until is None:
+            return None
+        left = until - self._timer()
+        if left <= 0:
+            del self._cut_off[key]
+            return None
+        self.budget_cutoffs += 1
+        self.times[rule.id].cutoffs += 1
+        return "cutoff", (
+            f"cut off for tenant {tenant!r} for {left / 1e9:.1f} s more after running over "
+            f"the budget of {self.budget_ns / 1e6:g} ms"
+        )
+
+    def _run(
+        self, rule: CompiledRule, context: cel.Context, clocks: _Clocks, tenant: str
+    ) -> Outcome:
         """The rule's condition, or `(kind, detail)` when it failed."""
         times = self.times[rule.id]
         program = rule.expression.program
@@ -238,13 +289,20 @@ class RuleSet:
             times.record(self._timer() - start)
             times.errors += 1
             return "error", _detail(exc)
-        elapsed = self._timer() - start
+        end = self._timer()
+        elapsed = end - start
         times.record(elapsed)
-        if elapsed > self.budget_ns and self._over_budget_on_cpu(program, context):
-            times.overruns += 1
-            self.budget_overruns += 1
-            budget_ms = self.budget_ns / 1e6
-            return "budget", f"took {elapsed / 1e6:.3f} ms, over the budget of {budget_ms:g} ms"
+        if elapsed > self.budget_ns:
+            if self._over_budget_on_cpu(clocks, start):
+                times.overruns += 1
+                self.budget_overruns += 1
+                self._cut_off[(self._index[id(rule)], tenant)] = end + self.cool_down_ns
+                budget_ms = self.budget_ns / 1e6
+                return "budget", (
+                    f"took {elapsed / 1e6:.3f} ms, over the budget of {budget_ms:g} ms; "
+                    f"cut off for tenant {tenant!r} for {self.cool_down_ns / 1e9:g} s"
+                )
+            self.budget_rechecks += 1
         if not isinstance(result, bool):
             times.errors += 1
             return "error", f"evaluated to {type(result).__name__}, not bool"
@@ -252,14 +310,17 @@ class RuleSet:
             times.matches += 1
         return result
 
-    def _over_budget_on_cpu(self, program: cel.Program, context: cel.Context) -> bool:
-        start = time.thread_time_ns()
-        with contextlib.suppress(Exception):
-            program.execute(context)
-        if time.thread_time_ns() - start > self.budget_ns:
-            return True
-        self.budget_rechecks += 1
-        return False
+    def _over_budget_on_cpu(self, clocks: _Clocks, start: int) -> bool:
+        """Did the rule that started at `start` (wall) and just ended use more CPU
+        than the budget? The CPU it used is at least the CPU used since `clocks` were read,
+        less the wall time from then to `start`. Moves `clocks` to now: the CPU clock
+        first, then the wall clock, since a thread is often switched out on the way
+        back from the CPU clock's system call, and that pause must not count as time
+        before the next rule."""
+        cpu_now = time.thread_time_ns()
+        cpu_at_least = (cpu_now - clocks.cpu) - max(0, start - clocks.wall)
+        clocks.cpu, clocks.wall = cpu_now, self._timer()
+        return cpu_at_least > self.budget_ns
 
     def stats(self) -> SetStats:
         return SetStats(
@@ -272,6 +333,7 @@ class RuleSet:
             errors=self.errors,
             budget_overruns=self.budget_overruns,
             budget_rechecks=self.budget_rechecks,
+            budget_cutoffs=self.budget_cutoffs,
             rules=tuple(
                 RuleStats(
                     rule=rule.id,
@@ -279,6 +341,7 @@ class RuleSet:
                     matches=times.matches,
                     errors=times.errors,
                     overruns=times.overruns,
+                    cutoffs=times.cutoffs,
                     median_us=times.percentile_us(0.5),
                     p99_us=times.percentile_us(0.99),
                 )
@@ -288,10 +351,24 @@ class RuleSet:
         )
 
 
+@dataclass(slots=True)
+class _Clocks:
+    """The thread's CPU clock and the wall clock, read together (nanoseconds)."""
+
+    cpu: int
+    wall: int
+
+
 def _context(
-    attrs: Attributes, names: tuple[str, ...], leave_out: Mapping[str, str]
+    attrs: Attributes,
+    names: tuple[str, ...],
+    leave_out: Mapping[str, str],
+    functions: Mapping[str, Pattern],
 ) -> cel.Context:
-    return cel.Context({name: cel_value(attrs, name) for name in names if name not in leave_out})
+    variables = {name: cel_value(attrs, name) for name in names if name not in leave_out}
+    if not functions:
+        return cel.Context(variables)
+    return cel.Context(variables, functions=dict(functions))
 
 
 def _plan(rules: tuple[CompiledRule, ...], chain: tuple[str, ...]) -> Plan:
@@ -304,6 +381,9 @@ def _plan(rules: tuple[CompiledRule, ...], chain: tuple[str, ...]) -> Plan:
         return tuple(n for n in ATTRIBUTE_NAMES if n in names and (n in PER_REQUEST) == per_request)
 
     key_reads = ordered(read, per_request=False)
+    functions = {
+        name: pattern for rule in applying for name, pattern in rule.expression.functions.items()
+    }
     return Plan(
         applying,
         live,
@@ -311,6 +391,7 @@ def _plan(rules: tuple[CompiledRule, ...], chain: tuple[str, ...]) -> Plan:
         per_request_reads=ordered(live_read, per_request=True),
         live_key_reads=ordered(live_read, per_request=False),
         key_of=key_function(key_reads),
+        functions=functions,
     )
 
 

@@ -16,13 +16,15 @@ SAMPLES = 1024
 class RuleTimes:
     """One rule's counters and recent evaluation times (nanoseconds)."""
 
-    __slots__ = ("_next", "_samples", "errors", "evaluations", "matches", "overruns")
+    __slots__ = ("_next", "_samples", "cutoffs", "errors", "evaluations", "matches", "overruns")
 
     def __init__(self) -> None:
         self.evaluations = 0
         self.matches = 0
         self.errors = 0
         self.overruns = 0
+        #: Times it was not run because it was cut off after an overrun.
+        self.cutoffs = 0
         self._samples: list[int] = []
         self._next = 0
 
@@ -50,6 +52,7 @@ class RuleStats:
     matches: int
     errors: int
     overruns: int
+    cutoffs: int
     median_us: float | None
     p99_us: float | None
 
@@ -70,6 +73,10 @@ class SetStats:
     #: Evaluations over the budget by the wall clock that used less CPU time than the
     #: budget when repeated (the thread was preempted): not errors.
     budget_rechecks: int
+    #: Rule outcomes decided without running the rule: it was cut off for the
+    #: caller's tenant after an overrun (`ruleset.COOL_DOWN_SECONDS`). Counted in
+    #: `errors` too.
+    budget_cutoffs: int
     rules: tuple[RuleStats, ...]
 
 

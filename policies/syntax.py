@@ -13,7 +13,7 @@ report, not a `RecursionError`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from policies.lexer import Token, tokenize
@@ -113,6 +113,27 @@ class Comprehension(Node):
     variable: str
     variable_offset: int
     args: tuple[Node, ...] = field(default=())
+
+
+def walk(node: Node) -> Iterator[Node]:
+    """`node` and every node below it, parents first."""
+    yield node
+    children: tuple[Node | None, ...] = ()
+    if isinstance(node, Select):
+        children = (node.operand,)
+    elif isinstance(node, Index):
+        children = (node.operand, node.index)
+    elif isinstance(node, Call):
+        children = (node.target, *node.args)
+    elif isinstance(node, ListExpr):
+        children = node.items
+    elif isinstance(node, MapExpr):
+        children = tuple(part for entry in node.entries for part in entry)
+    elif isinstance(node, Comprehension):
+        children = (node.range, *node.args)
+    for child in children:
+        if child is not None:
+            yield from walk(child)
 
 
 #: A parsing method for one precedence level.

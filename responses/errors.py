@@ -9,9 +9,14 @@ says which HTTP status it means, so the gateway maps classes, never messages:
   response that is not stored for this caller (absent, expired, or someone else's).
 - `BadUpstreamReply`: 502: the chat completion an upstream returned cannot be turned
   into a Response (no choices, a tool call without a name...).
+- `StoreUnavailable`: 503: the response store (Redis) did not answer in time; the
+  message names no host (the store's own log line does).
 """
 
 from __future__ import annotations
+
+from common import fields
+from common.fields import FieldProblem
 
 
 class ResponsesError(Exception):
@@ -47,6 +52,21 @@ class BadUpstreamReply(ResponsesError):
     status = 502
 
 
+class StoreUnavailable(ResponsesError):
+    """The response store cannot be read now (HTTP 503): down, or slower than its
+    timeout. Never a hang, and never the store's address in the message."""
+
+    status = 503
+
+    def __init__(self, detail: str = "") -> None:
+        super().__init__(
+            "The response store is unavailable; retry the request.",
+            code="response_store_unavailable",
+        )
+        #: Why, for the server log only (it may name the store's host).
+        self.detail = detail
+
+
 def unsupported(param: str, what: str) -> InvalidRequest:
     """A parameter OpenAI accepts that translation to Chat Completions cannot honour."""
     return InvalidRequest(
@@ -57,39 +77,24 @@ def unsupported(param: str, what: str) -> InvalidRequest:
     )
 
 
+def refused(problem: FieldProblem) -> InvalidRequest:
+    """A request field refused by the kernel both validators share (common/fields.py)."""
+    return InvalidRequest(problem.message, param=problem.param, code=problem.code)
+
+
 def invalid_type(param: str, expected: str, value: object) -> InvalidRequest:
-    return InvalidRequest(
-        f"Invalid type for '{param}': expected {expected}, but got {_kind(value)} instead.",
-        param=param,
-        code="invalid_type",
-    )
+    return refused(fields.invalid_type(param, expected, value))
+
+
+def unknown_parameter(param: str) -> InvalidRequest:
+    """A field OpenAI's API does not define, refused as OpenAI refuses it (a long name
+    is cut: the error never grows with the request)."""
+    return refused(fields.unknown_parameter(param))
 
 
 def invalid_value(param: str, detail: str) -> InvalidRequest:
-    return InvalidRequest(
-        f"Invalid value for '{param}': {detail}", param=param, code="invalid_value"
-    )
+    return refused(fields.invalid_value(param, detail))
 
 
 def missing(param: str) -> InvalidRequest:
-    return InvalidRequest(
-        f"Missing required parameter: '{param}'.", param=param, code="missing_required_parameter"
-    )
-
-
-def _kind(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int):
-        return "an integer"
-    if isinstance(value, float):
-        return "a decimal"
-    if isinstance(value, str):
-        return "a string" if value else "an empty string"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
+    return refused(fields.missing_parameter(param))

@@ -18,13 +18,37 @@ into Chat Completions messages, in order:
   that carries another model's reasoning back;
 - anything else (item references, built-in tool calls, MCP items...) is refused by
   name: dropping it would change what the model is told.
+
+A field an item or content part does not have in OpenAI's API is refused
+(`unknown_parameter`, `param` naming its path: `input[0].content[1].foo`), as OpenAI
+refuses it: the canonical item keeps only what it translates, so what is stored is
+what was checked and counted. Fields OpenAI defines that a chat upstream has no use
+for (`phase`, `prompt_cache_breakpoint`, an `input_file`'s `detail`, a call output's
+`name`, `annotations` and `logprobs` of client-sent output text) are checked and not
+kept.
+
+A request that continues a stored conversation (`previous_response_id`) is translated
+in two steps: its own input first (`Conversation(continues=True)`, before the history
+is read, so everything before admission stays cheap), then `join` puts the replayed
+history (`replay`, or a `Conversation` the history's items were added to) in front and
+checks the two as one conversation (an output for a call the history made, a call the
+history left open, a call id used twice).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
-from responses.errors import InvalidRequest, invalid_type, invalid_value, missing, unsupported
+from responses.errors import (
+    InvalidRequest,
+    invalid_type,
+    invalid_value,
+    missing,
+    unknown_parameter,
+    unsupported,
+)
 from responses.ids import new_id
 
 Item = dict[str, Any]
@@ -43,6 +67,42 @@ PART_TYPES = {
 #: Item types a client may send that have no Chat Completions form.
 UNTRANSLATABLE_ITEMS = {
     "item_reference": "Item references (an input item that points at a stored item by id)",
+}
+MESSAGE_PHASES = ("commentary", "final_answer")
+FILE_DETAILS = ("auto", "low", "high")
+
+# The fields each item and content part may carry: OpenAI's OpenAPI document 2.3.0
+# (github.com/openai/openai-openapi, MIT), schemas EasyInputMessage, InputMessage and
+# OutputMessage (a message item: `id` too, which the API returns on input items and
+# clients send back), FunctionToolCall, FunctionCallOutputItemParam, ReasoningItem,
+# InputTextContent, InputImageContent, InputFileContent, OutputTextContent,
+# RefusalContent, SummaryTextContent, ReasoningTextContent. tests/data holds them.
+MESSAGE_FIELDS = frozenset({"type", "role", "content", "status", "id", "phase"})
+CALL_FIELDS = frozenset(
+    {"type", "id", "call_id", "name", "arguments", "status", "namespace", "caller"}
+)
+OUTPUT_FIELDS = frozenset(
+    {"type", "id", "call_id", "output", "status", "name", "namespace", "caller"}
+)
+REASONING_FIELDS = frozenset({"type", "id", "summary", "content", "encrypted_content", "status"})
+PART_FIELDS = {
+    "input_text": frozenset({"type", "text", "prompt_cache_breakpoint"}),
+    "input_image": frozenset({"type", "image_url", "file_id", "detail", "prompt_cache_breakpoint"}),
+    "input_file": frozenset(
+        {
+            "type",
+            "file_id",
+            "filename",
+            "file_data",
+            "file_url",
+            "detail",
+            "prompt_cache_breakpoint",
+        }
+    ),
+    "output_text": frozenset({"type", "text", "annotations", "logprobs"}),
+    "refusal": frozenset({"type", "refusal"}),
+    "summary_text": frozenset({"type", "text"}),
+    "reasoning_text": frozenset({"type", "text"}),
 }
 
 
@@ -98,7 +158,19 @@ def _message(role: str, content: list[Item], item_id: str | None, status: str) -
     }
 
 
+def _check_fields(raw: Item, allowed: frozenset[str], where: str) -> None:
+    """Refuses a field `allowed` does not name. A loop over the item's own keys: most
+    items have four or five, so this costs less than a set difference."""
+    for key in raw:
+        if key not in allowed:
+            raise unknown_parameter(f"{where}.{key}")
+
+
 def _normalize_message(raw: Item, i: int) -> Item:
+    _check_fields(raw, MESSAGE_FIELDS, at(i))
+    phase = raw.get("phase")
+    if phase is not None and phase not in MESSAGE_PHASES:
+        raise invalid_value(at(i, ".phase"), f"'{phase}' is not one of {list(MESSAGE_PHASES)}.")
     role = raw.get("role")
     if role is None:
         raise missing(at(i, ".role"))
@@ -125,7 +197,15 @@ def _normalize_part(part: Any, role: str, i: int, k: int) -> Item:
     if not isinstance(part, dict):
         raise invalid_type(at(i, f".content[{k}]"), "an object", part)
     kind = part.get("type")
+    allowed = PART_FIELDS.get(kind) if isinstance(kind, str) else None
+    if allowed is not None and kind not in ("summary_text", "reasoning_text"):
+        _check_fields(part, allowed, at(i, f".content[{k}]"))
+        _check_cache_breakpoint(part, at(i, f".content[{k}]"))
     if kind == "input_text" or (kind == "output_text" and role == "assistant"):
+        if kind == "output_text":
+            for field in ("annotations", "logprobs"):
+                if part.get(field) is not None and not isinstance(part[field], list):
+                    raise invalid_type(at(i, f".content[{k}].{field}"), "an array", part[field])
         text = part.get("text")
         if not isinstance(text, str):
             raise invalid_type(at(i, f".content[{k}].text"), "a string", text)
@@ -170,6 +250,9 @@ def _normalize_file(part: Item, where: str) -> Item:
     data = part.get("file_data")
     if not isinstance(data, str) or not data:
         raise invalid_type(f"{where}.file_data", "a base64 data URL", data)
+    detail = part.get("detail")
+    if detail is not None and detail not in FILE_DETAILS:
+        raise invalid_value(f"{where}.detail", f"'{detail}' is not one of {list(FILE_DETAILS)}.")
     canonical: Item = {"type": "input_file", "file_data": data}
     filename = part.get("filename")
     if filename is not None:
@@ -180,11 +263,13 @@ def _normalize_file(part: Item, where: str) -> Item:
 
 
 def _normalize_call(raw: Item, i: int) -> Item:
+    _check_fields(raw, CALL_FIELDS, at(i))
     call_id = _required_string(raw, "call_id", i)
     name = _required_string(raw, "name", i)
     arguments = _required_string(raw, "arguments", i)
     if raw.get("namespace"):
         raise unsupported(at(i, ".namespace"), "A function call in a tool namespace")
+    _check_caller(raw, i)
     return {
         "id": _optional_id(raw, i) or new_id("fc"),
         "type": "function_call",
@@ -195,8 +280,37 @@ def _normalize_call(raw: Item, i: int) -> Item:
     }
 
 
+def _check_caller(raw: Item, i: int) -> None:
+    """A call's `caller`: the model itself (`direct`, or none) is what chat knows; a
+    call a program made is refused by name."""
+    caller = raw.get("caller")
+    if caller is None:
+        return
+    if not isinstance(caller, dict):
+        raise invalid_type(at(i, ".caller"), "an object", caller)
+    kind = caller.get("type")
+    if kind == "program":
+        raise unsupported(at(i, ".caller"), "A function call made by a program")
+    if kind != "direct":
+        raise invalid_value(at(i, ".caller.type"), f"'{kind}' is not one of ['direct', 'program'].")
+    _check_fields(caller, frozenset({"type"}), at(i, ".caller"))
+
+
+def _check_cache_breakpoint(part: Item, where: str) -> None:
+    value = part.get("prompt_cache_breakpoint")
+    if value is not None and not isinstance(value, dict):
+        raise invalid_type(f"{where}.prompt_cache_breakpoint", "an object", value)
+
+
 def _normalize_output(raw: Item, i: int) -> Item:
+    _check_fields(raw, OUTPUT_FIELDS, at(i))
     call_id = _required_string(raw, "call_id", i)
+    if raw.get("namespace"):
+        raise unsupported(at(i, ".namespace"), "A function call output in a tool namespace")
+    name = raw.get("name")
+    if name is not None and not isinstance(name, str):
+        raise invalid_type(at(i, ".name"), "a string", name)
+    _check_caller(raw, i)
     output = raw.get("output")
     if isinstance(output, list):
         output = [_output_part(part, i, k) for k, part in enumerate(output)]
@@ -221,19 +335,55 @@ def _output_part(part: Any, i: int, k: int) -> Item:
             f"A function call output part of type '{part.get('type')}' (chat tool messages "
             "carry text only)",
         )
+    _check_fields(part, PART_FIELDS["input_text"], where)
+    _check_cache_breakpoint(part, where)
     if not isinstance(part.get("text"), str):
         raise invalid_type(f"{where}.text", "a string", part.get("text"))
     return {"type": "input_text", "text": part["text"]}
 
 
 def _normalize_reasoning(raw: Item, i: int) -> Item:
+    """Kept (another turn may send it back) and never sent: only its defined fields,
+    each checked, so what is stored is what the API allows."""
+    _check_fields(raw, REASONING_FIELDS, at(i))
     item_id = _optional_id(raw, i)
     if item_id is None:
         raise missing(at(i, ".id"))
     summary = raw.get("summary")
     if not isinstance(summary, list):
         raise invalid_type(at(i, ".summary"), "an array", summary)
-    return {**raw, "id": item_id, "type": "reasoning"}
+    canonical: Item = {
+        "id": item_id,
+        "type": "reasoning",
+        "summary": _reasoning_parts(summary, "summary_text", at(i, ".summary")),
+    }
+    content = raw.get("content")
+    if content is not None:
+        if not isinstance(content, list):
+            raise invalid_type(at(i, ".content"), "an array", content)
+        canonical["content"] = _reasoning_parts(content, "reasoning_text", at(i, ".content"))
+    encrypted = raw.get("encrypted_content")
+    if encrypted is not None:
+        if not isinstance(encrypted, str):
+            raise invalid_type(at(i, ".encrypted_content"), "a string", encrypted)
+        canonical["encrypted_content"] = encrypted
+    if raw.get("status") is not None:
+        canonical["status"] = _status(raw, i)
+    return canonical
+
+
+def _reasoning_parts(parts: list[Any], kind: str, where: str) -> list[Item]:
+    checked = []
+    for k, part in enumerate(parts):
+        if not isinstance(part, dict):
+            raise invalid_type(f"{where}[{k}]", "an object", part)
+        if part.get("type") != kind:
+            raise invalid_value(f"{where}[{k}].type", f"'{part.get('type')}' is not '{kind}'.")
+        _check_fields(part, PART_FIELDS[kind], f"{where}[{k}]")
+        if not isinstance(part.get("text"), str):
+            raise invalid_type(f"{where}[{k}].text", "a string", part.get("text"))
+        checked.append({"type": kind, "text": part["text"]})
+    return checked
 
 
 def _required_string(raw: Item, name: str, i: int) -> str:
@@ -266,21 +416,47 @@ def _status(raw: Item, i: int) -> str:
 # -- chat messages ------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class Continuation:
+    """What joining a request's input to the history it continues needs to check:
+    the calls its input makes and the outputs it gives for calls it does not make
+    (each with its index in `input`), whether its first message is an assistant
+    message of calls alone (which joins a history ending in an assistant message,
+    as in one pass), and where in the chat messages the history goes (after the
+    instructions)."""
+
+    calls: tuple[tuple[str, int], ...]
+    answers: tuple[tuple[str, int], ...]
+    leading_calls: bool
+    at: int
+
+
 class Conversation:
     """Chat messages built from canonical items, added in conversation order.
 
     `index` is the item's place in `input`, for errors; None for replayed history.
+    With `continues`, the items are a request's input that a stored history will be
+    put in front of (`join`): an output for a call the input does not make is taken
+    to answer one of the history's, and checked when the history is joined.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, continues: bool = False) -> None:
         self.messages: list[Message] = []
         #: Calls waiting for their output: call id -> index of the call's item.
         self._open_calls: dict[str, int | None] = {}
         self._answered: set[str] = set()
         #: The assistant message that following calls join, while it is the last one.
         self._assistant: Message | None = None
+        self.continues = continues
+        self._calls: list[tuple[str, int]] = []
+        self._answers: list[tuple[str, int]] = []
+        #: The first message an item made (not the instructions), and where it is.
+        self._first: Message | None = None
+        self._start: int | None = None
 
     def add(self, item: Item, index: int | None) -> None:
+        if self._start is None:
+            self._start = len(self.messages)
         kind = item["type"]
         if kind == "message":
             self._add_message(item)
@@ -291,7 +467,8 @@ class Conversation:
         # reasoning: kept in the record, nothing to send (see the module docstring)
 
     def finish(self) -> list[Message]:
-        """The messages, once every call has its output."""
+        """The messages, once every call has its output (and, unless a history will
+        be joined, once there is something to send)."""
         if self._open_calls:
             call_id, index = next(iter(self._open_calls.items()))
             raise InvalidRequest(
@@ -299,20 +476,36 @@ class Conversation:
                 param=at(index),
                 code="missing_function_call_output",
             )
-        if not self.messages:
-            raise InvalidRequest(
-                "The input has no message to send to the model.", param="input", code="empty_input"
-            )
+        if not self.messages and not self.continues:
+            raise _empty_input()
         return self.messages
+
+    def continuation(self, at: int) -> Continuation:
+        """What `join` needs, for a history that goes at message `at`."""
+        first = self._first
+        leading = (
+            first is not None
+            and first["role"] == "assistant"
+            and first["content"] is None
+            and self._start == at
+            and len(self.messages) > at
+            and self.messages[at] is first
+        )
+        return Continuation(tuple(self._calls), tuple(self._answers), leading, at)
+
+    def _made(self, message: Message) -> None:
+        self.messages.append(message)
+        if self._first is None:
+            self._first = message
 
     def _add_message(self, item: Item) -> None:
         role = item["role"]
         if role == "assistant":
             message = _assistant_message(item["content"])
-            self.messages.append(message)
+            self._made(message)
             self._assistant = message
             return
-        self.messages.append({"role": CHAT_ROLE[role], "content": _chat_content(item["content"])})
+        self._made({"role": CHAT_ROLE[role], "content": _chat_content(item["content"])})
         self._assistant = None
 
     def _add_call(self, item: Item, index: int | None) -> None:
@@ -329,28 +522,94 @@ class Conversation:
         }
         if self._assistant is None:
             self._assistant = {"role": "assistant", "content": None}
-            self.messages.append(self._assistant)
+            self._made(self._assistant)
         self._assistant.setdefault("tool_calls", []).append(call)
         self._open_calls[item["call_id"]] = index
+        if index is not None:
+            self._calls.append((item["call_id"], index))
 
     def _add_output(self, item: Item, index: int | None) -> None:
         call_id = item["call_id"]
-        if call_id not in self._open_calls:
-            if call_id in self._answered:
-                detail = f"Duplicate output for function call {call_id}."
-            else:
-                detail = f"No function call found for function call output with call_id {call_id}."
-            raise InvalidRequest(
-                detail, param=at(index, ".call_id"), code="invalid_function_call_output"
-            )
-        del self._open_calls[call_id]
+        if call_id in self._open_calls:
+            del self._open_calls[call_id]
+        elif self.continues and index is not None and call_id not in self._answered:
+            self._answers.append((call_id, index))  # one of the history's calls: `join`
+        else:
+            raise _bad_output(call_id, call_id in self._answered, index)
         self._answered.add(call_id)
         output = item["output"]
         content: Any = output
         if isinstance(output, list):
             content = [{"type": "text", "text": part["text"]} for part in output]
-        self.messages.append({"role": "tool", "tool_call_id": call_id, "content": content})
+        self._made({"role": "tool", "tool_call_id": call_id, "content": content})
         self._assistant = None
+
+
+def replay(history: Iterable[Item]) -> Conversation:
+    """The stored conversation's items (canonical, oldest first) as chat messages."""
+    past = Conversation()
+    for item in history:
+        past.add(item, None)
+    return past
+
+
+def join(messages: list[Message], past: Conversation, continuation: Continuation) -> list[Message]:
+    """The chat messages of a continued conversation: `messages` (a request's input,
+    translated with `Conversation(continues=True)`) with the conversation it
+    continues (`past`, the history's items added to it: `replay`) put in front of
+    them, after the instructions.
+
+    Checked as one conversation, with the errors one pass would give: an output must
+    answer a call the history left open, every call the history left open must be
+    answered, and a call id is used once. `past` is spent."""
+    events = sorted(
+        [(index, 0, call_id) for call_id, index in continuation.calls]
+        + [(index, 1, call_id) for call_id, index in continuation.answers]
+    )
+    for index, is_answer, call_id in events:
+        if not is_answer:
+            if call_id in past._open_calls or call_id in past._answered:
+                raise InvalidRequest(
+                    f"Duplicate function call id {call_id}.",
+                    param=at(index, ".call_id"),
+                    code="duplicate_function_call",
+                )
+        elif call_id in past._open_calls:
+            del past._open_calls[call_id]
+            past._answered.add(call_id)
+        else:
+            raise _bad_output(call_id, call_id in past._answered, index)
+    if past._open_calls:
+        call_id = next(iter(past._open_calls))
+        raise InvalidRequest(
+            f"No tool output found for function call {call_id}.",
+            param=at(None),
+            code="missing_function_call_output",
+        )
+    start = continuation.at
+    current = messages[start:]
+    if continuation.leading_calls and past._assistant is not None and current:
+        # Calls that open the input join the assistant message that ends the history.
+        past._assistant.setdefault("tool_calls", []).extend(current[0]["tool_calls"])
+        current = current[1:]
+    joined = [*messages[:start], *past.messages, *current]
+    if not joined:
+        raise _empty_input()
+    return joined
+
+
+def _bad_output(call_id: str, answered: bool, index: int | None) -> InvalidRequest:
+    if answered:
+        detail = f"Duplicate output for function call {call_id}."
+    else:
+        detail = f"No function call found for function call output with call_id {call_id}."
+    return InvalidRequest(detail, param=at(index, ".call_id"), code="invalid_function_call_output")
+
+
+def _empty_input() -> InvalidRequest:
+    return InvalidRequest(
+        "The input has no message to send to the model.", param="input", code="empty_input"
+    )
 
 
 def _assistant_message(parts: list[Item]) -> Message:

@@ -4,7 +4,8 @@
 `InvalidRequest` naming it; nothing that would change what the model is asked is
 dropped quietly. Parameters fall in four groups (`PARAMETERS` lists every one):
 
-- translated: `input` (with the `history` of `previous_response_id` in front),
+- translated: `input` (with the history of `previous_response_id` in front: put
+  there by `items.join` once the history is read, see `ChatTranslation.continuation`),
   `instructions` (a leading system message, never stored as history: the API does
   not carry a previous response's instructions over), `tools`, `tool_choice`,
   `text` (`response_format`, `verbosity`), `max_output_tokens`
@@ -31,12 +32,31 @@ window fails (400 `context_length_exceeded` from the upstream) as with `disabled
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from responses.errors import InvalidRequest, invalid_type, invalid_value, missing, unsupported
-from responses.items import Conversation, Item, normalize_input
+from common.fields import (
+    ARRAY,
+    BOOLEAN,
+    INTEGER,
+    NUMBER,
+    OBJECT,
+    STRING,
+    STRING_OR_OBJECT,
+    FieldProblem,
+    Fields,
+    check_fields,
+)
+from responses.errors import (
+    InvalidRequest,
+    invalid_type,
+    invalid_value,
+    missing,
+    refused,
+    unknown_parameter,
+    unsupported,
+)
+from responses.items import Continuation, Conversation, Item, join, normalize_input, replay
 from responses.tool_params import chat_tool_choice, chat_tools
 
 Json = dict[str, Any]
@@ -109,31 +129,34 @@ INCLUDES_WITHOUT_EFFECT = frozenset(
 TEXT_FORMATS = ("text", "json_schema", "json_object")
 TRUNCATIONS = ("auto", "disabled")
 
-Check = tuple[str, type | tuple[type, ...]]
-#: Type checks for the simple parameters (null is accepted for each).
-TYPES: Mapping[str, Check] = {
-    "instructions": ("a string", str),
-    "max_output_tokens": ("an integer", int),
-    "max_tool_calls": ("an integer", int),
-    "temperature": ("a number", (int, float)),
-    "top_p": ("a number", (int, float)),
-    "top_logprobs": ("an integer", int),
-    "parallel_tool_calls": ("a boolean", bool),
-    "stream": ("a boolean", bool),
-    "store": ("a boolean", bool),
-    "stream_options": ("an object", dict),
-    "previous_response_id": ("a string", str),
-    "user": ("a string", str),
-    "safety_identifier": ("a string", str),
-    "service_tier": ("a string", str),
-    "prompt_cache_key": ("a string", str),
-    "prompt_cache_retention": ("a string", str),
-    "reasoning": ("an object", dict),
-    "text": ("an object", dict),
-    "include": ("an array", list),
-    "truncation": ("a string", str),
+#: Type checks for the simple parameters (null is accepted for each), with the kernel
+#: the chat validator uses (common/fields.py): the same words, the same integers (an
+#: integral `2247.0` is one), and the JSON Schema `/openapi.json` documents.
+RESPONSES_FIELDS: Fields = {
+    "instructions": STRING,
+    "max_output_tokens": INTEGER,
+    "max_tool_calls": INTEGER,
+    "temperature": NUMBER,
+    "top_p": NUMBER,
+    "top_logprobs": INTEGER,
+    "parallel_tool_calls": BOOLEAN,
+    "stream": BOOLEAN,
+    "store": BOOLEAN,
+    "stream_options": OBJECT,
+    "previous_response_id": STRING,
+    "user": STRING,
+    "safety_identifier": STRING,
+    "service_tier": STRING,
+    "prompt_cache_key": STRING,
+    "prompt_cache_retention": STRING,
+    "reasoning": OBJECT,
+    "text": OBJECT,
+    "include": ARRAY,
+    "truncation": STRING,
+    "metadata": OBJECT,
+    "tools": ARRAY,
+    "tool_choice": STRING_OR_OBJECT,
 }
-_NUMBERS_ONLY = ("max_output_tokens", "max_tool_calls", "top_logprobs", "temperature", "top_p")
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +166,9 @@ class ChatTranslation:
     `input_items` are this request's items in canonical form (ids assigned): what
     the store keeps, `/input_items` lists and a later `previous_response_id`
     replays. `echo` holds the request parameters a Response object repeats.
+    `continuation` is set when the request continues a stored conversation: its
+    chat messages are then its own input's only, and `items.join` puts the history
+    in front once it is read (after admission: reading it is work).
     """
 
     chat: Json
@@ -152,18 +178,23 @@ class ChatTranslation:
     previous_response_id: str | None
     input_items: list[Item]
     echo: Json
+    continuation: Continuation | None = None
 
 
-def to_chat(body: Mapping[str, Any], history: list[Item] | None = None) -> ChatTranslation:
-    """Translate a Responses create body; `history` is the stored conversation of
-    `previous_response_id` (prior input and output items, in order), which the caller
-    loads (see `responses.store.conversation_history`)."""
+def to_chat(body: dict[str, Any], history: list[Item] | None = None) -> ChatTranslation:
+    """Translate a Responses create body. With `previous_response_id`, the chat
+    messages are the input's own, ready for `items.join` with the stored history
+    (the gateway joins it after admission); given `history` (prior input and output
+    items, oldest first, see `responses.conversation`), it is joined here."""
     for key in body:
         if key not in PARAMETERS:
             raise InvalidRequest(
                 f"Unknown parameter: '{key}'.", param=key, code="unknown_parameter"
             )
-    _check_types(body)
+    try:
+        check_fields(body, RESPONSES_FIELDS)
+    except FieldProblem as problem:
+        raise refused(problem) from None
     for key, what in REFUSED.items():
         if body.get(key):
             raise unsupported(key, what)
@@ -177,20 +208,23 @@ def to_chat(body: Mapping[str, Any], history: list[Item] | None = None) -> ChatT
     if "input" not in body or body["input"] is None:
         raise missing("input")
     previous = body.get("previous_response_id")
-    if (previous is None) != (history is None):
+    if previous is None and history is not None:
         # A caller bug, not a client error: the history belongs to previous_response_id.
-        raise ValueError("history must be given exactly when previous_response_id is set")
+        raise ValueError("history is given only when previous_response_id is set")
 
     items = normalize_input(body["input"])
-    conversation = Conversation()
+    conversation = Conversation(continues=previous is not None)
     instructions = body.get("instructions")
     if instructions:
         conversation.messages.append({"role": "system", "content": instructions})
-    for item in history or ():
-        conversation.add(item, None)
     for i, item in enumerate(items):
         conversation.add(item, i)
     messages = conversation.finish()
+    continuation = None
+    if previous is not None:
+        continuation = conversation.continuation(1 if instructions else 0)
+        if history is not None:
+            messages = join(messages, replay(history), continuation)
 
     stream = body.get("stream") is True
     chat: Json = {"model": model, "messages": messages}
@@ -251,19 +285,8 @@ def to_chat(body: Mapping[str, Any], history: list[Item] | None = None) -> ChatT
         previous_response_id=previous,
         input_items=items,
         echo=echo,
+        continuation=continuation,
     )
-
-
-def _check_types(body: Mapping[str, Any]) -> None:
-    for key, (expected, kinds) in TYPES.items():
-        value = body.get(key)
-        if value is None:
-            continue
-        wrong = not isinstance(value, kinds)
-        if key in _NUMBERS_ONLY and isinstance(value, bool):
-            wrong = True  # a boolean is an int to Python, not to JSON Schema
-        if wrong:
-            raise invalid_type(key, expected, value)
 
 
 def _text(value: Json | None, chat: Json) -> Json:
@@ -318,9 +341,17 @@ def _json_schema(fmt: Json) -> Json:
     return translated
 
 
+#: `reasoning`'s fields in OpenAI's API (openai-openapi 2.3.0, schema Reasoning).
+REASONING_KEYS = ("mode", "effort", "summary", "generate_summary", "context")
+
+
 def _reasoning(value: Json | None, chat: Json) -> Json | None:
     if value is None:
         return None
+    for key in value:
+        if key not in REASONING_KEYS:
+            # Echoed and stored with the response: only what the API defines.
+            raise unknown_parameter(f"reasoning.{key}")
     mode = value.get("mode")
     if mode not in (None, "standard"):
         raise unsupported("reasoning.mode", f"Reasoning mode '{mode}'")

@@ -4,58 +4,93 @@ A `StoredResponse` keeps one response's own part of a conversation: the Response
 object (its `output` items and its `previous_response_id`) and the input items of
 the request that made it. A conversation is the chain of its responses; the history
 a new request continues from is rebuilt by walking that chain back
-(`conversation_history`). Storing each response's own items only keeps the store
+(responses/conversation.py). Storing each response's own items only keeps the store
 linear in the conversation's length (a full copy per response would be quadratic),
 and walking the chain touches every link, so an active conversation never loses an
 ancestor to LRU eviction.
 
-Every record has an owner: an opaque string the gateway sets (a tenant, a key id).
-A lookup by another owner behaves exactly like a lookup of an id that does not
-exist, so one caller can neither read nor continue, nor learn of, another's response.
+**Owners.** Every record belongs to an `Owner`: a tenant and a key (the key's id and
+a tag of its token, so a key id given a new token does not inherit the old token's
+responses). A lookup by another owner behaves exactly like a lookup of an id that
+does not exist, so one caller can neither read nor continue, nor learn of, another's
+response.
 
-`ResponseStore` is the protocol (async, so a Redis store can implement it);
-`MemoryResponseStore` is the in-process one, with these limits (all constructor
-arguments, documented on `MemoryLimits`):
+**Quotas** (responses/config.py): each key and each tenant may hold so many records
+and bytes; a put over a quota evicts that key's (tenant's) own least recently used
+records, never another's; a put that would cross the store's `total` is refused.
 
-- `max_entries` (10,000): least recently used records are evicted past it;
-- `max_bytes` (256 MiB): the same, counting each record's JSON size;
-- `max_record_bytes` (8 MiB): a larger record is not stored (`put` returns False);
-- `ttl_seconds` (30 days, what OpenAI keeps a response for): counted from the put,
-  never extended by reads: a hard retention bound. A chain whose first response has
-  expired cannot be continued by id; the client sends the full input instead.
+**What is counted is what is stored.** A record is kept as two JSON blobs: the
+Response object with its `output` emptied, and its conversation items (the input
+items, then the output items). The quotas count both; a conversation's bytes
+(`Chain.bytes`, what `max_chain_bytes` bounds and policies and limits count as prompt)
+count the items blobs, which is what a rebuild decodes, and nothing else.
 
-Records are kept as JSON bytes, not dicts: the byte limits then bound real memory,
-and a caller that mutates what it got (or put) cannot change what is stored.
+**Chains.** Each record carries its conversation's cumulative depth and bytes
+(`Chain`), computed at put from its predecessor's, so checking a continuation's bounds
+reads one small record (`head`), not the conversation.
+
+`ResponseStore` is the protocol; responses/memory.py and responses/redis_store.py
+implement it with the same semantics (tests/test_responses_quotas.py runs one
+property test against both).
 """
 
 from __future__ import annotations
 
-import time
-from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, Protocol
 
 import orjson
 
-from responses.errors import InvalidRequest
-
 Json = dict[str, Any]
-Clock = Callable[[], float]
 
-#: How many responses `conversation_history` walks back at most. Each hop is one
-#: `get`; an agent loop makes one response per model turn, and a chain this long is
-#: far past any context window.
-MAX_CHAIN_DEPTH = 1_000
+
+@dataclass(frozen=True, slots=True)
+class Owner:
+    """Whose a record is: the tenant whose share it counts against, and the key (id
+    and token tag, `team-a#3f2a...`: tenants/keys.py `token_tag`) whose share it
+    counts against and who alone may read, continue, list or delete it."""
+
+    tenant: str
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class Chain:
+    """A stored conversation up to and including one response: how many responses
+    it has (`depth`) and the bytes of their conversation items (`bytes`)."""
+
+    depth: int = 0
+    bytes: int = 0
+
+
+#: The conversation before a first response.
+EMPTY = Chain()
+
+
+class Put(StrEnum):
+    """What `put` did."""
+
+    STORED = "stored"
+    #: The request said `store: false`.
+    NOT_REQUESTED = "not_requested"
+    #: Over `max_record_bytes`.
+    TOO_LARGE = "too_large"
+    #: It would cross the store's `total` (nothing was evicted for it).
+    STORE_FULL = "store_full"
+    #: The id is another owner's (ids are random: a bug, never a race).
+    CONFLICT = "conflict"
 
 
 @dataclass(frozen=True, slots=True)
 class StoredResponse:
-    """One stored response: what it said, what it was asked, and whose it is."""
+    """One stored response: what it said, what it was asked, whose it is, and the
+    conversation it continues (`history`: its predecessor's `Chain`)."""
 
     response: Json
     input_items: list[Json]
-    owner: str
+    owner: Owner
+    history: Chain = EMPTY
 
     @property
     def id(self) -> str:
@@ -76,153 +111,91 @@ class StoredResponse:
         return [*self.input_items, *self.response.get("output", ())]
 
 
-class ResponseStore(Protocol):
-    """Where responses are kept. A record stored with `store: false` is never kept."""
+@dataclass(frozen=True, slots=True)
+class Encoded:
+    """A record as stores keep it: JSON bytes, so the byte quotas bound real memory
+    and nothing a caller mutates after a put or a get changes what is stored."""
 
-    async def get(self, response_id: str, owner: str) -> StoredResponse | None:
-        """The record, or None if it is absent, expired, or another owner's."""
-        ...
+    #: The Response object with `output` emptied (its place kept).
+    response: bytes
+    #: Its input items, then its output items: a JSON array.
+    items: bytes
+    #: How many of `items` are input items.
+    inputs: int
+    previous: str | None
+    #: The conversation up to and including this record.
+    chain: Chain
 
-    async def put(self, record: StoredResponse) -> bool:
-        """Keep `record` (replacing the owner's record with the same id); False if it
-        was not kept (`store: false`, over the per-record size limit, or the id is
-        another owner's)."""
-        ...
+    @property
+    def size(self) -> int:
+        """What the quotas count."""
+        return len(self.response) + len(self.items)
 
-    async def delete(self, response_id: str, owner: str) -> bool:
-        """Forget the record; False if there was none for this owner."""
-        ...
+
+def encode(record: StoredResponse) -> Encoded:
+    items = orjson.dumps(record.conversation_items)
+    response = orjson.dumps({**record.response, "output": []})
+    history = record.history
+    chain = Chain(history.depth + 1, history.bytes + len(items))
+    return Encoded(response, items, len(record.input_items), record.previous_response_id, chain)
+
+
+def decode(
+    owner: Owner, response: bytes, items: bytes, inputs: int, chain: Chain
+) -> StoredResponse:
+    conversation = orjson.loads(items)
+    data = orjson.loads(response)
+    data["output"] = conversation[inputs:]
+    history = Chain(chain.depth - 1, chain.bytes - len(items))
+    return StoredResponse(data, conversation[:inputs], owner, history)
 
 
 @dataclass(frozen=True, slots=True)
-class MemoryLimits:
-    #: Records kept at most; the least recently used go first.
-    max_entries: int = 10_000
-    #: Total JSON bytes of all records at most (least recently used go first).
-    max_bytes: int = 256 * 1024 * 1024
-    #: A record over this many JSON bytes is not stored at all.
-    max_record_bytes: int = 8 * 1024 * 1024
-    #: Seconds a record lives after its put; reads do not extend it.
-    ttl_seconds: float = 30 * 24 * 3600.0
+class History:
+    """What walking a conversation back found: each response's items blob, oldest
+    first; or where the walk stopped short (`missing`: the first id not stored for
+    the owner, the head's own id when the head is not; `over`: the chain is longer
+    or larger than the walk was allowed to go)."""
 
-    def __post_init__(self) -> None:
-        if (
-            min(self.max_entries, self.max_bytes, self.max_record_bytes) < 1
-            or self.ttl_seconds <= 0
-        ):
-            raise ValueError("response store limits must be positive")
+    blobs: list[bytes]
+    missing: str | None = None
+    over: bool = False
+
+    @property
+    def bytes(self) -> int:
+        return sum(len(blob) for blob in self.blobs)
 
 
-@dataclass(slots=True)
-class _Entry:
-    owner: str
-    blob: bytes  # {"response": ..., "input_items": [...]} as JSON
-    expires: float
+class ResponseStore(Protocol):
+    """Where responses are kept, bounded per key, per tenant and in total."""
 
+    async def get(self, response_id: str, owner: Owner) -> StoredResponse | None:
+        """The record, or None if it is absent, expired, or another owner's. Counts as
+        a use (LRU). Raises `StoreUnavailable` when the store cannot answer."""
+        ...
 
-class MemoryResponseStore:
-    """A bounded LRU of responses with a TTL; every operation is O(1) (amortized)
-    apart from encoding and decoding the record itself."""
+    async def head(self, response_id: str, owner: Owner) -> Chain | None:
+        """The conversation a record ends, without reading the record: None as `get`.
+        Not a use. Raises `StoreUnavailable`."""
+        ...
 
-    def __init__(self, limits: MemoryLimits | None = None, clock: Clock = time.monotonic) -> None:
-        self.limits = limits or MemoryLimits()
-        self._clock = clock
-        self._lru: OrderedDict[str, _Entry] = OrderedDict()  # least recently used first
-        self._by_age: OrderedDict[str, None] = OrderedDict()  # oldest put first
-        self.bytes = 0
+    async def chain(
+        self, response_id: str, owner: Owner, max_depth: int, max_bytes: int
+    ) -> History:
+        """The conversation ending at `response_id`, walked back at most `max_depth`
+        records and `max_bytes` item bytes. Every record walked counts as a use.
+        Raises `StoreUnavailable`."""
+        ...
 
-    def __len__(self) -> int:
-        return len(self._lru)
+    async def put(self, record: StoredResponse) -> Put:
+        """Keep `record` (replacing the owner's record with the same id), evicting the
+        owner's own least recently used records past its key's and its tenant's
+        quotas. Raises `StoreUnavailable`."""
+        ...
 
-    async def get(self, response_id: str, owner: str) -> StoredResponse | None:
-        self._expire()
-        entry = self._lru.get(response_id)
-        if entry is None or entry.owner != owner:
-            return None
-        self._lru.move_to_end(response_id)
-        data = orjson.loads(entry.blob)
-        return StoredResponse(data["response"], data["input_items"], entry.owner)
+    async def delete(self, response_id: str, owner: Owner) -> bool:
+        """Forget the record; False if there was none for this owner. Raises
+        `StoreUnavailable`."""
+        ...
 
-    async def put(self, record: StoredResponse) -> bool:
-        if record.response.get("store") is False:
-            return False
-        blob = orjson.dumps({"response": record.response, "input_items": record.input_items})
-        if len(blob) > self.limits.max_record_bytes:
-            return False
-        self._expire()
-        existing = self._lru.get(record.id)
-        if existing is not None and existing.owner != record.owner:
-            return False  # ids are the gateway's own and random: this is a bug, not a race
-        self._remove(record.id)
-        self._lru[record.id] = _Entry(record.owner, blob, self._clock() + self.limits.ttl_seconds)
-        self._by_age[record.id] = None
-        self.bytes += len(blob)
-        while len(self._lru) > self.limits.max_entries or self.bytes > self.limits.max_bytes:
-            self._remove(next(iter(self._lru)))
-        return True
-
-    async def delete(self, response_id: str, owner: str) -> bool:
-        self._expire()
-        entry = self._lru.get(response_id)
-        if entry is None or entry.owner != owner:
-            return False
-        self._remove(response_id)
-        return True
-
-    def _remove(self, response_id: str) -> None:
-        entry = self._lru.pop(response_id, None)
-        if entry is not None:
-            del self._by_age[response_id]
-            self.bytes -= len(entry.blob)
-
-    def _expire(self) -> None:
-        """Drop expired records, oldest first: they leave memory when their time is
-        up, not only when something else needs the room."""
-        now = self._clock()
-        while self._by_age:
-            oldest = next(iter(self._by_age))
-            if self._lru[oldest].expires > now:
-                return
-            self._remove(oldest)
-
-
-async def conversation_history(
-    store: ResponseStore, previous_response_id: str, owner: str, *, max_depth: int = MAX_CHAIN_DEPTH
-) -> list[Json]:
-    """The items a request with `previous_response_id` continues from: every earlier
-    response's input items and output items, oldest first.
-
-    Refused (`InvalidRequest`, param `previous_response_id`) when the response is not
-    stored for `owner`, when an earlier link of its chain is gone, or when the chain
-    is longer than `max_depth`.
-    """
-    chain: list[StoredResponse] = []
-    next_id: str | None = previous_response_id
-    while next_id is not None:
-        if len(chain) >= max_depth:
-            raise InvalidRequest(
-                f"The conversation of response '{previous_response_id}' is longer than "
-                f"{max_depth} responses; send its items as input instead.",
-                param="previous_response_id",
-                code="conversation_too_long",
-            )
-        record = await store.get(next_id, owner)
-        if record is None:
-            if not chain:
-                raise InvalidRequest(
-                    f"Previous response with id '{previous_response_id}' not found.",
-                    param="previous_response_id",
-                    code="previous_response_not_found",
-                )
-            raise InvalidRequest(
-                f"The conversation of response '{previous_response_id}' is incomplete: an "
-                f"earlier response, '{next_id}', is no longer stored.",
-                param="previous_response_id",
-                code="previous_response_not_found",
-            )
-        chain.append(record)
-        next_id = record.previous_response_id
-    items: list[Json] = []
-    for record in reversed(chain):
-        items.extend(record.conversation_items)
-    return items
+    async def aclose(self) -> None: ...

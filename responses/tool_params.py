@@ -23,7 +23,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from responses.errors import InvalidRequest, invalid_type, invalid_value, missing, unsupported
+from responses.errors import (
+    InvalidRequest,
+    invalid_type,
+    invalid_value,
+    missing,
+    unknown_parameter,
+    unsupported,
+)
 
 Json = dict[str, Any]
 
@@ -62,6 +69,12 @@ FUNCTION_TOOL_KEYS = frozenset(
     }
 )
 TOOL_CHOICE_MODES = ("auto", "none", "required")
+#: The fields of the `tool_choice` objects translation takes (openai-openapi 2.3.0:
+#: ToolChoiceFunction, ToolChoiceAllowed).
+TOOL_CHOICE_KEYS = {
+    "function": frozenset({"type", "name"}),
+    "allowed_tools": frozenset({"type", "mode", "tools"}),
+}
 ALLOWED_TOOLS_MODES = ("auto", "required")
 
 
@@ -146,6 +159,11 @@ def chat_tool_choice(choice: Any, tools: list[Json]) -> tuple[Any, list[Json]]:
     if not isinstance(choice, dict):
         raise invalid_type("tool_choice", "a string or an object", choice)
     kind = choice.get("type")
+    keys = TOOL_CHOICE_KEYS.get(kind) if isinstance(kind, str) else None
+    if keys is not None:
+        for key in choice:
+            if key not in keys:  # echoed and stored with the response: only defined fields
+                raise unknown_parameter(f"tool_choice.{key}")
     if kind == "function":
         name = choice.get("name")
         if not isinstance(name, str):

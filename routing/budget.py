@@ -59,3 +59,18 @@ class RetryBudget:
             "allowance": self.allowance(),
             "denied_total": self.denied,
         }
+
+
+class Unmetered(RetryBudget):
+    """The budget of a request that is not observed (`UpstreamRequest.observed`): its
+    retries are bounded by the deployment's `retry.attempts` only, and neither spend
+    nor count against the budget every other request shares."""
+
+    def __init__(self) -> None:
+        super().__init__(RetryBudgetSettings())
+
+    def try_spend(self) -> bool:
+        return True
+
+
+UNMETERED = Unmetered()

@@ -29,6 +29,13 @@ class UpstreamRequest:
     #: When set, only these groups may serve it as fallbacks (the caller's allowed
     #: model groups): a fallback the caller may not use is skipped.
     groups: frozenset[str] | None = None
+    #: Whether what this request meets teaches the shared health: statistics,
+    #: breakers (so SLA weights and strategies), the retry budget, hedge and fallback
+    #: counts. False for a request whose failures may be staged for one caller (faults
+    #: injected for one tenant): routing it still retries and fails over, but what it
+    #: meets moves no other caller's traffic. Its in-flight attempts still count (they
+    #: are real load).
+    observed: bool = True
 
 
 async def _no_close() -> None:

@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field, model_validator
 
 from common.config import Frozen, Identifier, Secret, identifier, non_empty
+from common.secrets import SecretUrl, unresolved
 
 
 class Timeouts(Frozen):
@@ -74,13 +75,17 @@ class DeploymentConfig(Frozen):
     id: Identifier
     provider: Provider = "openai"
     model: str = Field(min_length=1)
-    api_base: str | None = None
+    #: May carry credentials (`https://user:pass@host/v1`): masked wherever shown.
+    api_base: SecretUrl | None = None
     api_key: Secret | None = None
     weight: float = Field(1.0, gt=0)
     #: Prompt tokens the upstream model accepts; default: litellm's model table, or
     #: for `mock` deployments their `mock.context_window`.
     context_window: int | None = Field(None, gt=0)
-    headers: dict[str, str] = Field(default_factory=dict)
+    #: Extra headers sent upstream. Each value is a secret (`x-api-key` is one for some
+    #: providers, and the gateway cannot tell which are): `env:` accepted, masked in
+    #: views, redacted from relayed errors and logs.
+    headers: dict[str, Secret] = Field(default_factory=dict)
     timeouts: Timeouts = Timeouts()
     sla: SLA = SLA()
     breaker: BreakerSettings = BreakerSettings()
@@ -98,6 +103,8 @@ class DeploymentConfig(Frozen):
 
     @model_validator(mode="after")
     def _check_api_base(self) -> DeploymentConfig:
+        if unresolved(self.api_base):
+            return self
         if self.api_base is not None and not self.api_base.startswith(("http://", "https://")):
             raise ValueError("api_base must be an http:// or https:// URL")
         return self

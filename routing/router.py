@@ -18,6 +18,11 @@ For each request:
 4. With `hedge_after_ms`, a second deployment is started when the first has not
    answered in time; the first success wins and the other is cancelled.
 
+A request that is not `observed` (`UpstreamRequest.observed`: faults were injected
+for one caller) is routed the same way, but what it meets is recorded nowhere that
+other requests read: no statistics, no breaker verdicts (a permit it took is handed
+back without one), no retry budget, no hedge or fallback counts.
+
 Every attempt is a hop in the route (`group/deployment`, `!<status or failure>`
 when it failed), which the gateway returns as `x-seawall-route`.
 """
@@ -33,7 +38,7 @@ from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 
 from routing.breaker import FORCED, Breaker, Permit
-from routing.budget import RetryBudget
+from routing.budget import UNMETERED, RetryBudget
 from routing.call import Reply, UpstreamRequest
 from routing.config import DeploymentConfig, ModelGroupConfig, RoutingSettings
 from routing.deployment import Deployment
@@ -130,6 +135,27 @@ class Journey:
         self.route.append(Hop(group, deployment, outcome, note))
 
 
+@dataclass(slots=True)
+class Attempt:
+    """One request on one deployment: what each step of trying it (the attempt, its
+    retries, a hedge) works with. A retry is the same attempt with a new permit."""
+
+    journey: Journey
+    group: ModelGroup
+    deployment: Deployment
+    #: The breaker's admission for this try.
+    permit: Permit
+    #: Added to the hop in the route: `(hedge)`, `(all-open)`.
+    note: str = ""
+
+    @property
+    def observed(self) -> bool:
+        return self.journey.request.observed
+
+    def hop(self, outcome: str = "") -> None:
+        self.journey.hop(self.group.name, self.deployment.id, outcome, self.note)
+
+
 @dataclass
 class Routed:
     reply: Reply
@@ -184,6 +210,15 @@ class Router:
             for deployment in group.deployments:
                 yield group, deployment
 
+    def reachable(self, group: ModelGroup) -> list[ModelGroup]:
+        """The groups a request for `group` may be served by: itself, then those its
+        fallback lists name (`fallbacks`, `context_window_fallbacks`,
+        `content_policy_fallbacks`), each once, in that order."""
+        names = [group.name]
+        for listed in ("fallbacks", *FALLBACK_LISTS.values()):
+            names += [n for n in getattr(group.config, listed) if n not in names]
+        return [self.groups[n] for n in names if n in self.groups]
+
     def deadline_for(self, timeout_ms: float | None = None) -> float:
         """The `time.monotonic()` instant a request must finish by. Deadlines are real
         time even when `clock` (which drives health bookkeeping) is a test's clock."""
@@ -198,7 +233,8 @@ class Router:
         self, group: ModelGroup, request: UpstreamRequest, deadline: float | None = None
     ) -> Routed:
         journey = Journey(request, deadline)
-        self.budget.record_request()
+        if request.observed:
+            self.budget.record_request()
         allowed = request.groups
         # Groups the caller may not use count as tried from the start.
         seen = {group.name}
@@ -222,8 +258,9 @@ class Router:
                 following = next((self.groups[n] for n in chain if n not in seen), None)
                 if following is None:
                     raise RoutingError(exc, journey.route) from exc
-                key = (current.name, following.name)
-                self.fallbacks[key] = self.fallbacks.get(key, 0) + 1
+                if request.observed:
+                    key = (current.name, following.name)
+                    self.fallbacks[key] = self.fallbacks.get(key, 0) + 1
                 seen.add(following.name)
                 current = following
 
@@ -244,25 +281,20 @@ class Router:
                 )
             deployment, permit = pick
             tried.add(deployment.id)
+            attempt = Attempt(journey, group, deployment, permit)
             try:
                 if group.hedge_after is not None:
-                    return await self._hedged(journey, group, deployment, permit, tried)
-                return await self._on_deployment(journey, group, deployment, permit)
+                    return await self._hedged(attempt, tried)
+                return await self._on_deployment(attempt)
             except UpstreamError as exc:
                 last = exc
                 if not exc.failure.policy.fails_over:
                     raise
 
-    async def _hedged(
-        self,
-        journey: Journey,
-        group: ModelGroup,
-        deployment: Deployment,
-        permit: Permit,
-        tried: set[str],
-    ) -> Reply:
+    async def _hedged(self, attempt: Attempt, tried: set[str]) -> Reply:
+        group, journey = attempt.group, attempt.journey
         assert group.hedge_after is not None
-        first = asyncio.ensure_future(self._on_deployment(journey, group, deployment, permit))
+        first = asyncio.ensure_future(self._on_deployment(attempt))
         tasks: set[asyncio.Future[Reply]] = {first}
         winner: asyncio.Future[Reply] | None = None
         try:
@@ -272,10 +304,11 @@ class Router:
                 if pick is not None:
                     second, second_permit = pick
                     tried.add(second.id)
-                    self.hedges[group.name] = self.hedges.get(group.name, 0) + 1
-                    second.stats.hedges += 1
-                    hedge = self._on_deployment(journey, group, second, second_permit, "(hedge)")
-                    tasks.add(asyncio.ensure_future(hedge))
+                    if journey.request.observed:
+                        self.hedges[group.name] = self.hedges.get(group.name, 0) + 1
+                        second.stats.hedges += 1
+                    hedge = Attempt(journey, group, second, second_permit, "(hedge)")
+                    tasks.add(asyncio.ensure_future(self._on_deployment(hedge)))
             failures: list[BaseException] = []
             pending = set(tasks)
             while pending:
@@ -292,38 +325,36 @@ class Router:
 
     # -- on one deployment ------------------------------------------------------------
 
-    async def _on_deployment(
-        self,
-        journey: Journey,
-        group: ModelGroup,
-        deployment: Deployment,
-        permit: Permit,
-        note: str = "",
-    ) -> Reply:
+    async def _on_deployment(self, attempt: Attempt) -> Reply:
         """One deployment: the attempt, then retries if its failure allows them.
 
         Tenacity takes over only after a failure: the failed attempt is replayed into
         it as its attempt 1, so the attempt count, the wait (retry-after) and the stop
         rules all see it, while the success path never builds the retry machinery.
         """
+        deployment = attempt.deployment
         try:
-            return await self._attempt(journey, group, deployment, permit, note)
+            return await self._attempt(attempt)
         except UpstreamError as exc:
             if deployment.config.retry.attempts < 2 or not is_retryable(exc):
                 raise
             first_failure = exc
 
+        observed = attempt.observed
+
         def count_retry(_: object) -> None:
-            deployment.stats.retries += 1
+            if observed:
+                deployment.stats.retries += 1
 
         replayed = False
         last = first_failure
         settings = deployment.config.retry
+        budget = self.budget if observed else UNMETERED
         retries = retrying(
-            settings, journey.deadline, self.budget, count_retry, deployment.breaker.available
+            settings, attempt.journey.deadline, budget, count_retry, deployment.breaker.available
         )
-        async for attempt in retries:
-            with attempt:
+        async for retry in retries:
+            with retry:
                 if not replayed:
                     replayed = True
                     raise first_failure
@@ -333,61 +364,64 @@ class Router:
                     # the stop rule sees it now; the caller gets the real failure.
                     raise last
                 try:
-                    return await self._attempt(journey, group, deployment, retry_permit, note)
+                    return await self._attempt(replace(attempt, permit=retry_permit))
                 except UpstreamError as exc:
                     last = exc
                     raise
         raise AssertionError("tenacity stopped without an outcome")  # pragma: no cover
 
-    async def _attempt(
-        self,
-        journey: Journey,
-        group: ModelGroup,
-        deployment: Deployment,
-        permit: Permit,
-        note: str = "",
-    ) -> Reply:
+    async def _attempt(self, attempt: Attempt) -> Reply:
+        journey, deployment, permit = attempt.journey, attempt.deployment, attempt.permit
         if permit.forced:
-            note += "(all-open)"
+            attempt = replace(attempt, note=attempt.note + "(all-open)")
         if journey.deadline is not None and time.monotonic() >= journey.deadline:
             deployment.breaker.cancelled(permit)
             raise UpstreamError(Failure.DEADLINE, deployment.id, "request deadline exceeded")
         stats, breaker = deployment.stats, deployment.breaker
+        observed = attempt.observed
         started = stats.started()
         try:
             reply = await deployment.provider.send(journey.request, journey.deadline)
         except UpstreamError as exc:
             stats.ended()
-            stats.record(self.clock() - started, exc.failure)
-            judge(breaker, permit, exc.failure)
+            if observed:
+                stats.record(self.clock() - started, exc.failure)
+                judge(breaker, permit, exc.failure)
+            else:
+                breaker.cancelled(permit)
             if exc.status in (401, 403):
                 log.error(
                     "deployment %s rejected the gateway's credentials (HTTP %s)",
                     deployment.id,
                     exc.status,
                 )
-            journey.hop(group.name, deployment.id, str(exc.status or exc.failure.label), note)
+            attempt.hop(str(exc.status or exc.failure.label))
             raise
         except BaseException:
             # Cancelled (a hedge loser, a client that left) or a provider bug:
             # no verdict on the deployment.
             stats.ended()
-            stats.record_cancelled()
+            if observed:
+                stats.record_cancelled()
             breaker.cancelled(permit)
-            journey.hop(group.name, deployment.id, "cancelled", note)
+            attempt.hop("cancelled")
             raise
-        journey.hop(group.name, deployment.id, note=note)
+        attempt.hop()
         elapsed = self.clock() - started
         if reply.events is None:
             stats.ended()
-            stats.record(elapsed)
-            breaker.success(permit)
+            if observed:
+                stats.record(elapsed)
+                breaker.success(permit)
+            else:
+                breaker.cancelled(permit)
             return reply
         # A stream: the first event is in. Its breaker verdict waits for the end: a
         # success now would reset the failure count, and a deployment that breaks
         # every stream half-way would never trip its breaker.
-        stats.record_ttft(elapsed)
-        tracked = _TrackedStream(reply, deployment, permit, started)
+        if observed:
+            stats.record_ttft(elapsed)
+        tracked = _TrackedStream(reply, attempt, started)
         return replace(reply, events=tracked.events(), close=tracked.close)
 
 
@@ -411,15 +445,14 @@ class _TrackedStream:
     returns its breaker permit (a half-open probe slot) without a verdict.
     """
 
-    def __init__(
-        self, reply: Reply, deployment: Deployment, permit: Permit, started: float
-    ) -> None:
+    def __init__(self, reply: Reply, attempt: Attempt, started: float) -> None:
         assert reply.events is not None
         self._reply = reply
         self._upstream = reply.events
-        self._deployment = deployment
-        self._permit = permit
+        self._deployment = attempt.deployment
+        self._permit = attempt.permit
         self._started = started
+        self._observed = attempt.observed
         self._finalized = False
 
     async def events(self) -> AsyncIterator[bytes]:
@@ -441,6 +474,9 @@ class _TrackedStream:
         self._finalized = True
         deployment, breaker = self._deployment, self._deployment.breaker
         deployment.stats.ended()
+        if not self._observed:
+            breaker.cancelled(self._permit)
+            return
         if not finished:  # a client that went away says nothing about the deployment
             deployment.stats.record_cancelled()
             breaker.cancelled(self._permit)

@@ -23,6 +23,7 @@ from types import MappingProxyType
 from common.config import DocumentError
 from tenants.config import ROOT, KeyConfig, TenantConfig
 from tenants.identity import Identity, LimitLevel
+from tenants.keys import token_tag
 from tenants.known import Known
 from tenants.permissions import ALLOW_FIELDS, CAP_FIELDS, UNRESTRICTED, Permissions, narrow
 from tenants.tree import Tenant, Tenants
@@ -290,6 +291,7 @@ def _identities(
             permissions=tenant.permissions,
             limit_levels=levels,
             scope=tenant.subtree,
+            token_tag=token_tag(digest),
         )
     return by_digest
 

@@ -38,6 +38,10 @@ class Identity:
     limit_levels: tuple[LimitLevel, ...]
     #: The tenant ids this identity administers: its tenant and everything below it.
     scope: frozenset[str]
+    #: A tag of the key's token (tenants/keys.py `token_tag`): stored responses belong
+    #: to the key id and this, so a key id given a new token cannot read the old
+    #: token's. Empty for the local caller (no keys).
+    token_tag: str = ""
 
     @property
     def root_scoped(self) -> bool:

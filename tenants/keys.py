@@ -36,3 +36,16 @@ def bearer_digest(authorization: str | None) -> str:
     # surrogatepass: a str that is no valid text still hashes (to a digest no key has)
     # instead of failing the request with an encoding error.
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+#: Hex digits of a token tag: 64 bits, so a new token for a key id is a new tag (two
+#: tokens of one key colliding is a 2^-64 event).
+TOKEN_TAG_HEX = 16
+
+
+def token_tag(digest: str) -> str:
+    """A short tag of a key's token, from its sha256 hex (`digest`): what binds the
+    key's stored responses to the token (a key id given a new token does not inherit
+    them). Never the digest itself, which authenticates and is not stored anywhere
+    else; domain-separated, so the tag is no use for anything but telling tokens apart."""
+    return hashlib.sha256(b"seawall-response-owner\0" + digest.encode()).hexdigest()[:TOKEN_TAG_HEX]

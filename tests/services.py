@@ -2,8 +2,12 @@
 
 These are the Debian binaries (`redis-server`, `etcd`), started per use and stopped
 after; readiness is the server answering its own protocol, polled with a deadline,
-never a fixed sleep. `.ci/run` installs the packages; on a machine without them the
-fixtures fail loudly (a test that needs Redis must not pass without it).
+never a fixed sleep. `PACKAGES` is the one list of what the suite needs, and
+`python -m tests.services install` (what `make deps`, and so `make test` and
+`.ci/run`, run first) installs what is missing, or stops before any test runs with
+one message naming the packages and the command to install them. A fixture that
+still finds its binary missing fails loudly (a test that needs Redis must not pass
+without it).
 
 `kill()` and `restart()` exist for outage tests: the server's data dir and port
 survive a restart, so a client that reconnects finds the same server again.
@@ -11,14 +15,15 @@ survive a restart, so a client that reconnects finds the same server again.
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 READY_TIMEOUT = 20.0
 
@@ -40,11 +45,66 @@ def _wait(check: object, what: str, proc: subprocess.Popen[bytes]) -> None:
     raise RuntimeError(f"{what} was not ready within {READY_TIMEOUT} s")
 
 
+#: Every server binary the suite starts, and the Debian package it comes from.
+PACKAGES = {"redis-server": "redis-server", "etcd": "etcd-server"}
+
+
 def _binary(name: str) -> str:
-    path = shutil.which(name) or (f"/usr/bin/{name}" if Path(f"/usr/bin/{name}").exists() else None)
+    path = shutil.which(name)
     if path is None:
-        raise RuntimeError(f"{name} is not installed (.ci/run installs it with apt-get)")
+        raise RuntimeError(f"{name} is not installed (`make deps` installs it)")
     return path
+
+
+def missing_packages() -> list[str]:
+    """The Debian packages of the binaries not found on PATH."""
+    return [package for binary, package in PACKAGES.items() if shutil.which(binary) is None]
+
+
+def installer() -> list[str] | None:
+    """How this process may install Debian packages: apt-get as root, or through
+    sudo without a password; None when it may not."""
+    apt = shutil.which("apt-get")
+    if apt is None:
+        return None
+    if os.geteuid() == 0:
+        return [apt]
+    sudo = shutil.which("sudo")
+    if (
+        sudo is not None
+        and subprocess.run([sudo, "-n", "true"], capture_output=True).returncode == 0
+    ):
+        return [sudo, "-n", apt]
+    return None
+
+
+def install() -> int:
+    """Installs the missing servers, or explains in one message how to; 0 when every
+    server the suite starts is there."""
+    missing = missing_packages()
+    if not missing:
+        return 0
+    command = installer()
+    if command is not None:
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        apt = [*command, "install", "-y", "-q", *missing]
+        if subprocess.run(apt, env=env).returncode != 0:
+            subprocess.run([*command, "update", "-q"], env=env)
+            subprocess.run(apt, env=env)
+        missing = missing_packages()
+        if not missing:
+            return 0
+    print(
+        "The test suite starts real servers that are not installed: "
+        f"{', '.join(missing)}. Install them, then run `make test` again:\n"
+        f"    sudo apt-get install -y {' '.join(missing)}",
+        file=sys.stderr,
+    )
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(install())
 
 
 class RedisServer:

@@ -156,7 +156,8 @@ def test_scheduled_faults_apply_to_every_request_until_they_expire(clocked: Any)
     assert listed["faults"][0]["injected"] == 3
     assert listed["injected"] == [{"fault": "connect_refused", "where": "a", "count": 3}]
     metrics = httpx.get(gateway.url + "/metrics").text
-    assert 'seawall_faults_injected_total{fault="connect_refused",target="a"} 3.0' in metrics
+    series = 'seawall_faults_injected_total{fault="connect_refused",scope="root",target="a"}'
+    assert f"{series} 3.0" in metrics
     clock.advance(60)  # expired by itself
     assert chat(gateway).headers["x-seawall-route"] == "g/a"
     assert admin(gateway, "GET").json()["faults"] == []

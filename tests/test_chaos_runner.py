@@ -139,7 +139,7 @@ def test_cross_field_problems_are_all_listed() -> None:
                     "faults": [{"via": "header", "spec": "latency", "steps": ["reply"]}],
                 },
             ],
-            safety={"max_seconds": 10, "abort": [{"probe": "amplification", "below": 2}]},
+            safety={"max_seconds": 10, "abort": [{"probe": "breaker_openings", "below": 2}]},
         )
     problems = caught.value.problems
     assert "hypothesis[0].probe: unknown probe 'happiness'" in problems[0]
@@ -147,8 +147,9 @@ def test_cross_field_problems_are_all_listed() -> None:
     assert "hypothesis[2].mode: probe 'p99_ms' does not take 'mode'" in problems
     assert "hypothesis[3].kinds: 'stream' is never sent (not in any load mix)" in problems
     assert "hypothesis[4].kinds: probe 'breaker_openings' does not take 'kinds'" in problems
-    assert "safety.abort[0].probe: abort rules take request probes only, not 'amplification'" in (
-        problems
+    assert (
+        "safety.abort[0].probe: abort rules take request probes only, not 'breaker_openings'"
+        in problems
     )
     assert "phases: duplicate phase name 'calm'" in problems
     assert "phases[2]: a steady_state phase cannot inject faults" in problems
@@ -442,7 +443,8 @@ def test_metric_probes_are_deltas_over_the_phase() -> None:
     after = MetricSnapshot.parse(
         METRICS.replace("} 10.0", "} 30.0").replace("} 4.0", "} 9.0").replace("} 3.0", "} 5.0")
     )
-    data = [sample(routes=("demo/a",)) for _ in range(20)]
+    data = [sample(routes=("demo/a",)) for _ in range(15)]
+    data += [sample(routes=("demo/b!connect > demo/a",)) for _ in range(5)]
     evidence = Evidence("demo", data, before, after)
 
     def value(probe: str, **params: Any) -> float | None:
@@ -457,12 +459,10 @@ def test_metric_probes_are_deltas_over_the_phase() -> None:
     assert deltas_by_label(before, after, "seawall_guard_events_total", "kind") == {
         "prompt_too_large": 2
     }
-    assert (
-        PROBES["amplification"].measure(
-            ProbeSpec(probe="amplification", max=1), Evidence("demo", data)
-        )
-        is None
-    )
+    # From the requests' own routes: no scrape needed, and none routed is no ratio.
+    spec = ProbeSpec(probe="amplification", max=1)
+    assert PROBES["amplification"].measure(spec, Evidence("demo", data)) == 1.25
+    assert PROBES["amplification"].measure(spec, Evidence("demo", [sample()])) is None
 
 
 # -- streams, the load, the timeline, safety ----------------------------------------

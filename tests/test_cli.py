@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from pathlib import Path
 
+import aetcd
 import httpx
 import openai
 import pytest
 
+from gateway.cli import main
+from tests.services import EtcdServer
 from tests.support import SeawallProcess, bound_socket, sdk, write_config
 
 
@@ -223,13 +227,77 @@ def test_check_config_skip_env_checks_without_the_secrets(tmp_path: Path) -> Non
     assert code == 0, output
 
 
-def test_the_readmes_config_example_passes_check_config(tmp_path: Path) -> None:
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
-    example = readme.split("```yaml\n# seawall.yaml\n", 1)[1].split("```", 1)[0]
-    path = tmp_path / "seawall.yaml"
-    path.write_text(example)
-    code, output = SeawallProcess(["check-config", "--skip-env", str(path)]).run_to_exit(60)
-    assert code == 0, output
+CHAT = "models:\n  - name: chat\n    deployments: [{id: m, provider: mock, model: mock-gpt}]\n"
+
+
+def run_main(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    """`seawall ARGV` in this process (argument handling only needs no server)."""
+    try:
+        code = main(argv)
+    except SystemExit as exit:
+        code = int(exit.code or 0)
+    captured = capsys.readouterr()
+    return code, captured.out + captured.err
+
+
+def test_check_config_takes_every_form_serve_takes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    file = tmp_path / "seawall.yaml"
+    file.write_text(CHAT)
+    # A ConfigMap mount: files behind the `..data` symlink kubelet swaps.
+    mount = tmp_path / "mount"
+    (mount / "..2026_12_06").mkdir(parents=True)
+    (mount / "..2026_12_06" / "models.yaml").write_text(CHAT)
+    (mount / "..data").symlink_to("..2026_12_06")
+    (mount / "models.yaml").symlink_to("..data/models.yaml")
+    for argv in (
+        [str(file)],
+        ["--config", str(file)],
+        [str(mount)],
+        ["--config", str(mount)],
+        [str(file), "--config", str(file)],
+    ):
+        code, output = run_main(["check-config", *argv], capsys)
+        assert code == 0, (argv, output)
+        assert "ok (1 model groups, 1 deployments)" in output
+    code, output = run_main(["check-config", str(file), "--config", str(mount)], capsys)
+    assert code == 2 and "give the config once" in output
+    code, output = run_main(["check-config"], capsys)
+    assert code == 2 and "a config is required" in output
+
+
+def test_check_config_reads_etcd_as_serve_does(
+    etcd: EtcdServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async def put() -> None:
+        async with aetcd.Client(host="127.0.0.1", port=etcd.port, timeout=10) as client:
+            await client.put(b"/seawall/models.yaml", CHAT.encode())
+            await client.put(b"/seawall/chaos.yaml", b"chaos: {enabled: maybe}\n")
+
+    asyncio.run(put())
+    code, output = run_main(["check-config", f"etcd://{etcd.endpoint}/seawall/"], capsys)
+    assert code == 2
+    assert "chaos.enabled" in output and "valid boolean" in output
+
+
+@pytest.mark.parametrize(
+    "command", [["serve"], ["check-config"], ["mock-upstream"], ["chaos"], ["chaos", "run"],
+                ["chaos", "list"]]
+)  # fmt: skip
+def test_every_command_has_help_with_an_example(
+    command: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, output = run_main([*command, "--help"], capsys)
+    assert code == 0
+    assert "examples:\n  seawall " + " ".join(command) in output
+
+
+def test_the_top_level_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
+    code, output = run_main(["--help"], capsys)
+    assert code == 0
+    for command in ("serve", "check-config", "mock-upstream", "chaos"):
+        assert f"    {command}" in output
 
 
 def test_version() -> None:

@@ -124,7 +124,8 @@ def test_every_replica_converges_despite_a_lossy_watch(etcd: EtcdServer, tmp_pat
     assert results and set(results) == {200}, sorted(set(results))
     assert len(converge) == VERSIONS and max(converge) < BOUND_S
     # The lossy replica really lost its events, and the resync repaired it.
-    assert 'seawall_faults_injected_total{fault="config_watch_drop",target="config"}' in metrics
+    dropped = '{fault="config_watch_drop",scope="root",target="config"}'
+    assert f"seawall_faults_injected_total{dropped}" in metrics
     assert state["source_stats"]["dropped_events"] >= VERSIONS
     assert state["source_stats"]["repaired"] >= 1
 

@@ -350,9 +350,8 @@ def test_a_client_that_leaves_mid_body_is_one_info_line(caplog: pytest.LogCaptur
                 metrics = httpx.get(server.url + "/metrics").text
     finally:
         server_log.removeHandler(caplog.handler)
-    assert (
-        'seawall_responses_total{code="client_closed",endpoint="chat",status="499"} 1.0' in metrics
-    )
+    closed = '{code="client_closed",endpoint="chat",status="499",tenant="root"}'
+    assert f"seawall_responses_total{closed} 1.0" in metrics
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
     aborts = [r for r in caplog.records if "closed the connection" in r.getMessage()]
     assert len(aborts) == 1 and aborts[0].levelno == logging.INFO

@@ -268,6 +268,7 @@ async def test_counting_a_huge_prompt_does_not_stall_the_event_loop() -> None:
         group = gateway.runtime.router.group("g")
         headers: dict[str, str] = {}
         identity = None
+        history_bytes = 0
 
     exchange: Any = Exchange()
     exchange.body = body

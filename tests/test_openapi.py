@@ -261,6 +261,11 @@ class Tally:
         return "\n".join(rows) + f"\n{total} cases in {elapsed:.1f} s, seed {SEED}"
 
 
+#: One process must run every case of `test_fuzz` (its tally must see every operation
+#: fuzzed), and schemathesis' items share one node id, which pytest-xdist cannot keep
+#: together: `make test` runs this module in a second, serial pass.
+pytestmark = pytest.mark.serial
+
 TALLY = Tally()
 
 

@@ -17,6 +17,7 @@ from policies import (
     CompiledPolicies,
     KnownNames,
     PolicyError,
+    RepeatedHeader,
     UnknownTenant,
     compile_policies,
     parse_policies,
@@ -25,6 +26,7 @@ from policies import (
 )
 from policies.attributes import MAX_TOOLS, reference_table
 from policies.compiler import content_version
+from tests.policy_support import ordinary
 
 CHAINS = {
     "org": ("root", "org"),
@@ -38,25 +40,7 @@ KNOWN = KnownNames.of(CHAINS, ["d1", "d2", "d3", "d4"], ["tight", "loose"])
 
 def attrs(tenant: str = "team-a", **values: Any) -> Attributes:
     """A request of `tenant` with ordinary values; `values` override any attribute."""
-    base: dict[str, Any] = {
-        "tenant": tenant,
-        "tenants": KNOWN.chains[tenant],
-        "key": "k1",
-        "roles": ("user",),
-        "model": "gpt-4o",
-        "endpoint": "chat",
-        "prompt_tokens": 100,
-        "max_tokens": 0,
-        "stream": False,
-        "tools": (),
-        "tool_results": False,
-        "headers": {"x-team": ""},
-        "hour": 12,
-        "weekday": 2,
-        "client_ip": "192.0.2.1",
-    }
-    base.update(values)
-    return Attributes(**base)
+    return ordinary(KNOWN.chains[tenant], {"x-team": ""}, **values)
 
 
 def rule(rule_id: str, when: str, effect: str = "deny", **fields: Any) -> dict[str, Any]:
@@ -345,12 +329,17 @@ def test_an_evaluation_over_the_budget_is_an_error_that_its_on_error_decides() -
     ]
     assert "over the budget of 0.001 ms" in decision.errors[0].detail
     assert decision.flags == ()
-    # an over-budget outcome depends on time, not on attributes: it is never cached
-    compiled.decide(attrs(tools=tools), "r2")
+    # an over-budget outcome depends on time, not on attributes: it is never cached;
+    # and the rules are now cut off for team-a: decided by on_error without running
+    again = compiled.decide(attrs(tools=tools), "r2")
+    assert [(e.rule, e.kind, e.action) for e in again.errors] == [
+        ("slow-deny", "cutoff", "deny"),
+        ("slow-flag", "cutoff", "ignore"),
+    ]
     stats = compiled.stats().active
-    assert stats.budget_overruns == 4
+    assert (stats.budget_overruns, stats.budget_cutoffs) == (2, 2)
     assert stats.cache_entries == 0
-    assert stats.evaluations == 4
+    assert stats.evaluations == 2
 
 
 def test_a_preempted_evaluation_is_rechecked_on_cpu_time_and_stands() -> None:
@@ -671,11 +660,21 @@ def test_per_rule_statistics() -> None:
 
 
 def test_policy_headers_lists_every_allowed_header_and_nothing_else() -> None:
-    headers = [("X-Team", "search"), ("Authorization", "Bearer x"), ("x-team", "ops")]
+    headers = [("X-Team", "search"), ("Authorization", "Bearer x"), ("X-Other", "1")]
     assert policy_headers(headers, ["x-team", "x-project"]) == {
-        "x-team": "search, ops",
+        "x-team": "search",
         "x-project": "",
     }
+
+
+def test_a_repeated_header_rules_may_read_is_refused_and_others_are_not() -> None:
+    # Joined as "search, ops", `headers["x-team"] == "ops"` would be false: a caller
+    # could walk around a rule by repeating the header it compares.
+    with pytest.raises(RepeatedHeader) as raised:
+        policy_headers([("X-Team", "search"), ("x-team", "ops")], ["x-team"])
+    assert raised.value.name == "x-team"
+    unlisted = [("x-other", "a"), ("x-other", "b"), ("x-team", "ops")]
+    assert policy_headers(unlisted, ["x-team"]) == {"x-team": "ops"}
 
 
 def test_utc_hour_and_weekday() -> None:

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from policies import Attributes, KnownNames, compile_policies, parse_policies
 from policies.attributes import ATTRIBUTE_NAMES, SPECS
-from policies.expression import ExpressionError, compile_expression, probe_contexts
+from policies.expression import Expression, ExpressionError, compile_expression, probe_contexts
 from policies.lexer import tokenize
 from policies.syntax import parse
 
@@ -196,14 +196,14 @@ def test_an_accepted_condition_never_fails_for_a_type_reason(
     except ExpressionError:
         return
     for request in requests:
-        outcome = _evaluate(expression.program, request)
+        outcome = _evaluate(expression, request)
         assert isinstance(outcome, bool) or not _type_failure(outcome), (source, outcome)
 
 
-def _evaluate(program: cel.Program, request: Attributes) -> object:
-    """The result, or the exception the library raised."""
+def _evaluate(expression: Expression, request: Attributes) -> object:
+    """The result, or the exception the library raised (its `matches` functions bound)."""
     try:
-        return program.execute(bound(request))
+        return expression.program.execute(expression.context(bound(request)))
     except Exception as exc:
         return exc
 

@@ -675,7 +675,12 @@ def test_hundreds_of_concurrent_requests_leave_consistent_counters() -> None:
             state = routing_state(gateway)
             attempts = {d: sum(state[d]["totals"]["outcomes"].values()) for d in ("flaky", "slow")}
             served = metric(
-                gateway, "seawall_responses_total", endpoint="chat", status="200", code=""
+                gateway,
+                "seawall_responses_total",
+                tenant="root",
+                endpoint="chat",
+                status="200",
+                code="",
             )
     assert [r.status_code for r in responses] == [200] * 300
     assert all("data: [DONE]" in r.text for r in responses[200:])

@@ -443,9 +443,14 @@ def test_history_errors_name_previous_response_id() -> None:
 
 def test_history_must_come_with_previous_response_id() -> None:
     with pytest.raises(ValueError, match="previous_response_id"):
-        to_chat({"model": "m", "input": "x", "previous_response_id": "resp_1"}, None)
-    with pytest.raises(ValueError, match="previous_response_id"):
         to_chat({"model": "m", "input": "x"}, [])
+
+
+def test_without_its_history_a_continuation_is_its_own_input_ready_to_join() -> None:
+    t = to_chat({"model": "m", "input": "x", "previous_response_id": "resp_1"})
+    assert t.chat["messages"] == [{"role": "user", "content": "x"}]
+    assert t.continuation is not None and t.continuation.at == 0
+    assert to_chat({"model": "m", "input": "x"}).continuation is None
 
 
 # --- tools -----------------------------------------------------------------------------------

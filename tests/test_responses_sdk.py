@@ -22,17 +22,21 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from responses.config import ResponsesConfig
+from responses.conversation import Bounds, check_head, conversation_history
 from responses.errors import NotFound, ResponsesError
 from responses.ids import new_response_id
 from responses.listing import input_items_page, parse_page_query
+from responses.memory import MemoryResponseStore
 from responses.request import to_chat
 from responses.response import from_chat
-from responses.store import MemoryResponseStore, StoredResponse, conversation_history
+from responses.store import EMPTY, Owner, StoredResponse
 from responses.stream import StreamTranslator
 from routing.config import MockSettings
 from routing.mock.llm import MockLLM
 from tests.support import ServerThread
 
+BOUNDS = Bounds.of(ResponsesConfig())
 WEATHER = {
     "type": "object",
     "properties": {"city": {"type": "string"}},
@@ -91,15 +95,18 @@ class ResponsesApp:
         )
 
     @staticmethod
-    def owner(request: Request) -> str:
-        return request.headers["authorization"]
+    def owner(request: Request) -> Owner:
+        return Owner("sdk", request.headers["authorization"])
 
     async def create(self, request: Request) -> Response:
         owner = self.owner(request)
         body = orjson.loads(await request.body())
         try:
             previous = body.get("previous_response_id")
-            history = await conversation_history(self.store, previous, owner) if previous else None
+            chain, history = EMPTY, None
+            if previous:
+                chain = await check_head(self.store, previous, owner, BOUNDS)
+                history = await conversation_history(self.store, previous, owner, BOUNDS)
             translation = to_chat(body, history)
         except ResponsesError as error:
             return envelope(error)
@@ -108,7 +115,7 @@ class ResponsesApp:
             response = from_chat(
                 self.upstream.reply(translation.chat), translation, response_id, created_at
             )
-            await self.store.put(StoredResponse(response, translation.input_items, owner))
+            await self.store.put(StoredResponse(response, translation.input_items, owner, chain))
             return Response(orjson.dumps(response), media_type="application/json")
 
         async def events() -> AsyncIterator[bytes]:
@@ -126,7 +133,7 @@ class ResponsesApp:
             # Stored before the last event goes out: a client that has seen the end
             # can retrieve or continue the response at once.
             await self.store.put(
-                StoredResponse(translator.response, translation.input_items, owner)
+                StoredResponse(translator.response, translation.input_items, owner, chain)
             )
             yield end
 

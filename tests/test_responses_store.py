@@ -1,71 +1,30 @@
-"""The response store (`responses.store`) and input-item pages (`responses.listing`)."""
+"""The response store (responses/memory.py), conversations (responses/conversation.py)
+and input-item pages (`responses.listing`).
+
+The quota properties (no owner evicts another tenant's records; bounds always hold)
+are in tests/test_responses_quotas.py, against the memory and the Redis store alike.
+"""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
-import orjson
 import pytest
-from hypothesis import settings
-from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 from openai.types.responses import ResponseItemList
+from pydantic import ValidationError
 
+from responses.config import Quota, ResponsesConfig
+from responses.conversation import Bounds, check_head, conversation_history
 from responses.errors import InvalidRequest
 from responses.listing import input_items_page, parse_page_query
-from responses.store import (
-    MemoryLimits,
-    MemoryResponseStore,
-    StoredResponse,
-    conversation_history,
-)
+from responses.memory import MemoryResponseStore
+from responses.store import EMPTY, Chain, Owner, Put, encode
+from tests.response_records import A, config, record, size_of
 from tests.support import FakeClock
 
-DAY = 24 * 3600.0
-
-
-def record(
-    response_id: str,
-    owner: str = "tenant-a",
-    *,
-    previous: str | None = None,
-    text: str = "answer",
-    store: bool = True,
-    inputs: list[dict[str, Any]] | None = None,
-) -> StoredResponse:
-    response = {
-        "id": response_id,
-        "object": "response",
-        "created_at": 1.0,
-        "status": "completed",
-        "previous_response_id": previous,
-        "store": store,
-        "output": [
-            {
-                "id": f"msg_out_{response_id}",
-                "type": "message",
-                "role": "assistant",
-                "status": "completed",
-                "content": [{"type": "output_text", "text": text, "annotations": []}],
-            }
-        ],
-    }
-    if inputs is None:
-        inputs = [
-            {
-                "id": f"msg_in_{response_id}",
-                "type": "message",
-                "role": "user",
-                "status": "completed",
-                "content": [{"type": "input_text", "text": f"question {response_id}"}],
-            }
-        ]
-    return StoredResponse(response, inputs, owner)
-
-
-def size_of(stored: StoredResponse) -> int:
-    return len(orjson.dumps({"response": stored.response, "input_items": stored.input_items}))
+DAY = 24 * 3600
+B = Owner("tenant-b", "key-b")
+BOUNDS = Bounds(max_depth=1000, max_bytes=1 << 30)
 
 
 # --- the memory store ------------------------------------------------------------------
@@ -74,11 +33,12 @@ def size_of(stored: StoredResponse) -> int:
 async def test_put_then_get() -> None:
     store = MemoryResponseStore()
     original = record("resp_1")
-    assert await store.put(original)
-    got = await store.get("resp_1", "tenant-a")
+    assert await store.put(original) == Put.STORED
+    got = await store.get("resp_1", A)
     assert got == original
     assert got is not None and got.id == "resp_1" and got.created_at == 1.0
     assert got.conversation_items == [*original.input_items, *original.response["output"]]
+    assert list(got.response) == list(original.response)  # `output` keeps its place
 
 
 async def test_what_is_stored_cannot_be_changed_from_outside() -> None:
@@ -86,38 +46,41 @@ async def test_what_is_stored_cannot_be_changed_from_outside() -> None:
     original = record("resp_1")
     await store.put(original)
     original.response["output"].clear()
-    got = await store.get("resp_1", "tenant-a")
+    got = await store.get("resp_1", A)
     assert got is not None and len(got.response["output"]) == 1
     got.input_items.clear()
-    again = await store.get("resp_1", "tenant-a")
+    again = await store.get("resp_1", A)
     assert again is not None and len(again.input_items) == 1
 
 
 async def test_another_owner_sees_nothing() -> None:
     store = MemoryResponseStore()
-    await store.put(record("resp_1", "tenant-a"))
-    assert await store.get("resp_1", "tenant-b") is None
-    assert await store.delete("resp_1", "tenant-b") is False
-    assert await store.get("resp_1", "tenant-a") is not None
-    # nor can it overwrite the record by putting the same id
-    assert await store.put(record("resp_1", "tenant-b", text="hijack")) is False
-    kept = await store.get("resp_1", "tenant-a")
+    await store.put(record("resp_1", A))
+    for other in (B, Owner(A.tenant, "key-other"), Owner("tenant-other", A.key)):
+        assert await store.get("resp_1", other) is None
+        assert await store.head("resp_1", other) is None
+        assert (await store.chain("resp_1", other, 10, 1 << 20)).missing == "resp_1"
+        assert await store.delete("resp_1", other) is False
+        # nor can it overwrite the record by putting the same id
+        assert await store.put(record("resp_1", other, text="hijack")) == Put.CONFLICT
+    kept = await store.get("resp_1", A)
     assert kept is not None and kept.response["output"][0]["content"][0]["text"] == "answer"
 
 
 async def test_delete() -> None:
     store = MemoryResponseStore()
     await store.put(record("resp_1"))
-    assert await store.delete("resp_1", "tenant-a") is True
-    assert await store.get("resp_1", "tenant-a") is None
-    assert await store.delete("resp_1", "tenant-a") is False
+    assert await store.delete("resp_1", A) is True
+    assert await store.get("resp_1", A) is None
+    assert await store.delete("resp_1", A) is False
     assert len(store) == 0 and store.bytes == 0
+    assert store.usage(A) == ((0, 0), (0, 0))
 
 
 async def test_store_false_is_never_kept() -> None:
     store = MemoryResponseStore()
-    assert await store.put(record("resp_1", store=False)) is False
-    assert await store.get("resp_1", "tenant-a") is None
+    assert await store.put(record("resp_1", store=False)) == Put.NOT_REQUESTED
+    assert await store.get("resp_1", A) is None
     assert len(store) == 0
 
 
@@ -126,29 +89,31 @@ async def test_replacing_a_record_counts_its_bytes_once() -> None:
     await store.put(record("resp_1", text="short"))
     await store.put(record("resp_1", text="a much longer answer than before"))
     assert len(store) == 1
-    assert store.bytes == size_of(record("resp_1", text="a much longer answer than before"))
+    size = size_of(record("resp_1", text="a much longer answer than before"))
+    assert store.bytes == size
+    assert store.usage(A) == ((1, size), (1, size))
 
 
 async def test_least_recently_used_is_evicted_past_max_entries() -> None:
-    store = MemoryResponseStore(MemoryLimits(max_entries=3))
+    store = MemoryResponseStore(config(entries=3))
     for n in range(3):
         await store.put(record(f"resp_{n}"))
-    await store.get("resp_0", "tenant-a")  # now the most recently used
+    await store.get("resp_0", A)  # now the most recently used
     await store.put(record("resp_3"))
     assert len(store) == 3
-    assert await store.get("resp_1", "tenant-a") is None
+    assert await store.get("resp_1", A) is None
     for n in (0, 2, 3):
-        assert await store.get(f"resp_{n}", "tenant-a") is not None
+        assert await store.get(f"resp_{n}", A) is not None
 
 
 async def test_bytes_are_bounded() -> None:
     one = size_of(record("resp_0"))
-    store = MemoryResponseStore(MemoryLimits(max_bytes=one * 2 + one // 2))
+    store = MemoryResponseStore(config(size=one * 2 + one // 2))
     for n in range(5):
-        assert await store.put(record(f"resp_{n}"))
-        assert store.bytes <= store.limits.max_bytes
+        assert await store.put(record(f"resp_{n}")) == Put.STORED
+        assert store.bytes <= store.config.per_key.max_bytes
     assert len(store) == 2
-    assert [await store.get(f"resp_{n}", "tenant-a") is not None for n in range(5)] == [
+    assert [await store.get(f"resp_{n}", A) is not None for n in range(5)] == [
         False,
         False,
         False,
@@ -157,32 +122,66 @@ async def test_bytes_are_bounded() -> None:
     ]
 
 
+async def test_a_key_over_its_quota_evicts_its_own_not_its_siblings() -> None:
+    sibling = Owner(A.tenant, "key-sibling")
+    store = MemoryResponseStore(config(key=(2, 1 << 20), tenant=(4, 1 << 20), total=(100, 1 << 30)))
+    await store.put(record("sib_1", sibling))
+    await store.put(record("sib_2", sibling))
+    for n in range(6):
+        assert await store.put(record(f"resp_{n}")) == Put.STORED
+    assert store.ids() == {"sib_1", "sib_2", "resp_4", "resp_5"}
+
+
+async def test_a_tenant_over_its_quota_evicts_its_own_keys_least_recently_used() -> None:
+    sibling = Owner(A.tenant, "key-sibling")
+    store = MemoryResponseStore(config(key=(3, 1 << 20), tenant=(4, 1 << 20), total=(100, 1 << 30)))
+    await store.put(record("b_1", B))
+    await store.put(record("sib_1", sibling))
+    await store.put(record("sib_2", sibling))
+    await store.put(record("a_1"))
+    await store.put(record("a_2"))
+    await store.get("sib_1", sibling)  # now sib_2 is the tenant's least recently used
+    await store.put(record("a_3"))  # the tenant is full: its least recently used goes
+    assert store.ids() == {"b_1", "sib_1", "a_1", "a_2", "a_3"}
+
+
+async def test_at_the_total_a_put_is_refused_and_nothing_is_evicted() -> None:
+    one = size_of(record("b_0", B))
+    store = MemoryResponseStore(config(key=(3, 1 << 20), tenant=(3, 1 << 20), total=(3, 1 << 30)))
+    for n in range(3):
+        await store.put(record(f"b_{n}", B))
+    assert await store.put(record("a_0")) == Put.STORE_FULL
+    assert store.ids() == {"b_0", "b_1", "b_2"} and store.bytes == 3 * one
+    await store.delete("b_0", B)
+    assert await store.put(record("a_0")) == Put.STORED
+
+
 async def test_a_record_over_the_record_limit_is_not_stored_and_evicts_nothing() -> None:
     small = record("resp_small")
-    store = MemoryResponseStore(MemoryLimits(max_record_bytes=size_of(small) + 10))
+    store = MemoryResponseStore(config(record_bytes=size_of(small) + 10))
     await store.put(small)
-    assert await store.put(record("resp_big", text="x" * 1000)) is False
-    assert await store.get("resp_big", "tenant-a") is None
-    assert await store.get("resp_small", "tenant-a") is not None
+    assert await store.put(record("resp_big", text="x" * 1000)) == Put.TOO_LARGE
+    assert await store.get("resp_big", A) is None
+    assert await store.get("resp_small", A) is not None
 
 
 async def test_records_expire_and_reads_do_not_extend_them() -> None:
     clock = FakeClock()
-    store = MemoryResponseStore(MemoryLimits(ttl_seconds=30 * DAY), clock)
+    store = MemoryResponseStore(config(ttl=30 * DAY), clock)
     await store.put(record("resp_old"))
     clock.advance(20 * DAY)
     await store.put(record("resp_new"))
-    assert await store.get("resp_old", "tenant-a") is not None  # a read...
+    assert await store.get("resp_old", A) is not None  # a read...
     clock.advance(10 * DAY + 1)
-    assert await store.get("resp_old", "tenant-a") is None  # ...did not extend it
-    assert await store.get("resp_new", "tenant-a") is not None
+    assert await store.get("resp_old", A) is None  # ...did not extend it
+    assert await store.get("resp_new", A) is not None
     clock.advance(20 * DAY)
-    assert await store.get("resp_new", "tenant-a") is None
+    assert await store.get("resp_new", A) is None
 
 
 async def test_expired_records_leave_memory_without_being_read() -> None:
     clock = FakeClock()
-    store = MemoryResponseStore(MemoryLimits(ttl_seconds=60), clock)
+    store = MemoryResponseStore(config(ttl=60), clock)
     for n in range(10):
         await store.put(record(f"resp_{n}"))
     clock.advance(61)
@@ -192,119 +191,86 @@ async def test_expired_records_leave_memory_without_being_read() -> None:
 
 
 @pytest.mark.parametrize(
-    "limits",
+    "settings",
     [
-        {"max_entries": 0},
-        {"max_bytes": 0},
+        {"per_key": {"max_entries": 0, "max_bytes": 1}},
+        {"total": {"max_entries": 1, "max_bytes": 0}},
         {"max_record_bytes": -1},
         {"ttl_seconds": 0},
+        {"max_chain_depth": 0},
+        {"max_chain_bytes": 0},
     ],
 )
-def test_limits_must_be_positive(limits: dict[str, Any]) -> None:
-    with pytest.raises(ValueError, match="positive"):
-        MemoryLimits(**limits)
+def test_limits_must_be_positive(settings: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError, match="greater than 0"):
+        ResponsesConfig.model_validate(settings)
+
+
+@pytest.mark.parametrize(
+    ("settings", "problem"),
+    [
+        ({"max_record_bytes": 64 * 1024 * 1024}, "max_record_bytes"),
+        ({"per_key": {"max_entries": 6000, "max_bytes": 1 << 25}}, "per_key.max_entries"),
+        ({"per_tenant": {"max_entries": 5000, "max_bytes": 1 << 40}}, "per_tenant.max_bytes"),
+        ({"store": "postgres://db"}, "redis://"),
+    ],
+)
+def test_quotas_nest(settings: dict[str, Any], problem: str) -> None:
+    with pytest.raises(ValidationError, match=problem):
+        ResponsesConfig.model_validate(settings)
 
 
 def test_default_limits() -> None:
-    limits = MemoryLimits()
-    assert (limits.max_entries, limits.max_bytes, limits.max_record_bytes) == (
-        10_000,
-        256 * 1024 * 1024,
-        8 * 1024 * 1024,
-    )
-    assert limits.ttl_seconds == 30 * DAY
+    defaults = ResponsesConfig()
+    mib = 1024 * 1024
+    assert defaults.per_key == Quota(max_entries=2_500, max_bytes=32 * mib)
+    assert defaults.per_tenant == Quota(max_entries=5_000, max_bytes=64 * mib)
+    assert defaults.total == Quota(max_entries=50_000, max_bytes=512 * mib)
+    assert defaults.max_record_bytes == 8 * mib
+    assert defaults.ttl_seconds == 30 * DAY
+    assert (defaults.max_chain_depth, defaults.max_chain_bytes) == (256, 4 * mib)
+    assert defaults.store == "memory" and not defaults.shared
 
 
-class StoreMachine(RuleBasedStateMachine):
-    """The memory store against a plain list model: same answers, bounds always kept."""
-
-    @initialize(
-        max_entries=st.integers(1, 6),
-        max_bytes=st.integers(400, 3000),
-        ttl=st.integers(5, 50),
-    )
-    def setup(self, max_entries: int, max_bytes: int, ttl: int) -> None:
-        self.clock = FakeClock()
-        self.limits = MemoryLimits(
-            max_entries=max_entries,
-            max_bytes=max_bytes,
-            max_record_bytes=max_bytes,
-            ttl_seconds=ttl,
-        )
-        self.store = MemoryResponseStore(self.limits, self.clock)
-        # (id, owner, size, expires, record), least recently used first
-        self.model: list[tuple[str, str, int, float, StoredResponse]] = []
-
-    def _expire(self) -> None:
-        self.model = [entry for entry in self.model if entry[3] > self.clock.now]
-
-    @rule(n=st.integers(0, 7), owner=st.sampled_from(["a", "b"]), text=st.text(max_size=300))
-    def put(self, n: int, owner: str, text: str) -> None:
-        stored = record(f"resp_{n}", owner, text=text)
-        size = size_of(stored)
-        kept = asyncio.run(self.store.put(stored))
-        self._expire()
-        existing = [e for e in self.model if e[0] == stored.id]
-        expected = size <= self.limits.max_record_bytes and not (
-            existing and existing[0][1] != owner
-        )
-        assert kept == expected
-        if not kept:
-            return
-        self.model = [e for e in self.model if e[0] != stored.id]
-        self.model.append(
-            (stored.id, owner, size, self.clock.now + self.limits.ttl_seconds, stored)
-        )
-        while (
-            len(self.model) > self.limits.max_entries
-            or sum(e[2] for e in self.model) > self.limits.max_bytes
-        ):
-            self.model.pop(0)
-
-    @rule(n=st.integers(0, 7), owner=st.sampled_from(["a", "b"]))
-    def get(self, n: int, owner: str) -> None:
-        got = asyncio.run(self.store.get(f"resp_{n}", owner))
-        self._expire()
-        match = [e for e in self.model if e[0] == f"resp_{n}" and e[1] == owner]
-        if match:
-            assert got == match[0][4]
-            self.model.remove(match[0])
-            self.model.append(match[0])
-        else:
-            assert got is None
-
-    @rule(n=st.integers(0, 7), owner=st.sampled_from(["a", "b"]))
-    def delete(self, n: int, owner: str) -> None:
-        deleted = asyncio.run(self.store.delete(f"resp_{n}", owner))
-        self._expire()
-        match = [e for e in self.model if e[0] == f"resp_{n}" and e[1] == owner]
-        assert deleted == bool(match)
-        if match:
-            self.model.remove(match[0])
-
-    @rule(seconds=st.integers(0, 30))
-    def advance(self, seconds: int) -> None:
-        self.clock.advance(seconds)
-
-    @invariant()
-    def bounded(self) -> None:
-        assert len(self.store) <= self.limits.max_entries
-        assert self.store.bytes <= self.limits.max_bytes
+def test_store_url_credentials_are_masked_when_shown(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RESPONSES_REDIS_PASSWORD", "hunter2-secret")
+    settings = ResponsesConfig(store="redis://app:env:RESPONSES_REDIS_PASSWORD@10.0.0.7:6379/1")
+    assert settings.shared and "hunter2-secret" in settings.store
+    shown = settings.model_dump_json()
+    assert "hunter2-secret" not in shown and "10.0.0.7:6379/1" in shown
 
 
-TestStoreMachine = StoreMachine.TestCase
-TestStoreMachine.settings = settings(max_examples=60, stateful_step_count=40, deadline=None)
+# --- conversations ---------------------------------------------------------------------
 
 
-# --- conversation history ------------------------------------------------------------------
+async def chain_of(
+    store: MemoryResponseStore, n: int, owner: Owner = A, prefix: str = "resp"
+) -> None:
+    """Puts responses `prefix_1`..`prefix_n`, each continuing the one before."""
+    history: Chain = EMPTY
+    for k in range(1, n + 1):
+        previous = f"{prefix}_{k - 1}" if k > 1 else None
+        stored = record(f"{prefix}_{k}", owner, previous=previous, history=history)
+        assert await store.put(stored) == Put.STORED
+        head = await store.head(stored.id, owner)
+        assert head is not None
+        history = head
+
+
+async def test_each_record_carries_its_conversations_depth_and_bytes() -> None:
+    store = MemoryResponseStore()
+    await chain_of(store, 3)
+    items = [encode(record(f"resp_{k}")).items for k in (1, 2, 3)]
+    assert await store.head("resp_1", A) == Chain(1, len(items[0]))
+    assert await store.head("resp_3", A) == Chain(3, sum(len(blob) for blob in items))
+    got = await store.get("resp_3", A)
+    assert got is not None and got.history == Chain(2, len(items[0]) + len(items[1]))
 
 
 async def test_history_walks_the_chain_oldest_first() -> None:
     store = MemoryResponseStore()
-    await store.put(record("resp_1"))
-    await store.put(record("resp_2", previous="resp_1"))
-    await store.put(record("resp_3", previous="resp_2"))
-    items = await conversation_history(store, "resp_3", "tenant-a")
+    await chain_of(store, 3)
+    items = await conversation_history(store, "resp_3", A, BOUNDS)
     assert [item["id"] for item in items] == [
         "msg_in_resp_1",
         "msg_out_resp_1",
@@ -317,10 +283,10 @@ async def test_history_walks_the_chain_oldest_first() -> None:
 
 async def test_history_of_an_unknown_or_foreign_response_is_not_found() -> None:
     store = MemoryResponseStore()
-    await store.put(record("resp_1", "tenant-a"))
-    for response_id, owner in (("resp_nope", "tenant-a"), ("resp_1", "tenant-b")):
+    await store.put(record("resp_1", A))
+    for response_id, owner in (("resp_nope", A), ("resp_1", B)):
         with pytest.raises(InvalidRequest) as caught:
-            await conversation_history(store, response_id, owner)
+            await conversation_history(store, response_id, owner, BOUNDS)
         assert caught.value.param == "previous_response_id"
         assert caught.value.code == "previous_response_not_found"
         assert response_id in caught.value.message
@@ -328,35 +294,51 @@ async def test_history_of_an_unknown_or_foreign_response_is_not_found() -> None:
 
 async def test_history_with_a_lost_link_is_refused() -> None:
     store = MemoryResponseStore()
-    await store.put(record("resp_1"))
-    await store.put(record("resp_2", previous="resp_1"))
-    await store.delete("resp_1", "tenant-a")
+    await chain_of(store, 2)
+    await store.delete("resp_1", A)
     with pytest.raises(InvalidRequest) as caught:
-        await conversation_history(store, "resp_2", "tenant-a")
+        await conversation_history(store, "resp_2", A, BOUNDS)
     assert "resp_1" in caught.value.message and "no longer stored" in caught.value.message
 
 
-async def test_history_depth_is_limited() -> None:
+async def test_history_depth_and_bytes_are_bounded_by_the_head_alone() -> None:
     store = MemoryResponseStore()
-    await store.put(record("resp_0"))
-    for n in range(1, 5):
-        await store.put(record(f"resp_{n}", previous=f"resp_{n - 1}"))
-    assert len(await conversation_history(store, "resp_4", "tenant-a", max_depth=5)) == 10
+    await chain_of(store, 5)
+    head = await store.head("resp_5", A)
+    assert head is not None and head.depth == 5
+    assert await check_head(store, "resp_5", A, Bounds(5, head.bytes)) == head
+    assert len(await conversation_history(store, "resp_5", A, Bounds(5, head.bytes))) == 10
     with pytest.raises(InvalidRequest) as caught:
-        await conversation_history(store, "resp_4", "tenant-a", max_depth=4)
-    assert caught.value.code == "conversation_too_long"
+        await check_head(store, "resp_5", A, Bounds(4, head.bytes))
+    assert caught.value.code == "conversation_too_long" and "4 responses" in caught.value.message
+    with pytest.raises(InvalidRequest) as caught:
+        await check_head(store, "resp_5", A, Bounds(5, head.bytes - 1))
+    assert caught.value.code == "conversation_too_large"
+    assert caught.value.param == "previous_response_id"
+
+
+async def test_a_chain_walk_stops_at_its_bounds() -> None:
+    store = MemoryResponseStore()
+    await chain_of(store, 4)
+    assert (await store.chain("resp_4", A, 3, 1 << 20)).over
+    head = await store.head("resp_4", A)
+    assert head is not None
+    assert (await store.chain("resp_4", A, 4, head.bytes - 1)).over
+    walked = await store.chain("resp_4", A, 4, head.bytes)
+    assert not walked.over and walked.missing is None and walked.bytes == head.bytes
 
 
 async def test_walking_a_chain_keeps_it_from_eviction() -> None:
-    store = MemoryResponseStore(MemoryLimits(max_entries=4))
-    await store.put(record("resp_1"))
-    await store.put(record("resp_2", previous="resp_1"))
+    store = MemoryResponseStore(config(entries=4))
+    await chain_of(store, 2)
     await store.put(record("other_1"))
     await store.put(record("other_2"))
-    await conversation_history(store, "resp_2", "tenant-a")  # touches resp_1 and resp_2
-    await store.put(record("resp_3", previous="resp_2"))
+    await conversation_history(store, "resp_2", A, BOUNDS)  # touches resp_1 and resp_2
+    head = await store.head("resp_2", A)
+    assert head is not None
+    await store.put(record("resp_3", previous="resp_2", history=head))
     await store.put(record("other_3"))
-    assert len(await conversation_history(store, "resp_3", "tenant-a")) == 6
+    assert len(await conversation_history(store, "resp_3", A, BOUNDS)) == 6
 
 
 # --- input item pages ----------------------------------------------------------------------

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -10,6 +9,7 @@ import httpx
 import openai
 import pytest
 
+from tests.isolation import keys
 from tests.servers.scripted import Answer, ScriptedUpstream, chat_body
 from tests.support import ServerThread, running_gateway
 
@@ -28,16 +28,6 @@ def mock(name: str) -> dict[str, Any]:
 
 
 def tree_config(scripted_url: str) -> dict[str, Any]:
-    keys = []
-    for name, (tenant, roles) in KEYS.items():
-        key: dict[str, Any] = {
-            "id": name,
-            "key_sha256": hashlib.sha256(name.encode()).hexdigest(),
-            "roles": roles,
-        }
-        if tenant is not None:
-            key["tenant"] = tenant
-        keys.append(key)
     scripted = {
         "id": "scripted",
         "provider": "openai",
@@ -65,7 +55,7 @@ def tree_config(scripted_url: str) -> dict[str, Any]:
             {"id": "p1", "parent": "search", "caps": {"max_tokens": 100}},
             {"id": "ads", "parent": "acme", "allow": {"models": ["chat", "big"]}},
         ],
-        "keys": keys,
+        "keys": keys(KEYS),
         "chaos": {"enabled": True},
     }
 

@@ -150,11 +150,16 @@ def test_bind_always_applies_the_contract_to_any_schema(upstream: Any) -> None:
 
 def test_binding_rules_in_isolation() -> None:
     registry = ToolRegistry([ToolConfig(**registry_tool())])
-    assert bind(offered(None), registry).bound == {"get_weather"}
-    assert bind(offered(dict(REGISTERED_INPUT)), registry).bound == {"get_weather"}
+    assert bind({"tools": offered(None)}, registry).bound == {"get_weather"}
+    assert bind({"tools": offered(dict(REGISTERED_INPUT))}, registry).bound == {"get_weather"}
     reordered = dict(reversed(list(REGISTERED_INPUT.items())))
-    assert bind(offered(reordered), registry).bound == {"get_weather"}
-    other = bind(offered(CLIENT_SCHEMA), registry)
+    assert bind({"tools": offered(reordered)}, registry).bound == {"get_weather"}
+    other = bind({"tools": offered(CLIENT_SCHEMA)}, registry)
     assert other.bound == frozenset() and other.collisions == ("get_weather",)
-    assert bind([{"type": "custom", "custom": {"name": "get_weather"}}], registry).bound == set()
-    assert bind(None, registry).bound == set()
+    custom = [{"type": "custom", "custom": {"name": "get_weather"}}]
+    assert bind({"tools": custom}, registry).bound == set()
+    assert bind({}, registry).bound == set()
+    # The legacy `functions` bind exactly as `tools` do.
+    assert bind({"functions": [{"name": "get_weather"}]}, registry).bound == {"get_weather"}
+    mismatched = [{"name": "get_weather", "parameters": CLIENT_SCHEMA}]
+    assert bind({"functions": mismatched}, registry).collisions == ("get_weather",)

@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from common.chat import offered_tools
 from tools.binding import Bindings
 from tools.calls import OfferedTools, ToolCall, ToolCallAssembler, calls_in_reply
 from tools.config import Mode, ToolConfig, ToolPolicy
@@ -46,7 +47,8 @@ def make_offered(
     tests/test_tool_binding.py's subject)."""
     bound = Bindings(frozenset(tool.name for tool in registered))
     registry = ToolRegistry(registered)
-    return OfferedTools(tools, registry, SchemaCache(), policy or ToolPolicy(), bound)
+    listed = offered_tools({"tools": tools})
+    return OfferedTools(listed, registry, SchemaCache(), policy or ToolPolicy(), bound)
 
 
 def summary(violations: list[Violation]) -> list[tuple[str, str, str, str]]:

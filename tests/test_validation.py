@@ -63,7 +63,7 @@ def test_a_fractional_dimension_is_an_invalid_type(default_gateway: ServerThread
     assert response.status_code == 400
     error = error_of(response)
     assert (error["code"], error["param"]) == ("invalid_type", "dimensions")
-    assert "expected an integer, but got a number" in error["message"]
+    assert "expected an integer, but got a decimal" in error["message"]  # as OpenAI words it
 
 
 @pytest.mark.parametrize("name", CHAT_INTEGERS)

@@ -23,9 +23,11 @@ proxy issues receipts, so a receipt is itself the opt-in.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from common.chat import offered_tools
 from tools.registry import ToolRegistry, canonical
 
 
@@ -43,26 +45,24 @@ class Bindings:
 NONE = Bindings(frozenset())
 
 
-def bind(tools: Any, registry: ToolRegistry) -> Bindings:
-    """The bindings for the request's `tools` (a list as the client sent it). Tools
-    offered by reference get the registered description and schema written in."""
+def bind(body: Mapping[str, Any], registry: ToolRegistry) -> Bindings:
+    """The bindings for a chat request's offered tools (`tools` and the legacy
+    `functions`, read by `common.chat.offered_tools`). Tools offered by reference get
+    the registered description and schema written in."""
     if not len(registry):
         return NONE
     bound = set(registry.always_bound)
     collisions = []
-    for tool in tools if isinstance(tools, list) else ():
-        function = tool.get("function") if isinstance(tool, dict) else None
-        if not isinstance(function, dict):
-            continue
-        name = function.get("name")
-        registered = registry.get(name) if isinstance(name, str) else None
+    for tool in offered_tools(body):
+        registered = registry.get(tool.name) if tool.kind == "function" else None
         if registered is None:
             continue
-        parameters = function.get("parameters")
+        spec = tool.spec
+        parameters = spec.get("parameters")
         if parameters is None:
-            function["parameters"] = registered.config.input_schema
-            if registered.config.description and not function.get("description"):
-                function["description"] = registered.config.description
+            spec["parameters"] = registered.config.input_schema
+            if registered.config.description and not spec.get("description"):
+                spec["description"] = registered.config.description
             bound.add(registered.name)
         elif canonical(parameters) == registered.canonical_input:
             bound.add(registered.name)

@@ -1,10 +1,12 @@
 """Checking the tool calls a model makes against the tools the request offered.
 
 A call is checked against the schema the request itself offered for that tool
-(`tools[].function.parameters`) and, when the request binds the registered tool of
-that name (tools/binding.py), against the registry's `input_schema` too. A call to a
-tool the request did not offer is a violation whatever its arguments. Streamed calls
-arrive as argument fragments; `ToolCallAssembler` puts them back together first.
+(`tools[].function.parameters`, or a legacy `functions[].parameters`) and, when the
+request binds the registered tool of that name (tools/binding.py), against the
+registry's `input_schema` too. A call to a tool the request did not offer is a
+violation whatever its arguments. A legacy `function_call` in a reply is a call like
+any other (with no id). Streamed calls arrive as argument fragments;
+`ToolCallAssembler` puts them back together first.
 
 Custom tools (`{"type": "custom", "custom": {"name", "format"}}`) take free text,
 optionally under a grammar: what can be checked is that the name was offered as a
@@ -20,6 +22,7 @@ from typing import Any
 import orjson
 from jsonschema.protocols import Validator
 
+from common.chat import OfferedTool
 from tools.binding import NONE, Bindings
 from tools.config import Mode, ToolPolicy
 from tools.registry import ToolRegistry
@@ -44,11 +47,21 @@ def _call_parts(call: dict[str, Any]) -> tuple[dict[str, Any], bool]:
     return as_dict(call.get("custom" if custom else "function")), custom
 
 
+#: A streamed legacy `function_call` is assembled under this call index.
+_LEGACY_INDEX = -1
+
+
 def calls_in_reply(data: dict[str, Any]) -> list[ToolCall]:
-    """The tool calls of every choice of a chat.completion body."""
+    """The tool calls of every choice of a chat.completion body, legacy
+    `function_call`s included."""
     found = []
     for choice in as_list(data.get("choices")):
         message = as_dict(as_dict(choice).get("message"))
+        legacy = message.get("function_call")
+        if isinstance(legacy, dict):
+            found.append(
+                ToolCall(None, str(legacy.get("name") or ""), str(legacy.get("arguments") or ""))
+            )
         for call in as_list(message.get("tool_calls")):
             if not isinstance(call, dict):
                 continue
@@ -81,20 +94,29 @@ class ToolCallAssembler:
     def feed(self, chunk: dict[str, Any]) -> None:
         for choice in as_list(chunk.get("choices")):
             choice = as_dict(choice)
-            for call in as_list(as_dict(choice.get("delta")).get("tool_calls")):
+            delta = as_dict(choice.get("delta"))
+            legacy = delta.get("function_call")
+            if isinstance(legacy, dict):
+                key = (as_index(choice.get("index")), _LEGACY_INDEX)
+                self._feed_part(key, {"function": legacy})
+            for call in as_list(delta.get("tool_calls")):
                 if not isinstance(call, dict):
                     continue
                 key = (as_index(choice.get("index")), as_index(call.get("index")))
-                partial = self._calls.setdefault(key, _Partial())
-                if isinstance(call.get("id"), str):
-                    partial.id = call["id"]
-                part, custom = _call_parts(call)
-                partial.custom = partial.custom or custom
-                if isinstance(part.get("name"), str):
-                    partial.name += part["name"]
-                text = part.get("input" if custom else "arguments")
-                if isinstance(text, str):
-                    partial.arguments.append(text)
+                self._feed_part(key, call)
+
+    def _feed_part(self, key: tuple[int, int], call: dict[str, Any]) -> None:
+        """One fragment of the call at `key` (choice index, call index)."""
+        partial = self._calls.setdefault(key, _Partial())
+        if isinstance(call.get("id"), str):
+            partial.id = call["id"]
+        part, custom = _call_parts(call)
+        partial.custom = partial.custom or custom
+        if isinstance(part.get("name"), str):
+            partial.name += part["name"]
+        text = part.get("input" if custom else "arguments")
+        if isinstance(text, str):
+            partial.arguments.append(text)
 
     def calls(self) -> list[ToolCall]:
         return [
@@ -108,7 +130,7 @@ class OfferedTools:
 
     def __init__(
         self,
-        tools: Iterable[Any],
+        offered: Iterable[OfferedTool],
         registry: ToolRegistry,
         cache: SchemaCache,
         policy: ToolPolicy,
@@ -119,23 +141,16 @@ class OfferedTools:
         self._validators: dict[str, list[Validator]] = {}
         self._modes: dict[str, Mode] = {}
         self._custom: set[str] = set()
-        for tool in tools:
-            if not isinstance(tool, dict):
+        for tool in offered:
+            name = tool.name
+            if tool.kind == "custom":
+                self._custom.add(name)
+                self._modes[name] = policy.offered_mode
                 continue
-            if tool.get("type") == "custom":
-                custom = tool.get("custom")
-                if isinstance(custom, dict) and isinstance(custom.get("name"), str):
-                    self._custom.add(custom["name"])
-                    self._modes[custom["name"]] = policy.offered_mode
-                continue
-            function = tool.get("function")
-            if not isinstance(function, dict) or not isinstance(function.get("name"), str):
-                continue
-            name = function["name"]
             validators = []
-            offered = cache.get(function.get("parameters") or {"type": "object"})
-            if offered is not None:
-                validators.append(offered)
+            checked = cache.get(tool.parameters or {"type": "object"})
+            if checked is not None:
+                validators.append(checked)
             registered = registry.get(name) if bindings.binds(name) else None
             if registered is not None:
                 validators.append(registered.input)

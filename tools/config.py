@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, Field, field_validator
 
 from common.config import Frozen, Identifier, Secret
+from common.secrets import SecretUrl, unresolved
 from routing.config import RetrySettings
 from tools.endpoints import MOCK_TOOLS
 from tools.schemas import check_schema
@@ -33,7 +34,7 @@ class ToolConfig(Frozen):
     output_schema: dict[str, Any] | None = None
     #: Where `POST /v1/tools/{name}/invoke` sends the arguments (POST, JSON), or
     #: `mock://weather` for the built-in mock tool.
-    endpoint: str | None = None
+    endpoint: SecretUrl | None = None
     mode: Mode = "enforce"
     timeout_ms: int = Field(10_000, gt=0)
     retry: RetrySettings = RetrySettings()
@@ -51,8 +52,8 @@ class ToolConfig(Frozen):
 
     @field_validator("endpoint")
     @classmethod
-    def _http_endpoint(cls, value: str | None) -> str | None:
-        if value is None:
+    def _http_endpoint(cls, value: SecretUrl | None) -> SecretUrl | None:
+        if value is None or unresolved(value):
             return value
         if value.startswith("mock://"):
             if value[len("mock://") :] not in MOCK_TOOLS:

@@ -1,9 +1,13 @@
-"""Checking the tool results an agent sends back (`role: tool` messages).
+"""Checking the tool results an agent sends back (`role: tool` messages, and the
+legacy `role: function` ones).
 
 Each result is matched to the assistant tool call it answers (by
-`tool_call_id`), then checked: its receipt, when it carries one or the tool
-requires one; its content against the registered `output_schema`; and its text
-for prompt-injection markers (a flag only, see `tools.injection`).
+`tool_call_id`; a legacy `function` result by its `name`, to the assistant's
+`function_call` before it), then checked: its receipt, when it carries one or the
+tool requires one; its content against the registered `output_schema`; and its
+text for prompt-injection markers (a flag only, see `tools.injection`). Legacy
+results have no call id, so no receipt can be tied to one: a legacy result of a
+tool that requires a receipt, or that carries one, is refused as forged.
 
 A result must answer a call, once. One that answers no earlier call cannot be
 tied to a tool, so no tool's mode, schema or receipt rule would apply to it:
@@ -53,10 +57,16 @@ class ToolResult:
         return self.content if self.parts is None else self.parts
 
 
+#: The key legacy `function_call`s are kept under among the calls by id: no
+#: `tool_call_id` can equal it (a legacy result has none to send).
+_LEGACY = "\x00function_call:"
+
+
 def tool_results(messages: list[Any]) -> list[ToolResult]:
     # call id -> (tool, arguments, answered). An assistant message that names an
     # id again opens a new call (models reuse ids across turns); until then a
-    # second result for the id is a duplicate.
+    # second result for the id is a duplicate. A legacy `function_call` is kept
+    # under its tool's name, and answered by the next `function` result of that name.
     calls: dict[str, tuple[str, str, bool]] = {}
     found = []
     for index, message in enumerate(messages):
@@ -70,15 +80,28 @@ def tool_results(messages: list[Any]) -> list[ToolResult]:
                         str(function.get("arguments") or ""),
                         False,
                     )
-        elif role == "tool":
-            call_id = message.get("tool_call_id")
-            call_id = call_id if isinstance(call_id, str) else ""
+            legacy = message.get("function_call")
+            if isinstance(legacy, dict) and isinstance(legacy.get("name"), str):
+                arguments = legacy.get("arguments")
+                calls[_LEGACY + legacy["name"]] = (
+                    legacy["name"],
+                    arguments if isinstance(arguments, str) else "",
+                    False,
+                )
+        elif role in ("tool", "function"):
+            if role == "tool":
+                call_id = message.get("tool_call_id")
+                call_id = call_id if isinstance(call_id, str) else ""
+                key = call_id
+            else:
+                name = message.get("name")
+                call_id, key = "", _LEGACY + (name if isinstance(name, str) else "")
             content = message.get("content")
             tool = arguments = None
             duplicate = False
-            if call_id in calls:
-                tool, arguments, duplicate = calls[call_id]
-                calls[call_id] = (tool, arguments, True)
+            if key in calls:
+                tool, arguments, duplicate = calls[key]
+                calls[key] = (tool, arguments, True)
             found.append(
                 ToolResult(
                     index,
@@ -151,15 +174,13 @@ class ResultChecker:
         mode = self._unmatched_mode
         if mode == "off":
             return []
-        unmatched = Violation(
-            "?",
-            "unmatched",
-            "tool_call_id",
+        reason = (
             f"no assistant tool call earlier in the conversation has tool_call_id "
-            f"'{_short(result.call_id)}'",
-            mode,
-            result.call_id,
+            f"'{_short(result.call_id)}'"
+            if result.call_id
+            else "no assistant function_call earlier in the conversation names this function"
         )
+        unmatched = Violation("?", "unmatched", "tool_call_id", reason, mode, result.call_id)
         return [unmatched, *self._injection_flags("?", result)]
 
     def _injection_flags(self, name: str, result: ToolResult) -> list[Violation]:
@@ -181,6 +202,8 @@ class ResultChecker:
     def _receipt_problem(self, result: ToolResult) -> str | None:
         if result.receipt is None:
             return "the tool requires a receipt and the result has none"
+        if not result.call_id:
+            return "a legacy function result has no tool_call_id for a receipt to vouch for"
         if not self._receipts.enabled:
             return "the result carries a receipt but this gateway has no receipt keys"
         if result.tool is None or result.arguments is None:

@@ -208,11 +208,13 @@ def _counter(name: str, group_label: str | None = "group") -> Measure:
 
 
 def _amplification(params: ProbeParams, ev: Evidence) -> float | None:
-    """Upstream attempts per model call that entered the router (every such call
-    has a route header; calls refused before routing have none)."""
-    attempts = _counter("seawall_upstream_attempts_total")(params, ev)
+    """Upstream attempts per model call that entered the router, counted from the
+    route headers of the phase's own requests (every attempt is a hop; calls refused
+    before routing have no route). A counter delta between two scrapes would count
+    attempts of requests that straddle the phase's edges (a retry waiting out a
+    `retry-after` across the end), which in a short phase moved the ratio by 10%."""
     calls = sum(len(s.routes) for s in ev.samples)
-    return None if attempts is None else ratio(round(attempts), calls)
+    return ratio(sum(s.hops for s in ev.samples), calls)
 
 
 def _breakers_open(params: ProbeParams, ev: Evidence) -> float | None:
@@ -327,7 +329,7 @@ PROBES: Mapping[str, ProbeKind] = {
         _counter("seawall_upstream_attempts_total"), "metrics", "count", "upstream attempts", METRIC
     ),
     "amplification": ProbeKind(
-        _amplification, "metrics", "ratio", "upstream attempts per routed model call", frozenset()
+        _amplification, "requests", "ratio", "upstream attempts per routed model call", REQUEST
     ),
     "breaker_openings": ProbeKind(
         _counter("seawall_breaker_openings_total"), "metrics", "count", "breaker openings", METRIC

@@ -10,9 +10,9 @@ from starlette.responses import Response
 
 from chaos.engine import ChaosEngine, TargetNotAllowed
 from chaos.faults import FaultError, build
-from chaos.plan import apply_caps
-from chaos.scheduled import ROOT_SCOPE
-from chaos.targets import CONFIG_TARGET, UnknownTarget
+from chaos.plan import ROOT_SCOPE, apply_caps
+from chaos.scheduled import QuotaExceeded
+from chaos.targets import UnknownTarget
 from gateway.admin.base import AdminResource
 from gateway.admin.body import read_json_object
 from gateway.errors import GatewayError, echoed
@@ -23,8 +23,10 @@ def schedule_fault(
     engine: ChaosEngine, body: dict[str, Any], identity: Identity | None = None
 ) -> dict[str, Any]:
     """`POST /admin/chaos`: `{"fault", "duration_s", "target", ...fault keys}`. The
-    fault's scope is the admin's tenant: it touches only that tenant's subtree, and
-    may aim only at what the tenant may target."""
+    fault's scope is the admin's tenant: it touches only that tenant's subtree, may
+    aim only at what the tenant may target, counts against the tenant's quota
+    (`chaos.max_faults_per_tenant`), and is never a gateway-wide fault unless the
+    admin is root-scoped (`ChaosEngine.authorize`)."""
     if not engine.enabled:
         raise GatewayError(409, "Chaos mode is disabled (chaos.enabled).", code="chaos_disabled")
     fault = body.get("fault")
@@ -53,17 +55,18 @@ def schedule_fault(
                 param=key,
             )
         values[key] = _text(value)
+    scope = identity.tenant_id if identity is not None else ROOT_SCOPE
+    may_target = identity.may_target if identity is not None else None
     try:
-        spec = apply_caps(engine.targets.check(build(fault, values)), engine.config)
-        if identity is not None and not identity.may_target(spec.target):
-            raise TargetNotAllowed(spec.target)
-        if spec.target == CONFIG_TARGET and identity is not None and not identity.root_scoped:
-            raise TargetNotAllowed(spec.target)  # the config source is the whole gateway's
-        scope = identity.tenant_id if identity is not None else ROOT_SCOPE
-        scheduled = engine.schedule.add(spec, float(duration), scope)
+        spec = engine.authorize(build(fault, values), scope, may_target)
+        scheduled = engine.schedule.add(apply_caps(spec, engine.config), float(duration), scope)
     except TargetNotAllowed as exc:
         raise GatewayError(
             403, f"Invalid fault: {exc}.", code="chaos_target_not_allowed", param="target"
+        ) from None
+    except QuotaExceeded as exc:
+        raise GatewayError(
+            409, f"Fault not scheduled: {exc}.", code="chaos_quota_exceeded"
         ) from None
     except FaultError as exc:
         param = "target" if isinstance(exc, UnknownTarget) else None
@@ -81,12 +84,13 @@ def _text(value: Any) -> str:
 
 
 def chaos_state(engine: ChaosEngine, scopes: Container[str] | None = None) -> dict[str, Any]:
+    """What an admin of `scopes` may see: its own faults and its own injections."""
     return {
         "enabled": engine.enabled,
         "faults": engine.schedule.describe(scopes),
         "injected": [
             {"fault": fault, "where": where, "count": count}
-            for (fault, where), count in sorted(engine.injected.items())
+            for (fault, where), count in sorted(engine.injections(scopes).items())
         ],
     }
 

@@ -25,14 +25,13 @@ import socket
 import time
 from dataclasses import dataclass
 from types import FrameType
-from typing import Any
+from typing import Any, Protocol
 
 import uvicorn
 from starlette.applications import Starlette
 from uvicorn.config import LOGGING_CONFIG
 
-from gateway.config import ServerConfig
-from gateway.drain import Drain
+from gateway.server.config import ServerConfig
 from gateway.server.protocol import GuardedHttpToolsProtocol
 
 log = logging.getLogger("seawall")
@@ -40,6 +39,17 @@ log = logging.getLogger("seawall")
 #: uvicorn's own graceful-shutdown timeout is this much later than ours: after
 #: `Drain.interrupt`, open streams need a moment to send their last event.
 INTERRUPT_GRACE_S = 5.0
+
+
+class Drain(Protocol):
+    """What the server asks of the app's drain (gateway/drain.py) at shutdown."""
+
+    @property
+    def in_flight(self) -> int: ...
+
+    def begin(self) -> None: ...
+
+    def interrupt(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +91,11 @@ def uvicorn_config(app: Starlette, server: ServerConfig, options: ServeOptions) 
         log_level=options.log_level,
         log_config=log_config(options.log_level),
         timeout_keep_alive=server.keepalive_timeout_s,  # type: ignore[arg-type]
+        # Forwarded headers are believed from `trusted_proxies` only (uvicorn's
+        # default trusts them from loopback, where any local process could claim to
+        # be any client).
+        proxy_headers=bool(server.trusted_proxies),
+        forwarded_allow_ips=list(server.trusted_proxies),
         timeout_graceful_shutdown=int(server.shutdown_timeout_s + INTERRUPT_GRACE_S),
     )
 

@@ -18,6 +18,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 from multiprocessing.process import BaseProcess
 from types import FrameType
 
@@ -45,22 +46,25 @@ def detach_from_terminal(parent: int) -> None:
         raise SystemExit(1)
 
 
-def worker_main(options: ServeOptions, sock: socket.socket, parent: int) -> None:
-    """A worker process: load the config, build the app, serve until signalled."""
-    detach_from_terminal(parent)
-    from gateway.app import create_app
-    from gateway.cli import load_served
-    from gateway.server.serve import serve_app
+#: What a worker runs once detached: load the config, build the app, serve until
+#: signalled (`gateway.boot.boot`). A top-level function: spawned workers receive it
+#: by reference.
+Boot = Callable[[ServeOptions, socket.socket], None]
 
-    config, documents, origin = load_served(options.config, options.host)
-    app = create_app(config, documents=documents, origin=origin, source=options.config)
-    serve_app(app, config.server, options, sock)
+
+def worker_main(options: ServeOptions, sock: socket.socket, parent: int, boot: Boot) -> None:
+    """A worker process: detach, then boot."""
+    detach_from_terminal(parent)
+    boot(options, sock)
 
 
 class Supervisor:
-    def __init__(self, options: ServeOptions, sock: socket.socket, stop_timeout_s: float) -> None:
+    def __init__(
+        self, options: ServeOptions, sock: socket.socket, stop_timeout_s: float, boot: Boot
+    ) -> None:
         self.options = options
         self.sock = sock
+        self.boot = boot
         #: How long the parent waits for a signalled worker before killing it.
         self.stop_timeout_s = stop_timeout_s
         self.context = multiprocessing.get_context("spawn")
@@ -70,7 +74,7 @@ class Supervisor:
     def _start(self) -> tuple[BaseProcess, float]:
         process = self.context.Process(
             target=worker_main,
-            args=(self.options, self.sock, os.getpid()),
+            args=(self.options, self.sock, os.getpid(), self.boot),
             name="seawall-worker",
         )
         process.start()
@@ -120,8 +124,10 @@ class Supervisor:
         return status
 
 
-def run_workers(options: ServeOptions, sock: socket.socket, stop_timeout_s: float) -> int:
+def run_workers(
+    options: ServeOptions, sock: socket.socket, stop_timeout_s: float, boot: Boot
+) -> int:
     logging.basicConfig(
         level=options.log_level.upper(), format="%(levelname)s:     %(message)s", stream=sys.stderr
     )
-    return Supervisor(options, sock, stop_timeout_s).run()
+    return Supervisor(options, sock, stop_timeout_s, boot).run()

@@ -28,6 +28,12 @@ The wire protocol is etcd's own gRPC API through `aetcd`'s generated bindings
 (`aetcd.rpc`). aetcd's higher-level watch flattens responses into single events
 (so a multi-key transaction could be seen half-applied) and hides each response's
 revision, so the watch is driven on the stream directly.
+
+With credentials (`etcd://user:password@host:2379/prefix/`, the password as an
+`env:` reference or literal; see gateway/sources/spec.py), every connection first
+authenticates (etcd's Auth.Authenticate) and sends the token it gets with each
+call. A token etcd no longer accepts is one more reason to reconnect, which
+authenticates again. The credentials never appear in `origin`, in errors or in logs.
 """
 
 from __future__ import annotations
@@ -82,6 +88,17 @@ LIST_OVERHEAD_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
+class Credentials:
+    """An etcd user and password. `repr` never shows the password."""
+
+    user: str
+    password: str
+
+    def __repr__(self) -> str:
+        return f"Credentials(user={self.user!r}, password='***')"
+
+
+@dataclass(frozen=True, slots=True)
 class Endpoint:
     host: str
     port: int
@@ -119,6 +136,10 @@ class _Unavailable(Exception):
     """No answer from etcd (connection, timeout, refused request): reconnect."""
 
 
+class _Unauthenticated(_Unavailable):
+    """etcd no longer accepts the connection's token: reconnect (authenticate again)."""
+
+
 class _Compacted(Exception):
     """The watch needs history etcd has compacted away: list again."""
 
@@ -150,6 +171,8 @@ class _Connection:
 
     def __init__(self, endpoint: Endpoint, max_receive_bytes: int) -> None:
         self.endpoint = endpoint
+        #: Sent with every call: etcd's auth token, when the source has credentials.
+        self.metadata: tuple[tuple[str, str], ...] | None = None
         self.channel = grpc.aio.insecure_channel(
             endpoint.target,
             options=[
@@ -167,6 +190,7 @@ class _Connection:
         )
         self.kv = rpc.KVStub(self.channel)
         self.watch = rpc.WatchStub(self.channel)
+        self.auth = rpc.AuthStub(self.channel)
 
     async def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -189,6 +213,7 @@ class EtcdSource:
         backoff_max_s: float = DEFAULT_BACKOFF_MAX_S,
         max_bytes: int = MAX_DOCUMENT_BYTES,
         max_documents: int = MAX_DOCUMENTS,
+        credentials: Credentials | None = None,
     ) -> None:
         text = endpoints if isinstance(endpoints, str) else ",".join(endpoints)
         self.endpoints = parse_endpoints(text)
@@ -206,6 +231,7 @@ class EtcdSource:
         self.backoff_max_s = backoff_max_s
         self.max_bytes = max_bytes
         self.max_documents = max_documents
+        self.credentials = credentials
         self.stats = SourceStats()
         self._connection: _Connection | None = None
         self._next = 0  # the endpoint the next connection goes to
@@ -224,12 +250,32 @@ class EtcdSource:
             connection = _Connection(endpoint, self.max_bytes + LIST_OVERHEAD_BYTES)
             try:
                 await self._call(connection.channel.channel_ready(), self.connect_timeout_s)
+                await self._authenticate(connection)
             except _Unavailable as exc:
                 await connection.close()
                 self._next += 1
                 raise _Unavailable(f"{endpoint.target}: not connected: {exc}") from None
             self._connection = connection
             return connection
+
+    async def _authenticate(self, connection: _Connection) -> None:
+        """Get the token the connection's calls carry (nothing without credentials)."""
+        if self.credentials is None:
+            return
+        request = rpc.AuthenticateRequest(
+            name=self.credentials.user, password=self.credentials.password
+        )
+        try:
+            response = await self._call(
+                connection.auth.Authenticate(request, timeout=self.request_timeout_s),
+                self.request_timeout_s,
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise _Unavailable(
+                f"authentication as {self.credentials.user!r} failed: "
+                f"{exc.code().name} {exc.details()}"
+            ) from None
+        connection.metadata = (("token", response.token),)
 
     async def _drop(self, connection: _Connection | None) -> None:
         """Close a connection that failed; the next one goes to the next endpoint."""
@@ -289,7 +335,9 @@ class EtcdSource:
         request = rpc.RangeRequest(key=self._key, range_end=self._end)
         try:
             response = await self._call(
-                connection.kv.Range(request, timeout=self.request_timeout_s),
+                connection.kv.Range(
+                    request, timeout=self.request_timeout_s, metadata=connection.metadata
+                ),
                 self.request_timeout_s,
             )
         except grpc.aio.AioRpcError as exc:
@@ -307,7 +355,9 @@ class EtcdSource:
         request = rpc.RangeRequest(key=self._key, range_end=self._end, count_only=True)
         try:
             response = await self._call(
-                connection.kv.Range(request, timeout=self.request_timeout_s),
+                connection.kv.Range(
+                    request, timeout=self.request_timeout_s, metadata=connection.metadata
+                ),
                 self.request_timeout_s,
             )
         except grpc.aio.AioRpcError as exc:
@@ -412,7 +462,7 @@ class EtcdSource:
     ) -> AsyncGenerator[Documents, None]:
         """Watch from the snapshot's revision + 1; yield the documents after each
         response or resync that changed them; raise to list again."""
-        call = connection.watch.Watch()
+        call = connection.watch.Watch(metadata=connection.metadata)
         responses: asyncio.Queue[Any] = asyncio.Queue(WATCH_BUFFER)
         pump = asyncio.create_task(_pump(call, responses), name="seawall-config-etcd-watch")
         try:
@@ -547,6 +597,8 @@ class EtcdSource:
                 connection = await self._connect()
                 if await self._replace(connection, values):
                     return
+            except _Unauthenticated:
+                await self._drop(connection)  # a stale token: the next one is fresh
             except _Unavailable as exc:
                 await self._drop(connection)
                 raise SourceError(f"cannot write {self.origin}: {exc}") from None
@@ -556,7 +608,9 @@ class EtcdSource:
         listing = rpc.RangeRequest(key=self._key, range_end=self._end, keys_only=True)
         try:
             current = await self._call(
-                connection.kv.Range(listing, timeout=self.request_timeout_s),
+                connection.kv.Range(
+                    listing, timeout=self.request_timeout_s, metadata=connection.metadata
+                ),
                 self.request_timeout_s,
             )
             unchanged = rpc.Compare(
@@ -576,10 +630,14 @@ class EtcdSource:
             ]
             request = rpc.TxnRequest(compare=[unchanged], success=operations)
             response = await self._call(
-                connection.kv.Txn(request, timeout=self.request_timeout_s),
+                connection.kv.Txn(
+                    request, timeout=self.request_timeout_s, metadata=connection.metadata
+                ),
                 self.request_timeout_s,
             )
         except grpc.aio.AioRpcError as exc:
+            if exc.code() is grpc.StatusCode.UNAUTHENTICATED:
+                raise _Unauthenticated(_describe(connection, exc)) from None
             if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
                 raise _Unavailable(_describe(connection, exc)) from None
             raise SourceError(f"etcd refused the write: {exc.details()}") from None

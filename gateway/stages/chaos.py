@@ -3,9 +3,16 @@
 `Chaos` builds the request's plan (see `chaos.plan`) from the `x-seawall-chaos`
 header and the `x-traffic-color` partition, honoured only when chaos mode is on
 and the caller's key has the `chaos` role (otherwise the response says
-`x-seawall-chaos: ignored`), plus any faults scheduled through the admin API. The
+`x-seawall-chaos: ignored`), plus any faults scheduled through the admin API. Header
+and color faults pass the same target checks (`ChaosEngine.authorize`); a color's
+deployments narrow the request's routing, never widen what a policy allowed. The
 plan rides to the chaos transport in the upstream request's extensions; what it
-injected is reported in `x-seawall-chaos-injected`.
+injected is reported in `x-seawall-chaos-injected`. A plan with faults injected for
+one tenant makes the request unobserved: its outcomes teach no shared health.
+
+Reads `exchange.identity`, the request's chaos headers. Writes `exchange.chaos`,
+`exchange.upstream_extensions`, `exchange.upstream_only`, `exchange.observed`,
+`exchange.finalizers`, `exchange.headers`.
 """
 
 from __future__ import annotations
@@ -44,26 +51,21 @@ class Chaos:
                 plan = self.engine.plan(header, color)
             else:
                 plan = self.engine.plan(header, color, identity.chain, identity.may_target)
-        except TargetNotAllowed as exc:
-            raise GatewayError(
-                403,
-                f"Invalid {CHAOS_HEADER} header: {echoed(str(exc))}.",
-                code="chaos_target_not_allowed",
-                param=CHAOS_HEADER,
-            ) from None
         except FaultError as exc:
-            param = COLOR_HEADER if str(exc).startswith("unknown traffic color") else CHAOS_HEADER
+            param = COLOR_HEADER if exc.source == "color" else CHAOS_HEADER
+            refused = isinstance(exc, TargetNotAllowed)
             raise GatewayError(
-                400,
+                403 if refused else 400,
                 f"Invalid {param} header: {echoed(str(exc))}.",
-                code="invalid_chaos_header",
+                code="chaos_target_not_allowed" if refused else "invalid_chaos_header",
                 param=param,
             ) from None
         if color is not None and color.deployments:
-            exchange.upstream_only = frozenset(color.deployments)
+            exchange.restrict(color.deployments)
         if plan is None:
             return
         exchange.chaos = plan
+        exchange.observed = plan.observed
         exchange.upstream_extensions = {PLAN_EXTENSION: plan}
         exchange.finalizers = [*(exchange.finalizers or []), self._report]
 
@@ -73,7 +75,7 @@ class Chaos:
             return
         response.headers[INJECTED_HEADER] = ", ".join(plan.injected)
         self.engine.count(plan)
-        for fault, where in plan.counts:
+        for _, fault, where in plan.counts:
             self.events.emit(GuardEvent("fault_injected", fault, detail=where))
 
 

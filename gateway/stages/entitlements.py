@@ -15,11 +15,10 @@ translated by now). Writes `exchange.body["max_completion_tokens"]` when absent.
 
 from __future__ import annotations
 
+from common.chat import MAX_TOKEN_FIELDS
 from gateway.errors import GatewayError, echoed
 from gateway.exchange import Exchange
 
-#: The chat fields that ask for completion tokens, newest first.
-FIELDS = ("max_completion_tokens", "max_tokens")
 #: What the client called the field, when its request was translated.
 CLIENT_NAMES = {"responses": "max_output_tokens"}
 
@@ -33,7 +32,7 @@ class EnforceCaps:
         assert identity is not None
         body = exchange.body
         asked = False
-        for field in FIELDS:
+        for field in MAX_TOKEN_FIELDS:
             value = body.get(field)
             if value is None:
                 continue

@@ -83,7 +83,10 @@ class PromptGuard:
             limit = cap  # the tenant's cap (caps.max_prompt_tokens) is the tighter one
         if limit is None:
             return
-        bound = len(exchange.raw) + (TOKENS_PER_MESSAGE + 1) * len(messages) + REPLY_PRIMING_TOKENS
+        # The body's bytes bound its text's tokens; a continued conversation's are in
+        # `history_bytes` (its stored items), not in `raw`.
+        text_bytes = len(exchange.raw) + exchange.history_bytes
+        bound = text_bytes + (TOKENS_PER_MESSAGE + 1) * len(messages) + REPLY_PRIMING_TOKENS
         if bound <= limit:
             return
         model = group.deployments[0].config.model

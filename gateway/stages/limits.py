@@ -17,7 +17,8 @@ client disconnect and stream cut alike; usage never reported leaves the estimate
 charged. For a stream, `stream_options.include_usage` is forced upstream so usage is
 reported, and the usage chunk is kept from a client that did not ask for it.
 
-Reads `exchange.identity`, `exchange.policy`, `exchange.group`, `exchange.body`.
+Reads `exchange.identity`, `exchange.policy`, `exchange.group`, `exchange.body`,
+`exchange.history_bytes`.
 Writes `exchange.limits`, `exchange.headers`, the body's `stream_options`.
 """
 
@@ -28,16 +29,15 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from common.chat import estimated_tokens, max_tokens_asked
 from common.headers import LIMIT_HEADER
-from gateway.errors import GatewayError
+from gateway.errors import STREAM_INTERRUPTED, GatewayError
 from gateway.exchange import Exchange
 from gateway.stages.guards import OFFLOAD_BYTES, count_prompt
 from limits.claims import Demand, Level
 from limits.config import LimitsConfig, LimitSettings
 from limits.limiter import Admission, Limiter
 from limits.prices import TokenPrice
-
-MAX_TOKEN_FIELDS = ("max_completion_tokens", "max_tokens")
 
 
 class AdmitLimits:
@@ -95,17 +95,19 @@ class AdmitLimits:
         body = exchange.body
         price = self.group_prices.get(exchange.group.name)
         if exchange.endpoint == "embeddings":
-            # Input only, estimated from the body's size (an upper bound for text:
-            # a token is rarely under 3 bytes); settled with the reported usage.
-            prompt = len(exchange.raw) // 3
+            # Input only, estimated from the body's size (JSON and all: more than
+            # the text); settled with the reported usage.
+            prompt = estimated_tokens(len(exchange.raw))
             return Demand(prompt, price.cost(prompt, 0) if price is not None else 0.0)
         model = exchange.group.deployments[0].config.model
         if len(exchange.raw) > OFFLOAD_BYTES:
             costs, fixed = await asyncio.to_thread(count_prompt, body, model)
         else:
             costs, fixed = count_prompt(body, model)
-        prompt = fixed + sum(costs)
-        asked = next((body[f] for f in MAX_TOKEN_FIELDS if isinstance(body.get(f), int)), None)
+        # A continued conversation (Responses' `previous_response_id`) is not in the
+        # body yet: its stored bytes are counted at the policies' rate.
+        prompt = fixed + sum(costs) + estimated_tokens(exchange.history_bytes)
+        asked = max_tokens_asked(body)
         completion = asked if asked is not None else self.settings.default_completion_tokens
         cost = price.cost(prompt, completion) if price is not None else 0.0
         return Demand(prompt + completion, cost)
@@ -147,7 +149,7 @@ class SettleLimits:
             tokens = _int(usage.get("total_tokens")) or prompt + completion
             price = self.prices.get(exchange.routed.reply.deployment)
             cost = price.cost(prompt, completion) if price is not None else 0.0
-        elif exchange.status >= 400 and exchange.error_code != "stream_interrupted":
+        elif exchange.status >= 400 and exchange.error_code != STREAM_INTERRUPTED:
             tokens, cost = 0, 0.0  # the provider refused before generating: nothing used
         # Shielded: a completion hook may run while its task is being cancelled (a
         # server shutdown), and a settlement must still reach the store.

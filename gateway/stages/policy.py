@@ -22,31 +22,23 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
 
+from common.chat import estimated_tokens, has_tool_results, max_tokens_asked, tool_names
 from common.headers import POLICY_HEADER
 from gateway.errors import GatewayError
 from gateway.events import Events, GuardEvent
 from gateway.exchange import Exchange
-from policies import Attributes, CompiledPolicies, Decision, policy_headers, utc_hour_weekday
+from policies import (
+    Attributes,
+    CompiledPolicies,
+    Decision,
+    RepeatedHeader,
+    policy_headers,
+    utc_hour_weekday,
+)
 from routing.router import Router
 
 log = logging.getLogger("seawall")
-
-#: Bytes per token for the estimate the rules see.
-BYTES_PER_TOKEN = 4
-MAX_TOKEN_FIELDS = ("max_completion_tokens", "max_tokens")
-
-
-def tool_names(tools: Any) -> tuple[str, ...]:
-    names = []
-    for tool in tools if isinstance(tools, list) else ():
-        if not isinstance(tool, dict):
-            continue
-        part = tool.get("custom") if tool.get("type") == "custom" else tool.get("function")
-        if isinstance(part, dict) and isinstance(part.get("name"), str):
-            names.append(part["name"])
-    return tuple(names)
 
 
 class PolicyGate:
@@ -62,7 +54,17 @@ class PolicyGate:
             policies.candidate is None and not policies.rules_for(identity.tenant_id)
         ):
             return
-        decision = policies.decide(self._attributes(exchange), exchange.request_id)
+        try:
+            attributes = self._attributes(exchange)
+        except RepeatedHeader as exc:
+            raise GatewayError(
+                400,
+                f"Header '{exc.name}' is sent more than once; policy rules read it, so it "
+                "must be sent once.",
+                code="repeated_header",
+                param=exc.name,
+            ) from None
+        decision = policies.decide(attributes, exchange.request_id)
         exchange.policy = decision
         self._report(exchange, decision)
         if decision.deny is not None:
@@ -80,8 +82,6 @@ class PolicyGate:
         identity = exchange.identity
         assert identity is not None and exchange.group is not None
         body = exchange.body
-        max_tokens = next((body[f] for f in MAX_TOKEN_FIELDS if isinstance(body.get(f), int)), 0)
-        messages = body.get("messages")
         hour, weekday = utc_hour_weekday(time.time())
         request = exchange.request
         client = request.client
@@ -92,12 +92,11 @@ class PolicyGate:
             roles=tuple(sorted(identity.roles)),
             model=exchange.group.name,
             endpoint=exchange.endpoint,
-            prompt_tokens=len(exchange.raw) // BYTES_PER_TOKEN,
-            max_tokens=max_tokens,
+            prompt_tokens=estimated_tokens(len(exchange.raw) + exchange.history_bytes),
+            max_tokens=max_tokens_asked(body) or 0,
             stream=exchange.stream,
-            tools=tool_names(body.get("tools")),
-            tool_results=isinstance(messages, list)
-            and any(isinstance(m, dict) and m.get("role") == "tool" for m in messages),
+            tools=tool_names(body),
+            tool_results=has_tool_results(body.get("messages")),
             headers=policy_headers(request.headers.items(), self.policies.headers),
             hour=hour,
             weekday=weekday,
@@ -105,10 +104,30 @@ class PolicyGate:
         )
 
     def _route(self, exchange: Exchange, decision: Decision) -> None:
-        assert exchange.group is not None
-        allowed = frozenset(d.id for _, d in self.router.deployments() if decision.allows(d.id))
+        """Narrows routing to what the rules allow; a 403 when that leaves no
+        deployment this request could reach (its group or the groups it may fall
+        back to, among those the caller may use)."""
+        group, identity = exchange.group, exchange.identity
+        assert group is not None and identity is not None
+        exchange.restrict(d.id for _, d in self.router.deployments() if decision.allows(d.id))
         only = exchange.upstream_only
-        exchange.upstream_only = allowed if only is None else only & allowed
+        assert only is not None
+        reachable = (
+            d
+            for g in self.router.reachable(group)
+            if identity.may_use_model(g.name)
+            for d in g.deployments
+            if d.id in only and identity.may_use_deployment(d.id)
+        )
+        if next(reachable, None) is None:
+            rules = ", ".join(f"'{rule}'" for rule in decision.route_rules)
+            raise GatewayError(
+                403,
+                f"Request refused: policy rules {rules} leave no deployment of model "
+                f"'{group.name}' to route to.",
+                code="policy_denied",
+                param=None,
+            )
 
     def _report(self, exchange: Exchange, decision: Decision) -> None:
         identity = exchange.identity

@@ -11,7 +11,7 @@ import orjson
 from starlette.responses import Response, StreamingResponse
 
 from gateway.drain import Drain
-from gateway.errors import GatewayError, UpstreamErrors
+from gateway.errors import STREAM_INTERRUPTED, GatewayError, UpstreamErrors
 from gateway.exchange import CLIENT_CLOSED, Exchange
 from gateway.stages.limits import without_usage
 from routing.call import Reply
@@ -21,19 +21,19 @@ from routing.sse import data_payloads
 log = logging.getLogger("seawall")
 
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
-#: The error code of every error event that ends a stream after it started.
-STREAM_INTERRUPTED = "stream_interrupted"
 
 
-def sse_error_event(error: GatewayError) -> bytes:
+def sse_error_event(error: GatewayError, code: str | None = STREAM_INTERRUPTED) -> bytes:
     """An OpenAI-style error event: the openai SDK raises `APIError` when it reads it.
 
     The stream already started, so the status cannot change and switching to another
     deployment would splice two different answers together. The client is told
-    instead, and decides.
+    instead, and decides. `code`: the event's code (`stream_interrupted` for a stream
+    that broke, whatever the failure; None keeps the error's own).
     """
     envelope = error.envelope()
-    envelope["error"]["code"] = STREAM_INTERRUPTED
+    if code is not None:
+        envelope["error"]["code"] = code
     return b"event: error\ndata: " + orjson.dumps(envelope) + b"\n\n"
 
 
@@ -84,6 +84,8 @@ async def relay_events(
     - a bug: an error event too, and the traceback in the log.
     """
     assert reply.events is not None
+    # Only a config with secrets has anything to scan upstream error events for.
+    scan_errors = bool(errors.redactor)
     task = drain.enter()
     try:
         if drain.interrupted:
@@ -94,6 +96,11 @@ async def relay_events(
         async for events in reply.events:
             if b'"usage"' in events:
                 exchange.usage = stream_usage(events) or exchange.usage
+            if scan_errors and b'"error"' in events:
+                # An upstream's own error event may quote the gateway's credentials.
+                # The same C-level scan as for usage keeps the redactor off every
+                # other chunk.
+                events = errors.redactor.secrets_in_bytes(events)
             if exchange.strip_usage:
                 events = without_usage(events)
                 if not events:

@@ -1,16 +1,22 @@
 """`POST /v1/responses`: the Responses API, served through the chat pipeline.
 
-`TranslateResponses` turns the Responses request (with the conversation of its
-`previous_response_id`, from the response store) into a Chat Completions request,
-so every later stage is the one chat requests go through: the prompt guard sees the
-whole conversation, tool results are verified, chaos and routing apply, the model's
-tool calls are checked. `RenderResponses` turns the chat reply back into a Response
-object (or its event stream) and stores it for later `previous_response_id`s and
-`GET /v1/responses/{id}`. The translation itself is the `responses` package's.
+Three stages, so that work is admitted before it is done (DESIGN.md 10b):
 
-Reads: `exchange.body` (the Responses request), `exchange.identity` (the store's
-owner). Writes: `exchange.body` (the chat request), `exchange.stream`,
-`exchange.responses`; then `exchange.response`.
+- `TranslateResponses` turns the Responses request into a Chat Completions request
+  of its own input, so every later stage is the one chat requests go through. For a
+  `previous_response_id` it reads one small record, the conversation's head: a
+  conversation over `responses.max_chain_depth` / `max_chain_bytes` is refused here,
+  and its bytes go to `exchange.history_bytes`, which policies, limits and the prompt
+  guard count as prompt.
+- `ContinueConversation`, after `AdmitLimits`, reads and decodes the conversation
+  and puts it in front of the request's messages (in slices of about a millisecond,
+  so other requests are never held up longer), so the tool-result checks (forged
+  results included), the prompt guard and routing see the whole conversation;
+  `ReleaseConversation`, a
+  completion hook, lets it go the same way once the response is sent.
+- `RenderResponses` turns the chat reply back into a Response object (or its event
+  stream) and stores it (`PutOutcomes`) for later `previous_response_id`s and
+  `GET /v1/responses/{id}`. The translation itself is the `responses` package's.
 """
 
 from __future__ import annotations
@@ -27,67 +33,122 @@ from gateway.drain import Drain
 from gateway.errors import GatewayError, UpstreamErrors
 from gateway.exchange import Exchange
 from gateway.stages.render import SSE_HEADERS, relay_events
+from gateway.stored_responses import PutOutcomes, owner_of, responses_error
+from responses.conversation import Bounds, check_head, read_history, rebuild, release
 from responses.errors import ResponsesError
 from responses.ids import new_response_id
 from responses.request import ChatTranslation, to_chat
 from responses.response import from_chat
-from responses.store import ResponseStore, StoredResponse, conversation_history
+from responses.store import EMPTY, Chain, Owner, ResponseStore, StoredResponse
 from responses.stream import StreamTranslator
 from routing.call import Reply
 from routing.outcomes import Failure, UpstreamError
 from routing.sse import data_payloads
-from tenants.identity import Identity
 
 log = logging.getLogger("seawall")
 
 
-def owner_of(identity: Identity | None) -> str:
-    """Who a stored response belongs to: only the same key can read or continue it."""
-    return f"key:{identity.key_id}" if identity is not None else "key:local"
-
-
-def responses_error(error: ResponsesError) -> GatewayError:
-    return GatewayError(error.status, error.message, code=error.code, param=error.param)
-
-
 @dataclass(slots=True)
 class ResponsesCall:
-    """One Responses request in flight: its translation and its identity."""
+    """One Responses request in flight: its translation, its id, whose it is, and
+    the stored conversation it continues (`EMPTY` for none)."""
 
     translation: ChatTranslation
     id: str
     created_at: int
-    owner: str
+    owner: Owner
+    history: Chain = EMPTY
 
 
 class TranslateResponses:
-    def __init__(self, store: ResponseStore) -> None:
+    """Reads `exchange.body` (the Responses request), `exchange.identity` (the
+    owner). Reads the head of the conversation a `previous_response_id` continues
+    (one small record: `ResponseStore.head`), never the conversation. Writes
+    `exchange.body` (the chat request of the input alone), `exchange.stream`,
+    `exchange.history_bytes`, `exchange.responses`."""
+
+    def __init__(self, store: ResponseStore, bounds: Bounds) -> None:
         self.store = store
+        self.bounds = bounds
 
     async def __call__(self, exchange: Exchange) -> None:
-        body = exchange.body
         owner = owner_of(exchange.identity)
-        previous = body.get("previous_response_id")
         try:
+            translation = to_chat(exchange.body)
+            previous = translation.previous_response_id
             history = (
-                await conversation_history(self.store, previous, owner)
-                if isinstance(previous, str)
-                else None
+                await check_head(self.store, previous, owner, self.bounds)
+                if previous is not None
+                else EMPTY
             )
-            translation = to_chat(body, history)
         except ResponsesError as exc:
             raise responses_error(exc) from None
         exchange.body = translation.chat
         exchange.stream = translation.stream
-        exchange.responses = ResponsesCall(translation, new_response_id(), int(time.time()), owner)
+        exchange.history_bytes = history.bytes
+        exchange.responses = ResponsesCall(
+            translation, new_response_id(), int(time.time()), owner, history
+        )
+
+
+class ContinueConversation:
+    """Puts the stored conversation in front of the request's messages, after
+    authentication and limit admission: reading and decoding it is the costly part
+    of a continuation, so it is done only for a request that may cost that much.
+    The rest of the pipeline (tool-result checks, the prompt guard with its exact
+    count, routing) then sees the whole conversation.
+
+    Reads `exchange.responses` (the head checked by `TranslateResponses`), the
+    response store. Writes `exchange.body["messages"]`."""
+
+    def __init__(self, store: ResponseStore, bounds: Bounds) -> None:
+        self.store = store
+        self.bounds = bounds
+
+    async def __call__(self, exchange: Exchange) -> None:
+        call: ResponsesCall | None = exchange.responses
+        if call is None:
+            return
+        translation = call.translation
+        previous = translation.previous_response_id
+        if previous is None:
+            return
+        try:
+            blobs = await read_history(self.store, previous, call.owner, self.bounds)
+            joined = await rebuild(translation, exchange.body["messages"], blobs)
+        except ResponsesError as exc:
+            raise responses_error(exc) from None
+        exchange.body["messages"] = joined
+
+
+class ReleaseConversation:
+    """A completion hook (after the last byte): lets a continued conversation's
+    messages go a slice at a time (`responses.conversation.release`). They are the
+    largest thing a continuation holds, and freeing them in one piece when the
+    exchange is dropped would hold the event loop as long as building them did.
+
+    Reads `exchange.responses`. Writes `exchange.body["messages"]` (empties it)."""
+
+    async def __call__(self, exchange: Exchange) -> None:
+        call: ResponsesCall | None = exchange.responses
+        messages = exchange.body.get("messages")
+        if call is not None and call.history.depth and isinstance(messages, list):
+            await release(messages)
+
+
+def stored(call: ResponsesCall, response: dict[str, Any]) -> StoredResponse:
+    return StoredResponse(response, call.translation.input_items, call.owner, call.history)
 
 
 class ResponsesStream:
     """A chat reply's events as Responses events (the `StreamOutput` of the relay)."""
 
-    def __init__(self, call: ResponsesCall, store: ResponseStore, deployment: str) -> None:
+    def __init__(
+        self, call: ResponsesCall, store: ResponseStore, outcomes: PutOutcomes, deployment: str
+    ) -> None:
         self.call = call
         self.store = store
+        self.outcomes = outcomes
         self.deployment = deployment
         self.translator = StreamTranslator(call.translation, call.id, call.created_at)
 
@@ -119,14 +180,19 @@ class ResponsesStream:
         # retrieve or continue the response at once.
         response = self.translator.response
         if self.call.translation.store and response is not None:
-            await self.store.put(
-                StoredResponse(response, self.call.translation.input_items, self.call.owner)
-            )
+            await self.outcomes.put(self.store, stored(self.call, response))
 
 
 class RenderResponses:
-    def __init__(self, store: ResponseStore, errors: UpstreamErrors, drain: Drain) -> None:
+    """Reads `exchange.routed` (the chat reply), `exchange.responses`. Writes
+    `exchange.usage`, `exchange.response`; stores the Response (a put refused or
+    failed is counted, and the response still served)."""
+
+    def __init__(
+        self, store: ResponseStore, outcomes: PutOutcomes, errors: UpstreamErrors, drain: Drain
+    ) -> None:
         self.store = store
+        self.outcomes = outcomes
         self.errors = errors
         self.drain = drain
 
@@ -137,7 +203,7 @@ class RenderResponses:
         if reply.headers:
             exchange.headers.update(reply.headers)
         if reply.events is not None:
-            output = ResponsesStream(call, self.store, reply.deployment)
+            output = ResponsesStream(call, self.store, self.outcomes, reply.deployment)
             exchange.response = StreamingResponse(
                 relay_events(reply, exchange, self.errors, self.drain, output),
                 status_code=reply.status,
@@ -149,7 +215,7 @@ class RenderResponses:
         usage = (reply.data or {}).get("usage")
         exchange.usage = usage if isinstance(usage, dict) else None
         if call.translation.store:
-            await self.store.put(StoredResponse(response, call.translation.input_items, call.owner))
+            await self.outcomes.put(self.store, stored(call, response))
         exchange.response = Response(
             orjson.dumps(response), headers=exchange.headers, media_type="application/json"
         )

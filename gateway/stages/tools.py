@@ -1,15 +1,18 @@
 """Tool verification in both directions.
 
-`VerifyToolResults` (before routing): the `role: tool` messages an agent sends
-back are checked (receipts, output schema, injection markers) and their
+`VerifyToolResults` (before routing): the tool results an agent sends back
+(`role: tool`, and legacy `role: function` messages) are checked (receipts, output
+schema, injection markers) and their
 `seawall_receipt` fields are removed before any provider sees the request. It
 also refuses offered tool schemas that validation could never finish with (a
 `$ref` cycle), while the request can still get a 400 and before a model is paid.
 
-`VerifyToolCalls` (after routing): the tool calls a model answers with are checked
-against the schemas the request offered. In `enforce` mode an invalid call gets
-one repair attempt, the model told what was wrong, and then a 502; in `warn` mode
-the answer passes with `x-seawall-tool-violations`.
+`VerifyToolCalls` (the forwarding stage's reply flow): the tool calls a model
+answers with are checked against the schemas the request offered. In `enforce` mode
+an invalid call gets one repair attempt, the model told what was wrong, and then a
+502; in `warn` mode the answer passes with `x-seawall-tool-violations`. A repair is
+one more round trip, so the flow yields it to `Forward` (gateway/stages/route.py),
+which sends it: only that stage talks to the router.
 
 Streams: a stream that turns out to be a tool call is held until its arguments
 are complete and valid (so a bad call can still be repaired or refused with a
@@ -20,27 +23,19 @@ event in `enforce` mode, an SSE comment in `warn` mode).
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
 import orjson
 
-from common.headers import (
-    COLLISION_HEADER,
-    FLAGS_HEADER,
-    REPAIRED_HEADER,
-    ROUTE_HEADER,
-    VIOLATIONS_HEADER,
-)
-from gateway.errors import GatewayError, UpstreamErrors
+from common.chat import has_tool_results, offered_tools, offers_tools
+from common.headers import COLLISION_HEADER, FLAGS_HEADER, REPAIRED_HEADER, VIOLATIONS_HEADER
+from gateway.errors import GatewayError, echoed
 from gateway.events import Events, GuardEvent
 from gateway.exchange import Exchange
-from gateway.stages.route import send
+from gateway.stages.render import sse_error_event
 from routing.call import Reply
-from routing.outcomes import UpstreamError
-from routing.router import Router
 from routing.sse import DONE_EVENT, data_payloads
 from tools.binding import bind
 from tools.calls import OfferedTools, ToolCall, ToolCallAssembler, calls_in_reply
@@ -49,8 +44,6 @@ from tools.registry import ToolRegistry
 from tools.results import RECEIPT_FIELD, ResultChecker, tool_results
 from tools.schemas import SchemaCache, UnsafeSchema
 from tools.violations import Violation, header_value, strictest
-
-log = logging.getLogger("seawall")
 
 #: A tool-call stream is held in memory up to this size; past it, it is refused.
 MAX_HELD_BYTES = 4 * 1024 * 1024
@@ -69,15 +62,15 @@ class VerifyToolResults:
         self.cache = cache or checker.registry.offered
 
     async def __call__(self, exchange: Exchange) -> None:
-        tools = exchange.body.get("tools")
-        if tools:
-            self._refuse_unsafe_schemas(tools)
-        bindings = bind(tools, self.checker.registry)
+        body = exchange.body
+        if offers_tools(body):
+            self._refuse_unsafe_schemas(body)
+        bindings = bind(body, self.checker.registry)
         exchange.tool_bindings = bindings
         if bindings.collisions:
             exchange.headers[COLLISION_HEADER] = ", ".join(bindings.collisions)
-        messages = exchange.body["messages"]
-        if not any(m.get("role") == "tool" for m in messages):
+        messages = body["messages"]
+        if not has_tool_results(messages):
             return
         results = tool_results(messages)
         for result in results:
@@ -116,16 +109,14 @@ class VerifyToolResults:
         if problems:
             exchange.headers[VIOLATIONS_HEADER] = header_value(problems)
 
-    def _refuse_unsafe_schemas(self, tools: list[Any]) -> None:
+    def _refuse_unsafe_schemas(self, body: dict[str, Any]) -> None:
         """400 for an offered schema whose `$ref`s loop without consuming input.
 
         Other invalid offered schemas are only skipped when calls are checked (the
         provider judges them); this one would recurse until Python gives up.
-        `ValidateChat` already made every tool a dict with a `function` dict.
         """
-        for index, tool in enumerate(tools):
-            function = tool["function"]
-            parameters = function.get("parameters")
+        for tool in offered_tools(body):
+            parameters = tool.parameters
             if parameters is None:
                 continue
             try:
@@ -133,9 +124,9 @@ class VerifyToolResults:
             except UnsafeSchema as exc:
                 raise GatewayError(
                     400,
-                    f"Invalid schema for function '{function.get('name')}': {exc}.",
+                    f"Invalid schema for function '{echoed(tool.name)}': {exc}.",
                     code="invalid_function_parameters",
-                    param=f"tools[{index}].function.parameters",
+                    param=f"{tool.where}.parameters",
                 ) from None
 
 
@@ -175,41 +166,48 @@ async def _replay(chunks: list[bytes]) -> AsyncIterator[bytes]:
 
 
 class VerifyToolCalls:
+    """The tool calls a model answers with, checked, repaired or refused.
+
+    Not a stage: it needs further round trips (a repair asks the model again), and
+    only the forwarding stage sends requests upstream. It is the `Forward` stage's
+    reply flow (`gateway.stages.route.ReplyFlow`, the shape of httpx's auth flow):
+    `steps` looks at the reply in `exchange.routed`, yields the body to send next
+    when a repair is due, and ends when the reply stands, or raises the 502.
+    """
+
     def __init__(
         self,
-        router: Router,
-        errors: UpstreamErrors,
         registry: ToolRegistry,
         policy: ToolPolicy,
         events: Events,
         cache: SchemaCache | None = None,
     ) -> None:
-        self.router = router
-        self.errors = errors
         self.registry = registry
         self.policy = policy
         self.events = events
         self.cache = cache or registry.offered
 
-    async def __call__(self, exchange: Exchange) -> None:
-        tools = exchange.body.get("tools")
-        if not tools:
+    async def steps(self, exchange: Exchange) -> AsyncIterator[dict[str, Any]]:
+        assert exchange.routed is not None
+        if not offers_tools(exchange.body):
             # Calls to tools nobody offered are violations too, in `offered_mode`.
             # A plain chat must stay cheap: a reply body is searched for the key
             # (C speed) before anything is parsed, and a stream is relayed at once
             # with any tool call in it judged at the end (nothing is held).
-            assert exchange.routed is not None
             reply = exchange.routed.reply
             if self.policy.offered_mode == "off":
                 return
             if reply.events is not None:
                 self._judge_at_end(exchange, reply)
                 return
-            if b'"tool_calls"' not in reply.body:
+            if b'"tool_calls"' not in reply.body and b'"function_call"' not in reply.body:
                 return
-            tools = ()
         offered = OfferedTools(
-            tools, self.registry, self.cache, self.policy, exchange.tool_bindings
+            offered_tools(exchange.body),
+            self.registry,
+            self.cache,
+            self.policy,
+            exchange.tool_bindings,
         )
         if offered.mode == "off":
             return
@@ -220,13 +218,13 @@ class VerifyToolCalls:
             if not violations:
                 if attempt:
                     exchange.headers[REPAIRED_HEADER] = str(attempt)
-                    self._emit(exchange, violations_before, "repaired")
+                    self.report(exchange, violations_before, "repaired")
                 return
             if strictest(violations) != "enforce":
-                self._emit(exchange, violations, "warn")
+                self.report(exchange, violations, "warn")
                 exchange.headers[VIOLATIONS_HEADER] = header_value(violations)
                 return
-            self._emit(
+            self.report(
                 exchange,
                 violations,
                 "repair" if attempt < self.policy.repair_attempts else "reject",
@@ -234,11 +232,9 @@ class VerifyToolCalls:
             violations_before = violations
             if attempt == self.policy.repair_attempts:
                 break
-            assert exchange.routed is not None
             await exchange.routed.reply.close()
             body = repair_messages(body, calls, violations)
-            exchange.routed = await send(self.router, self.errors, exchange, body)
-        assert exchange.routed is not None
+            yield body  # Forward sends it; the reply is in `exchange.routed` after
         await exchange.routed.reply.close()
         exchange.headers[VIOLATIONS_HEADER] = header_value(violations)
         raise GatewayError(
@@ -252,10 +248,11 @@ class VerifyToolCalls:
         """Relays a stream untouched, judging any tool call in it when it ends."""
         assert reply.events is not None and exchange.routed is not None
         offered = OfferedTools((), self.registry, self.cache, self.policy)
-        tail = _check_late_calls(reply.events, ToolCallAssembler(), offered, self, exchange)
+        tail = self._check_late_calls(reply.events, ToolCallAssembler(), offered, exchange)
         exchange.routed.reply = replace(reply, events=tail)
 
-    def _emit(self, exchange: Exchange, violations: list[Violation], action: str) -> None:
+    def report(self, exchange: Exchange, violations: list[Violation], action: str) -> None:
+        """Each finding as a guard event (metrics, and the audit log later)."""
         group = exchange.group.name if exchange.group else None
         for violation in violations:
             self.events.emit(
@@ -270,32 +267,14 @@ class VerifyToolCalls:
         if reply.events is None:
             calls = calls_in_reply(reply.data or {})
             return calls, offered.check_all(calls)
-        return await self._inspect_stream(exchange, offered, reply)
-
-    async def _inspect_stream(
-        self, exchange: Exchange, offered: OfferedTools, reply: Reply
-    ) -> tuple[list[ToolCall], list[Violation]]:
-        """Reads until the stream shows what it is; holds a tool-call stream whole."""
-        try:
-            return await self._hold(exchange, offered, reply)
-        except UpstreamError as exc:
-            # The stream broke while held: nothing reached the client yet, so the
-            # failure gets the status and envelope the router would have given it,
-            # and the route shows the hop failing as the router renders it.
-            await reply.close()
-            if ROUTE_HEADER in exchange.headers:
-                exchange.headers[ROUTE_HEADER] += f"!{exc.status or exc.failure.label}"
-            log.warning(
-                "request %s: held stream from deployment %s broke: %s",
-                exchange.request_id,
-                exc.deployment,
-                exc.message,
-            )
-            raise self.errors(exc) from exc
+        return await self._hold(exchange, offered, reply)
 
     async def _hold(
         self, exchange: Exchange, offered: OfferedTools, reply: Reply
     ) -> tuple[list[ToolCall], list[Violation]]:
+        """Reads until the stream shows what it is; holds a tool-call stream whole. A
+        stream that breaks while held raises its `UpstreamError`: nothing reached the
+        client yet, so the forwarding stage answers it as the router's failure."""
         assert reply.events is not None and exchange.routed is not None
         held: list[bytes] = []
         size = 0
@@ -309,7 +288,8 @@ class VerifyToolCalls:
                 assembler.feed(event)
                 for choice in event.get("choices") or []:
                     delta = choice.get("delta") or {} if isinstance(choice, dict) else {}
-                    saw_call = saw_call or bool(delta.get("tool_calls"))
+                    called = delta.get("tool_calls") or delta.get("function_call")
+                    saw_call = saw_call or bool(called)
                     saw_text = saw_text or bool(delta.get("content"))
             if size > MAX_HELD_BYTES:
                 violation = Violation(
@@ -322,12 +302,55 @@ class VerifyToolCalls:
                 return [], [violation]
             if saw_text and not saw_call:
                 # A text answer: stream it from here on, checking any late tool call.
-                tail = _check_late_calls(reply.events, assembler, offered, self, exchange)
+                tail = self._check_late_calls(reply.events, assembler, offered, exchange)
                 exchange.routed.reply = replace(reply, events=_chain(held, tail))
                 return [], []
         calls = assembler.calls()
         exchange.routed.reply = replace(reply, events=_replay(held))
         return calls, offered.check_all(calls)
+
+    async def _check_late_calls(
+        self,
+        events: AsyncIterator[bytes],
+        assembler: ToolCallAssembler,
+        offered: OfferedTools,
+        exchange: Exchange,
+    ) -> AsyncIterator[bytes]:
+        """Relays the rest of a text stream; a tool call in it is checked at the end.
+
+        The final `data: [DONE]` is held back until then: clients stop reading at it,
+        so a verdict must come before it (an error event replaces it in enforce mode).
+        """
+        saw_call = False
+        done = b""
+        async for chunk in events:
+            # C-speed test (`"tool_calls"` and a legacy `"function_call"` both hold
+            # `_call`); parse only such chunks.
+            if b"_call" in chunk:
+                saw_call = True
+                for payload in data_payloads(chunk):
+                    assembler.feed(_parse(payload))
+            at = chunk.rfind(DONE_EVENT)
+            if at >= 0:
+                chunk, done = chunk[:at], chunk[at:]
+            if chunk:
+                yield chunk
+        violations = offered.check_all(assembler.calls()) if saw_call else []
+        if violations:
+            enforce = strictest(violations) == "enforce"
+            self.report(exchange, violations, "reject" if enforce else "warn")
+            if enforce:
+                error = GatewayError(
+                    502,
+                    f"The model's tool call is invalid: {violations[0]}.",
+                    code="tool_call_invalid",
+                )
+                exchange.error_code = "tool_call_invalid"
+                yield sse_error_event(error, code=None)
+                return
+            yield f": {VIOLATIONS_HEADER}: {header_value(violations)}\n\n".encode()
+        if done:
+            yield done
 
 
 def _parse(payload: bytes) -> dict[str, Any]:
@@ -343,48 +366,3 @@ async def _chain(head: list[bytes], tail: AsyncIterator[bytes]) -> AsyncIterator
         yield chunk
     async for chunk in tail:
         yield chunk
-
-
-async def _check_late_calls(
-    events: AsyncIterator[bytes],
-    assembler: ToolCallAssembler,
-    offered: OfferedTools,
-    stage: VerifyToolCalls,
-    exchange: Exchange,
-) -> AsyncIterator[bytes]:
-    """Relays the rest of a text stream; a tool call in it is checked at the end.
-
-    The final `data: [DONE]` is held back until then: clients stop reading at it,
-    so a verdict must come before it (an error event replaces it in enforce mode).
-    """
-    saw_call = False
-    done = b""
-    async for chunk in events:
-        if b'"tool_calls"' in chunk:  # C-speed test; parse only such chunks
-            saw_call = True
-            for payload in data_payloads(chunk):
-                assembler.feed(_parse(payload))
-        at = chunk.rfind(DONE_EVENT)
-        if at >= 0:
-            chunk, done = chunk[:at], chunk[at:]
-        if chunk:
-            yield chunk
-    violations = offered.check_all(assembler.calls()) if saw_call else []
-    if violations:
-        enforce = strictest(violations) == "enforce"
-        stage._emit(exchange, violations, "reject" if enforce else "warn")
-        if enforce:
-            error = {
-                "error": {
-                    "message": f"The model's tool call is invalid: {violations[0]}.",
-                    "type": "server_error",
-                    "param": None,
-                    "code": "tool_call_invalid",
-                }
-            }
-            exchange.error_code = "tool_call_invalid"
-            yield b"event: error\ndata: " + orjson.dumps(error) + b"\n\n"
-            return
-        yield f": {VIOLATIONS_HEADER}: {header_value(violations)}\n\n".encode()
-    if done:
-        yield done

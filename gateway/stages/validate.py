@@ -1,108 +1,48 @@
-"""Type checks for the request fields, with OpenAI's error wording.
+"""Type checks for the Chat Completions and embeddings request fields, with OpenAI's
+error wording.
 
 Only the shape is checked here (types, required fields, the message structure
 the gateway itself reads). Value ranges (a temperature of 7) are left to the
 provider, which knows its own limits; unknown fields pass through untouched so a
 new OpenAI parameter never needs a gateway release.
 
-Every field type is a `FieldType`: the words an error uses, the check, and the JSON
-Schema of the same set of values. `gateway.openapi` documents the request bodies
-from these tables (`CHAT_FIELDS`, `EMBEDDING_FIELDS`, `MESSAGE_FIELDS`, ...), so
-what `/openapi.json` says is accepted and what is accepted cannot drift apart
-(tests/test_validation_schema.py checks they agree on generated bodies).
+Field types come from the kernel both validators share (common/fields.py: the words
+an error uses, the check, and the JSON Schema of the same set of values).
+`gateway.openapi` documents the request bodies from these tables (`CHAT_FIELDS`,
+`EMBEDDING_FIELDS`, `MESSAGE_FIELDS`, ...), so what `/openapi.json` says is accepted
+and what is accepted cannot drift apart (tests/test_validation_schema.py checks they
+agree on generated bodies). The checks raise `FieldProblem`; the stages answer it
+as a 400.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-from gateway.errors import (
-    GatewayError,
+from common.chat import MAX_TOKEN_FIELDS
+from common.fields import (
+    ARRAY,
+    BOOLEAN,
+    INT_MAX,
+    INT_MIN,
+    INTEGER,
+    NUMBER,
+    OBJECT,
+    STRING,
+    STRING_OR_ARRAY,
+    STRING_OR_OBJECT,
+    FieldProblem,
+    Fields,
+    check_fields,
     echoed,
     invalid_type,
     invalid_value,
+    is_integral,
     missing_parameter,
 )
+from gateway.errors import bad_request
 from gateway.exchange import Exchange
-
-Check = Callable[[Any], bool]
-Schema = dict[str, Any]
-
-#: Integer fields hold what a signed 64-bit integer holds (OpenAI's own limit for
-#: `seed`, the widest of them); a wider number could not be sent upstream exactly.
-INT_MIN = -(2**63)
-INT_MAX = 2**63 - 1
-
-
-class FieldType:
-    """One JSON type as the gateway checks it and as `/openapi.json` documents it."""
-
-    def __init__(self, expected: str, check: Check, schema: Schema) -> None:
-        #: How an error names the type: "Invalid type for 'n': expected {expected}...".
-        self.expected = expected
-        self.check = check
-        #: The JSON Schema (2020-12) of exactly the values `check` accepts.
-        self.schema = schema
-
-    def read(self, param: str, value: Any) -> Any:
-        """`value` as the gateway keeps it, or the 400 that says why it is refused."""
-        if not self.check(value):
-            raise invalid_type(param, self.expected, value)
-        return value
-
-
-class IntegerType(FieldType):
-    """An integer, also when written as an integral number (`2247.0`), as OpenAI
-    accepts it (and as JSON Schema's `integer` defines it); it is kept, and sent
-    upstream, as the integer. `2247.5` is refused with `invalid_type`, an integer
-    beyond 64 bits with `invalid_value`."""
-
-    def __init__(self) -> None:
-        schema = {"type": "integer", "minimum": INT_MIN, "maximum": INT_MAX}
-        super().__init__("an integer", is_integral, schema)
-
-    def read(self, param: str, value: Any) -> Any:
-        if not is_integral(value):
-            raise invalid_type(param, self.expected, value)
-        if not INT_MIN <= value <= INT_MAX:
-            raise invalid_value(param, f"must be between {INT_MIN} and {INT_MAX}.")
-        return int(value)
-
-
-def is_integral(value: Any) -> bool:
-    """A JSON integer: an int (not a bool), or a float with no fractional part."""
-    if isinstance(value, bool):
-        return False
-    return isinstance(value, int) or (isinstance(value, float) and value.is_integer())
-
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def _is_str_or_str_list(v: Any) -> bool:
-    return isinstance(v, str) or (isinstance(v, list) and all(isinstance(s, str) for s in v))
-
-
-STRING = FieldType("a string", lambda v: isinstance(v, str), {"type": "string"})
-BOOLEAN = FieldType("a boolean", lambda v: isinstance(v, bool), {"type": "boolean"})
-INTEGER = IntegerType()
-NUMBER = FieldType("a number", _is_number, {"type": "number"})
-OBJECT = FieldType("an object", lambda v: isinstance(v, dict), {"type": "object"})
-ARRAY = FieldType("an array", lambda v: isinstance(v, list), {"type": "array"})
-STRING_OR_OBJECT = FieldType(
-    "a string or an object",
-    lambda v: isinstance(v, (str, dict)),
-    {"type": ["string", "object"]},
-)
-STRING_OR_ARRAY = FieldType(
-    "a string or an array of strings",
-    _is_str_or_str_list,
-    {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
-)
-
-Fields = Mapping[str, FieldType]
 
 #: Optional chat fields and their types; null is accepted for every one of them.
 CHAT_FIELDS: Fields = {
@@ -129,6 +69,10 @@ CHAT_FIELDS: Fields = {
     "store": BOOLEAN,
     "reasoning_effort": STRING,
     "service_tier": STRING,
+    # The legacy function-calling parameters: still accepted by OpenAI and sent by
+    # older clients; their tools and results reach every check (common/chat.py).
+    "functions": ARRAY,
+    "function_call": STRING_OR_OBJECT,
 }
 
 #: Optional `stream_options` members (null accepted).
@@ -149,17 +93,6 @@ EMBEDDING_FIELDS: Fields = {
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 
 
-def check_fields(body: dict[str, Any], fields: Fields, where: str = "") -> None:
-    """Checks the optional `fields` of `body` (null is absent), keeping each value as
-    its type reads it (an integral `2247.0` becomes `2247`)."""
-    for name, kind in fields.items():
-        value = body.get(name)
-        if value is not None:
-            kept = kind.read(where + name, value)
-            if kept is not value:
-                body[name] = kept
-
-
 def check_model(body: Mapping[str, Any]) -> None:
     model = body.get("model")
     if model is None:
@@ -176,11 +109,10 @@ def check_messages(messages: Any) -> None:
     if not isinstance(messages, list):
         raise invalid_type("messages", "an array", messages)
     if not messages:
-        raise GatewayError(
-            400,
+        raise FieldProblem(
             "Invalid 'messages': empty array. Expected an array with minimum length 1.",
-            code="empty_array",
-            param="messages",
+            "messages",
+            "empty_array",
         )
     for i, message in enumerate(messages):
         where = f"messages[{i}]"
@@ -248,6 +180,30 @@ def check_tools(tools: list[Any]) -> None:
         check_fields(function, TOOL_FUNCTION_FIELDS, f"{where}.function.")
 
 
+def check_functions(functions: list[Any]) -> None:
+    """The legacy `functions`: each an object with a non-empty `name`."""
+    for i, function in enumerate(functions):
+        where = f"functions[{i}]"
+        if not isinstance(function, dict):
+            raise invalid_type(where, "an object", function)
+        name = function.get("name")
+        if not isinstance(name, str) or not name:
+            raise invalid_type(f"{where}.name", "a non-empty string", name)
+        check_fields(function, TOOL_FUNCTION_FIELDS, f"{where}.")
+
+
+def check_one_max_tokens(body: Mapping[str, Any]) -> None:
+    """`max_tokens` and `max_completion_tokens` together are refused, as OpenAI
+    refuses them: with both, a check reading one and an upstream honouring the other
+    would disagree about what the request may cost."""
+    if all(body.get(field) is not None for field in MAX_TOKEN_FIELDS):
+        raise FieldProblem(
+            "Setting 'max_tokens' and 'max_completion_tokens' at the same time is not supported.",
+            "max_tokens",
+            "invalid_parameter_combination",
+        )
+
+
 def check_embedding_input(body: dict[str, Any]) -> None:
     """`input`: a string, or a non-empty array of strings, of token ids, or of
     token-id arrays (token ids are integers, integral numbers included)."""
@@ -285,30 +241,49 @@ def _token_ids(tokens: list[Any]) -> list[Any]:
     return [int(t) for t in tokens]
 
 
+def check_chat(body: dict[str, Any]) -> None:
+    check_model(body)
+    check_messages(body.get("messages"))
+    check_fields(body, CHAT_FIELDS)
+    if body.get("stream_options"):
+        check_fields(body["stream_options"], STREAM_OPTIONS_FIELDS, "stream_options.")
+    if body.get("tools"):
+        check_tools(body["tools"])
+    if body.get("functions"):
+        check_functions(body["functions"])
+    check_one_max_tokens(body)
+
+
+def check_embeddings(body: dict[str, Any]) -> None:
+    check_model(body)
+    check_fields(body, EMBEDDING_FIELDS)
+    check_embedding_input(body)
+
+
 class ValidateChat:
+    """Reads `exchange.body`; writes `exchange.stream` (and integral numbers as ints)."""
+
     async def __call__(self, exchange: Exchange) -> None:
-        body = exchange.body
-        check_model(body)
-        check_messages(body.get("messages"))
-        check_fields(body, CHAT_FIELDS)
-        if body.get("stream_options"):
-            check_fields(body["stream_options"], STREAM_OPTIONS_FIELDS, "stream_options.")
-        if body.get("tools"):
-            check_tools(body["tools"])
-        exchange.stream = body.get("stream") is True
+        try:
+            check_chat(exchange.body)
+        except FieldProblem as problem:
+            raise bad_request(problem) from None
+        exchange.stream = exchange.body.get("stream") is True
 
 
 class ValidateEmbeddings:
+    """Reads `exchange.body` (and writes integral numbers and token ids as ints)."""
+
     async def __call__(self, exchange: Exchange) -> None:
-        body = exchange.body
-        check_model(body)
-        check_fields(body, EMBEDDING_FIELDS)
-        check_embedding_input(body)
+        try:
+            check_embeddings(exchange.body)
+        except FieldProblem as problem:
+            raise bad_request(problem) from None
 
 
 def check_invocation(body: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     """`POST /v1/tools/{name}/invoke`'s body: `tool_call_id`, a non-empty string, and
-    `arguments`, an object; returns them."""
+    `arguments`, an object; returns them (`FieldProblem` if they are not)."""
     call_id = body.get("tool_call_id")
     if call_id is None:
         raise missing_parameter("tool_call_id")

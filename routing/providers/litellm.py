@@ -183,7 +183,9 @@ class LiteLLMProvider:
         if self.config.api_key is not None:
             kwargs["api_key"] = self.config.api_key.get_secret_value()
         if self.config.headers:
-            kwargs["extra_headers"] = dict(self.config.headers)
+            kwargs["extra_headers"] = {
+                k: v.get_secret_value() for k, v in self.config.headers.items()
+            }
         return kwargs
 
     async def send(self, request: UpstreamRequest, deadline: float | None = None) -> Reply:

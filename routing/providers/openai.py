@@ -54,7 +54,9 @@ class OpenAICompatible:
         if config.api_key is not None:
             token = config.api_key.get_secret_value()
             headers.append((b"authorization", b"Bearer " + token.encode()))
-        headers += [(k.lower().encode(), v.encode()) for k, v in config.headers.items()]
+        headers += [
+            (k.lower().encode(), v.get_secret_value().encode()) for k, v in config.headers.items()
+        ]
         host = httpx.URL(base).netloc
         self._headers = [(b"host", host), *headers]
         self._stream_headers = [*self._headers, (b"accept", b"text/event-stream")]

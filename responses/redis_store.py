@@ -1,0 +1,159 @@
+"""The Redis response store: the memory store's quotas and LRU, shared by every replica.
+
+A conversation started on one gateway process continues on any other that shares
+the Redis (`responses.store: redis://...`). Puts, reads that count as a use, chain
+walks and deletes are one Lua script each (responses/lua.py), so the quotas hold
+exactly under concurrent puts from many replicas; `head` is one `HMGET`. Every call
+is one round trip; a chain walk too, whatever its depth.
+
+**When Redis does not answer** (down, partitioned, or slower than `timeout_s`), no
+call waits longer than `timeout_s` (connecting included), and every call raises
+`StoreUnavailable`: the gateway answers a read (`GET`, `DELETE`, `input_items`, a
+`previous_response_id`) with 503 `response_store_unavailable` in OpenAI's envelope,
+and serves a new response without storing it (the put is counted as failed). The
+first failure after a success is logged (with the store's address, credentials
+masked), then nothing until Redis answers again, which is logged too: an outage is
+two log lines, not one per request. A connection error is retried once at once (a
+pooled connection may be stale after Redis restarted).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.commands.core import AsyncScript
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+
+from common.secrets import mask_url
+from responses import lua
+from responses.config import ResponsesConfig
+from responses.errors import StoreUnavailable
+from responses.store import Chain, History, Owner, Put, StoredResponse, decode, encode
+
+log = logging.getLogger("seawall.responses")
+
+#: Every key this store writes starts with this.
+PREFIX = "seawall:responses:"
+
+
+class RedisResponseStore:
+    def __init__(self, config: ResponsesConfig, *, prefix: str = PREFIX) -> None:
+        self.config = config
+        self.url = str(config.store)
+        self.timeout_s = config.store_timeout_ms / 1000
+        self.prefix = prefix
+        self._client = aioredis.Redis.from_url(
+            self.url,
+            socket_connect_timeout=self.timeout_s,
+            socket_timeout=self.timeout_s,
+            retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+        )
+        self._put: AsyncScript = self._client.register_script(lua.PUT)
+        self._get: AsyncScript = self._client.register_script(lua.GET)
+        self._chain: AsyncScript = self._client.register_script(lua.CHAIN)
+        self._delete: AsyncScript = self._client.register_script(lua.DELETE)
+        #: Calls that failed or timed out (a metric).
+        self.failures = 0
+        self._down = False
+
+    @property
+    def where(self) -> str:
+        """The URL with its credentials masked."""
+        return mask_url(self.url)
+
+    async def _call(self, run: Any) -> Any:
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                result = await run
+        except (TimeoutError, RedisError, OSError) as exc:
+            reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            self.failures += 1
+            if not self._down:
+                self._down = True
+                log.warning(
+                    "response store: redis at %s unavailable (%s); reads answer 503 and "
+                    "new responses are not stored until it answers again",
+                    self.where,
+                    reason,
+                )
+            raise StoreUnavailable(reason) from None
+        if self._down:
+            self._down = False
+            log.info("response store: redis at %s answers again", self.where)
+        return result
+
+    def _script(self, script: AsyncScript, *args: Any) -> Any:
+        return self._call(script(args=[self.prefix, *args]))
+
+    async def get(self, response_id: str, owner: Owner) -> StoredResponse | None:
+        found = await self._script(self._get, response_id, owner.tenant, owner.key)
+        if not found:
+            return None
+        response, items, inputs, depth, size = found
+        return decode(owner, response, items, int(inputs), Chain(int(depth), int(size)))
+
+    async def head(self, response_id: str, owner: Owner) -> Chain | None:
+        fields = await self._call(
+            self._client.hmget(f"{self.prefix}r:{response_id}", "t", "k", "d", "b")
+        )
+        tenant, key, depth, size = fields
+        if tenant is None or tenant.decode() != owner.tenant or key.decode() != owner.key:
+            return None
+        return Chain(int(depth), int(size))
+
+    async def chain(
+        self, response_id: str, owner: Owner, max_depth: int, max_bytes: int
+    ) -> History:
+        found = await self._script(
+            self._chain, response_id, owner.tenant, owner.key, max_depth, max_bytes
+        )
+        status = found[0]
+        if status == b"missing":
+            return History([], missing=found[1].decode())
+        if status == b"over":
+            return History([], over=True)
+        return History(found[:0:-1])  # newest first from Redis, oldest first here
+
+    async def put(self, record: StoredResponse) -> Put:
+        if record.response.get("store") is False:
+            return Put.NOT_REQUESTED
+        encoded = encode(record)
+        config = self.config
+        if encoded.size > config.max_record_bytes:
+            return Put.TOO_LARGE
+        owner = record.owner
+        result = await self._script(
+            self._put,
+            record.id,
+            owner.tenant,
+            owner.key,
+            encoded.response,
+            encoded.items,
+            encoded.inputs,
+            encoded.previous or "",
+            encoded.chain.depth,
+            encoded.chain.bytes,
+            config.ttl_seconds * 1000,
+            config.per_key.max_entries,
+            config.per_key.max_bytes,
+            config.per_tenant.max_entries,
+            config.per_tenant.max_bytes,
+            config.total.max_entries,
+            config.total.max_bytes,
+            lua.GRACE_MS,
+            lua.PURGE_BATCH,
+        )
+        return Put(result.decode())
+
+    async def delete(self, response_id: str, owner: Owner) -> bool:
+        deleted = await self._script(self._delete, response_id, owner.tenant, owner.key)
+        return bool(deleted)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()

@@ -1,0 +1,281 @@
+"""Response store quotas, one property test for both stores (memory, and Redis on a real
+`redis-server`), and what only the Redis store has: TTLs on every key, expiry that
+uncounts, outages that answer at once.
+
+The property: against a plain list model of the quota rules (a key over its quota
+evicts its own least recently used, then a tenant over its quota its own, a put that
+would cross the total is refused), every answer matches, no put by one tenant ever
+removes another tenant's record, and every bound holds after every step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pytest
+import redis as sync_redis
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    rule,
+    run_state_machine_as_test,
+)
+
+from responses.config import ResponsesConfig
+from responses.errors import StoreUnavailable
+from responses.memory import MemoryResponseStore
+from responses.redis_store import RedisResponseStore
+from responses.store import Owner, Put, ResponseStore
+from tests.response_records import config, record, size_of
+from tests.services import RedisServer
+
+OWNERS = [Owner(tenant, key) for tenant in ("t1", "t2") for key in ("k1", "k2")]
+MACHINE_SETTINGS = settings(
+    max_examples=40,
+    stateful_step_count=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+
+
+@dataclass
+class Entry:
+    id: str
+    owner: Owner
+    size: int
+
+
+class QuotaMachine(RuleBasedStateMachine):
+    """A store against the list model; `make` builds a fresh store for a config."""
+
+    make: Callable[[ResponsesConfig], ResponseStore]
+
+    @initialize(
+        key=st.tuples(st.integers(1, 4), st.integers(400, 2000)),
+        tenant_extra=st.tuples(st.integers(0, 3), st.integers(0, 1500)),
+        total_extra=st.tuples(st.integers(0, 4), st.integers(0, 3000)),
+    )
+    def setup(
+        self, key: tuple[int, int], tenant_extra: tuple[int, int], total_extra: tuple[int, int]
+    ) -> None:
+        tenant = (key[0] + tenant_extra[0], key[1] + tenant_extra[1])
+        total = (tenant[0] + total_extra[0], tenant[1] + total_extra[1])
+        self.config = config(key=key, tenant=tenant, total=total, record_bytes=key[1])
+        self.loop = asyncio.new_event_loop()
+        self.store = self.make(self.config)
+        #: Least recently used first.
+        self.model: list[Entry] = []
+
+    def teardown(self) -> None:
+        if hasattr(self, "loop"):
+            self.loop.run_until_complete(self.store.aclose())
+            self.loop.close()
+
+    def run(self, coroutine):  # type: ignore[no-untyped-def]
+        return self.loop.run_until_complete(coroutine)
+
+    def _plan(self, owner: Owner, response_id: str, size: int) -> list[Entry] | None:
+        """The model's victims for a put, or None when the total refuses it."""
+        quotas = ((self.config.per_key, lambda e: e.owner == owner),
+                  (self.config.per_tenant, lambda e: e.owner.tenant == owner.tenant))  # fmt: skip
+        staying = [e for e in self.model if e.id != response_id]
+        victims: list[Entry] = []
+        for quota, mine in quotas:
+            for entry in [e for e in staying if mine(e)]:
+                held = [e for e in staying if mine(e) and e not in victims]
+                if (len(held) + 1 <= quota.max_entries
+                        and sum(e.size for e in held) + size <= quota.max_bytes):  # fmt: skip
+                    break
+                if entry not in victims:
+                    victims.append(entry)
+        kept = [e for e in staying if e not in victims]
+        total = self.config.total
+        if len(kept) + 1 > total.max_entries or sum(e.size for e in kept) + size > total.max_bytes:
+            return None
+        return victims
+
+    @rule(n=st.integers(0, 9), owner=st.sampled_from(OWNERS), text=st.text(max_size=400))
+    def put(self, n: int, owner: Owner, text: str) -> None:
+        stored = record(f"resp_{n}", owner, text=text)
+        size = size_of(stored)
+        others_before = {e.id for e in self.model if e.owner.tenant != owner.tenant}
+        result = self.run(self.store.put(stored))
+        existing = next((e for e in self.model if e.id == stored.id), None)
+        if size > self.config.max_record_bytes:
+            assert result == Put.TOO_LARGE
+        elif existing is not None and existing.owner != owner:
+            assert result == Put.CONFLICT
+        else:
+            victims = self._plan(owner, stored.id, size)
+            if victims is None:
+                assert result == Put.STORE_FULL
+            else:
+                assert result == Put.STORED
+                self.model = [e for e in self.model if e not in victims and e.id != stored.id]
+                self.model.append(Entry(stored.id, owner, size))
+        # The wall: a put never removes another tenant's record.
+        assert others_before <= {e.id for e in self.model if e.owner.tenant != owner.tenant}
+
+    @rule(n=st.integers(0, 9), owner=st.sampled_from(OWNERS))
+    def get(self, n: int, owner: Owner) -> None:
+        got = self.run(self.store.get(f"resp_{n}", owner))
+        match = next((e for e in self.model if e.id == f"resp_{n}" and e.owner == owner), None)
+        assert (got is not None) == (match is not None)
+        if match is not None:
+            self.model.remove(match)
+            self.model.append(match)
+
+    @rule(n=st.integers(0, 9), owner=st.sampled_from(OWNERS))
+    def walk(self, n: int, owner: Owner) -> None:
+        """A one-record chain walk is a use too."""
+        walked = self.run(self.store.chain(f"resp_{n}", owner, 10, 1 << 20))
+        match = next((e for e in self.model if e.id == f"resp_{n}" and e.owner == owner), None)
+        assert (walked.missing is None) == (match is not None)
+        if match is not None:
+            self.model.remove(match)
+            self.model.append(match)
+
+    @rule(n=st.integers(0, 9), owner=st.sampled_from(OWNERS))
+    def delete(self, n: int, owner: Owner) -> None:
+        deleted = self.run(self.store.delete(f"resp_{n}", owner))
+        match = next((e for e in self.model if e.id == f"resp_{n}" and e.owner == owner), None)
+        assert deleted == (match is not None)
+        if match is not None:
+            self.model.remove(match)
+
+    @invariant()
+    def bounded(self) -> None:
+        if not hasattr(self, "model"):
+            return
+        for owner in OWNERS:
+            for quota, mine in (
+                (self.config.per_key, [e for e in self.model if e.owner == owner]),
+                (self.config.per_tenant, [e for e in self.model if e.owner.tenant == owner.tenant]),
+            ):
+                assert len(mine) <= quota.max_entries
+                assert sum(e.size for e in mine) <= quota.max_bytes
+        total = self.config.total
+        assert len(self.model) <= total.max_entries
+        assert sum(e.size for e in self.model) <= total.max_bytes
+        # The store holds exactly the model's records, each its owner's.
+        for entry in self.model:
+            assert self.run(self.store.head(entry.id, entry.owner)) is not None
+        if isinstance(self.store, MemoryResponseStore):
+            assert self.store.ids() == {e.id for e in self.model}
+            assert self.store.bytes == sum(e.size for e in self.model)
+            for owner in OWNERS:
+                key = [e for e in self.model if e.owner == owner]
+                tenant = [e for e in self.model if e.owner.tenant == owner.tenant]
+                assert self.store.usage(owner) == (
+                    (len(key), sum(e.size for e in key)),
+                    (len(tenant), sum(e.size for e in tenant)),
+                )
+
+
+def test_memory_store_quotas() -> None:
+    class Memory(QuotaMachine):
+        make = staticmethod(MemoryResponseStore)
+
+    run_state_machine_as_test(Memory, settings=settings(MACHINE_SETTINGS, max_examples=100))
+
+
+def test_redis_store_quotas(redis: RedisServer) -> None:
+    def make(settings: ResponsesConfig) -> ResponseStore:
+        # A fresh key prefix per example: the same Redis, nothing shared.
+        # A generous timeout: this machine is shared, and a slow answer is not
+        # what this test is about (test_redis_down_... is).
+        return RedisResponseStore(
+            settings.model_copy(update={"store": redis_url(redis), "store_timeout_ms": 5000}),
+            prefix=f"test:{uuid.uuid4().hex}:",
+        )
+
+    class Redis(QuotaMachine):
+        pass
+
+    Redis.make = staticmethod(make)
+    run_state_machine_as_test(Redis, settings=MACHINE_SETTINGS)
+
+
+def redis_url(redis: RedisServer) -> object:
+    return ResponsesConfig(store=redis.url).store
+
+
+# --- what only the Redis store has --------------------------------------------------------
+
+
+def redis_store(
+    redis: RedisServer, prefix: str = "seawall:responses:", **settings: object
+) -> RedisResponseStore:
+    return RedisResponseStore(config(store=redis.url, **settings), prefix=prefix)  # type: ignore[arg-type]
+
+
+async def test_every_redis_key_has_a_ttl(redis: RedisServer) -> None:
+    store = redis_store(redis, ttl=3600)
+    owner = OWNERS[0]
+    await store.put(record("resp_1", owner))
+    await store.put(record("resp_2", owner, previous="resp_1"))
+    await store.get("resp_1", owner)
+    await store.chain("resp_2", owner, 10, 1 << 20)
+    await store.put(record("resp_1", owner, text="replaced"))
+    await store.delete("resp_2", owner)
+    await store.aclose()
+    client = sync_redis.Redis.from_url(redis.url)
+    keys = list(client.scan_iter("seawall:responses:*"))
+    assert {key.decode().removeprefix("seawall:responses:") for key in keys} >= {
+        "r:resp_1", "idx", "exp", "bytes", "tick", "t:t1", "k:t1:k1",
+    }  # fmt: skip
+    for key in keys:
+        ttl = client.pttl(key)
+        assert 0 < ttl <= (3600 + 60) * 1000, (key, ttl)
+    assert 0 < client.pttl("seawall:responses:r:resp_1") <= 3600 * 1000
+
+
+async def test_an_expired_record_is_uncounted_by_the_next_put(redis: RedisServer) -> None:
+    store = redis_store(redis, entries=2)
+    owner = OWNERS[0]
+    await store.put(record("resp_1", owner))
+    await store.put(record("resp_2", owner))
+    # Time passes for resp_1 only: its data expires and its expiry is due.
+    client = sync_redis.Redis.from_url(redis.url)
+    client.delete("seawall:responses:r:resp_1")
+    client.zadd("seawall:responses:exp", {"resp_1": 0})
+    assert await store.put(record("resp_3", owner)) == Put.STORED
+    # resp_1 was uncounted, so resp_2 (the least recently used live one) stays.
+    assert await store.get("resp_2", owner) is not None
+    assert await store.get("resp_3", owner) is not None
+    assert client.hlen("seawall:responses:idx") == 2
+    assert int(client.hget("seawall:responses:bytes", "all") or 0) == sum(
+        size_of(record(f"resp_{n}", owner)) for n in (2, 3)
+    )
+    await store.aclose()
+
+
+async def test_redis_down_answers_at_once_with_store_unavailable(redis: RedisServer) -> None:
+    store = redis_store(redis, store_timeout_ms=300)
+    owner = OWNERS[0]
+    await store.put(record("resp_1", owner))
+    redis.kill()
+    for call in (
+        lambda: store.get("resp_1", owner),
+        lambda: store.head("resp_1", owner),
+        lambda: store.chain("resp_1", owner, 10, 1 << 20),
+        lambda: store.put(record("resp_2", owner)),
+        lambda: store.delete("resp_1", owner),
+    ):
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailable) as caught:
+            await call()
+        assert time.monotonic() - started < 2.0  # the timeout (and one reconnect), no hang
+        assert "127.0.0.1" not in caught.value.message
+    assert store.failures == 5
+    redis.start()
+    assert await store.put(record("resp_3", owner)) == Put.STORED
+    assert await store.get("resp_3", owner) is not None
+    await store.aclose()
