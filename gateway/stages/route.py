@@ -46,13 +46,14 @@ class ReplyFlow(Protocol):
     checks, which repair an invalid call by asking the model again).
 
     The shape of httpx's auth flow, driven by the forwarding stage: `steps` reads the
-    reply in `exchange.routed`, and yields a body when another trip is due; `Forward`
-    sends it, puts the new reply in `exchange.routed` and resumes the flow. The flow
-    ends when the reply stands, or raises `GatewayError` to refuse it; an
-    `UpstreamError` it meets (a held stream that broke) is answered as the router's.
+    reply in `exchange.routed` and returns None when it stands as it is (the common
+    case, with no generator made), else steps that yield a body when another trip is
+    due; `Forward` sends it, puts the new reply in `exchange.routed` and resumes them.
+    They end when the reply stands, or raise `GatewayError` to refuse it; an
+    `UpstreamError` they meet (a held stream that broke) is answered as the router's.
     """
 
-    def steps(self, exchange: Exchange) -> AsyncIterator[dict[str, Any]]: ...
+    def steps(self, exchange: Exchange) -> AsyncIterator[dict[str, Any]] | None: ...
 
 
 class Forward:
@@ -77,6 +78,8 @@ class Forward:
         if self.flow is None:
             return
         steps = self.flow.steps(exchange)
+        if steps is None:
+            return
         try:
             async for body in steps:
                 exchange.routed = await self._send(exchange, body)

@@ -171,8 +171,9 @@ class VerifyToolCalls:
     Not a stage: it needs further round trips (a repair asks the model again), and
     only the forwarding stage sends requests upstream. It is the `Forward` stage's
     reply flow (`gateway.stages.route.ReplyFlow`, the shape of httpx's auth flow):
-    `steps` looks at the reply in `exchange.routed`, yields the body to send next
-    when a repair is due, and ends when the reply stands, or raises the 502.
+    `steps` looks at the reply in `exchange.routed` and, when it must be checked,
+    returns the steps that yield the body to send next when a repair is due, and end
+    when the reply stands, or raise the 502. A plain reply needs none (None).
     """
 
     def __init__(
@@ -187,7 +188,7 @@ class VerifyToolCalls:
         self.events = events
         self.cache = cache or registry.offered
 
-    async def steps(self, exchange: Exchange) -> AsyncIterator[dict[str, Any]]:
+    def steps(self, exchange: Exchange) -> AsyncIterator[dict[str, Any]] | None:
         assert exchange.routed is not None
         if not offers_tools(exchange.body):
             # Calls to tools nobody offered are violations too, in `offered_mode`.
@@ -196,12 +197,12 @@ class VerifyToolCalls:
             # with any tool call in it judged at the end (nothing is held).
             reply = exchange.routed.reply
             if self.policy.offered_mode == "off":
-                return
+                return None
             if reply.events is not None:
                 self._judge_at_end(exchange, reply)
-                return
+                return None
             if b'"tool_calls"' not in reply.body and b'"function_call"' not in reply.body:
-                return
+                return None
         offered = OfferedTools(
             offered_tools(exchange.body),
             self.registry,
@@ -210,7 +211,14 @@ class VerifyToolCalls:
             exchange.tool_bindings,
         )
         if offered.mode == "off":
-            return
+            return None
+        return self._check(exchange, offered)
+
+    async def _check(
+        self, exchange: Exchange, offered: OfferedTools
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Checks the reply; yields a repair request while one is due."""
+        assert exchange.routed is not None
         body = exchange.body
         violations_before: list[Violation] = []
         for attempt in range(self.policy.repair_attempts + 1):

@@ -20,7 +20,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from common.chat import MAX_TOKEN_FIELDS
 from common.fields import (
     ARRAY,
     BOOLEAN,
@@ -196,7 +195,7 @@ def check_one_max_tokens(body: Mapping[str, Any]) -> None:
     """`max_tokens` and `max_completion_tokens` together are refused, as OpenAI
     refuses them: with both, a check reading one and an upstream honouring the other
     would disagree about what the request may cost."""
-    if all(body.get(field) is not None for field in MAX_TOKEN_FIELDS):
+    if body.get("max_tokens") is not None and body.get("max_completion_tokens") is not None:
         raise FieldProblem(
             "Setting 'max_tokens' and 'max_completion_tokens' at the same time is not supported.",
             "max_tokens",
