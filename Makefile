@@ -16,11 +16,12 @@ $(INSTALLED): pyproject.toml
 serve: $(INSTALLED)  ## run the gateway on the embedded default config (127.0.0.1:8080)
 	$(BIN)/seawall serve
 
-# Everything the test suite needs: the Python packages, and the real servers it starts
-# (Debian's redis-server and etcd-server; tests/services.py has the list). Installed
-# when missing and this user may (root, or sudo without a password); otherwise it
-# stops here, before any test runs, naming the packages and the command.
-deps: $(INSTALLED)  ## install what the tests need (Python packages, Debian servers)
+# Everything the test suite needs: the Python packages, the real servers it starts and
+# Node.js (Debian's redis-server, etcd-server, nodejs and npm; tests/services.py has the
+# list), then the pinned npm packages of tests/node (`npm ci`, tests/node_packages.py).
+# Installed when missing and this user may (root, or sudo without a password);
+# otherwise it stops here, before any test runs, naming the packages and the command.
+deps: $(INSTALLED)  ## install what the tests need (Python, Debian and npm packages)
 	$(BIN)/python -m tests.services
 
 # In parallel processes: the suite mostly waits on real servers and sockets (serially

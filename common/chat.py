@@ -10,6 +10,9 @@ policy attributes, tool bindings and checks, guards, limits and caps alike
 - Tools offered: `tools[]` of type `function` (`function.name`, `function.parameters`)
   and `custom` (`custom.name`), and the legacy `functions[]` (`name`, `parameters`).
   The Responses API's tools arrive here translated into `tools`.
+- Tool calls (in a reply, a stream delta, or an assistant message of the history):
+  a function's (`function.name`, `function.arguments`) or a custom tool's
+  (`custom.name`, `custom.input`), read by `tool_call_parts`.
 - Tool results: `role: tool` messages and legacy `role: function` messages.
 - Completion tokens asked for: `max_completion_tokens` or `max_tokens`. OpenAI refuses
   a request that sets both, and so does the gateway's validation, so exactly one field
@@ -81,6 +84,21 @@ def offers_tools(body: Mapping[str, Any]) -> bool:
 def tool_names(body: Mapping[str, Any]) -> tuple[str, ...]:
     """The names of every tool the request offers, in order."""
     return tuple(tool.name for tool in offered_tools(body))
+
+
+def tool_call_parts(call: Mapping[str, Any]) -> tuple[Any, Any, bool]:
+    """(name, text, custom) of one tool call: a function call's `function.name` and
+    `function.arguments` (JSON text), or a custom tool call's `custom.name` and
+    `custom.input` (free text). The same reader for a reply's calls, a stream's
+    deltas (a fragment after the first names no `type`: its key says which it is)
+    and the history's calls, so a custom call is never read as a function with no
+    name. The values are as sent (None when absent): callers check their type."""
+    kind = call.get("type")
+    custom = kind == "custom" or (kind is None and "custom" in call)
+    part = call.get("custom" if custom else "function")
+    if not isinstance(part, Mapping):
+        return None, None, custom
+    return part.get("name"), part.get("input" if custom else "arguments"), custom
 
 
 def has_tool_results(messages: Any) -> bool:

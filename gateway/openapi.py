@@ -36,11 +36,15 @@ from gateway.admin.body import MAX_ADMIN_BODY
 from gateway.admin.config import MAX_CONFIG_BYTES
 from gateway.errors import MAX_ECHO_CHARS
 from gateway.stages.validate import (
+    ALLOWED_TOOLS_MODES,
     CHAT_FIELDS,
+    CUSTOM_FORMATS,
     EMBEDDING_FIELDS,
+    GRAMMAR_SYNTAXES,
     MESSAGE_FIELDS,
     ROLES,
     STREAM_OPTIONS_FIELDS,
+    TOOL_CUSTOM_FIELDS,
     TOOL_FUNCTION_FIELDS,
 )
 from responses.request import PARAMETERS, RESPONSES_FIELDS
@@ -74,8 +78,10 @@ def _content_part() -> Schema:
     return part
 
 
-def _message() -> Schema:
-    call = _object(
+def _tool_call() -> Schema:
+    """An earlier tool call in an assistant message: a custom tool's (`type:
+    custom`, `custom.name` and its free-text `custom.input`) or a function's."""
+    function = _object(
         {
             "function": _object(
                 {"name": {"type": "string"}, "arguments": {"type": "string"}},
@@ -84,6 +90,24 @@ def _message() -> Schema:
         },
         ("function",),
     )
+    custom = _object(
+        {
+            "custom": _object(
+                {"name": {"type": "string"}, "input": {"type": "string"}}, ("name", "input")
+            )
+        },
+        ("custom",),
+    )
+    return {
+        "type": "object",
+        "if": {"properties": {"type": {"const": "custom"}}, "required": ["type"]},
+        "then": custom,
+        "else": function,
+    }
+
+
+def _message() -> Schema:
+    call = _tool_call()
     return _object(
         {
             "role": {"type": "string", "enum": sorted(ROLES)},
@@ -108,8 +132,72 @@ def _function() -> Schema:
     )
 
 
+def _custom_format() -> Schema:
+    grammar = _object(
+        {
+            "definition": {"type": "string"},
+            "syntax": {"type": "string", "enum": list(GRAMMAR_SYNTAXES)},
+        },
+        ("definition", "syntax"),
+    )
+    schema = _object({"type": {"type": "string", "enum": list(CUSTOM_FORMATS)}}, ("type",))
+    schema["if"] = {"properties": {"type": {"const": "grammar"}}}
+    schema["then"] = _object({"grammar": grammar}, ("grammar",))
+    return schema
+
+
+def _custom() -> Schema:
+    return _object(
+        {
+            "name": {"type": "string", "minLength": 1},
+            **optional_fields(TOOL_CUSTOM_FIELDS),
+            "format": nullable(_custom_format()),
+        },
+        ("name",),
+    )
+
+
 def _tool() -> Schema:
-    return _object({"type": {"const": "function"}, "function": _function()}, ("function",))
+    function = _object({"type": {"const": "function"}, "function": _function()}, ("function",))
+    function["title"] = "Function tool"
+    custom = _object({"type": {"const": "custom"}, "custom": _custom()}, ("type", "custom"))
+    custom["title"] = "Custom tool"
+    custom["description"] = "Takes free text, optionally under a grammar."
+    return {"anyOf": [function, custom]}
+
+
+def _named_tool(kind: str, type_required: bool = True) -> Schema:
+    """`{"type": kind, kind: {"name"}}`: a tool named in `tool_choice`."""
+    named = _object({"name": {"type": "string"}}, ("name",))
+    return _object(
+        {"type": {"const": kind}, kind: named}, ("type", kind) if type_required else (kind,)
+    )
+
+
+def _tool_choice() -> Schema:
+    allowed = _object(
+        {
+            "mode": {"type": "string", "enum": list(ALLOWED_TOOLS_MODES)},
+            "tools": {
+                "type": "array",
+                "items": {
+                    "anyOf": [_named_tool("function", type_required=False), _named_tool("custom")]
+                },
+            },
+        },
+        ("mode", "tools"),
+    )
+    return {
+        "anyOf": [
+            {"type": "string"},
+            _named_tool("function"),
+            _named_tool("custom"),
+            _object(
+                {"type": {"const": "allowed_tools"}, "allowed_tools": allowed},
+                ("type", "allowed_tools"),
+            ),
+        ]
+    }
 
 
 #: `max_tokens` and `max_completion_tokens` are not both set (null is unset).
@@ -128,6 +216,7 @@ def chat_request() -> Schema:
     properties = optional_fields(CHAT_FIELDS)
     properties["stream_options"] = nullable(_object({**optional_fields(STREAM_OPTIONS_FIELDS)}))
     properties["tools"] = nullable({"type": "array", "items": _tool()})
+    properties["tool_choice"] = nullable(_tool_choice())
     properties["functions"] = nullable({"type": "array", "items": _function()})
     schema = _object(
         {

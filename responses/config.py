@@ -16,6 +16,9 @@ by tenants without one of them being able to evict another's responses:
   conversation may replay. The bytes are the stored conversation items (inputs and
   outputs, as JSON), which is exactly what a rebuild decodes, so a continuation
   costs no more than a client sending the same conversation itself.
+- `max_item_references`: how many stored items one request may refer to by id
+  (`item_reference`); the items' bytes count against `max_chain_bytes` with the
+  conversation the request continues.
 
 docs/responses.md ("The store") explains each default; docs/configuration.md lists them.
 """
@@ -42,6 +45,10 @@ DEFAULT_MAX_CHAIN_DEPTH = 256
 #: Stored conversation bytes a continued conversation may replay: ~1M tokens of
 #: English text, the largest context windows; more than the prompt any model takes.
 DEFAULT_MAX_CHAIN_BYTES = 4 * MIB
+#: Item references one request may make: four items (a reasoning item, a message,
+#: calls) for each of `DEFAULT_MAX_CHAIN_DEPTH` model turns. Each is an index lookup
+#: in the store (one Redis script for all of them, so this bounds its time too).
+DEFAULT_MAX_ITEM_REFERENCES = 4 * DEFAULT_MAX_CHAIN_DEPTH
 
 
 class Quota(Frozen):
@@ -84,6 +91,9 @@ class ResponsesConfig(Frozen):
     total: Quota = DEFAULT_TOTAL
     max_chain_depth: int = Field(DEFAULT_MAX_CHAIN_DEPTH, gt=0, le=100_000)
     max_chain_bytes: int = Field(DEFAULT_MAX_CHAIN_BYTES, gt=0)
+    #: `item_reference` input items one request may make; their items' bytes count
+    #: against `max_chain_bytes` together with the conversation it continues.
+    max_item_references: int = Field(DEFAULT_MAX_ITEM_REFERENCES, gt=0, le=100_000)
 
     @field_validator("store")
     @classmethod

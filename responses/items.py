@@ -10,14 +10,21 @@ into Chat Completions messages, in order:
   the same authority, and the role open-weight chat templates know);
 - `function_call` items become `tool_calls` of one assistant message: consecutive
   calls share it, and so does an assistant message item right before them (chat's
-  "text, then calls" turn is one message);
-- a `function_call_output` becomes a `role: tool` message; one for a call never made,
-  a second one for the same call, or a call left without one is refused, as OpenAI
-  refuses them (a chat upstream would fail later with a vaguer error);
+  "text, then calls" turn is one message); `custom_tool_call` items too, as chat's
+  custom tool calls (responses/tool_params.py);
+- a `function_call_output` (or `custom_tool_call_output`) becomes a `role: tool`
+  message; one for a call never made, a second one for the same call, or a call left
+  without one is refused, as OpenAI refuses them (a chat upstream would fail later
+  with a vaguer error);
 - `reasoning` items are kept in the record but send nothing: chat has no field
   that carries another model's reasoning back;
-- anything else (item references, built-in tool calls, MCP items...) is refused by
-  name: dropping it would change what the model is told.
+- an `item_reference` (`{"type": "item_reference", "id"}`, or `{"id"}` alone) stands
+  for a stored item of the same owner: it stays a reference in the canonical input
+  until the gateway reads the item (after admission), then `substitute` puts the
+  item in its place and the input is translated again, whole (an id referred to
+  twice, or referred to and sent too, is refused as OpenAI refuses it);
+- anything else (built-in tool calls, MCP items...) is refused by name: dropping it
+  would change what the model is told.
 
 A field an item or content part does not have in OpenAI's API is refused
 (`unknown_parameter`, `param` naming its path: `input[0].content[1].foo`), as OpenAI
@@ -37,10 +44,11 @@ history left open, a call id used twice).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from common.fields import echoed
 from responses.errors import (
     InvalidRequest,
     invalid_type,
@@ -50,6 +58,15 @@ from responses.errors import (
     unsupported,
 )
 from responses.ids import new_id
+from responses.tool_params import (
+    CUSTOM_CALL,
+    CUSTOM_CALL_FIELDS,
+    CUSTOM_CALL_OUTPUT,
+    CUSTOM_CALL_PREFIX,
+    CUSTOM_OUTPUT_FIELDS,
+    CUSTOM_OUTPUT_PREFIX,
+    chat_tool_call,
+)
 
 Item = dict[str, Any]
 Message = dict[str, Any]
@@ -64,10 +81,13 @@ PART_TYPES = {
     "user": ["input_text", "input_image", "input_file"],
     "assistant": ["input_text", "output_text", "refusal"],
 }
-#: Item types a client may send that have no Chat Completions form.
-UNTRANSLATABLE_ITEMS = {
-    "item_reference": "Item references (an input item that points at a stored item by id)",
-}
+#: Item types a client may send that have no Chat Completions form (each refused by
+#: name; a type not listed here is refused as `Input items of type '...'`).
+UNTRANSLATABLE_ITEMS: dict[str, str] = {}
+#: An input item that stands for an item of an earlier stored response, by id
+#: (openai-openapi 2.3.0: ItemReferenceParam; its `type` may be left out).
+REFERENCE = "item_reference"
+REFERENCE_FIELDS = frozenset({"type", "id"})
 MESSAGE_PHASES = ("commentary", "final_answer")
 FILE_DETAILS = ("auto", "low", "high")
 
@@ -132,12 +152,20 @@ def normalize_item(raw: Any, i: int) -> Item:
     kind = raw.get("type")
     if kind is None and "role" in raw:
         kind = "message"
+    elif kind is None and "id" in raw and raw.keys() <= REFERENCE_FIELDS:
+        kind = REFERENCE
     if kind == "message":
         return _normalize_message(raw, i)
-    if kind == "function_call":
-        return _normalize_call(raw, i)
-    if kind == "function_call_output":
-        return _normalize_output(raw, i)
+    if kind == REFERENCE:
+        _check_fields(raw, REFERENCE_FIELDS, at(i))
+        item_id = _optional_id(raw, i)
+        if item_id is None:
+            raise missing(at(i, ".id"))
+        return {"type": REFERENCE, "id": item_id}
+    if kind in ("function_call", CUSTOM_CALL):
+        return _normalize_call(raw, i, kind)
+    if kind in ("function_call_output", CUSTOM_CALL_OUTPUT):
+        return _normalize_output(raw, i, kind)
     if kind == "reasoning":
         return _normalize_reasoning(raw, i)
     if kind is None:
@@ -210,7 +238,9 @@ def _normalize_part(part: Any, role: str, i: int, k: int) -> Item:
         if not isinstance(text, str):
             raise invalid_type(at(i, f".content[{k}].text"), "a string", text)
         if role == "assistant":
-            return {"type": "output_text", "text": text, "annotations": []}
+            # OpenAI's `OutputTextContent` requires both arrays; the client's own
+            # annotations and log probabilities are checked, not kept.
+            return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
         return {"type": "input_text", "text": text}
     where = at(i, f".content[{k}]")
     if kind == "refusal" and role == "assistant":
@@ -262,20 +292,24 @@ def _normalize_file(part: Item, where: str) -> Item:
     return canonical
 
 
-def _normalize_call(raw: Item, i: int) -> Item:
-    _check_fields(raw, CALL_FIELDS, at(i))
+def _normalize_call(raw: Item, i: int, kind: str) -> Item:
+    """A `function_call`, or a `custom_tool_call` (its free-text `input` where a
+    function's call has `arguments`: responses/tool_params.py)."""
+    custom = kind == CUSTOM_CALL
+    text = "input" if custom else "arguments"
+    _check_fields(raw, CUSTOM_CALL_FIELDS if custom else CALL_FIELDS, at(i))
     call_id = _required_string(raw, "call_id", i)
     name = _required_string(raw, "name", i)
-    arguments = _required_string(raw, "arguments", i)
+    arguments = _required_string(raw, text, i)
     if raw.get("namespace"):
         raise unsupported(at(i, ".namespace"), "A function call in a tool namespace")
     _check_caller(raw, i)
     return {
-        "id": _optional_id(raw, i) or new_id("fc"),
-        "type": "function_call",
+        "id": _optional_id(raw, i) or new_id(CUSTOM_CALL_PREFIX if custom else "fc"),
+        "type": kind,
         "call_id": call_id,
         "name": name,
-        "arguments": arguments,
+        text: arguments,
         "status": _status(raw, i),
     }
 
@@ -302,8 +336,9 @@ def _check_cache_breakpoint(part: Item, where: str) -> None:
         raise invalid_type(f"{where}.prompt_cache_breakpoint", "an object", value)
 
 
-def _normalize_output(raw: Item, i: int) -> Item:
-    _check_fields(raw, OUTPUT_FIELDS, at(i))
+def _normalize_output(raw: Item, i: int, kind: str) -> Item:
+    custom = kind == CUSTOM_CALL_OUTPUT
+    _check_fields(raw, CUSTOM_OUTPUT_FIELDS if custom else OUTPUT_FIELDS, at(i))
     call_id = _required_string(raw, "call_id", i)
     if raw.get("namespace"):
         raise unsupported(at(i, ".namespace"), "A function call output in a tool namespace")
@@ -317,8 +352,8 @@ def _normalize_output(raw: Item, i: int) -> Item:
     elif not isinstance(output, str):
         raise invalid_type(at(i, ".output"), "a string or an array of content parts", output)
     return {
-        "id": _optional_id(raw, i) or new_id("fco"),
-        "type": "function_call_output",
+        "id": _optional_id(raw, i) or new_id(CUSTOM_OUTPUT_PREFIX if custom else "fco"),
+        "type": kind,
         "call_id": call_id,
         "output": output,
         "status": _status(raw, i),
@@ -388,7 +423,7 @@ def _reasoning_parts(parts: list[Any], kind: str, where: str) -> list[Item]:
 
 def _required_string(raw: Item, name: str, i: int) -> str:
     value = raw.get(name)
-    if isinstance(value, str) and (value or name == "arguments"):
+    if isinstance(value, str) and (value or name in ("arguments", "input")):
         return value
     if value is None:
         raise missing(at(i, f".{name}"))
@@ -438,16 +473,21 @@ class Conversation:
     With `continues`, the items are a request's input that a stored history will be
     put in front of (`join`): an output for a call the input does not make is taken
     to answer one of the history's, and checked when the history is joined.
+    `provisional` translates an input whose item references are not resolved yet
+    (what admission counts and the checks before it read): references are left out,
+    and a call may be left open (a referenced output may answer it). The input is
+    translated again, checked whole, once they are (`request.resolve_references`).
     """
 
-    def __init__(self, continues: bool = False) -> None:
+    def __init__(self, continues: bool = False, provisional: bool = False) -> None:
         self.messages: list[Message] = []
         #: Calls waiting for their output: call id -> index of the call's item.
         self._open_calls: dict[str, int | None] = {}
         self._answered: set[str] = set()
         #: The assistant message that following calls join, while it is the last one.
         self._assistant: Message | None = None
-        self.continues = continues
+        self.continues = continues or provisional
+        self.provisional = provisional
         self._calls: list[tuple[str, int]] = []
         self._answers: list[tuple[str, int]] = []
         #: The first message an item made (not the instructions), and where it is.
@@ -460,16 +500,18 @@ class Conversation:
         kind = item["type"]
         if kind == "message":
             self._add_message(item)
-        elif kind == "function_call":
+        elif kind in ("function_call", CUSTOM_CALL):
             self._add_call(item, index)
-        elif kind == "function_call_output":
+        elif kind in ("function_call_output", CUSTOM_CALL_OUTPUT):
             self._add_output(item, index)
+        elif kind == REFERENCE and not self.provisional:
+            raise ValueError("an item reference is resolved before it is translated")
         # reasoning: kept in the record, nothing to send (see the module docstring)
 
     def finish(self) -> list[Message]:
         """The messages, once every call has its output (and, unless a history will
         be joined, once there is something to send)."""
-        if self._open_calls:
+        if self._open_calls and not self.provisional:
             call_id, index = next(iter(self._open_calls.items()))
             raise InvalidRequest(
                 f"No tool output found for function call {call_id}.",
@@ -515,11 +557,7 @@ class Conversation:
                 param=at(index, ".call_id"),
                 code="duplicate_function_call",
             )
-        call = {
-            "id": item["call_id"],
-            "type": "function",
-            "function": {"name": item["name"], "arguments": item["arguments"]},
-        }
+        call = chat_tool_call(item)
         if self._assistant is None:
             self._assistant = {"role": "assistant", "content": None}
             self._made(self._assistant)
@@ -543,6 +581,39 @@ class Conversation:
             content = [{"type": "text", "text": part["text"]} for part in output]
         self._made({"role": "tool", "tool_call_id": call_id, "content": content})
         self._assistant = None
+
+
+def reference_ids(items: list[Item]) -> tuple[str, ...]:
+    """The ids the input's item references name, in order. Each item of a
+    conversation appears once, as OpenAI has it: an id referred to twice, or
+    referred to and also sent as an item, is refused (`duplicate_item`)."""
+    referred = [item["id"] for item in items if item["type"] == REFERENCE]
+    if not referred:
+        return ()
+    seen: set[str] = set()
+    for item_id in referred:
+        if item_id in seen:
+            raise duplicate_item(item_id)
+        seen.add(item_id)
+    for item in items:
+        if item["type"] != REFERENCE and item.get("id") in seen:
+            raise duplicate_item(item["id"])
+    return tuple(referred)
+
+
+def substitute(items: list[Item], found: Mapping[str, Item]) -> list[Item]:
+    """`items` with each item reference replaced by the stored item it names."""
+    return [found[item["id"]] if item["type"] == REFERENCE else item for item in items]
+
+
+def duplicate_item(item_id: str) -> InvalidRequest:
+    """OpenAI's refusal of an item that appears twice in one conversation (its words,
+    `param: input`, no code)."""
+    return InvalidRequest(
+        f"Duplicate item found with id {echoed(item_id)}. Remove duplicate items from "
+        "your input and try again.",
+        param="input",
+    )
 
 
 def replay(history: Iterable[Item]) -> Conversation:

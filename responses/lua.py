@@ -20,6 +20,15 @@ Key layout (`T` a tenant id, `K` a key's owner name, `id` a response id):
   the key's LRU orders.
 - `P bytes`: hash, `all`, `t:<T>` and `k:<T>:<K>` -> the bytes counted; entries are
   `HLEN idx` and `ZCARD` of the LRU sets.
+- `P x:<T>:<K>`: hash, the key's item index: item id -> `id<TAB>start<TAB>length`,
+  the record holding the item and where its JSON is in the record's `i` (0-based
+  start). An id in several records points at the last one put.
+- `P xs`: hash, id -> the JSON array of the item ids the record put in its key's
+  index, so forgetting the record (expired ones too: this outlives `r:<id>`)
+  removes the entries that still point at it.
+
+The index entries are counted in the record's size (responses/store.py
+`INDEX_ENTRY_BYTES`), so the key's and tenant's quotas bound the index too.
 
 Every key has a TTL: a record's is its own; every other key is given the record TTL
 plus `GRACE_MS` at each put that writes it, so it outlives every record it counts,
@@ -42,10 +51,12 @@ local P = ARGV[1]
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 local IDX, EXP, BYTES, TICK = P .. 'idx', P .. 'exp', P .. 'bytes', P .. 'tick'
+local XS = P .. 'xs'
 
 local function rkey(id) return P .. 'r:' .. id end
 local function tkey(t) return P .. 't:' .. t end
 local function kkey(t, k) return P .. 'k:' .. t .. ':' .. k end
+local function xkey(t, k) return P .. 'x:' .. t .. ':' .. k end
 
 -- An idx value: size, tenant, key.
 local function split(v)
@@ -61,6 +72,15 @@ local function forget(id)
   if not v then return false end
   local size, t, k = split(v)
   redis.call('HDEL', IDX, id)
+  local xs = redis.call('HGET', XS, id)
+  if xs then
+    local X, mine = xkey(t, k), id .. '\t'
+    for _, item in ipairs(cjson.decode(xs)) do
+      local at = redis.call('HGET', X, item)
+      if at and string.sub(at, 1, #mine) == mine then redis.call('HDEL', X, item) end
+    end
+    redis.call('HDEL', XS, id)
+  end
   redis.call('ZREM', EXP, id)
   redis.call('ZREM', tkey(t), id)
   redis.call('ZREM', kkey(t, k), id)
@@ -80,7 +100,8 @@ end
 
 #: ARGV: P, id, tenant, key, response, items, inputs, previous, depth, chain bytes,
 #: ttl ms, key max entries, key max bytes, tenant max entries, tenant max bytes,
-#: total max entries, total max bytes, grace ms, purge batch.
+#: total max entries, total max bytes, grace ms, purge batch, index bytes, the JSON
+#: array of the indexed item ids, then (item id, start, length) for each of them.
 #: Returns `stored`, `store_full` or `conflict`.
 PUT = (
     PRELUDE
@@ -89,7 +110,7 @@ local id, t, k = ARGV[2], ARGV[3], ARGV[4]
 local ttl, grace = tonumber(ARGV[11]), tonumber(ARGV[18])
 local expired = redis.call('ZRANGEBYSCORE', EXP, '-inf', now, 'LIMIT', 0, tonumber(ARGV[19]))
 for _, gone in ipairs(expired) do forget(gone) end
-local size = string.len(ARGV[5]) + string.len(ARGV[6])
+local size = string.len(ARGV[5]) + string.len(ARGV[6]) + tonumber(ARGV[20])
 local existing = redis.call('HGET', IDX, id)
 local gone, gone_size = 0, 0
 if existing then
@@ -143,7 +164,17 @@ local tick = redis.call('INCR', TICK)
 redis.call('ZADD', TZ, tick, id)
 redis.call('ZADD', KZ, tick, id)
 for _, field in ipairs({'all', TF, KF}) do redis.call('HINCRBY', BYTES, field, size) end
-for _, key in ipairs({IDX, EXP, BYTES, TICK, TZ, KZ}) do redis.call('PEXPIRE', key, ttl + grace) end
+local keys = {IDX, EXP, BYTES, TICK, TZ, KZ}
+if #ARGV > 21 then
+  local X = xkey(t, k)
+  for j = 22, #ARGV, 3 do
+    redis.call('HSET', X, ARGV[j], id .. '\t' .. ARGV[j + 1] .. '\t' .. ARGV[j + 2])
+  end
+  redis.call('HSET', XS, id, ARGV[21])
+  keys[#keys + 1] = X
+  keys[#keys + 1] = XS
+end
+for _, key in ipairs(keys) do redis.call('PEXPIRE', key, ttl + grace) end
 return 'stored'
 """
 )
@@ -191,5 +222,67 @@ local r = redis.call('HMGET', rkey(id), 't', 'k')
 if not r[1] or r[1] ~= t or r[2] ~= k then return 0 end
 forget(id)
 return 1
+"""
+)
+
+#: The item lookups' common part. ARGV: P, tenant, key, then item ids. `place(item)`
+#: is the record id, start and length of the owner's item, or nil; a record is read
+#: (its owner checked) once however many of its items are asked for.
+ITEMS_PRELUDE = (
+    PRELUDE
+    + r"""
+local t, k = ARGV[2], ARGV[3]
+local X = xkey(t, k)
+local owned = {}
+local function place(item)
+  local at = redis.call('HGET', X, item)
+  if not at then return nil end
+  local a = string.find(at, '\t', 1, true)
+  local b = string.find(at, '\t', a + 1, true)
+  local rid = string.sub(at, 1, a - 1)
+  if owned[rid] == nil then
+    local r = redis.call('HMGET', rkey(rid), 't', 'k')
+    owned[rid] = (r[1] == t and r[2] == k)
+  end
+  if not owned[rid] then return nil end
+  return rid, tonumber(string.sub(at, a + 1, b - 1)), tonumber(string.sub(at, b + 1))
+end
+"""
+)
+
+#: ARGV: P, tenant, key, item ids. Returns each item's length, -1 for none. Not a use.
+ITEM_SIZES = (
+    ITEMS_PRELUDE
+    + r"""
+local out = {}
+for j = 4, #ARGV do
+  local rid, start, length = place(ARGV[j])
+  out[#out + 1] = rid and length or -1
+end
+return out
+"""
+)
+
+#: ARGV: P, tenant, key, item ids. Returns each item's JSON, '' for none (no item's
+#: JSON is empty); each record read from is touched once.
+READ_ITEMS = (
+    ITEMS_PRELUDE
+    + r"""
+local out, blobs = {}, {}
+for j = 4, #ARGV do
+  local rid, start, length = place(ARGV[j])
+  if rid then
+    local blob = blobs[rid]
+    if not blob then
+      blob = redis.call('HGET', rkey(rid), 'i')
+      blobs[rid] = blob
+      touch(rid, t, k)
+    end
+    out[#out + 1] = string.sub(blob, start + 1, start + length)
+  else
+    out[#out + 1] = ''
+  end
+end
+return out
 """
 )

@@ -8,8 +8,13 @@ tenant's has; if the store's `total` would still be crossed, the put is refused
 and nothing is evicted. So a put only ever evicts records of its own tenant (of its
 own key first), and every bound holds after every operation.
 
-Every operation is O(1) amortized (plus the records it evicts or expires) apart
-from encoding and decoding the record itself. Expired records leave on the next
+Each key also has an item index (item id -> the record holding the item, and where
+its bytes are: responses/store.py "Items by id"), updated when a record is put and
+when it leaves (only the entries that still point at it).
+
+Every operation is O(1) amortized (plus the records it evicts or expires, and the
+items a put indexes or a removal unindexes) apart from encoding and decoding the
+record itself. Expired records leave on the next
 operation (the age order), not only under pressure; reads never extend a record's
 life (a hard retention bound). Single-threaded by construction: the gateway calls it
 from its event loop, and no method awaits inside, so each is atomic.
@@ -19,7 +24,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from responses.config import ResponsesConfig
@@ -62,6 +67,9 @@ class MemoryResponseStore:
         self._by_age: OrderedDict[str, None] = OrderedDict()  # oldest put first
         self._keys: dict[tuple[str, str], _Share] = {}
         self._tenants: dict[str, _Share] = {}
+        #: Each key's item index: item id -> the record holding it (its `Encoded.index`
+        #: says where in the record the item is).
+        self._items: dict[tuple[str, str], dict[str, str]] = {}
         #: JSON bytes of every record (what `total.max_bytes` bounds).
         self.bytes = 0
 
@@ -151,6 +159,9 @@ class MemoryResponseStore:
         tenant.lru[response_id] = None
         tenant.bytes += size
         self.bytes += size
+        if encoded.index:
+            index = self._items.setdefault((owner.tenant, owner.key), {})
+            index.update(dict.fromkeys(encoded.index, response_id))  # the last put wins
         return Put.STORED
 
     async def delete(self, response_id: str, owner: Owner) -> bool:
@@ -158,6 +169,23 @@ class MemoryResponseStore:
             return False
         self._remove(response_id)
         return True
+
+    async def item_sizes(self, item_ids: Sequence[str], owner: Owner) -> list[int | None]:
+        return [None if found is None else found[1][1] for found in self._locate(item_ids, owner)]
+
+    async def read_items(self, item_ids: Sequence[str], owner: Owner) -> list[bytes | None]:
+        out: list[bytes | None] = []
+        touched: set[str] = set()
+        for found in self._locate(item_ids, owner):
+            if found is None:
+                out.append(None)
+                continue
+            response_id, place = found
+            out.append(self._records[response_id].record.item(place))
+            if response_id not in touched:
+                touched.add(response_id)
+                self._touch(response_id, owner)
+        return out
 
     async def aclose(self) -> None:
         return None
@@ -168,6 +196,23 @@ class MemoryResponseStore:
         self._expire()
         entry = self._records.get(response_id)
         return entry if entry is not None and entry.owner == owner else None
+
+    def _locate(
+        self, item_ids: Sequence[str], owner: Owner
+    ) -> list[tuple[str, tuple[int, int]] | None]:
+        """Where each item is among this owner's records: (record id, its place in the
+        record), or None."""
+        self._expire()
+        index = self._items.get((owner.tenant, owner.key), {})
+        out: list[tuple[str, tuple[int, int]] | None] = []
+        for item_id in item_ids:
+            response_id = index.get(item_id)
+            entry = self._records.get(response_id) if response_id is not None else None
+            if response_id is None or entry is None or entry.owner != owner:
+                out.append(None)
+            else:
+                out.append((response_id, entry.record.index[item_id]))
+        return out
 
     def _shares(self, owner: Owner) -> tuple[_Share, _Share]:
         key = self._keys.get((owner.tenant, owner.key))
@@ -220,6 +265,13 @@ class MemoryResponseStore:
         self.bytes -= size
         owner = entry.owner
         key = (owner.tenant, owner.key)
+        if entry.record.index:
+            index = self._items[key]
+            for item_id in entry.record.index:
+                if index.get(item_id) == response_id:
+                    del index[item_id]  # an entry a later record took stays
+            if not index:
+                del self._items[key]
         if _release(self._keys[key], response_id, size):
             del self._keys[key]
         if _release(self._tenants[owner.tenant], response_id, size):

@@ -2,9 +2,10 @@
 
 A conversation started on one gateway process continues on any other that shares
 the Redis (`responses.store: redis://...`). Puts, reads that count as a use, chain
-walks and deletes are one Lua script each (responses/lua.py), so the quotas hold
-exactly under concurrent puts from many replicas; `head` is one `HMGET`. Every call
-is one round trip; a chain walk too, whatever its depth.
+walks, deletes and item lookups (all of a request's ids at once) are one Lua script
+each (responses/lua.py), so the quotas and the item index hold exactly under
+concurrent puts from many replicas; `head` is one `HMGET`. Every call is one round
+trip; a chain walk too, whatever its depth.
 
 **When Redis does not answer** (down, partitioned, or slower than `timeout_s`), no
 call waits longer than `timeout_s` (connecting included), and every call raises
@@ -21,8 +22,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from typing import Any
 
+import orjson
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -58,6 +61,8 @@ class RedisResponseStore:
         self._get: AsyncScript = self._client.register_script(lua.GET)
         self._chain: AsyncScript = self._client.register_script(lua.CHAIN)
         self._delete: AsyncScript = self._client.register_script(lua.DELETE)
+        self._item_sizes: AsyncScript = self._client.register_script(lua.ITEM_SIZES)
+        self._read_items: AsyncScript = self._client.register_script(lua.READ_ITEMS)
         #: Calls that failed or timed out (a metric).
         self.failures = 0
         self._down = False
@@ -148,12 +153,27 @@ class RedisResponseStore:
             config.total.max_bytes,
             lua.GRACE_MS,
             lua.PURGE_BATCH,
+            encoded.index_bytes,
+            orjson.dumps(list(encoded.index)),
+            *(x for item_id, place in encoded.index.items() for x in (item_id, *place)),
         )
         return Put(result.decode())
 
     async def delete(self, response_id: str, owner: Owner) -> bool:
         deleted = await self._script(self._delete, response_id, owner.tenant, owner.key)
         return bool(deleted)
+
+    async def item_sizes(self, item_ids: Sequence[str], owner: Owner) -> list[int | None]:
+        if not item_ids:
+            return []
+        found = await self._script(self._item_sizes, owner.tenant, owner.key, *item_ids)
+        return [int(size) if int(size) >= 0 else None for size in found]
+
+    async def read_items(self, item_ids: Sequence[str], owner: Owner) -> list[bytes | None]:
+        if not item_ids:
+            return []
+        found = await self._script(self._read_items, owner.tenant, owner.key, *item_ids)
+        return [item or None for item in found]
 
     async def aclose(self) -> None:
         await self._client.aclose()

@@ -32,7 +32,8 @@ window fails (400 `context_length_exceeded` from the upstream) as with `disabled
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from typing import Any
 
 from common.fields import (
@@ -56,8 +57,18 @@ from responses.errors import (
     unknown_parameter,
     unsupported,
 )
-from responses.items import Continuation, Conversation, Item, join, normalize_input, replay
-from responses.tool_params import chat_tool_choice, chat_tools
+from responses.items import (
+    Continuation,
+    Conversation,
+    Item,
+    Message,
+    join,
+    normalize_input,
+    reference_ids,
+    replay,
+    substitute,
+)
+from responses.tool_params import chat_tool_choice, chat_tools, echoed_tools
 
 Json = dict[str, Any]
 
@@ -169,6 +180,12 @@ class ChatTranslation:
     `continuation` is set when the request continues a stored conversation: its
     chat messages are then its own input's only, and `items.join` puts the history
     in front once it is read (after admission: reading it is work).
+
+    `references` are the ids the input's item references name, in order. While
+    there are any, `input_items` holds the references and the chat messages are
+    provisional (the input without them, unchecked for calls a referenced item may
+    answer): `resolve_references` makes the translation whole once the items are
+    read (after admission, like a history).
     """
 
     chat: Json
@@ -179,6 +196,7 @@ class ChatTranslation:
     input_items: list[Item]
     echo: Json
     continuation: Continuation | None = None
+    references: tuple[str, ...] = ()
 
 
 def to_chat(body: dict[str, Any], history: list[Item] | None = None) -> ChatTranslation:
@@ -213,15 +231,16 @@ def to_chat(body: dict[str, Any], history: list[Item] | None = None) -> ChatTran
         raise ValueError("history is given only when previous_response_id is set")
 
     items = normalize_input(body["input"])
-    conversation = Conversation(continues=previous is not None)
+    references = reference_ids(items)
+    if references and history is not None:
+        raise ValueError("item references are resolved before a history is joined")
     instructions = body.get("instructions")
-    if instructions:
-        conversation.messages.append({"role": "system", "content": instructions})
-    for i, item in enumerate(items):
-        conversation.add(item, i)
+    conversation = _conversation(
+        items, instructions, continues=previous is not None, provisional=bool(references)
+    )
     messages = conversation.finish()
     continuation = None
-    if previous is not None:
+    if previous is not None and not references:
         continuation = conversation.continuation(1 if instructions else 0)
         if history is not None:
             messages = join(messages, replay(history), continuation)
@@ -271,12 +290,13 @@ def to_chat(body: dict[str, Any], history: list[Item] | None = None) -> ChatTran
         "temperature": body.get("temperature"),
         "text": text,
         "tool_choice": choice if choice is not None else "auto",
-        "tools": list(body.get("tools") or ()),
+        "tools": echoed_tools(body.get("tools") or []),
         "top_logprobs": body.get("top_logprobs"),
         "top_p": body.get("top_p"),
         "truncation": truncation,
-        "user": body.get("user"),
     }
+    if body.get("user") is not None:
+        echo["user"] = body["user"]  # a string, never null, in OpenAI's document
     return ChatTranslation(
         chat=chat,
         model=model,
@@ -286,7 +306,40 @@ def to_chat(body: dict[str, Any], history: list[Item] | None = None) -> ChatTran
         input_items=items,
         echo=echo,
         continuation=continuation,
+        references=references,
     )
+
+
+def _conversation(
+    items: list[Item], instructions: str | None, *, continues: bool, provisional: bool = False
+) -> Conversation:
+    """The input's items as chat messages, after the instructions' system message."""
+    conversation = Conversation(continues=continues, provisional=provisional)
+    if instructions:
+        conversation.messages.append({"role": "system", "content": instructions})
+    for i, item in enumerate(items):
+        conversation.add(item, i)
+    return conversation
+
+
+def resolve_references(
+    translation: ChatTranslation, found: Mapping[str, Item]
+) -> tuple[ChatTranslation, list[Message]]:
+    """The translation once its item references are read (`found`: each referenced
+    id -> the stored item), and its chat messages: the input with each reference
+    replaced by its item, translated and checked as if the client had sent the
+    items themselves (a referenced call answered by a later output, every call
+    answered...). The input items kept with the response are the items, not the
+    references: a later `previous_response_id` replays them, whatever became of
+    the responses they were read from."""
+    items = substitute(translation.input_items, found)
+    instructions = translation.echo.get("instructions")
+    continues = translation.previous_response_id is not None
+    conversation = _conversation(items, instructions, continues=continues)
+    messages = conversation.finish()
+    continuation = conversation.continuation(1 if instructions else 0) if continues else None
+    resolved = replace(translation, input_items=items, continuation=continuation, references=())
+    return resolved, messages
 
 
 def _text(value: Json | None, chat: Json) -> Json:

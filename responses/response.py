@@ -2,9 +2,10 @@
 
 The Response repeats the request's parameters (`ChatTranslation.echo`) and carries
 the model's turn as output items: a `message` item with the text (`output_text`)
-and any refusal, then one `function_call` item per tool call, in the order chat
-gives them (chat's "text, then calls" turn). `call_id` is the chat tool call's id,
-so the client's `function_call_output` finds its way back to the same call.
+and any refusal, then one `function_call` item per tool call (`custom_tool_call`
+for a custom tool's), in the order chat gives them (chat's "text, then calls"
+turn). `call_id` is the chat tool call's id, so the client's `function_call_output`
+finds its way back to the same call.
 
 Status follows chat's `finish_reason`: `length` is `incomplete` with reason
 `max_output_tokens`, `content_filter` is `incomplete` with reason `content_filter`,
@@ -30,6 +31,7 @@ import orjson
 from responses.errors import BadUpstreamReply
 from responses.ids import new_id
 from responses.request import ChatTranslation
+from responses.tool_params import custom_call_from_chat, is_custom_call
 
 Json = dict[str, Any]
 
@@ -94,6 +96,8 @@ def _text(content: Any) -> str:
 
 
 def _function_call(call: Any, k: int) -> Json:
+    if is_custom_call(call):
+        return custom_call_from_chat(call, k)  # a `custom_tool_call` item
     function = call.get("function") if isinstance(call, dict) else None
     name = function.get("name") if isinstance(function, dict) else None
     if not isinstance(name, str) or not name:
@@ -148,7 +152,8 @@ def function_call_item(item_id: str, call_id: str, name: str, arguments: str, st
 
 
 def usage(chat_usage: Any) -> Json | None:
-    """Chat's usage in Responses' terms; None when the upstream reported none."""
+    """Chat's usage in Responses' terms; None when the upstream reported none (the
+    Response then has no `usage`)."""
     if not isinstance(chat_usage, dict):
         return None
     prompt = _count(chat_usage.get("prompt_tokens"))
@@ -192,8 +197,13 @@ def response_object(
     incomplete_reason: str | None = None,
     error: Json | None = None,
 ) -> Json:
-    """A whole Response object: identity, state, output, then the echoed request."""
-    return {
+    """A whole Response object: identity, state, output, then the echoed request.
+
+    `usage` is left out, not null, when the upstream reported none (and in the
+    `response.created` / `in_progress` snapshots): OpenAI's document (openai-openapi
+    2.3.0, `Response`) makes it optional and never null, and a count the gateway
+    made up would be billed as real."""
+    response: Json = {
         "id": response_id,
         "object": "response",
         "created_at": created_at,
@@ -202,6 +212,8 @@ def response_object(
         "incomplete_details": {"reason": incomplete_reason} if incomplete_reason else None,
         "model": model,
         "output": output,
-        "usage": usage,
-        **translation.echo,
     }
+    if usage is not None:
+        response["usage"] = usage
+    response.update(translation.echo)
+    return response

@@ -21,13 +21,26 @@ records, never another's; a put that would cross the store's `total` is refused.
 
 **What is counted is what is stored.** A record is kept as two JSON blobs: the
 Response object with its `output` emptied, and its conversation items (the input
-items, then the output items). The quotas count both; a conversation's bytes
+items, then the output items), and its entries in the item index (below). The
+quotas count all three; a conversation's bytes
 (`Chain.bytes`, what `max_chain_bytes` bounds and policies and limits count as prompt)
 count the items blobs, which is what a rebuild decodes, and nothing else.
 
 **Chains.** Each record carries its conversation's cumulative depth and bytes
 (`Chain`), computed at put from its predecessor's, so checking a continuation's bounds
 reads one small record (`head`), not the conversation.
+
+**Items by id.** An input item `{"type": "item_reference", "id": ...}` stands for an
+item of an earlier stored response (its output, or its request's input). Each owner
+has an index from item id to the record holding it and where in the record's items
+blob the item's JSON is (`Encoded.index`), so finding an item reads its bytes alone,
+never decodes its record; `item_sizes` answers how large each referenced item is
+without reading it (what admission counts), `read_items` reads them. The index is
+per owner: another key's item id is not in it, exactly like an id that never
+existed. An id in several of the owner's records (a client that sends items back by
+value, ids and all) points at the last one put; removing a record removes only the
+entries that point at it. The index is stored, so it is counted: each entry costs
+its id's bytes and `INDEX_ENTRY_BYTES` in the record's size.
 
 `ResponseStore` is the protocol; responses/memory.py and responses/redis_store.py
 implement it with the same semantics (tests/test_responses_quotas.py runs one
@@ -36,7 +49,8 @@ property test against both).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
@@ -111,6 +125,15 @@ class StoredResponse:
         return [*self.input_items, *self.response.get("output", ())]
 
 
+#: What one entry of the item index costs the quotas besides its item id's bytes: the
+#: record id it points at, where the item is, and each store's own bookkeeping of it.
+#: Measured with 52-character ids: ~250 bytes an entry in Redis (`MEMORY USAGE` of
+#: the key's index hash and `xs`), ~400 in this process (tracemalloc: the dicts, the
+#: id strings, the places). Counted on the high side of Redis and near the process:
+#: a quota bounds what is really held.
+INDEX_ENTRY_BYTES = 320
+
+
 @dataclass(frozen=True, slots=True)
 class Encoded:
     """A record as stores keep it: JSON bytes, so the byte quotas bound real memory
@@ -125,19 +148,52 @@ class Encoded:
     previous: str | None
     #: The conversation up to and including this record.
     chain: Chain
+    #: The item index's entries for this record: item id -> (start, length) of its
+    #: JSON in `items`; each id once (a later item with the id replaces an earlier).
+    index: Mapping[str, tuple[int, int]] = field(default_factory=dict)
+    #: What the index entries cost (`INDEX_ENTRY_BYTES` and the id's bytes each).
+    index_bytes: int = 0
 
     @property
     def size(self) -> int:
-        """What the quotas count."""
-        return len(self.response) + len(self.items)
+        """What the quotas count: the two blobs and the item index entries."""
+        return len(self.response) + len(self.items) + self.index_bytes
+
+    def item(self, place: tuple[int, int]) -> bytes:
+        """One item's JSON, cut from the items blob (`place`: an `index` value)."""
+        start, length = place
+        return self.items[start : start + length]
 
 
 def encode(record: StoredResponse) -> Encoded:
-    items = orjson.dumps(record.conversation_items)
+    conversation = record.conversation_items
+    items = orjson.dumps(conversation)
+    # The list's JSON is `[`, each item's JSON joined by `,`, then `]`: each item's
+    # place follows from its own JSON's length. Measuring each item (its bytes freed
+    # at once) costs about one more encoding of the list; keeping each item's bytes to
+    # join them was measured 15 times slower (an allocation per item that lives on).
+    places: dict[str, tuple[int, int]] = {}
+    start = 1
+    for item in conversation:
+        length = len(orjson.dumps(item))
+        item_id = item.get("id")
+        if item_id.__class__ is str and item_id:
+            places[item_id] = (start, length)  # a later item with the id replaces it
+        start += length + 1
+    index_bytes = sum(len(item_id.encode()) for item_id in places)
+    index_bytes += INDEX_ENTRY_BYTES * len(places)
     response = orjson.dumps({**record.response, "output": []})
     history = record.history
     chain = Chain(history.depth + 1, history.bytes + len(items))
-    return Encoded(response, items, len(record.input_items), record.previous_response_id, chain)
+    return Encoded(
+        response,
+        items,
+        len(record.input_items),
+        record.previous_response_id,
+        chain,
+        places,
+        index_bytes,
+    )
 
 
 def decode(
@@ -196,6 +252,18 @@ class ResponseStore(Protocol):
     async def delete(self, response_id: str, owner: Owner) -> bool:
         """Forget the record; False if there was none for this owner. Raises
         `StoreUnavailable`."""
+        ...
+
+    async def item_sizes(self, item_ids: Sequence[str], owner: Owner) -> list[int | None]:
+        """The JSON bytes of each item (by id) of this owner's stored responses, None
+        for an id that is not one (never stored, expired, evicted, another owner's).
+        One call for all `item_ids` (the caller bounds how many); not a use. Raises
+        `StoreUnavailable`."""
+        ...
+
+    async def read_items(self, item_ids: Sequence[str], owner: Owner) -> list[bytes | None]:
+        """The JSON of each item, None as `item_sizes`. One call for all; every record
+        an item is read from counts as a use. Raises `StoreUnavailable`."""
         ...
 
     async def aclose(self) -> None: ...

@@ -11,6 +11,8 @@ Events come in the order OpenAI sends them, with `sequence_number` counting from
                      (a refusal: refusal.delta... refusal.done in its own part)
       function_call: output_item.added, function_call_arguments.delta...,
                      function_call_arguments.done, output_item.done
+      custom_tool_call: output_item.added, custom_tool_call_input.delta...,
+                     custom_tool_call_input.done, output_item.done
     response.completed (or response.incomplete), with usage from the usage chunk
 
 An item is closed when the next one starts: chat streams its text, then each tool
@@ -38,6 +40,7 @@ from typing import Any
 
 import orjson
 
+from common.chat import tool_call_parts
 from responses.errors import BadUpstreamReply
 from responses.ids import new_id
 from responses.request import ChatTranslation
@@ -50,6 +53,7 @@ from responses.response import (
     response_object,
     usage,
 )
+from responses.tool_params import CUSTOM_CALL_PREFIX, custom_call_item
 
 Json = dict[str, Any]
 
@@ -99,20 +103,25 @@ class _Message:
 
 
 class _Call:
-    __slots__ = ("arguments", "call_id", "item_id", "name", "output_index", "prefix")
+    """A function call, or a custom tool's call (`custom`: its `arguments` are the
+    call's free-text input)."""
 
-    def __init__(self, item_id: str, call_id: str, name: str, output_index: int) -> None:
+    __slots__ = ("arguments", "call_id", "custom", "item_id", "name", "output_index", "prefix")
+
+    def __init__(
+        self, item_id: str, call_id: str, name: str, output_index: int, custom: bool = False
+    ) -> None:
         self.item_id = item_id
         self.call_id = call_id
         self.name = name
         self.output_index = output_index
+        self.custom = custom
         self.arguments: list[str] = []
         self.prefix = _delta_prefix({"item_id": item_id, "output_index": output_index})
 
     def item(self, status: str) -> Json:
-        return function_call_item(
-            self.item_id, self.call_id, self.name, "".join(self.arguments), status
-        )
+        build = custom_call_item if self.custom else function_call_item
+        return build(self.item_id, self.call_id, self.name, "".join(self.arguments), status)
 
 
 def _delta_prefix(fields: Json) -> bytes:
@@ -122,6 +131,10 @@ def _delta_prefix(fields: Json) -> bytes:
     return b"," + encoded[1:-1] + b',"delta":'
 
 
+#: A custom tool call's input events (openai-openapi 2.3.0:
+#: ResponseCustomToolCallInputDeltaEvent, ResponseCustomToolCallInputDoneEvent).
+CUSTOM_INPUT_DELTA = "response.custom_tool_call_input.delta"
+CUSTOM_INPUT_DONE = "response.custom_tool_call_input.done"
 #: The delta event of each content part kind.
 DELTA_EVENTS = {"output_text": "response.output_text.delta", "refusal": "response.refusal.delta"}
 #: A delta event's bytes up to its sequence number's value.
@@ -135,6 +148,7 @@ _EVENT_HEADS: dict[str, bytes] = {
         "response.output_text.delta",
         "response.refusal.delta",
         "response.function_call_arguments.delta",
+        CUSTOM_INPUT_DELTA,
     )
 }
 
@@ -276,19 +290,18 @@ class StreamTranslator:
     def _call(self, call: Json, out: list[bytes]) -> None:
         index = call.get("index")
         index = index if isinstance(index, int) else 0
-        function = call.get("function")
-        function = function if isinstance(function, dict) else {}
-        name = function.get("name")
+        name, arguments, custom = tool_call_parts(call)
         state = self._calls.get(index)
         if state is None:
             if self._current is not None:
                 self._close(out, "completed")
             call_id = call.get("id")
             state = _Call(
-                new_id("fc"),
+                new_id(CUSTOM_CALL_PREFIX if custom else "fc"),
                 call_id if isinstance(call_id, str) and call_id else new_id("call"),
                 name if isinstance(name, str) else "",
                 len(self._done),
+                custom,
             )
             self._calls[index] = state
             self._current = state
@@ -305,12 +318,10 @@ class StreamTranslator:
             )
         elif isinstance(name, str) and name:
             state.name += name  # a name split over chunks (rare)
-        arguments = function.get("arguments")
         if arguments and isinstance(arguments, str):
             state.arguments.append(arguments)
-            out.append(
-                self._delta("response.function_call_arguments.delta", state.prefix, arguments)
-            )
+            event = CUSTOM_INPUT_DELTA if state.custom else "response.function_call_arguments.delta"
+            out.append(self._delta(event, state.prefix, arguments))
 
     # -- items -------------------------------------------------------------------------
 
@@ -362,6 +373,9 @@ class StreamTranslator:
                 out.append(
                     self._event("response.content_part.done", {**where, "part": part.done()})
                 )
+        elif current.custom:
+            done = {**fields, "input": "".join(current.arguments)}
+            out.append(self._event(CUSTOM_INPUT_DONE, done))
         else:
             done = {**fields, "name": current.name, "arguments": "".join(current.arguments)}
             out.append(self._event("response.function_call_arguments.done", done))

@@ -100,7 +100,8 @@ def count_messages(messages: Iterable[Mapping[str, Any]], encoding: tiktoken.Enc
 
 
 def count_tools(tools: Iterable[Any] | None, encoding: tiktoken.Encoding) -> int:
-    """Tool definitions as the model sees them: an approximation by their JSON text."""
+    """Tool definitions as the model sees them: an approximation by their JSON text,
+    a function's schema or a custom tool's format (a grammar's definition) included."""
     if not tools:
         return 0
     return count_text(orjson.dumps(list(tools)).decode(), encoding)

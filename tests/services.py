@@ -2,12 +2,13 @@
 
 These are the Debian binaries (`redis-server`, `etcd`), started per use and stopped
 after; readiness is the server answering its own protocol, polled with a deadline,
-never a fixed sleep. `PACKAGES` is the one list of what the suite needs, and
+never a fixed sleep. `PACKAGES` is the one list of the Debian packages the suite
+needs (the servers, and `node`/`npm` for the Node clients' tests), and
 `python -m tests.services install` (what `make deps`, and so `make test` and
 `.ci/run`, run first) installs what is missing, or stops before any test runs with
-one message naming the packages and the command to install them. A fixture that
-still finds its binary missing fails loudly (a test that needs Redis must not pass
-without it).
+one message naming the packages and the command to install them; then it installs
+the pinned npm packages (tests/node_packages.py). A fixture that still finds its
+binary missing fails loudly (a test that needs Redis must not pass without it).
 
 `kill()` and `restart()` exist for outage tests: the server's data dir and port
 survive a restart, so a client that reconnects finds the same server again.
@@ -45,8 +46,10 @@ def _wait(check: object, what: str, proc: subprocess.Popen[bytes]) -> None:
     raise RuntimeError(f"{what} was not ready within {READY_TIMEOUT} s")
 
 
-#: Every server binary the suite starts, and the Debian package it comes from.
-PACKAGES = {"redis-server": "redis-server", "etcd": "etcd-server"}
+#: Every program the suite runs, and the Debian package it comes from: the servers it
+#: starts, and Node.js with npm for the Node clients (tests/test_frameworks_node.py;
+#: a machine that has them from elsewhere, NodeSource's build, keeps its own).
+PACKAGES = {"redis-server": "redis-server", "etcd": "etcd-server", "node": "nodejs", "npm": "npm"}
 
 
 def _binary(name: str) -> str:
@@ -95,7 +98,7 @@ def install() -> int:
         if not missing:
             return 0
     print(
-        "The test suite starts real servers that are not installed: "
+        "The test suite runs programs that are not installed: "
         f"{', '.join(missing)}. Install them, then run `make test` again:\n"
         f"    sudo apt-get install -y {' '.join(missing)}",
         file=sys.stderr,
@@ -104,7 +107,9 @@ def install() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(install())
+    from tests import node_packages
+
+    sys.exit(install() or node_packages.install())
 
 
 class RedisServer:

@@ -1,6 +1,6 @@
-"""`make deps`: on a machine without the servers the suite starts, the install step
-either installs them or stops before any test runs, with one message that names the
-packages and the command (never a run that errors half-way)."""
+"""`make deps`: on a machine without the servers the suite starts (or Node.js), the
+install step either installs them or stops before any test runs, with one message that
+names the packages and the command (never a run that errors half-way)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from tests import node_packages
 from tests.services import PACKAGES, missing_packages
 
 REPO = Path(__file__).resolve().parent.parent
@@ -30,6 +33,27 @@ def test_every_server_the_suite_starts_is_found_here() -> None:
     assert missing_packages() == []
 
 
+def test_the_pinned_node_packages_are_installed_here() -> None:
+    assert node_packages.packages_installed()
+
+
+def test_without_npm_the_node_step_names_the_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Node packages pinned but not installed, and no npm to install them: one message."""
+    folder = tmp_path / "node"
+    folder.mkdir()
+    for pin in node_packages.PINS:
+        (folder / pin).write_text("{}")
+    monkeypatch.setenv("PATH", hidden_path(tmp_path))
+    assert node_packages.install(folder) == 1
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"The Node packages the framework tests run are not installed in {folder}. "
+        "Install them, then run `make test` again:",
+        f"    cd {folder} && npm ci",
+    ]
+
+
 def test_the_install_step_names_what_is_missing_and_how_to_install_it(tmp_path: Path) -> None:
     env = {**os.environ, "PATH": hidden_path(tmp_path)}
     result = subprocess.run(
@@ -43,7 +67,7 @@ def test_the_install_step_names_what_is_missing_and_how_to_install_it(tmp_path: 
     assert result.returncode == 1
     packages = " ".join(PACKAGES.values())
     assert result.stderr.strip().splitlines() == [
-        f"The test suite starts real servers that are not installed: "
+        f"The test suite runs programs that are not installed: "
         f"{', '.join(PACKAGES.values())}. Install them, then run `make test` again:",
         f"    sudo apt-get install -y {packages}",
     ]

@@ -4,8 +4,9 @@ Each framework is pointed at the embedded default config (model group `demo`, tw
 in-process mock LLMs) over loopback and does what its users do: a plain chat, a
 stream, a tool round trip through the framework's own loop (the model calls a
 tool, the framework runs it and sends the result, the model answers in text, the
-loop ends), and structured output the way the framework recommends. Where a
-framework speaks both the Chat Completions and the Responses API, both paths run.
+loop ends), structured output the way the framework recommends, and for the agent
+frameworks a second turn. Where a framework speaks both the Chat Completions and the
+Responses API, both paths run. (The Node clients are in tests/test_frameworks_node.py.)
 
 A framework's tests are skipped when its package is missing (`pytest.importorskip`);
 CI installs them all (the `dev` extra). Nothing here may reach the network: every
@@ -84,6 +85,10 @@ def offline(monkeypatch: pytest.MonkeyPatch, default_gateway: ServerThread) -> N
     monkeypatch.setenv("OPENAI_AGENTS_DISABLE_TRACING", "1")
     # litellm fetches its price table at import unless told to use its own copy.
     monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    # smolagents carries huggingface-hub's client; autogen traces its runtime.
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+    monkeypatch.setenv("AUTOGEN_DISABLE_RUNTIME_TRACING", "true")
 
 
 @pytest.fixture
@@ -882,3 +887,388 @@ def test_litellm_responses(litellm_options: dict[str, Any]) -> None:
     response = litellm.responses(input="Hello there", **litellm_options)
     [message] = response.output
     assert message.content[0].text == mock_reply("Hello there")
+
+
+# -- smolagents ------------------------------------------------------------------------
+#
+# smolagents' ToolCallingAgent offers its tools with `tool_choice: "required"` and ends a
+# run only when the model calls its `final_answer` tool; it writes each call into the
+# history as assistant text ("Calling tools: [...]") and sends the result back as a user
+# message ("Observation: ..."), not as a `tool` message.
+
+
+def smolagents_task(question: str) -> str:
+    """The user message a smolagents run opens with, as the mock quotes it."""
+    return f"New task: {question}"
+
+
+@pytest.fixture
+def smolagents_model(base_url: str, recorder: Recorder) -> Any:
+    smolagents = pytest.importorskip("smolagents")
+    return smolagents.OpenAIServerModel(
+        model_id=GROUP,
+        api_base=base_url,
+        api_key=API_KEY,
+        client_kwargs={"max_retries": 0, "http_client": recorder.client()},
+    )
+
+
+def smolagents_agent(model: Any, tools: list[Any], **options: Any) -> Any:
+    from smolagents import LogLevel, ToolCallingAgent
+
+    return ToolCallingAgent(
+        tools=tools,
+        model=model,
+        max_steps=LOOP_REQUEST_LIMIT,
+        verbosity_level=LogLevel.OFF,
+        **options,
+    )
+
+
+def smolagents_weather_tool(station: WeatherStation) -> Any:
+    from smolagents import tool
+
+    @tool
+    def get_weather(city: str) -> str:
+        """Current weather for a city.
+
+        Args:
+            city: The city to look up.
+        """
+        return station.report(city)
+
+    return get_weather
+
+
+def test_smolagents_chat(smolagents_model: Any, recorder: Recorder) -> None:
+    """Without tools of its own the agent still answers through `final_answer`."""
+    agent = smolagents_agent(smolagents_model, [])
+    assert agent.run("Hello there") == mock_reply(smolagents_task("Hello there"))
+    [body] = recorder.bodies()
+    assert body["tool_choice"] == "required"
+    assert [tool["function"]["name"] for tool in body["tools"]] == ["final_answer"]
+
+
+def test_smolagents_stream(smolagents_model: Any, recorder: Recorder) -> None:
+    from smolagents import ChatMessageStreamDelta, FinalAnswerStep
+
+    agent = smolagents_agent(smolagents_model, [], stream_outputs=True)
+    events = list(agent.run("Stream it", stream=True))
+    deltas = [event for event in events if isinstance(event, ChatMessageStreamDelta)]
+    assert len(deltas) > 1
+    assert isinstance(events[-1], FinalAnswerStep)
+    assert events[-1].output == mock_reply(smolagents_task("Stream it"))
+    [body] = recorder.bodies()
+    assert body["stream"] is True
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["run", "stream"])
+def test_smolagents_tool_loop(smolagents_model: Any, recorder: Recorder, streamed: bool) -> None:
+    """The tool's result comes back as a user message; the next step calls
+    `final_answer` with what the tool said, and the run ends there."""
+    station = WeatherStation()
+    agent = smolagents_agent(
+        smolagents_model, [smolagents_weather_tool(station)], stream_outputs=streamed
+    )
+    if streamed:
+        *_, final = agent.run("Weather in Oslo?", stream=True)
+        output = final.output
+    else:
+        output = agent.run("Weather in Oslo?")
+    assert len(station.cities) == 1 and station.cities[0]
+    assert output == tool_summary(station.answers[0])
+    first, second = recorder.bodies()
+    assert first["tool_choice"] == second["tool_choice"] == "required"
+    result = second["messages"][-1]
+    assert result["role"] == "user"
+    assert station.answers[0] in result["content"][0]["text"]
+
+
+def test_smolagents_structured_output(smolagents_model: Any, recorder: Recorder) -> None:
+    """smolagents' models take OpenAI's `response_format` as it is."""
+    from smolagents import ChatMessage, MessageRole
+
+    reply = smolagents_model.generate(
+        [
+            ChatMessage(
+                role=MessageRole.USER, content=[{"type": "text", "text": "Weather in Oslo?"}]
+            )
+        ],
+        response_format={
+            "type": "json_schema",
+            "json_schema": {
+                "name": "Forecast",
+                "schema": Forecast.model_json_schema(),
+                "strict": False,
+            },
+        },
+    )
+    forecast_fits(Forecast.model_validate_json(reply.content))
+    [body] = recorder.bodies()
+    fmt = output_format(body)
+    assert fmt is not None and fmt["type"] == "json_schema"
+
+
+def test_smolagents_second_turn(smolagents_model: Any, recorder: Recorder) -> None:
+    """`reset=False` keeps the first run's memory: smolagents sends the new task in the
+    same user message as the final answer's observation, and the second run is a
+    loop of its own (the tool again, then `final_answer`)."""
+    station = WeatherStation()
+    agent = smolagents_agent(smolagents_model, [smolagents_weather_tool(station)])
+    first = agent.run("Weather in Oslo?")
+    second = agent.run("And in Bergen?", reset=False)
+    assert first == tool_summary(station.answers[0])
+    assert second == tool_summary(station.answers[1])
+    bodies = recorder.bodies()
+    assert len(bodies) == 4
+    opening = bodies[2]["messages"]
+    assert len(opening) > len(bodies[1]["messages"])
+    assert "And in Bergen?" in opening[-1]["content"][0]["text"]
+
+
+# -- autogen (autogen-agentchat + autogen-ext's OpenAI client) -------------------------
+
+
+@pytest.fixture
+def autogen_client(base_url: str, recorder: Recorder) -> Any:
+    pytest.importorskip("autogen_agentchat")
+    models = pytest.importorskip("autogen_ext.models.openai")
+    from autogen_core.models import ModelFamily, ModelInfo
+
+    return models.OpenAIChatCompletionClient(
+        model=GROUP,
+        base_url=base_url,
+        api_key=API_KEY,
+        max_retries=0,
+        timeout=CLIENT_TIMEOUT,
+        http_client=recorder.async_client(),
+        # A model autogen does not know needs its capabilities stated.
+        model_info=ModelInfo(
+            vision=False,
+            function_calling=True,
+            json_output=True,
+            structured_output=True,
+            family=ModelFamily.UNKNOWN,
+        ),
+    )
+
+
+def autogen_agent(client: Any, **options: Any) -> Any:
+    from autogen_agentchat.agents import AssistantAgent
+
+    return AssistantAgent("assistant", model_client=client, **options)
+
+
+@pytest.mark.filterwarnings("ignore:Resolved model mismatch:UserWarning")
+async def test_autogen_chat(autogen_client: Any, recorder: Recorder) -> None:
+    result = await autogen_agent(autogen_client).run(task="Hello there")
+    reply = result.messages[-1]
+    assert reply.content == mock_reply("Hello there")
+    assert reply.models_usage.prompt_tokens > 0
+    assert recorder.paths == [CHAT_PATH]
+
+
+@pytest.mark.filterwarnings("ignore:Resolved model mismatch:UserWarning")
+async def test_autogen_stream(autogen_client: Any, recorder: Recorder) -> None:
+    from autogen_agentchat.base import TaskResult
+    from autogen_agentchat.messages import ModelClientStreamingChunkEvent
+
+    agent = autogen_agent(autogen_client, model_client_stream=True)
+    events = [event async for event in agent.run_stream(task="Stream it")]
+    chunks = [e.content for e in events if isinstance(e, ModelClientStreamingChunkEvent)]
+    assert len(chunks) > 1
+    assert "".join(chunks) == mock_reply("Stream it")
+    assert isinstance(events[-1], TaskResult)
+    assert events[-1].messages[-1].content == mock_reply("Stream it")
+    [body] = recorder.bodies()
+    assert body["stream"] is True
+
+
+@pytest.mark.filterwarnings("ignore:Resolved model mismatch:UserWarning")
+async def test_autogen_tool_loop(autogen_client: Any, recorder: Recorder) -> None:
+    """The agent's own loop (`max_tool_iterations`): it runs the call, sends the result,
+    and stops when the model answers in text."""
+    from autogen_agentchat.messages import TextMessage, ToolCallExecutionEvent
+
+    station = WeatherStation()
+
+    def get_weather(city: str) -> str:
+        """Current weather for a city."""
+        return station.report(city)
+
+    agent = autogen_agent(
+        autogen_client, tools=[get_weather], max_tool_iterations=LOOP_REQUEST_LIMIT
+    )
+    result = await agent.run(task="Weather in Oslo?")
+    assert len(station.cities) == 1 and station.cities[0]
+    kinds = [type(message) for message in result.messages]
+    assert ToolCallExecutionEvent in kinds
+    assert isinstance(result.messages[-1], TextMessage)
+    assert result.messages[-1].content == tool_summary(station.answers[0])
+    _first, second = recorder.bodies()
+    assert last_tool_result(second) == station.answers[0]
+
+
+@pytest.mark.filterwarnings("ignore:Resolved model mismatch:UserWarning")
+# autogen's own model_dump of a parsed completion; not the gateway's.
+@pytest.mark.filterwarnings("ignore:Pydantic serializer warnings:UserWarning")
+async def test_autogen_structured_output(autogen_client: Any, recorder: Recorder) -> None:
+    from autogen_agentchat.messages import StructuredMessage
+
+    agent = autogen_agent(autogen_client, output_content_type=Forecast)
+    result = await agent.run(task="Weather in Oslo?")
+    reply = result.messages[-1]
+    assert isinstance(reply, StructuredMessage)
+    forecast_fits(reply.content)
+    [body] = recorder.bodies()
+    fmt = output_format(body)
+    assert fmt is not None and fmt["type"] == "json_schema"
+
+
+@pytest.mark.filterwarnings("ignore:Resolved model mismatch:UserWarning")
+async def test_autogen_second_turn(autogen_client: Any, recorder: Recorder) -> None:
+    """An agent keeps its conversation: the second task is sent after the first."""
+    agent = autogen_agent(autogen_client)
+    await agent.run(task="My name is Ada Lovelace.")
+    result = await agent.run(task="What is my name?")
+    assert result.messages[-1].content == mock_reply("What is my name?")
+    _first, second = recorder.bodies()
+    roles = [message["role"] for message in second["messages"]]
+    assert roles == ["system", "user", "assistant", "user"]
+    assert second["messages"][2]["content"] == mock_reply("My name is Ada Lovelace.")
+
+
+# -- llama-index (llama-index-core + llama-index-llms-openai-like) ----------------------
+
+
+@pytest.fixture
+def llama_index_llm(base_url: str, recorder: Recorder) -> Iterator[Any]:
+    openai_like = pytest.importorskip("llama_index.llms.openai_like")
+    # OpenAILike, not llama-index's OpenAI class: that one refuses model names it does
+    # not know (`demo`) when it sizes the context window.
+    http_client, http_async_client = recorder.client(), recorder.async_client()
+    yield openai_like.OpenAILike(
+        model=GROUP,
+        api_base=base_url,
+        api_key=API_KEY,
+        is_chat_model=True,
+        is_function_calling_model=True,
+        context_window=16_384,
+        max_retries=0,
+        timeout=CLIENT_TIMEOUT,
+        http_client=http_client,
+        async_http_client=http_async_client,
+    )
+    http_client.close()
+
+
+def llama_index_weather_tool(station: WeatherStation) -> Any:
+    def get_weather(city: str) -> str:
+        """Current weather for a city."""
+        return station.report(city)
+
+    return get_weather
+
+
+async def test_llama_index_chat(llama_index_llm: Any, recorder: Recorder) -> None:
+    from llama_index.core.agent.workflow import FunctionAgent
+
+    agent = FunctionAgent(llm=llama_index_llm, system_prompt="Be brief.")
+    response = await agent.run("Hello there")
+    assert str(response) == mock_reply("Hello there")
+    assert recorder.paths == [CHAT_PATH]
+
+
+async def test_llama_index_stream(llama_index_llm: Any, recorder: Recorder) -> None:
+    from llama_index.core.agent.workflow import AgentStream, FunctionAgent
+
+    agent = FunctionAgent(llm=llama_index_llm)
+    handler = agent.run("Stream it")
+    deltas = [
+        event.delta async for event in handler.stream_events() if isinstance(event, AgentStream)
+    ]
+    response = await handler
+    assert len([delta for delta in deltas if delta]) > 1
+    assert "".join(deltas) == str(response) == mock_reply("Stream it")
+    [body] = recorder.bodies()
+    assert body["stream"] is True
+
+
+async def test_llama_index_tool_loop(llama_index_llm: Any, recorder: Recorder) -> None:
+    from llama_index.core.agent.workflow import FunctionAgent, ToolCallResult
+
+    station = WeatherStation()
+    agent = FunctionAgent(llm=llama_index_llm, tools=[llama_index_weather_tool(station)])
+    handler = agent.run("Weather in Oslo?", max_iterations=LOOP_REQUEST_LIMIT)
+    results = [e async for e in handler.stream_events() if isinstance(e, ToolCallResult)]
+    response = await handler
+    assert len(station.cities) == 1 and station.cities[0]
+    assert [result.tool_name for result in results] == ["get_weather"]
+    assert str(response) == tool_summary(station.answers[0])
+    _first, second = recorder.bodies()
+    assert last_tool_result(second) == station.answers[0]
+
+
+async def test_llama_index_handoff(llama_index_llm: Any, recorder: Recorder) -> None:
+    """AgentWorkflow's handoff tool takes the next agent's name as a free string; the
+    names are listed in the tool's description, and the handoff must name one."""
+    from llama_index.core.agent.workflow import AgentWorkflow, FunctionAgent
+
+    station = WeatherStation()
+    triage = FunctionAgent(
+        name="triage",
+        description="Routes each request to the agent that can answer it.",
+        llm=llama_index_llm,
+        can_handoff_to=["forecaster"],
+    )
+    forecaster = FunctionAgent(
+        name="forecaster",
+        description="Knows the weather.",
+        llm=llama_index_llm,
+        tools=[llama_index_weather_tool(station)],
+    )
+    workflow = AgentWorkflow(agents=[triage, forecaster], root_agent="triage")
+    response = await workflow.run(user_msg="Weather in Oslo?", max_iterations=LOOP_REQUEST_LIMIT)
+    assert response.current_agent_name == "forecaster"
+    _handoff, answer = recorder.bodies()
+    [call] = answer["messages"][-2]["tool_calls"]
+    assert call["function"]["name"] == "handoff"
+    assert json.loads(call["function"]["arguments"])["to_agent"] == "forecaster"
+    assert "forecaster is now handling the request" in last_tool_result(answer)
+    assert str(response) == tool_summary(last_tool_result(answer))
+
+
+async def test_llama_index_structured_output(llama_index_llm: Any, recorder: Recorder) -> None:
+    """`structured_predict` (on a function-calling model: the output class as the one
+    tool, its call required), and an agent's `output_cls`, which asks the same way once
+    the agent has answered."""
+    from llama_index.core import PromptTemplate
+    from llama_index.core.agent.workflow import FunctionAgent
+
+    forecast = await llama_index_llm.astructured_predict(
+        Forecast, PromptTemplate("Weather in {city}?"), city="Oslo"
+    )
+    forecast_fits(forecast)
+    agent = FunctionAgent(llm=llama_index_llm, output_cls=Forecast)
+    response = await agent.run("Weather in Oslo?")
+    forecast_fits(response.get_pydantic_model(Forecast))
+    predicted, _answer, structured = recorder.bodies()
+    for body in (predicted, structured):
+        assert body["tool_choice"] == "required"
+        assert [tool["function"]["name"] for tool in body["tools"]] == ["Forecast"]
+
+
+async def test_llama_index_second_turn(llama_index_llm: Any, recorder: Recorder) -> None:
+    """A Memory carries the conversation from one run of the agent to the next. (A
+    reused `Context`, the other way its docs show, drops the memory between runs in
+    this version: it cannot serialise it, and warns so.)"""
+    from llama_index.core.agent.workflow import FunctionAgent
+    from llama_index.core.memory import Memory
+
+    agent = FunctionAgent(llm=llama_index_llm)
+    memory = Memory.from_defaults(session_id="second-turn", token_limit=8_000)
+    await agent.run("My name is Ada Lovelace.", memory=memory)
+    response = await agent.run("What is my name?", memory=memory)
+    assert str(response) == mock_reply("What is my name?")
+    _first, second = recorder.bodies()
+    assert [m["role"] for m in second["messages"]] == ["user", "assistant", "user"]

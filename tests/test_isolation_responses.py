@@ -13,7 +13,10 @@ observes.
   limits, and a request they refuse never reads it;
 - while red continues conversations at those bounds, blue's latency holds;
 - red cannot read, continue, delete or list the items of blue's responses: it gets
-  exactly what a response that does not exist gets;
+  exactly what a response that does not exist gets; nor refer to blue's items
+  (`item_reference`), in either store: exactly what an unknown item id gets;
+- the items a request refers to are prompt for policies and limits too, and are read
+  only once the request is admitted;
 - a key id given a new token does not inherit the old token's responses.
 """
 
@@ -221,7 +224,7 @@ def test_known_item_fields_without_effect_are_accepted_and_not_stored() -> None:
     with running_gateway(two_tenants()) as gateway:
         response_id = created(gateway.url, RED, "red-chat", items)
         listed = get(gateway.url, RED, response_id, "/input_items?order=asc").json()["data"]
-        assert "phase" not in listed[0] and "logprobs" not in listed[0]["content"][0]
+        assert "phase" not in listed[0] and listed[0]["content"][0]["logprobs"] == []
         assert listed[1]["content"] == [{"type": "input_text", "text": "hi"}]
 
 
@@ -253,12 +256,14 @@ def test_conversations_are_refused_at_their_bounds() -> None:
 
 
 class Walks:
-    """Counts the chain walks (and head reads) of a gateway's response store."""
+    """Counts the chain walks (and head reads) of a gateway's response store, and its
+    item lookups (sizes, and reads of the items themselves)."""
 
     def __init__(self, gateway: ServerThread) -> None:
         store = gateway.app.state.gateway.state.responses_store
-        self.heads = self.chains = 0
+        self.heads = self.chains = self.sizes = self.reads = 0
         head, chain = store.head, store.chain
+        item_sizes, read_items = store.item_sizes, store.read_items
 
         async def counted_head(*args: Any) -> Any:
             self.heads += 1
@@ -268,7 +273,16 @@ class Walks:
             self.chains += 1
             return await chain(*args)
 
+        async def counted_sizes(*args: Any) -> Any:
+            self.sizes += 1
+            return await item_sizes(*args)
+
+        async def counted_reads(*args: Any) -> Any:
+            self.reads += 1
+            return await read_items(*args)
+
         store.head, store.chain = counted_head, counted_chain
+        store.item_sizes, store.read_items = counted_sizes, counted_reads
 
 
 def test_a_conversations_size_is_prompt_for_policies_and_it_is_read_only_once_admitted() -> None:
@@ -295,6 +309,37 @@ def test_a_conversations_size_is_prompt_for_policies_and_it_is_read_only_once_ad
         small = created(url, RED, "chat", "short")
         created(url, RED, "red-chat", "continue", previous_response_id=small)
         assert walks.chains == 1
+
+
+def test_referenced_items_are_prompt_for_policies_and_read_only_once_admitted() -> None:
+    rule = {
+        "id": "no-huge-prompts-on-red-chat",
+        "tenant": "red",
+        "when": "model == 'red-chat' && prompt_tokens > 2000",
+        "effect": "deny",
+        "message": "too large",
+    }
+    with running_gateway(two_tenants(policies={"rules": [rule]})) as gateway:
+        url, walks = gateway.url, Walks(gateway)
+        big = first_input(url, created(url, RED, "chat", "z" * 12_000))  # no rule on `chat`
+        # ~60 bytes referring to ~12 KB of stored items: ~3,000 tokens, denied...
+        denied = create(url, RED, "red-chat", [{"id": big}, ASK])
+        assert denied.status_code == 403 and denied.json()["error"]["code"] == "policy_denied"
+        # ...having asked the index for the item's size, never read the item.
+        assert (walks.sizes, walks.reads) == (1, 0)
+        small = first_input(url, created(url, RED, "chat", "short"))
+        allowed = create(url, RED, "red-chat", [{"id": small}, ASK])
+        assert allowed.status_code == 200, allowed.text
+        assert (walks.sizes, walks.reads) == (2, 1)
+
+
+ASK = {"role": "user", "content": "go on"}
+
+
+def first_input(url: str, response_id: str) -> str:
+    """The id of the first input item of one of red's responses."""
+    listed = get(url, RED, response_id, "/input_items?order=asc").json()
+    return str(listed["data"][0]["id"])
 
 
 def test_a_conversations_size_is_prompt_for_limits_and_it_is_read_only_once_admitted() -> None:
@@ -421,6 +466,8 @@ def blue_median(url: str, count: int = 60) -> float:
     return statistics.median(orjson.loads(run.stdout))
 
 
+# Blue's latency is the measurement: other tests' load on the machine must not be in it.
+@pytest.mark.serial
 def test_blue_is_not_held_up_while_red_continues_conversations_at_the_bounds(
     light_upstream: str,
 ) -> None:
@@ -495,6 +542,37 @@ def test_red_cannot_read_continue_delete_or_list_blues_responses() -> None:
         assert get(url, BLUE, blue).json()["output"][0]["content"][0]["text"].endswith("secret")
         # Nor does another key of blue's own tenant see it: a response is its key's.
         assert get(url, "blue-all", blue).status_code == 404
+
+
+@pytest.mark.parametrize("store", ["memory", "redis"])
+def test_red_cannot_resolve_blues_item_ids(store: str, request: pytest.FixtureRequest) -> None:
+    url = request.getfixturevalue("redis").url if store == "redis" else "memory"
+    with running_gateway(two_tenants(responses={"store": url})) as gateway:
+        url = gateway.url
+        blue = create(url, BLUE, "chat", "blue's secret").json()
+        listed = get(url, BLUE, blue["id"], "/input_items").json()["data"]
+        reds = created(url, RED, "chat", "red's own conversation")
+        fake = "msg_" + "0" * 48
+        for blues in (blue["output"][0]["id"], listed[0]["id"]):
+            for model in ("chat", "red-chat"):
+                same_as_missing(
+                    create(url, RED, model, [{"type": "item_reference", "id": blues}, ASK]),
+                    create(url, RED, model, [{"type": "item_reference", "id": fake}, ASK]),
+                    blues,
+                    fake,
+                )
+            # Nor as a bare `{"id"}` in a conversation of red's own.
+            same_as_missing(
+                create(url, RED, "chat", [{"id": blues}, ASK], previous_response_id=reds),
+                create(url, RED, "chat", [{"id": fake}, ASK], previous_response_id=reds),
+                blues,
+                fake,
+            )
+        # Blue's are blue's: they resolve for blue, and for no other key of blue's tenant.
+        mine = create(url, BLUE, "chat", [{"id": blue["output"][0]["id"]}, ASK])
+        assert mine.status_code == 200, mine.text
+        other = create(url, "blue-all", "chat", [{"id": blue["output"][0]["id"]}, ASK])
+        assert other.status_code == 404
 
 
 def test_a_key_id_given_a_new_token_cannot_read_the_old_tokens_responses() -> None:

@@ -1,9 +1,10 @@
 """The mock LLM as agent frameworks meet it: the official openai SDK against
 `seawall mock-upstream`'s app on a real socket, one behaviour per test.
 
-Structured output (`response_format`), `tool_choice`, agent loops that end, the
-deprecated `functions`, custom tools and `n` choices, each checked the way a
-client sees them.
+Structured output (`response_format`), `tool_choice`, agent loops that end (tool
+results as `tool` messages, or written back as user messages), finishing tools,
+argument values named by a tool's description or the conversation, the deprecated
+`functions`, custom tools and `n` choices, each checked the way a client sees them.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from openai.lib._pydantic import to_strict_json_schema
 from pydantic import BaseModel, Field
 
 from routing.mock.server import MockUpstreamApp
+from routing.mock.tool_menu import is_finishing
 from tests.support import ServerThread, sdk
 
 
@@ -373,6 +375,247 @@ def test_the_final_answer_follows_the_response_format(client: openai.OpenAI) -> 
         model="m", messages=messages, tools=[WEATHER], response_format=Address
     )
     assert isinstance(final.choices[0].message.parsed, Address)
+
+
+# -- loops that write their calls as text, finishing tools ---------------------------
+
+#: smolagents' finishing tool, as its ToolCallingAgent offers it.
+FINAL_ANSWER = {
+    "type": "function",
+    "function": {
+        "name": "final_answer",
+        "description": "Provides a final answer to the given problem.",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "answer": {"type": "string", "description": "The final answer to the problem"}
+            },
+            "required": ["answer"],
+        },
+    },
+}
+
+
+def written(call: Any) -> dict[str, Any]:
+    """The assistant turn as smolagents keeps it: the call written out as text."""
+    spelled = {
+        "id": call.id,
+        "type": "function",
+        "function": {"name": call.function.name, "arguments": json.loads(call.function.arguments)},
+    }
+    return {
+        "role": "assistant",
+        "content": [{"type": "text", "text": f"Calling tools:\n[{spelled!r}]"}],
+    }
+
+
+def observed(result: str) -> dict[str, Any]:
+    return {"role": "user", "content": [{"type": "text", "text": f"Observation:\n{result}"}]}
+
+
+def called(client: openai.OpenAI, messages: list[Any], **request: Any) -> Any:
+    [call] = (
+        client.chat.completions.create(model="m", messages=messages, **request)
+        .choices[0]
+        .message.tool_calls
+    )
+    return call
+
+
+def test_a_result_sent_as_a_user_message_ends_in_the_finishing_tool(
+    client: openai.OpenAI,
+) -> None:
+    """smolagents' loop: `required`, the result as "Observation: ..." from the user,
+    and the run ends only when `final_answer` is called."""
+    tools = [WEATHER, FINAL_ANSWER]
+    first = called(client, ASK, tools=tools, tool_choice="required")
+    assert first.function.name == "get_weather"
+    messages = [*ASK, written(first), observed("4 degrees")]
+    final = called(client, messages, tools=tools, tool_choice="required")
+    assert final.function.name == "final_answer"
+    assert json.loads(final.function.arguments) == {"answer": "The tool returned: 4 degrees"}
+
+
+def test_without_a_finishing_tool_a_written_result_is_summarised(client: openai.OpenAI) -> None:
+    first = called(client, ASK, tools=[WEATHER])
+    messages = [*ASK, written(first), observed("4 degrees")]
+    choice = client.chat.completions.create(model="m", messages=messages, tools=[WEATHER])
+    assert choice.choices[0].message.content == "The tool returned: 4 degrees"
+
+
+def test_a_user_message_after_plain_assistant_text_is_a_new_question(
+    client: openai.OpenAI,
+) -> None:
+    """Only a call the mock made (its own id in the text) turns the next user message
+    into a result; an OpenAI-style id or no id leaves it a question."""
+    for text in ("Sure, which city?", "Calling tools: [{'id': 'call_AbC9xYz0123456789QwErTyU'}]"):
+        messages = [
+            *ASK,
+            {"role": "assistant", "content": text},
+            {"role": "user", "content": "Bergen"},
+        ]
+        reply = client.chat.completions.create(model="m", messages=messages)
+        assert reply.choices[0].message.content == "This is a mock reply from mock-gpt to: Bergen"
+
+
+def test_after_a_written_final_answer_the_next_task_starts_a_new_loop(
+    client: openai.OpenAI,
+) -> None:
+    """smolagents' second run (`reset=False`): the new task arrives in the same user
+    message as the final answer's observation; the mock works on it again."""
+    tools = [WEATHER, FINAL_ANSWER]
+    first = called(client, ASK, tools=tools, tool_choice="required")
+    messages = [*ASK, written(first), observed("4 degrees")]
+    final = called(client, messages, tools=tools, tool_choice="required")
+    follow_up = observed("The tool returned: 4 degrees\nNew task:\nAnd in Bergen?")
+    again = called(
+        client, [*messages, written(final), follow_up], tools=tools, tool_choice="required"
+    )
+    assert again.function.name == "get_weather"
+
+
+@pytest.mark.parametrize(
+    ("name", "description", "finishing"),
+    [
+        ("final_answer", "", True),
+        ("final_result", "", True),
+        ("final_result_Forecast", "", True),
+        ("finish", "", True),
+        ("submit", "", True),
+        ("attempt_completion", "", True),
+        ("taskComplete", "", True),
+        ("wrap_up", "Marks the task as complete. That is, signals that all is known.", True),
+        ("respond", "Provides a final answer to the given problem.", True),
+        ("get_final_score", "", False),
+        ("submit_order", "", False),
+        ("think", "Use this to think before you give the final answer.", False),
+        ("get_weather", "Current weather for a city.", False),
+    ],
+)
+def test_finishing_tools_are_known_by_name_or_description(
+    name: str, description: str, finishing: bool
+) -> None:
+    assert is_finishing(name, description) is finishing
+
+
+# -- argument values named by the description or the conversation --------------------
+
+
+def handoff_tool(listing: str) -> dict[str, Any]:
+    """llama-index's handoff: the agents it may hand off to are in its description."""
+    return {
+        "type": "function",
+        "function": {
+            "name": "handoff",
+            "description": "Useful for handing off to another agent.\n\n"
+            f"Currently available agents:\n{listing}\n",
+            "parameters": {
+                "type": "object",
+                "properties": {
+                    "to_agent": {"title": "To Agent", "type": "string"},
+                    "reason": {"title": "Reason", "type": "string"},
+                },
+                "required": ["to_agent", "reason"],
+                "additionalProperties": False,
+            },
+        },
+    }
+
+
+AGENTS = "{'forecaster': 'Knows the weather', 'critic': 'Reviews the drafts'}"
+
+
+@pytest.mark.parametrize(
+    ("question", "agent"),
+    [("What is the weather in Oslo?", "forecaster"), ("Ask the critic, please.", "critic")],
+)
+def test_a_handoff_names_an_agent_its_description_lists(
+    client: openai.OpenAI, question: str, agent: str
+) -> None:
+    """The first listed agent, unless the conversation names another one."""
+    ask = [{"role": "user", "content": question}]
+    arguments = json.loads(called(client, ask, tools=[handoff_tool(AGENTS)]).function.arguments)
+    assert arguments["to_agent"] == agent
+    assert arguments["reason"] == "example reason"  # not a participant: the example
+
+
+def test_bulleted_names_are_candidates_too(client: openai.OpenAI) -> None:
+    delegate = {
+        "type": "function",
+        "function": {
+            "name": "delegate_work",
+            "description": "Delegate a task to a coworker:\n- Senior Researcher: finds facts\n"
+            "- Writer: drafts the text",
+            "parameters": {
+                "type": "object",
+                "properties": {"task": {"type": "string"}, "coworker": {"type": "string"}},
+                "required": ["task", "coworker"],
+            },
+        },
+    }
+    arguments = json.loads(called(client, ASK, tools=[delegate]).function.arguments)
+    assert arguments == {"task": "example task", "coworker": "Senior Researcher"}
+
+
+def unit_tool(unit: dict[str, Any]) -> dict[str, Any]:
+    schema = {"type": "object", "properties": {"unit": unit}, "required": ["unit"]}
+    return {"type": "function", "function": {"name": "convert", "parameters": schema}}
+
+
+@pytest.mark.parametrize(
+    ("unit", "question", "expected"),
+    [
+        ({"enum": ["celsius", "fahrenheit"]}, "What is it in Fahrenheit?", "fahrenheit"),
+        ({"enum": ["celsius", "fahrenheit"]}, "What is it?", "celsius"),
+        (
+            {"type": "string", "description": "Either 'celsius' or 'fahrenheit'."},
+            "What is it in fahrenheit?",
+            "fahrenheit",
+        ),
+        ({"type": "string", "description": "Either 'celsius' or 'fahrenheit'."}, "Hm?", "celsius"),
+        # A value its schema would refuse is not used: the example stays.
+        (
+            {"type": "string", "maxLength": 4, "description": "Either 'celsius' or 'fahrenheit'."},
+            "What is it?",
+            "exam",
+        ),
+        ({"type": "string", "pattern": "^[CF]$", "description": "'celsius'"}, "Hm?", "C"),
+    ],
+)
+def test_enum_like_values_follow_the_conversation(
+    client: openai.OpenAI, unit: dict[str, Any], question: str, expected: str
+) -> None:
+    tool = unit_tool(unit)
+    call = called(client, [{"role": "user", "content": question}], tools=[tool])
+    arguments = json.loads(call.function.arguments)
+    assert arguments == {"unit": expected}
+    jsonschema.validate(arguments, schema_of(tool))
+
+
+def test_a_finishing_tool_with_one_string_carries_the_answer(client: openai.OpenAI) -> None:
+    """Before any tool ran, a finishing tool's answer is the mock's text reply."""
+    done = {
+        "type": "function",
+        "function": {
+            "name": "finish",
+            "parameters": {"type": "object", "properties": {"summary_text": {"type": "string"}}},
+        },
+    }
+    call = called(client, ASK, tools=[done], tool_choice="required")
+    assert json.loads(call.function.arguments) == {
+        "summary_text": "This is a mock reply from mock-gpt to: What is the weather in Oslo?"
+    }
+
+
+def test_a_structured_output_tool_keeps_its_example(client: openai.OpenAI) -> None:
+    """pydantic-ai's `final_result` with several fields is a document, not an answer
+    string: its fields stay examples of the schema."""
+    final_result = openai.pydantic_function_tool(Address, name="final_result")
+    call = called(client, ASK, tools=[final_result], tool_choice="required")
+    assert json.loads(call.function.arguments) == {
+        "city": "example city",
+        "postcode": "example po",  # its maxLength: 10
+    }
 
 
 # -- legacy functions ----------------------------------------------------------------

@@ -5,7 +5,9 @@ uncounts, outages that answer at once.
 The property: against a plain list model of the quota rules (a key over its quota
 evicts its own least recently used, then a tenant over its quota its own, a put that
 would cross the total is refused), every answer matches, no put by one tenant ever
-removes another tenant's record, and every bound holds after every step.
+removes another tenant's record, and every bound holds after every step. The item
+index too: an item id finds the owner's last record put with it while that record is
+stored, and never another owner's.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import orjson
 import pytest
 import redis as sync_redis
 from hypothesis import HealthCheck, settings
@@ -32,7 +35,7 @@ from responses.config import ResponsesConfig
 from responses.errors import StoreUnavailable
 from responses.memory import MemoryResponseStore
 from responses.redis_store import RedisResponseStore
-from responses.store import Owner, Put, ResponseStore
+from responses.store import Owner, Put, ResponseStore, StoredResponse
 from tests.response_records import config, record, size_of
 from tests.services import RedisServer
 
@@ -50,6 +53,11 @@ class Entry:
     id: str
     owner: Owner
     size: int
+    items: tuple[str, ...] = ()
+
+
+#: Item ids records share (a client that sends an item back by value keeps its id).
+SHARED = ["msg_s0", "msg_s1"]
 
 
 class QuotaMachine(RuleBasedStateMachine):
@@ -58,9 +66,10 @@ class QuotaMachine(RuleBasedStateMachine):
     make: Callable[[ResponsesConfig], ResponseStore]
 
     @initialize(
-        key=st.tuples(st.integers(1, 4), st.integers(400, 2000)),
-        tenant_extra=st.tuples(st.integers(0, 3), st.integers(0, 1500)),
-        total_extra=st.tuples(st.integers(0, 4), st.integers(0, 3000)),
+        # A record is ~1,100 to ~1,900 bytes (two or three items, their index entries).
+        key=st.tuples(st.integers(1, 4), st.integers(1000, 4000)),
+        tenant_extra=st.tuples(st.integers(0, 3), st.integers(0, 3000)),
+        total_extra=st.tuples(st.integers(0, 4), st.integers(0, 6000)),
     )
     def setup(
         self, key: tuple[int, int], tenant_extra: tuple[int, int], total_extra: tuple[int, int]
@@ -72,6 +81,8 @@ class QuotaMachine(RuleBasedStateMachine):
         self.store = self.make(self.config)
         #: Least recently used first.
         self.model: list[Entry] = []
+        #: (owner, item id) -> the id of the record the owner's index points at.
+        self.index: dict[tuple[Owner, str], str] = {}
 
     def teardown(self) -> None:
         if hasattr(self, "loop"):
@@ -101,9 +112,24 @@ class QuotaMachine(RuleBasedStateMachine):
             return None
         return victims
 
-    @rule(n=st.integers(0, 9), owner=st.sampled_from(OWNERS), text=st.text(max_size=400))
-    def put(self, n: int, owner: Owner, text: str) -> None:
+    def _removed(self, gone: list[Entry]) -> None:
+        for entry in gone:
+            for item in entry.items:
+                if self.index.get((entry.owner, item)) == entry.id:
+                    del self.index[(entry.owner, item)]
+
+    @rule(
+        n=st.integers(0, 9),
+        owner=st.sampled_from(OWNERS),
+        text=st.text(max_size=400),
+        shared=st.sampled_from([None, *SHARED]),
+    )
+    def put(self, n: int, owner: Owner, text: str, shared: str | None) -> None:
         stored = record(f"resp_{n}", owner, text=text)
+        if shared is not None:
+            extra = {**stored.input_items[0], "id": shared}
+            stored = StoredResponse(stored.response, [*stored.input_items, extra], owner)
+        items = tuple(item["id"] for item in stored.conversation_items)
         size = size_of(stored)
         others_before = {e.id for e in self.model if e.owner.tenant != owner.tenant}
         result = self.run(self.store.put(stored))
@@ -118,8 +144,11 @@ class QuotaMachine(RuleBasedStateMachine):
                 assert result == Put.STORE_FULL
             else:
                 assert result == Put.STORED
+                self._removed([e for e in self.model if e in victims or e.id == stored.id])
                 self.model = [e for e in self.model if e not in victims and e.id != stored.id]
-                self.model.append(Entry(stored.id, owner, size))
+                self.model.append(Entry(stored.id, owner, size, items))
+                for item in items:
+                    self.index[(owner, item)] = stored.id
         # The wall: a put never removes another tenant's record.
         assert others_before <= {e.id for e in self.model if e.owner.tenant != owner.tenant}
 
@@ -149,6 +178,28 @@ class QuotaMachine(RuleBasedStateMachine):
         assert deleted == (match is not None)
         if match is not None:
             self.model.remove(match)
+            self._removed([match])
+
+    @rule(n=st.integers(0, 9), owner=st.sampled_from(OWNERS))
+    def find_items(self, n: int, owner: Owner) -> None:
+        """Items by id: their sizes (not a use), then the items (a use of each record
+        read from, in the order first read)."""
+        ids = [f"msg_in_resp_{n}", f"msg_out_resp_{n}", *SHARED]
+        sizes = self.run(self.store.item_sizes(ids, owner))
+        read = self.run(self.store.read_items(ids, owner))
+        expected = [self.index.get((owner, item)) for item in ids]
+        assert [size is not None for size in sizes] == [e is not None for e in expected]
+        touched: list[str] = []
+        for item, size, blob, holder in zip(ids, sizes, read, expected, strict=True):
+            assert (blob is None) == (holder is None)
+            if blob is not None:
+                assert len(blob) == size and orjson.loads(blob)["id"] == item
+                if holder not in touched:
+                    touched.append(str(holder))
+        for holder in touched:
+            entry = next(e for e in self.model if e.id == holder)
+            self.model.remove(entry)
+            self.model.append(entry)
 
     @invariant()
     def bounded(self) -> None:
@@ -229,7 +280,7 @@ async def test_every_redis_key_has_a_ttl(redis: RedisServer) -> None:
     client = sync_redis.Redis.from_url(redis.url)
     keys = list(client.scan_iter("seawall:responses:*"))
     assert {key.decode().removeprefix("seawall:responses:") for key in keys} >= {
-        "r:resp_1", "idx", "exp", "bytes", "tick", "t:t1", "k:t1:k1",
+        "r:resp_1", "idx", "exp", "bytes", "tick", "t:t1", "k:t1:k1", "x:t1:k1", "xs",
     }  # fmt: skip
     for key in keys:
         ttl = client.pttl(key)
@@ -251,6 +302,10 @@ async def test_an_expired_record_is_uncounted_by_the_next_put(redis: RedisServer
     assert await store.get("resp_2", owner) is not None
     assert await store.get("resp_3", owner) is not None
     assert client.hlen("seawall:responses:idx") == 2
+    # Its item index entries went with it; the live records' are there.
+    index = {k.decode() for k in client.hkeys("seawall:responses:x:t1:k1")}
+    assert index == {f"msg_{io}_resp_{n}" for io in ("in", "out") for n in (2, 3)}
+    assert {k.decode() for k in client.hkeys("seawall:responses:xs")} == {"resp_2", "resp_3"}
     assert int(client.hget("seawall:responses:bytes", "all") or 0) == sum(
         size_of(record(f"resp_{n}", owner)) for n in (2, 3)
     )
@@ -268,13 +323,15 @@ async def test_redis_down_answers_at_once_with_store_unavailable(redis: RedisSer
         lambda: store.chain("resp_1", owner, 10, 1 << 20),
         lambda: store.put(record("resp_2", owner)),
         lambda: store.delete("resp_1", owner),
+        lambda: store.item_sizes(["msg_in_resp_1"], owner),
+        lambda: store.read_items(["msg_in_resp_1"], owner),
     ):
         started = time.monotonic()
         with pytest.raises(StoreUnavailable) as caught:
             await call()
         assert time.monotonic() - started < 2.0  # the timeout (and one reconnect), no hang
         assert "127.0.0.1" not in caught.value.message
-    assert store.failures == 5
+    assert store.failures == 7
     redis.start()
     assert await store.put(record("resp_3", owner)) == Put.STORED
     assert await store.get("resp_3", owner) is not None

@@ -229,7 +229,6 @@ def test_reasoning_items_are_stored_but_not_sent() -> None:
 @pytest.mark.parametrize(
     ("item", "param", "words"),
     [
-        ({"type": "item_reference", "id": "msg_1"}, "input[0].type", "Item references"),
         ({"type": "web_search_call", "id": "ws_1"}, "input[0].type", "'web_search_call'"),
         ({"type": "mcp_call", "id": "m"}, "input[0].type", "'mcp_call'"),
         ({"type": "computer_call_output"}, "input[0].type", "'computer_call_output'"),
@@ -504,7 +503,8 @@ def test_built_in_tools_are_refused_by_type(tool_type: str) -> None:
 @pytest.mark.parametrize(
     ("tool", "param"),
     [
-        ({"type": "custom", "name": "grammar"}, "tools[0].type"),
+        ({"type": "namespace", "name": "grammar"}, "tools[0].type"),
+        ({"type": "custom", "format": {"type": "text"}}, "tools[0].name"),
         (function_tool(defer_loading=True), "tools[0].defer_loading"),
         (function_tool(output_schema={"type": "string"}), "tools[0].output_schema"),
         (function_tool(allowed_callers=["programmatic"]), "tools[0].allowed_callers"),

@@ -145,6 +145,10 @@ def test_count_prompt_splits_messages_and_fixed_part() -> None:
     assert costs == [message_tokens(m, encoding) for m in body["messages"]]
     assert fixed == REPLY_PRIMING_TOKENS + count_tools(body["tools"], encoding)
     assert count_prompt({"messages": []}, "x") == ([], REPLY_PRIMING_TOKENS)
+    # The legacy `functions` are shown to the model too: counted like `tools`.
+    legacy = [{"name": "f", "parameters": {"type": "object"}}]
+    _, with_functions = count_prompt({"messages": [], "functions": legacy}, "gpt-4o-mini")
+    assert with_functions == REPLY_PRIMING_TOKENS + count_tools(legacy, encoding)
 
 
 # --- routing.tokens ----------------------------------------------------------------

@@ -25,6 +25,7 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
+from common.chat import tool_call_parts
 from tools.binding import Bindings
 from tools.shapes import as_dict, as_index, as_list
 
@@ -36,7 +37,9 @@ def mint_call_id() -> str:
 
 
 def _name(call: dict[str, Any]) -> Any:
-    return as_dict(call.get("function")).get("name")
+    """The called tool's name: a function's or a custom tool's (a custom call to a
+    bound name carries a receipt's call id like any other)."""
+    return tool_call_parts(call)[0]
 
 
 def rename_reply_calls(data: dict[str, Any], bindings: Bindings) -> bool:

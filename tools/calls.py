@@ -10,19 +10,22 @@ any other (with no id). Streamed calls arrive as argument fragments;
 
 Custom tools (`{"type": "custom", "custom": {"name", "format"}}`) take free text,
 optionally under a grammar: what can be checked is that the name was offered as a
-custom tool. Their input and any grammar or format are not checked.
+custom tool. Their input and any grammar or format are not checked. The kind counts
+as much as the name: a custom call to a name offered as a function (or a function
+call to a custom tool) calls a tool the request did not offer, since the agent would
+run it with the wrong kind of input (free text as arguments, or JSON as text).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 from jsonschema.protocols import Validator
 
-from common.chat import OfferedTool
+from common.chat import OfferedTool, tool_call_parts
 from tools.binding import NONE, Bindings
 from tools.config import Mode, ToolPolicy
 from tools.registry import ToolRegistry
@@ -38,13 +41,6 @@ class ToolCall:
     #: Function arguments (JSON text), or a custom tool's free-text input.
     arguments: str
     custom: bool = False
-
-
-def _call_parts(call: dict[str, Any]) -> tuple[dict[str, Any], bool]:
-    """The part of a (streamed) tool call that names the tool, and whether it is a
-    custom tool's: `function` holds `name` + `arguments`, `custom` `name` + `input`."""
-    custom = call.get("type") == "custom" or "custom" in call
-    return as_dict(call.get("custom" if custom else "function")), custom
 
 
 #: A streamed legacy `function_call` is assembled under this call index.
@@ -65,15 +61,8 @@ def calls_in_reply(data: dict[str, Any]) -> list[ToolCall]:
         for call in as_list(message.get("tool_calls")):
             if not isinstance(call, dict):
                 continue
-            part, custom = _call_parts(call)
-            found.append(
-                ToolCall(
-                    call.get("id"),
-                    str(part.get("name") or ""),
-                    str(part.get("input" if custom else "arguments") or ""),
-                    custom,
-                )
-            )
+            name, text, custom = tool_call_parts(call)
+            found.append(ToolCall(call.get("id"), str(name or ""), str(text or ""), custom))
     return found
 
 
@@ -110,11 +99,10 @@ class ToolCallAssembler:
         partial = self._calls.setdefault(key, _Partial())
         if isinstance(call.get("id"), str):
             partial.id = call["id"]
-        part, custom = _call_parts(call)
+        name, text, custom = tool_call_parts(call)
         partial.custom = partial.custom or custom
-        if isinstance(part.get("name"), str):
-            partial.name += part["name"]
-        text = part.get("input" if custom else "arguments")
+        if isinstance(name, str):
+            partial.name += name
         if isinstance(text, str):
             partial.arguments.append(text)
 
@@ -172,7 +160,20 @@ class OfferedTools:
     def check(self, call: ToolCall) -> list[Violation]:
         if call.custom and call.name in self._custom:
             return []  # free text: the name is all that can be checked
-        if call.name not in self._validators:
+        if call.custom or call.name not in self._validators:
+            offered_as = _kind_offered(call, self._custom, self._validators)
+            if offered_as is not None:
+                return [
+                    Violation(
+                        call.name,
+                        "unknown_tool",
+                        "type",
+                        f"the model called '{call.name}' as a {_kind(call.custom)}, but the "
+                        f"request offered it as a {offered_as}",
+                        self.mode,
+                        call.id,
+                    )
+                ]
             return [
                 Violation(
                     call.name or "?",
@@ -216,6 +217,20 @@ class OfferedTools:
 
     def check_all(self, calls: Iterable[ToolCall]) -> list[Violation]:
         return [violation for call in calls for violation in self.check(call)]
+
+
+def _kind(custom: bool) -> str:
+    return "custom tool" if custom else "function"
+
+
+def _kind_offered(call: ToolCall, custom: set[str], functions: Mapping[str, Any]) -> str | None:
+    """What the request offered the called name as, when that is not what was
+    called (None: the name was not offered at all)."""
+    if call.custom and call.name in functions:
+        return _kind(False)
+    if not call.custom and call.name in custom:
+        return _kind(True)
+    return None
 
 
 def _unique(violations: list[Violation]) -> list[Violation]:

@@ -2,12 +2,13 @@
 legacy `role: function` ones).
 
 Each result is matched to the assistant tool call it answers (by
-`tool_call_id`; a legacy `function` result by its `name`, to the assistant's
-`function_call` before it), then checked: its receipt, when it carries one or the
-tool requires one; its content against the registered `output_schema`; and its
-text for prompt-injection markers (a flag only, see `tools.injection`). Legacy
-results have no call id, so no receipt can be tied to one: a legacy result of a
-tool that requires a receipt, or that carries one, is refused as forged.
+`tool_call_id`, a function's call or a custom tool's; a legacy `function` result by
+its `name`, to the assistant's `function_call` before it), then checked: its
+receipt, when it carries one or the tool requires one; its content against the
+registered `output_schema`; and its text for prompt-injection markers (a flag
+only, see `tools.injection`). Legacy results have no call id, so no receipt can be
+tied to one: a legacy result of a tool that requires a receipt, or that carries one,
+is refused as forged.
 
 A result must answer a call, once. One that answers no earlier call cannot be
 tied to a tool, so no tool's mode, schema or receipt rule would apply to it:
@@ -25,6 +26,7 @@ from typing import Any
 
 import orjson
 
+from common.chat import tool_call_parts
 from routing.tokens import content_text
 from tools.binding import NONE, Bindings
 from tools.config import Mode, ToolPolicy
@@ -32,7 +34,7 @@ from tools.injection import scan
 from tools.receipts import Content, Receipts
 from tools.registry import ToolRegistry
 from tools.schemas import problems
-from tools.shapes import as_dict, as_list
+from tools.shapes import as_list
 from tools.violations import SEVERITY, Violation
 
 RECEIPT_FIELD = "seawall_receipt"
@@ -74,12 +76,10 @@ def tool_results(messages: list[Any]) -> list[ToolResult]:
         if role == "assistant":
             for call in as_list(message.get("tool_calls")):
                 if isinstance(call, dict) and isinstance(call.get("id"), str):
-                    function = as_dict(call.get("function"))
-                    calls[call["id"]] = (
-                        str(function.get("name") or ""),
-                        str(function.get("arguments") or ""),
-                        False,
-                    )
+                    # A custom tool's call: its free-text `input` is what a receipt
+                    # binds, as a function's `arguments` are.
+                    name, text, _ = tool_call_parts(call)
+                    calls[call["id"]] = (str(name or ""), str(text or ""), False)
             legacy = message.get("function_call")
             if isinstance(legacy, dict) and isinstance(legacy.get("name"), str):
                 arguments = legacy.get("arguments")

@@ -34,6 +34,7 @@ from routing.tokens import (
     encoding_for,
     message_tokens,
 )
+from tools.shapes import as_list
 
 #: Prompts whose byte bound exceeds this are counted in a worker thread:
 #: ~64 KiB of text is ~16k tokens, ~2.5 ms of tiktoken on this machine.
@@ -44,7 +45,9 @@ def count_prompt(body: Mapping[str, Any], model: str) -> tuple[list[int], int]:
     """(tokens per message, tokens outside the messages: tool definitions, priming)."""
     encoding = encoding_for(model)
     costs = [message_tokens(m, encoding) for m in body["messages"]]
-    return costs, REPLY_PRIMING_TOKENS + count_tools(body.get("tools"), encoding)
+    # Every tool definition the model is shown: `tools`, and the legacy `functions`.
+    offered = [*as_list(body.get("tools")), *as_list(body.get("functions"))]
+    return costs, REPLY_PRIMING_TOKENS + count_tools(offered, encoding)
 
 
 class PromptGuard:

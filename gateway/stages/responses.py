@@ -8,10 +8,14 @@ Three stages, so that work is admitted before it is done (DESIGN.md 10b):
   conversation over `responses.max_chain_depth` / `max_chain_bytes` is refused here,
   and its bytes go to `exchange.history_bytes`, which policies, limits and the prompt
   guard count as prompt.
-- `ContinueConversation`, after `AdmitLimits`, reads and decodes the conversation
-  and puts it in front of the request's messages (in slices of about a millisecond,
-  so other requests are never held up longer), so the tool-result checks (forged
-  results included), the prompt guard and routing see the whole conversation;
+  Item references (`item_reference` input items) are checked the same way: the
+  store's index says how large each referenced item is (an unknown or another key's
+  id is OpenAI's 404), and their bytes are prompt too.
+- `ContinueConversation`, after `AdmitLimits`, reads the referenced items and puts
+  each in its reference's place, then reads and decodes the conversation and puts
+  it in front of the request's messages (in slices of about a millisecond, so other
+  requests are never held up longer), so the tool-result checks (forged results
+  included), the prompt guard and routing see the whole conversation;
   `ReleaseConversation`, a
   completion hook, lets it go the same way once the response is sent.
 - `RenderResponses` turns the chat reply back into a Response object (or its event
@@ -34,10 +38,18 @@ from gateway.errors import GatewayError, UpstreamErrors
 from gateway.exchange import Exchange
 from gateway.stages.render import SSE_HEADERS, relay_events
 from gateway.stored_responses import PutOutcomes, owner_of, responses_error
-from responses.conversation import Bounds, check_head, read_history, rebuild, release
+from responses.conversation import (
+    Bounds,
+    check_head,
+    check_references,
+    read_history,
+    read_references,
+    rebuild,
+    release,
+)
 from responses.errors import ResponsesError
 from responses.ids import new_response_id
-from responses.request import ChatTranslation, to_chat
+from responses.request import ChatTranslation, resolve_references, to_chat
 from responses.response import from_chat
 from responses.store import EMPTY, Chain, Owner, ResponseStore, StoredResponse
 from responses.stream import StreamTranslator
@@ -50,22 +62,26 @@ log = logging.getLogger("seawall")
 
 @dataclass(slots=True)
 class ResponsesCall:
-    """One Responses request in flight: its translation, its id, whose it is, and
-    the stored conversation it continues (`EMPTY` for none)."""
+    """One Responses request in flight: its translation, its id, whose it is, the
+    stored conversation it continues (`EMPTY` for none) and the bytes of the stored
+    items its input refers to."""
 
     translation: ChatTranslation
     id: str
     created_at: int
     owner: Owner
     history: Chain = EMPTY
+    referenced_bytes: int = 0
 
 
 class TranslateResponses:
     """Reads `exchange.body` (the Responses request), `exchange.identity` (the
     owner). Reads the head of the conversation a `previous_response_id` continues
-    (one small record: `ResponseStore.head`), never the conversation. Writes
-    `exchange.body` (the chat request of the input alone), `exchange.stream`,
-    `exchange.history_bytes`, `exchange.responses`."""
+    (one small record: `ResponseStore.head`), never the conversation, and the sizes
+    of the items the input refers to (`ResponseStore.item_sizes`), never the items.
+    Writes `exchange.body` (the chat request of the input alone, references left
+    out), `exchange.stream`, `exchange.history_bytes` (the conversation's and the
+    referenced items' bytes), `exchange.responses`."""
 
     def __init__(self, store: ResponseStore, bounds: Bounds) -> None:
         self.store = store
@@ -81,25 +97,40 @@ class TranslateResponses:
                 if previous is not None
                 else EMPTY
             )
+            referenced = (
+                await check_references(
+                    self.store, translation.references, owner, self.bounds, history
+                )
+                if translation.references
+                else 0
+            )
         except ResponsesError as exc:
             raise responses_error(exc) from None
         exchange.body = translation.chat
         exchange.stream = translation.stream
-        exchange.history_bytes = history.bytes
+        exchange.history_bytes = history.bytes + referenced
         exchange.responses = ResponsesCall(
-            translation, new_response_id(), int(time.time()), owner, history
+            translation, new_response_id(), int(time.time()), owner, history, referenced
         )
 
 
 class ContinueConversation:
-    """Puts the stored conversation in front of the request's messages, after
-    authentication and limit admission: reading and decoding it is the costly part
-    of a continuation, so it is done only for a request that may cost that much.
-    The rest of the pipeline (tool-result checks, the prompt guard with its exact
-    count, routing) then sees the whole conversation.
+    """Puts the referenced items in their references' places and the stored
+    conversation in front of the request's messages, after authentication and
+    limit admission: reading and decoding them is the costly part of a
+    continuation, so it is done only for a request that may cost that much. The
+    rest of the pipeline (tool-result checks, the prompt guard with its exact count,
+    routing) then sees the whole conversation.
 
-    Reads `exchange.responses` (the head checked by `TranslateResponses`), the
-    response store. Writes `exchange.body["messages"]`."""
+    With both, the conversation `previous_response_id` names comes first, then the
+    input with its references resolved, as OpenAI orders them; an item that is in
+    both (referred to and already in the conversation) is refused as a duplicate,
+    as OpenAI refuses it.
+
+    Reads `exchange.responses` (the head and the references checked by
+    `TranslateResponses`), the response store. Writes `exchange.body["messages"]`,
+    `exchange.responses.translation` (the input items, references resolved, are
+    what the response stores)."""
 
     def __init__(self, store: ResponseStore, bounds: Bounds) -> None:
         self.store = store
@@ -111,14 +142,22 @@ class ContinueConversation:
             return
         translation = call.translation
         previous = translation.previous_response_id
-        if previous is None:
+        references = translation.references
+        if previous is None and not references:
             return
         try:
-            blobs = await read_history(self.store, previous, call.owner, self.bounds)
-            joined = await rebuild(translation, exchange.body["messages"], blobs)
+            if references:
+                found = await read_references(self.store, references, call.owner)
+                translation, messages = resolve_references(translation, found)
+                call.translation = translation
+                exchange.body["messages"] = messages
+            if previous is not None:
+                blobs = await read_history(self.store, previous, call.owner, self.bounds)
+                exchange.body["messages"] = await rebuild(
+                    translation, exchange.body["messages"], blobs, referenced=frozenset(references)
+                )
         except ResponsesError as exc:
             raise responses_error(exc) from None
-        exchange.body["messages"] = joined
 
 
 class ReleaseConversation:
@@ -132,7 +171,8 @@ class ReleaseConversation:
     async def __call__(self, exchange: Exchange) -> None:
         call: ResponsesCall | None = exchange.responses
         messages = exchange.body.get("messages")
-        if call is not None and call.history.depth and isinstance(messages, list):
+        large = call is not None and (call.history.depth or call.referenced_bytes)
+        if large and isinstance(messages, list):
             await release(messages)
 
 

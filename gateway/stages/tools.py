@@ -134,17 +134,20 @@ def repair_messages(
     body: dict[str, Any], calls: list[ToolCall], violations: list[Violation]
 ) -> dict[str, Any]:
     """The request again, plus the invalid calls and, as each call's tool result,
-    what was wrong with it: the form a model best understands as feedback."""
-    tool_calls, results = [], []
+    what was wrong with it: the form a model best understands as feedback. Each call
+    is repeated in the kind the model made it (a custom tool's call as one)."""
+    tool_calls: list[dict[str, Any]] = []
+    results = []
     for number, call in enumerate(calls):
         call_id = call.id or f"call_seawall_repair_{number}"
-        tool_calls.append(
-            {
-                "id": call_id,
+        if call.custom:
+            part = {"type": "custom", "custom": {"name": call.name, "input": call.arguments}}
+        else:
+            part = {
                 "type": "function",
                 "function": {"name": call.name, "arguments": call.arguments},
             }
-        )
+        tool_calls.append({"id": call_id, **part})
         problems = [v.message for v in violations if v.call_id == call.id] or ["none"]
         results.append(
             {

@@ -82,6 +82,22 @@ MESSAGE_FIELDS: Fields = {"name": STRING, "tool_call_id": STRING}
 
 #: Optional members of an offered tool's `function` (null accepted).
 TOOL_FUNCTION_FIELDS: Fields = {"parameters": OBJECT}
+#: Optional members of an offered custom tool's `custom` besides `format` (null
+#: accepted).
+TOOL_CUSTOM_FIELDS: Fields = {"description": STRING}
+
+# Custom tools (OpenAI's `CustomToolChatCompletions`, openai-openapi 2.3.0): free-text
+# input, unconstrained or under a grammar. The gateway reads their names (policies,
+# tool checks); the rest is checked so a malformed one is refused here, in OpenAI's
+# words, rather than by an upstream after admission.
+#: The kinds of tool a request may offer (`tools[].type`; absent is `function`).
+TOOL_KINDS = ("function", "custom")
+#: A custom tool's `format.type`, and a grammar's `syntax`.
+CUSTOM_FORMATS = ("text", "grammar")
+GRAMMAR_SYNTAXES = ("lark", "regex")
+#: `tool_choice` objects: a named function or custom tool, or a subset of the tools.
+TOOL_CHOICE_TYPES = ("function", "custom", "allowed_tools")
+ALLOWED_TOOLS_MODES = ("auto", "required")
 
 EMBEDDING_FIELDS: Fields = {
     "encoding_format": STRING,
@@ -149,20 +165,24 @@ def check_content_parts(parts: list[Any], where: str) -> None:
 
 def check_message_tool_calls(calls: Any, where: str) -> None:
     """An assistant message's earlier tool calls: the gateway reads them to match tool
-    results to their calls, so their shape is checked like OpenAI checks it."""
+    results to their calls, so their shape is checked like OpenAI checks it. A custom
+    tool's call (`type: custom`) carries `custom.name` and its free-text
+    `custom.input`; any other is a function's, with `function.name` and
+    `function.arguments`."""
     if not isinstance(calls, list):
         raise invalid_type(where, "an array", calls)
     for j, call in enumerate(calls):
         if not isinstance(call, dict):
             raise invalid_type(f"{where}[{j}]", "an object", call)
-        function = call.get("function")
-        if not isinstance(function, dict):
-            raise invalid_type(f"{where}[{j}].function", "an object", function)
-        for field in ("name", "arguments"):
-            if not isinstance(function.get(field), str):
-                raise invalid_type(
-                    f"{where}[{j}].function.{field}", "a string", function.get(field)
-                )
+        kind, text = (
+            ("custom", "input") if call.get("type") == "custom" else ("function", "arguments")
+        )
+        part = call.get(kind)
+        if not isinstance(part, dict):
+            raise invalid_type(f"{where}[{j}].{kind}", "an object", part)
+        for field in ("name", text):
+            if not isinstance(part.get(field), str):
+                raise invalid_type(f"{where}[{j}].{kind}.{field}", "a string", part.get(field))
 
 
 def check_tools(tools: list[Any]) -> None:
@@ -170,13 +190,121 @@ def check_tools(tools: list[Any]) -> None:
         where = f"tools[{i}]"
         if not isinstance(tool, dict):
             raise invalid_type(where, "an object", tool)
+        kind = tool.get("type", "function")
+        if kind == "custom":
+            check_custom_tool(tool.get("custom"), f"{where}.custom")
+            continue
         function = tool.get("function")
-        if tool.get("type", "function") != "function" or not isinstance(function, dict):
-            raise invalid_value(where, "expected {'type': 'function', 'function': {...}}.")
+        if kind != "function" or not isinstance(function, dict):
+            raise invalid_value(
+                where,
+                "expected {'type': 'function', 'function': {...}} or "
+                "{'type': 'custom', 'custom': {...}}.",
+            )
         name = function.get("name")
         if not isinstance(name, str) or not name:
             raise invalid_type(f"{where}.function.name", "a non-empty string", name)
         check_fields(function, TOOL_FUNCTION_FIELDS, f"{where}.function.")
+
+
+def check_custom_tool(custom: Any, where: str) -> None:
+    """A custom tool's `custom`: a non-empty `name`, an optional `description` and
+    `format` (`{"type": "text"}`, or `{"type": "grammar", "grammar": {"definition",
+    "syntax": "lark" | "regex"}}`)."""
+    if custom is None:
+        raise missing_parameter(where)
+    if not isinstance(custom, dict):
+        raise invalid_type(where, "an object", custom)
+    name = custom.get("name")
+    if not isinstance(name, str) or not name:
+        raise invalid_type(f"{where}.name", "a non-empty string", name)
+    check_fields(custom, TOOL_CUSTOM_FIELDS, f"{where}.")
+    fmt = custom.get("format")
+    if fmt is None:
+        return
+    where = f"{where}.format"
+    if not isinstance(fmt, dict):
+        raise invalid_type(where, "an object", fmt)
+    check_one_of(fmt, "type", CUSTOM_FORMATS, where)
+    if fmt["type"] == "grammar":
+        grammar = fmt.get("grammar")
+        if grammar is None:
+            raise missing_parameter(f"{where}.grammar")
+        if not isinstance(grammar, dict):
+            raise invalid_type(f"{where}.grammar", "an object", grammar)
+        definition = grammar.get("definition")
+        if definition is None:
+            raise missing_parameter(f"{where}.grammar.definition")
+        if not isinstance(definition, str):
+            raise invalid_type(f"{where}.grammar.definition", "a string", definition)
+        check_one_of(grammar, "syntax", GRAMMAR_SYNTAXES, f"{where}.grammar")
+
+
+def check_one_of(
+    value: Mapping[str, Any], field: str, allowed: tuple[str, ...], where: str
+) -> None:
+    """`value[field]` is present and one of `allowed` (all strings)."""
+    found = value.get(field)
+    if found is None:
+        raise missing_parameter(f"{where}.{field}")
+    if not isinstance(found, str):
+        raise invalid_type(f"{where}.{field}", "a string", found)
+    if found not in allowed:
+        raise invalid_value(f"{where}.{field}", f"'{echoed(found)}' is not one of {list(allowed)}.")
+
+
+def check_tool_choice(choice: Any) -> None:
+    """A `tool_choice` object: a named tool (`{"type": "function", "function":
+    {"name"}}`, `{"type": "custom", "custom": {"name"}}`) or `{"type":
+    "allowed_tools", "allowed_tools": {"mode": "auto" | "required", "tools": [...]}}`,
+    each listed tool named the same way (its `type` defaulting to `function`, as in
+    `tools`). A string (`none`, `auto`, `required`) is the provider's to judge.
+    Whether a named tool is among `tools` is too: OpenAI refuses it when it is not."""
+    if not isinstance(choice, dict):
+        return
+    check_one_of(choice, "type", TOOL_CHOICE_TYPES, "tool_choice")
+    kind = choice["type"]
+    if kind != "allowed_tools":
+        check_named_tool(choice, kind, "tool_choice")
+        return
+    where = "tool_choice.allowed_tools"
+    allowed = choice.get("allowed_tools")
+    if allowed is None:
+        raise missing_parameter(where)
+    if not isinstance(allowed, dict):
+        raise invalid_type(where, "an object", allowed)
+    check_one_of(allowed, "mode", ALLOWED_TOOLS_MODES, where)
+    listed = allowed.get("tools")
+    if listed is None:
+        raise missing_parameter(f"{where}.tools")
+    if not isinstance(listed, list):
+        raise invalid_type(f"{where}.tools", "an array", listed)
+    for k, entry in enumerate(listed):
+        at = f"{where}.tools[{k}]"
+        if not isinstance(entry, dict):
+            raise invalid_type(at, "an object", entry)
+        entry_kind = entry.get("type", "function")
+        if entry_kind not in TOOL_KINDS:
+            if not isinstance(entry_kind, str):
+                raise invalid_type(f"{at}.type", "a string", entry_kind)
+            raise invalid_value(
+                f"{at}.type", f"'{echoed(entry_kind)}' is not one of {list(TOOL_KINDS)}."
+            )
+        check_named_tool(entry, entry_kind, at)
+
+
+def check_named_tool(value: Mapping[str, Any], kind: str, where: str) -> None:
+    """`value[kind]` is an object with a string `name`."""
+    spec = value.get(kind)
+    if spec is None:
+        raise missing_parameter(f"{where}.{kind}")
+    if not isinstance(spec, dict):
+        raise invalid_type(f"{where}.{kind}", "an object", spec)
+    name = spec.get("name")
+    if name is None:
+        raise missing_parameter(f"{where}.{kind}.name")
+    if not isinstance(name, str):
+        raise invalid_type(f"{where}.{kind}.name", "a string", name)
 
 
 def check_functions(functions: list[Any]) -> None:
@@ -248,6 +376,8 @@ def check_chat(body: dict[str, Any]) -> None:
         check_fields(body["stream_options"], STREAM_OPTIONS_FIELDS, "stream_options.")
     if body.get("tools"):
         check_tools(body["tools"])
+    if body.get("tool_choice") is not None:
+        check_tool_choice(body["tool_choice"])
     if body.get("functions"):
         check_functions(body["functions"])
     check_one_max_tokens(body)

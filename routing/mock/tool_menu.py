@@ -20,6 +20,7 @@ read.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -33,6 +34,34 @@ Kind = Literal["function", "custom"]
 #: pydantic-ai's output tool (`final_result`, or `final_result_<Type>` when it
 #: offers several). Calling it ends the framework's agent loop.
 OUTPUT_TOOL_NAME = "final_result"
+#: Other frameworks end their loop with a tool too (smolagents' `final_answer`, DSPy's
+#: `finish`, SWE-agent's `submit`, Cline's `attempt_completion`): a tool is one of
+#: those when every word of its name is in FINISHING_WORDS and one is in FINISHING_VERBS...
+FINISHING_WORDS = frozenset(
+    {"final", "answer", "result", "results", "response", "output", "finish", "done"}
+    | {"complete", "completion", "submit", "task", "attempt", "give", "provide"}
+)
+FINISHING_VERBS = frozenset({"final", "finish", "done", "complete", "completion", "submit"})
+#: ...or when its description starts by saying it gives the final answer or ends the task
+#: ("Provides a final answer to the given problem.", "Marks the task as complete.").
+_FINISHING_DESCRIPTION = re.compile(
+    r"(?:(?:use|call) this(?: tool)? to |this tool )?"
+    r"(?:(?:provide|give|return|submit|deliver|report)s? (?:a |the |your )?final "
+    r"(?:answer|result|response|output)"
+    r"|(?:mark|signal)s? (?:that )?the task (?:as |is )?(?:complete|done|finished))",
+    re.IGNORECASE,
+)
+_WORD_BOUNDARY = re.compile(r"[^A-Za-z0-9]+|(?<=[a-z0-9])(?=[A-Z])")
+
+
+def is_finishing(name: str, description: str) -> bool:
+    """Whether a tool ends the agent loop that offers it, by its name or description."""
+    if name == OUTPUT_TOOL_NAME or name.startswith(OUTPUT_TOOL_NAME + "_"):
+        return True
+    words = {word.lower() for word in _WORD_BOUNDARY.split(name) if word}
+    if words and words <= FINISHING_WORDS and words & FINISHING_VERBS:
+        return True
+    return _FINISHING_DESCRIPTION.match(description.lstrip()) is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,11 +70,13 @@ class OfferedTool:
     kind: Kind
     #: A function's JSON Schema (None for custom tools: they take free text).
     parameters: Json | None
+    #: What the tool says it does ("" when it says nothing).
+    description: str = ""
 
     @property
     def is_output(self) -> bool:
         """A framework's final-answer tool rather than one that fetches something."""
-        return self.name == OUTPUT_TOOL_NAME or self.name.startswith(OUTPUT_TOOL_NAME + "_")
+        return is_finishing(self.name, self.description)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,8 +131,13 @@ def _offered(tools: list[Any]) -> tuple[OfferedTool, ...]:
         parameters = spec.get("parameters") if kind == "function" else None
         if kind == "function" and not isinstance(parameters, dict):
             parameters = {"type": "object", "properties": {}}
-        found.append(OfferedTool(spec["name"], kind, parameters))
+        found.append(OfferedTool(spec["name"], kind, parameters, _description(spec)))
     return tuple(found)
+
+
+def _description(spec: Json) -> str:
+    description = spec.get("description")
+    return description if isinstance(description, str) else ""
 
 
 def _narrowed(offered: tuple[OfferedTool, ...], choice: Any) -> ToolMenu:
@@ -183,6 +219,7 @@ def _legacy_menu(functions: Any, function_call: Any) -> ToolMenu:
             spec["parameters"]
             if isinstance(spec.get("parameters"), dict)
             else {"type": "object", "properties": {}},
+            _description(spec),
         )
         for spec in (functions if isinstance(functions, list) else [])
         if isinstance(spec, dict) and isinstance(spec.get("name"), str)
