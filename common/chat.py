@@ -25,7 +25,7 @@ time they run); an entry they cannot read is skipped.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -120,3 +120,70 @@ def max_tokens_asked(body: Mapping[str, Any]) -> int | None:
 def estimated_tokens(text_bytes: int) -> int:
     """Tokens in `text_bytes` bytes of request text, estimated (`BYTES_PER_TOKEN`)."""
     return text_bytes // BYTES_PER_TOKEN
+
+
+# -- the Responses API's shape, for a request passed through as sent --------------------
+
+#: Responses input items that carry a tool's result back to the model.
+RESULT_ITEMS = frozenset({"function_call_output", "custom_tool_call_output"})
+
+
+def responses_tool_names(body: Mapping[str, Any]) -> tuple[str, ...]:
+    """The tools a Responses request offers: a function's or a custom tool's name, and
+    a built-in tool by its type (`web_search`, `file_search`, `code_interpreter`,
+    `mcp`...), so a rule can allow or deny a built-in tool like any other."""
+    tools = body.get("tools")
+    names = []
+    for tool in tools if isinstance(tools, list) else ():
+        if not isinstance(tool, dict):
+            continue
+        kind = tool.get("type")
+        name = tool.get("name") if kind in ("function", "custom") else kind
+        if isinstance(name, str):
+            names.append(name)
+    return tuple(names)
+
+
+def responses_tool_results(body: Mapping[str, Any]) -> bool:
+    """Whether a Responses request's input returns a tool's result."""
+    items = body.get("input")
+    return isinstance(items, list) and any(
+        isinstance(item, dict) and item.get("type") in RESULT_ITEMS for item in items
+    )
+
+
+def responses_max_tokens(body: Mapping[str, Any]) -> int | None:
+    value = body.get("max_output_tokens")
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+@dataclass(frozen=True, slots=True)
+class Shape:
+    """How the stages read a request body of one API. A request is read through its
+    exchange's shape (`Exchange.shape`): a Chat Completions body (what the Responses
+    API becomes when it is translated), or a Responses body passed through as sent,
+    so caps, policies and limits govern both alike."""
+
+    name: str
+    tool_names: Callable[[Mapping[str, Any]], tuple[str, ...]]
+    has_tool_results: Callable[[Mapping[str, Any]], bool]
+    max_tokens_asked: Callable[[Mapping[str, Any]], int | None]
+    #: The fields that ask for output tokens; the first is where a tenant's cap is
+    #: written when a request asks for no limit.
+    max_tokens_fields: tuple[str, ...]
+
+
+CHAT = Shape(
+    "chat",
+    tool_names,
+    lambda body: has_tool_results(body.get("messages")),
+    max_tokens_asked,
+    MAX_TOKEN_FIELDS,
+)
+RESPONSES = Shape(
+    "responses",
+    responses_tool_names,
+    responses_tool_results,
+    responses_max_tokens,
+    ("max_output_tokens",),
+)

@@ -9,6 +9,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from common.chat import CHAT, Shape
 from common.headers import REQUEST_ID_HEADER
 from routing.router import Hop, ModelGroup, Routed
 from tenants.identity import Identity
@@ -49,6 +50,7 @@ class Exchange:
         "response",
         "responses",
         "routed",
+        "shape",
         "started",
         "status",
         "stream",
@@ -68,6 +70,9 @@ class Exchange:
         self.identity: Identity | None = None
         self.raw = b""
         self.body: dict[str, Any] = {}
+        #: How the stages read `body`: a Chat Completions body (also a translated
+        #: Responses request), or a Responses body passed through (common/chat.py).
+        self.shape: Shape = CHAT
         #: Bytes of stored conversation a Responses request continues
         #: (`previous_response_id`), not in `raw`: counted as prompt by policies,
         #: limits and the prompt guard (gateway/stages/responses.py).

@@ -32,9 +32,11 @@ from gateway.stages.callids import MintCallIds
 from gateway.stages.chaos import Chaos, ForgeToolResults
 from gateway.stages.deadline import Deadline
 from gateway.stages.entitlements import EnforceCaps, ToolAllowed
+from gateway.stages.fork import ByUpstreamApi
 from gateway.stages.guards import PromptGuard
 from gateway.stages.invoke import InvokeTool
 from gateway.stages.limits import AdmitLimits, SettleLimits
+from gateway.stages.passthrough import ContinueItems, PassThrough, RelayResponses
 from gateway.stages.policy import PolicyGate
 from gateway.stages.render import Render
 from gateway.stages.responses import (
@@ -237,19 +239,33 @@ class Runtime:
         # A continued conversation is read and rebuilt only once the request is
         # admitted (its size counted as prompt by policies and limits); the checks
         # that need the whole conversation run after it (DESIGN.md 10b).
+        # Two ways by what the group's upstreams speak (gateway/stages/fork.py):
+        # translated to Chat Completions, or passed through to a Responses upstream.
+        translated: list[Stage] = [
+            TranslateResponses(store, bounds),
+            *admission,
+            limits,
+            ContinueConversation(store, bounds),
+            *checks,
+            *upstream,
+            RenderResponses(store, state.response_puts, errors, state.drain),
+        ]
+        passed_through: list[Stage] = [
+            PassThrough(store, bounds),
+            *admission,
+            limits,
+            ContinueItems(store, bounds),
+            Deadline(self.router),
+            Forward(self.router, errors, endpoint="responses"),
+            RelayResponses(store, state.response_puts, errors, state.drain),
+        ]
         responses = pipeline(
             "responses",
             [
                 Authenticate(self.tenants, "user"),
                 ReadBody(max_bytes, events),
                 parse,
-                TranslateResponses(store, bounds),
-                *admission,
-                limits,
-                ContinueConversation(store, bounds),
-                *checks,
-                *upstream,
-                RenderResponses(store, state.response_puts, errors, state.drain),
+                ByUpstreamApi(self.router, {"chat": translated, "responses": passed_through}),
             ],
             after=[ReleaseConversation()],
         )

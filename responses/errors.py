@@ -71,7 +71,8 @@ def unsupported(param: str, what: str) -> InvalidRequest:
     """A parameter OpenAI accepts that translation to Chat Completions cannot honour."""
     return InvalidRequest(
         f"{what} is not supported when this model is served through translation to "
-        "Chat Completions.",
+        "Chat Completions; a model group whose deployments speak the Responses API "
+        "(`api: responses`) gets it passed through.",
         param=param,
         code="unsupported_parameter",
     )

@@ -191,6 +191,18 @@ class StreamTranslator:
             "response.in_progress", {"response": encoded}
         )
 
+    def items(self, done: list[Json]) -> bytes:
+        """Output items that come before the translated ones, already complete (an
+        upstream's own: the mock's reasoning and built-in tool items): their
+        `output_item.added` and `.done` events; they lead the final output."""
+        out = [self.start()]
+        for item in done:
+            fields = {"output_index": len(self._done), "item": item}
+            out.append(self._event("response.output_item.added", fields))
+            out.append(self._event("response.output_item.done", fields))
+            self._done.append(item)
+        return b"".join(out)
+
     def feed(self, chunk: Any) -> bytes:
         """The events for one parsed `chat.completion.chunk` (may be empty); a chunk
         that is not a JSON object is a `BadUpstreamReply`."""

@@ -6,7 +6,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-Endpoint = Literal["chat", "embeddings"]
+#: The upstream API a request is sent to: Chat Completions, embeddings, or the
+#: Responses API (a deployment with `api: responses`, passed through).
+Endpoint = Literal["chat", "embeddings", "responses"]
 
 
 @dataclass(slots=True)

@@ -93,6 +93,13 @@ class DeploymentConfig(Frozen):
     mock: MockSettings = MockSettings()
     #: What this deployment's tokens cost (spend limits); default: litellm's table.
     price: Price | None = None
+    #: The API its upstream speaks for model calls. `chat`: Chat Completions (a
+    #: Responses API request is translated to it). `responses`: the Responses API
+    #: (OpenAI, Azure OpenAI, vLLM, the mock in Responses mode): `/v1/responses`
+    #: requests are passed through as sent, so built-in tools, reasoning items and
+    #: encrypted content survive (docs/responses.md, "Pass-through"). OpenAI-compatible
+    #: providers only; every deployment of a group speaks the same one.
+    api: Literal["chat", "responses"] = "chat"
 
     @model_validator(mode="before")
     @classmethod
@@ -100,6 +107,15 @@ class DeploymentConfig(Frozen):
         if isinstance(data, dict) and data.get("provider", "openai") == "openai":
             data.setdefault("api_base", OPENAI_API_BASE)
         return data
+
+    @model_validator(mode="after")
+    def _check_api(self) -> DeploymentConfig:
+        if self.api == "responses" and self.provider not in OPENAI_COMPATIBLE:
+            raise ValueError(
+                f"api: responses needs an OpenAI-compatible provider "
+                f"({', '.join(sorted(OPENAI_COMPATIBLE))}), not {self.provider!r}"
+            )
+        return self
 
     @model_validator(mode="after")
     def _check_api_base(self) -> DeploymentConfig:
@@ -134,6 +150,23 @@ class ModelGroupConfig(Frozen):
     on_overflow: Literal["reject", "fallback", "truncate"] = "reject"
     hedge_after_ms: int | None = Field(None, gt=0)
     deployments: Annotated[tuple[DeploymentConfig, ...], AfterValidator(non_empty)]
+
+    @model_validator(mode="after")
+    def _one_api(self) -> ModelGroupConfig:
+        """A request is shaped for its group before a deployment is chosen (translated
+        for Chat Completions, or passed through), so every deployment of a group must
+        take the same shape."""
+        apis = {d.api for d in self.deployments}
+        if len(apis) > 1:
+            raise ValueError(
+                "deployments of one model group must all speak one api (chat or responses); "
+                "put the responses deployments in a group of their own"
+            )
+        return self
+
+    @property
+    def api(self) -> Literal["chat", "responses"]:
+        return self.deployments[0].api
 
 
 class RetryBudgetSettings(Frozen):

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 
 import httpx
 import simdjson
@@ -42,6 +43,32 @@ def split_complete(buffer: bytes) -> tuple[bytes, bytes]:
 
 def ends_with_done(events: bytes) -> bool:
     return events.rstrip(b"\r\n").endswith(b"[DONE]")
+
+
+#: The Responses API's streams end with one of these events, not with `[DONE]`.
+RESPONSE_ENDS = (b'"response.completed"', b'"response.failed"', b'"response.incomplete"')
+
+
+def ends_with_response_end(events: bytes) -> bool:
+    """Whether `events` hold a Responses stream's last event (its type in the data)."""
+    return b'"response.' in events and any(end in events for end in RESPONSE_ENDS)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEnd:
+    """How a stream of one upstream API says it is complete, and what that is called."""
+
+    seen: Callable[[bytes], bool]
+    name: str
+
+
+DONE = StreamEnd(ends_with_done, "[DONE]")
+#: How a stream of each upstream API ends.
+STREAM_ENDS: dict[str, StreamEnd] = {
+    "chat": DONE,
+    "embeddings": DONE,
+    "responses": StreamEnd(ends_with_response_end, "response.completed"),
+}
 
 
 #: One validating parser for the process: the event loop is single-threaded and a
@@ -107,7 +134,9 @@ class EventRelay:
 
     Raises `UpstreamError(STREAM_BROKEN)` if the stream fails, stalls past the
     transport's read timeout, outlives `deadline`, sends an event that is not valid
-    JSON (after relaying the events before it), or ends without `[DONE]`. When
+    JSON (after relaying the events before it), or ends without its last event
+    (`end`: `[DONE]` for Chat Completions, `response.completed` and its kin for the
+    Responses API). When
     `deadline` is the request's own (`by_deadline`), outliving it is
     `UpstreamError(DEADLINE)` instead: the client's time ran out, which says nothing
     about the deployment's health.
@@ -119,9 +148,11 @@ class EventRelay:
         chunks: AsyncIterator[bytes],
         deadline: float | None,
         by_deadline: bool = False,
+        end: StreamEnd = DONE,
     ) -> None:
         self.deployment = deployment
         self._chunks = chunks
+        self._end = end
         self._deadline = deadline
         self._by_deadline = by_deadline
         self._tail = b""
@@ -170,7 +201,7 @@ class EventRelay:
                     if not events:
                         return b""
                 self.events_bytes += len(events)
-                self._done = self._done or ends_with_done(events)
+                self._done = self._done or self._end.seen(events)
                 return events
 
     def __aiter__(self) -> AsyncIterator[bytes]:
@@ -188,7 +219,7 @@ class EventRelay:
                 if self._malformed:
                     raise self._broken("upstream sent an event that is not valid JSON")
                 if not self._done:
-                    raise self._broken("upstream stream ended before [DONE]")
+                    raise self._broken(f"upstream stream ended before {self._end.name}")
                 return
             yield events
 

@@ -9,13 +9,14 @@ nothing is given the cap, so no request of a capped tenant is unbounded. (The
 prompt-size cap, `caps.max_prompt_tokens`, is the prompt guard's: gateway/stages/
 guards.py takes the tighter of it and the model group's limit.)
 
-Reads `exchange.identity`, `exchange.body` (a chat request: the Responses API's is
-translated by now). Writes `exchange.body["max_completion_tokens"]` when absent.
+Reads `exchange.identity`, `exchange.body` through `exchange.shape` (a chat request,
+the Responses API's translated by now; or a Responses request passed through). Writes
+the shape's output-token field (`max_completion_tokens`, `max_output_tokens`) when
+absent.
 """
 
 from __future__ import annotations
 
-from common.chat import MAX_TOKEN_FIELDS
 from gateway.errors import GatewayError, echoed
 from gateway.exchange import Exchange
 
@@ -31,8 +32,9 @@ class EnforceCaps:
             return
         assert identity is not None
         body = exchange.body
+        fields = exchange.shape.max_tokens_fields
         asked = False
-        for field in MAX_TOKEN_FIELDS:
+        for field in fields:
             value = body.get(field)
             if value is None:
                 continue
@@ -47,7 +49,7 @@ class EnforceCaps:
                     param=name,
                 )
         if not asked:
-            body["max_completion_tokens"] = cap
+            body[fields[0]] = cap
 
 
 class ToolAllowed:

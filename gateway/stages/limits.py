@@ -29,7 +29,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from common.chat import estimated_tokens, max_tokens_asked
+from common.chat import RESPONSES, estimated_tokens
 from common.headers import LIMIT_HEADER
 from gateway.errors import STREAM_INTERRUPTED, GatewayError
 from gateway.exchange import Exchange
@@ -99,6 +99,11 @@ class AdmitLimits:
             # the text); settled with the reported usage.
             prompt = estimated_tokens(len(exchange.raw))
             return Demand(prompt, price.cost(prompt, 0) if price is not None else 0.0)
+        if exchange.shape is RESPONSES:
+            # Passed through as sent: its items are the upstream's to count; the
+            # estimate from bytes is settled with the reported usage.
+            prompt = estimated_tokens(len(exchange.raw) + exchange.history_bytes)
+            return self._with_completion(prompt, body, exchange, price)
         model = exchange.group.deployments[0].config.model
         if len(exchange.raw) > OFFLOAD_BYTES:
             costs, fixed = await asyncio.to_thread(count_prompt, body, model)
@@ -107,7 +112,12 @@ class AdmitLimits:
         # A continued conversation (Responses' `previous_response_id`) is not in the
         # body yet: its stored bytes are counted at the policies' rate.
         prompt = fixed + sum(costs) + estimated_tokens(exchange.history_bytes)
-        asked = max_tokens_asked(body)
+        return self._with_completion(prompt, body, exchange, price)
+
+    def _with_completion(
+        self, prompt: int, body: dict[str, Any], exchange: Exchange, price: TokenPrice | None
+    ) -> Demand:
+        asked = exchange.shape.max_tokens_asked(body)
         completion = asked if asked is not None else self.settings.default_completion_tokens
         cost = price.cost(prompt, completion) if price is not None else 0.0
         return Demand(prompt + completion, cost)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import time
 
-from common.chat import estimated_tokens, has_tool_results, max_tokens_asked, tool_names
+from common.chat import estimated_tokens
 from common.headers import POLICY_HEADER
 from gateway.errors import GatewayError
 from gateway.events import Events, GuardEvent
@@ -81,7 +81,7 @@ class PolicyGate:
     def _attributes(self, exchange: Exchange) -> Attributes:
         identity = exchange.identity
         assert identity is not None and exchange.group is not None
-        body = exchange.body
+        body, shape = exchange.body, exchange.shape
         hour, weekday = utc_hour_weekday(time.time())
         request = exchange.request
         client = request.client
@@ -93,10 +93,10 @@ class PolicyGate:
             model=exchange.group.name,
             endpoint=exchange.endpoint,
             prompt_tokens=estimated_tokens(len(exchange.raw) + exchange.history_bytes),
-            max_tokens=max_tokens_asked(body) or 0,
+            max_tokens=shape.max_tokens_asked(body) or 0,
             stream=exchange.stream,
-            tools=tool_names(body),
-            tool_results=has_tool_results(body.get("messages")),
+            tools=shape.tool_names(body),
+            tool_results=shape.has_tool_results(body),
             headers=policy_headers(request.headers.items(), self.policies.headers),
             hour=hour,
             weekday=weekday,

@@ -169,9 +169,11 @@ class ReleaseConversation:
     Reads `exchange.responses`. Writes `exchange.body["messages"]` (empties it)."""
 
     async def __call__(self, exchange: Exchange) -> None:
-        call: ResponsesCall | None = exchange.responses
+        call = exchange.responses
+        if not isinstance(call, ResponsesCall):
+            return  # not translated (passed through, or refused before)
         messages = exchange.body.get("messages")
-        large = call is not None and (call.history.depth or call.referenced_bytes)
+        large = call.history.depth or call.referenced_bytes
         if large and isinstance(messages, list):
             await release(messages)
 

@@ -67,11 +67,17 @@ class Forward:
     """
 
     def __init__(
-        self, router: Router, errors: UpstreamErrors, flow: ReplyFlow | None = None
+        self,
+        router: Router,
+        errors: UpstreamErrors,
+        flow: ReplyFlow | None = None,
+        endpoint: Endpoint | None = None,
     ) -> None:
         self.router = router
         self.errors = errors
         self.flow = flow
+        #: The upstream API; None: the one the client's endpoint is served by.
+        self.endpoint = endpoint
 
     async def __call__(self, exchange: Exchange) -> None:
         exchange.routed = await self._send(exchange, exchange.body)
@@ -101,7 +107,7 @@ class Forward:
         A failure's detail (what the upstream or the connection said) goes to the log
         with the request id; the client gets what `errors` renders."""
         assert exchange.group is not None
-        endpoint = UPSTREAM_ENDPOINTS[exchange.endpoint]
+        endpoint = self.endpoint or UPSTREAM_ENDPOINTS[exchange.endpoint]
         only = exchange.upstream_only
         groups = None
         identity = exchange.identity

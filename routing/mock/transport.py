@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import orjson
@@ -19,6 +19,9 @@ import orjson
 from routing.config import MockSettings
 from routing.mock.errors import MockError
 from routing.mock.llm import MockLLM
+from routing.mock.responses import MockResponses
+
+T = TypeVar("T")
 
 JSON_HEADERS = [(b"content-type", b"application/json")]
 SSE_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
@@ -46,6 +49,22 @@ class MockEventStream(httpx.AsyncByteStream):
         yield b"data: [DONE]\n\n"
 
 
+class MockByteStream(httpx.AsyncByteStream):
+    """Already encoded SSE events (the Responses mode's), one write each."""
+
+    def __init__(self, events: Iterator[bytes], delay: float, read_timeout: float | None):
+        self._events = events
+        self._delay = delay
+        self._read_timeout = read_timeout
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for index, events in enumerate(self._events):
+            if index:
+                await wait_or_time_out(self._delay, self._read_timeout)
+            if events:
+                yield events
+
+
 def _json(status: int, payload: dict[str, Any]) -> httpx.Response:
     return httpx.Response(status, headers=JSON_HEADERS, content=orjson.dumps(payload))
 
@@ -53,6 +72,8 @@ def _json(status: int, payload: dict[str, Any]) -> httpx.Response:
 class MockTransport(httpx.AsyncBaseTransport):
     def __init__(self, model: str, settings: MockSettings) -> None:
         self.llm = MockLLM(model, settings)
+        #: `POST /responses`: the same model in Responses mode (routing/mock/responses.py).
+        self.responses = MockResponses(self.llm)
         self.settings = settings
         # Seeded: a given error_rate fails the same calls on every run.
         self._rng = random.Random(settings.seed)
@@ -85,12 +106,21 @@ class MockTransport(httpx.AsyncBaseTransport):
                 return _json(200, self.llm.chat(body))
             if path.endswith("/embeddings"):
                 return _json(200, self.llm.embeddings(body))
+            if path.endswith("/responses"):
+                if body.get("stream") is True:
+                    events = self.responses.events(body)
+                    start = next(events)  # validate the request before committing to 200
+                    encoded = MockByteStream(
+                        _chain(start, events), self.settings.chunk_delay_ms / 1000, read_timeout
+                    )
+                    return httpx.Response(200, headers=SSE_HEADERS, stream=encoded)
+                return _json(200, self.responses.respond(body))
         except MockError as exc:
             return _json(exc.status, {"error": exc.error})
         return _json(404, _error(f"unknown path {path}"))
 
 
-def _chain(first: dict[str, Any], rest: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+def _chain(first: T, rest: Iterator[T]) -> Iterator[T]:
     yield first
     yield from rest
 

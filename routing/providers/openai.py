@@ -28,7 +28,7 @@ from routing.outcomes import (
     parse_retry_after,
 )
 from routing.providers.base import attempt_limit
-from routing.sse import EventRelay
+from routing.sse import STREAM_ENDS, EventRelay
 from routing.transport import start_transport
 
 USER_AGENT = b"seawall/0.1"
@@ -36,7 +36,7 @@ USER_AGENT = b"seawall/0.1"
 MAX_ERROR_BODY_BYTES = 64 * 1024
 #: A provider's retry-after is honoured up to this many seconds.
 RETRY_AFTER_CAP_SECONDS = 60.0
-PATHS = {"chat": "/chat/completions", "embeddings": "/embeddings"}
+PATHS = {"chat": "/chat/completions", "embeddings": "/embeddings", "responses": "/responses"}
 
 
 class OpenAICompatible:
@@ -106,7 +106,9 @@ class OpenAICompatible:
         limit, by_deadline = attempt_limit(self.deployment_id, self._total, deadline)
         http_request = self._build(request)
         if request.stream:
-            return await self._send_stream(http_request, time.monotonic() + limit, by_deadline)
+            return await self._send_stream(
+                http_request, request, time.monotonic() + limit, by_deadline
+            )
         response: httpx.Response | None = None
         try:
             async with asyncio.timeout(limit):
@@ -140,7 +142,11 @@ class OpenAICompatible:
         )
 
     async def _send_stream(
-        self, http_request: httpx.Request, deadline: float, by_deadline: bool
+        self,
+        http_request: httpx.Request,
+        request: UpstreamRequest,
+        deadline: float,
+        by_deadline: bool,
     ) -> Reply:
         response: httpx.Response | None = None
         try:
@@ -155,7 +161,13 @@ class OpenAICompatible:
                         self.deployment_id,
                         f"upstream answered a stream request with content-type {content_type!r}",
                     )
-                relay = EventRelay(self.deployment_id, body_chunks(response), deadline, by_deadline)
+                relay = EventRelay(
+                    self.deployment_id,
+                    body_chunks(response),
+                    deadline,
+                    by_deadline,
+                    STREAM_ENDS[request.endpoint],
+                )
                 first = await relay.first()
         except UpstreamError:
             if response is not None:
