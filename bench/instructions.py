@@ -16,6 +16,7 @@ and imports cancel out:
     .venv/bin/python bench/instructions.py --stream     # 200-event streams
     .venv/bin/python bench/instructions.py --prompt-tokens 1000 --max-prompt-tokens 1100
     .venv/bin/python bench/instructions.py --governed   # tenants, 20 rules, memory limits
+    .venv/bin/python bench/instructions.py --policies-only   # tenants, 20 rules, no limits
 
 `--governed` serves bench/policy_limits.py's config: a 3-level tenant tree with the key
 on its leaf, the 20 rules of bench/cel_libraries.py across the chain (some reading
@@ -101,11 +102,17 @@ def count_instructions(requests: int, env: dict[str, str]) -> int:
 
 
 def write_config(
-    folder: Path, upstream_port: int, max_prompt_tokens: int | None, governed: bool = False
+    folder: Path,
+    upstream_port: int,
+    max_prompt_tokens: int | None,
+    governed: bool = False,
+    limits: str | None = "memory",
 ) -> Path:
     config = folder / "seawall.yaml"
     if governed:
-        document = policy_limits.config(upstream_port, policies=True, limits="memory")
+        document = policy_limits.config(upstream_port, policies=True, limits=limits)
+        if limits is None:  # policies alone: the classes rules select limit nothing
+            document["limits"]["classes"] = {key: {} for key in document["limits"]["classes"]}
         # Under valgrind everything runs ~50x slower: the default 1 ms evaluation budget
         # would cut rules off (and deny). The budget is a wall-clock bound, not work.
         document["policies"]["evaluation_budget_ms"] = 100
@@ -128,7 +135,11 @@ def main() -> int:
     parser.add_argument(
         "--governed", action="store_true", help="tenants, 20 rules and memory limits"
     )
+    parser.add_argument(
+        "--policies-only", action="store_true", help="--governed without the limits"
+    )
     args = parser.parse_args()
+    args.governed = args.governed or args.policies_only
     if subprocess.run(["which", "valgrind"], capture_output=True).returncode != 0:
         subprocess.run(["apt-get", "install", "-y", "-q", "valgrind"], check=True)
     port = free_port()
@@ -141,7 +152,8 @@ def main() -> int:
             wait_ready(endpoint, args.stream, upstream, timeout_s=30)
             group = MODEL if args.governed else "bench"
             body = Endpoint(url, "sk-bench", group, endpoint.prompt).encoded_body(args.stream)
-            config = write_config(folder, port, args.max_prompt_tokens, args.governed)
+            limits = None if args.policies_only else "memory"
+            config = write_config(folder, port, args.max_prompt_tokens, args.governed, limits)
             env = {
                 **os.environ,
                 "BENCH_CONFIG": str(config),
@@ -155,7 +167,8 @@ def main() -> int:
     unit = f"stream of {STREAM_EVENTS} events" if args.stream else "request"
     prompt = f"a ~{args.prompt_tokens}-token prompt" if args.prompt_tokens else "a short prompt"
     limit = f", max_prompt_tokens {args.max_prompt_tokens}" if args.max_prompt_tokens else ""
-    limit += ", governed (tenants, 20 rules, memory limits)" if args.governed else ""
+    if args.governed:
+        limit += ", tenants and 20 rules" + ("" if args.policies_only else ", memory limits")
     print(
         f"{per_request:,.0f} instructions per {unit}, {prompt}{limit} "
         f"(valgrind; {SHORT} vs {LONG} requests)"

@@ -44,6 +44,7 @@ class Exchange:
         "limits",
         "observed",
         "policy",
+        "prompt_count",
         "raw",
         "request",
         "request_id",
@@ -106,6 +107,10 @@ class Exchange:
         self.strip_usage = False
         #: The policy decision for this request, when rules applied (stages/policy.py).
         self.policy: Any = None
+        #: The prompt counted with tiktoken, by the first stage that needed the exact
+        #: count, for the ones after it (a `PromptCount`, gateway/stages/guards.py):
+        #: one count per request, valid while `body["messages"]` is the list it counted.
+        self.prompt_count: Any = None
         #: A Responses API request being served (gateway/stages/responses.py).
         self.responses: Any = None
         #: The registered tools whose contracts bind this request (tools/binding.py).

@@ -14,6 +14,9 @@ Around the stages the pipeline does what every request needs, once:
   as one line at info, never as an application error with a traceback);
 - graceful shutdown (`gateway.drain`): a request still running when the shutdown
   time is up is answered 503 `server_shutting_down` instead of being cancelled;
+- a bug in a stage is answered like any error (500 `internal_error`, in the envelope,
+  with the request id) and logged with its traceback: the inference routes reach the
+  pipeline without Starlette's exception middleware (gateway/app.py, `GatewayApp`);
 - the completion hooks, called after the last byte of the response went out,
   streams included, with the final outcome (`Exchange.completed`).
 """
@@ -85,6 +88,10 @@ class RequestIds:
 
     def next(self) -> str:
         return self._prefix + str(next(self._counter))
+
+
+def internal_error() -> GatewayError:
+    return GatewayError(500, "The gateway hit an internal error.", code="internal_error")
 
 
 def shutting_down() -> GatewayError:
@@ -171,6 +178,9 @@ class Pipeline:
                 raise
             log.info("request %s: answered 503, the gateway is shutting down", exchange.request_id)
             return self._failed(exchange, shutting_down())
+        except Exception:
+            log.exception("request %s: the gateway hit an internal error", exchange.request_id)
+            return self._failed(exchange, internal_error())
         finally:
             self.drain.leave(task)
         response = exchange.response

@@ -23,6 +23,11 @@ Four kinds of bucket (docs/limits.md has their exact semantics):
 
 No window has edges: at no instant does the last `span_ms` hold more than the limit
 (settlement debt aside), and at no instant is a request refused while it would fit.
+
+A request's claims differ from the next one's of the same levels only in two
+amounts, the tokens and the cost: a `Plan` holds the claims of one set of levels,
+built once (the limits stage keeps one per caller and limit classes), and a
+request fills in only those two numbers. Nothing is built per claim per request.
 """
 
 from __future__ import annotations
@@ -74,6 +79,9 @@ class Demand:
     cost_usd: float = 0.0
 
 
+_NO_DEMAND = Demand(0, 0.0)
+
+
 @dataclass(frozen=True, slots=True)
 class Claim:
     """One limit of one level, and what this admission asks of it."""
@@ -114,6 +122,13 @@ class Claim:
     def settles(self) -> bool:
         """Is its amount an estimate that settlement replaces (tokens, spend)?"""
         return self.kind in ("window", "period")
+
+
+def plan_claims(
+    levels: Sequence[Level], *, lease_ms: int, prefix: str, window_ms: int = WINDOW_MS
+) -> list[Claim]:
+    """The claims of `levels` with no demand (tokens and spend 0): a `Plan`'s."""
+    return claims_for(levels, _NO_DEMAND, lease_ms=lease_ms, prefix=prefix, window_ms=window_ms)
 
 
 def claims_for(
@@ -160,6 +175,68 @@ def _level_claims(
         limit, cost = micro_usd(spend.amount), micro_usd(max(0.0, demand.cost_usd))
         claims.append(Claim(base + SPEND, "period", limit, cost, 0, name, SPEND, open_, spend.per))
     return claims
+
+
+#: Where a claim's amount comes from, per request (`Plan.sources`): one (a request,
+#: a concurrency slot), the demand's tokens, the demand's cost in micro-dollars.
+#: The order is that of `Plan.amounts`' tuple.
+ONE, BY_TOKENS, BY_COST = 0, 1, 2
+_SOURCES: dict[str, int] = {"count": ONE, "lease": ONE, "window": BY_TOKENS, "period": BY_COST}
+
+#: A decision counter's key: (limit, level kind, result).
+DecisionKey = tuple[str, str, str]
+
+
+class Plan:
+    """Every claim one set of levels makes, with what a request needs to know about
+    them worked out once: which amount each takes, which ones the rate-limit
+    headers report, which are settled, their decision-counter keys. Built by
+    `Limiter.plan`; immutable after that, except its `tally` (admissions it allowed,
+    shared with every plan of the same counter keys), which the limiter owns.
+
+    The claims' amounts are 0 for tokens and spend (filled per request) and 1 for
+    requests and concurrency; `claims_for` is the same claims with a demand's amounts."""
+
+    __slots__ = (
+        "allowed_keys",
+        "claims",
+        "counts_tokens",
+        "lease_claims",
+        "periods",
+        "requests",
+        "settles",
+        "sources",
+        "tally",
+        "tokens",
+    )
+
+    def __init__(self, claims: Sequence[Claim], tally: list[int] | None = None) -> None:
+        self.claims = tuple(claims)
+        self.sources = tuple(_SOURCES[c.kind] for c in self.claims)
+        #: Indices of the claims OpenAI's headers report: requests, and tokens.
+        self.requests = tuple(i for i, c in enumerate(self.claims) if c.name == REQUESTS)
+        self.tokens = tuple(i for i, c in enumerate(self.claims) if c.name == TOKENS)
+        #: Indices of the spend claims, whose bucket is the period of the admission.
+        self.periods = tuple(i for i, c in enumerate(self.claims) if c.kind == "period")
+        #: Indices of the claims a settlement touches (all but requests), in order.
+        self.settles = tuple(i for i, c in enumerate(self.claims) if c.kind != "count")
+        self.lease_claims = tuple(c for c in self.claims if c.kind == "lease")
+        #: Does a request's demand matter (a tokens or spend limit)? Else it is not counted.
+        self.counts_tokens = any(c.kind in ("window", "period") for c in self.claims)
+        #: The decision-counter key of each claim when admitted.
+        self.allowed_keys: tuple[DecisionKey, ...] = tuple(
+            (c.name, c.level.split(":", 1)[0], "allowed") for c in self.claims
+        )
+        #: [admissions allowed]: counted once per admission, not once per claim.
+        self.tally = [0] if tally is None else tally
+
+    def with_amounts(self, tokens: int, cost: int) -> list[Claim]:
+        """The claims with a request's amounts (for stores and views that want them)."""
+        amounts = (1, tokens, cost)
+        return [
+            c if s == ONE else c.with_amount(amounts[s])
+            for c, s in zip(self.claims, self.sources, strict=True)
+        ]
 
 
 def micro_usd(usd: float) -> int:

@@ -12,9 +12,9 @@ remaining is when one more request fits.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
-from limits.claims import REQUESTS, TOKENS, BucketState
+from limits.claims import REQUESTS, TOKENS, BucketState, Plan
 
 LIMIT_REQUESTS = "x-ratelimit-limit-requests"
 REMAINING_REQUESTS = "x-ratelimit-remaining-requests"
@@ -57,4 +57,30 @@ def rate_headers(states: Iterable[BucketState]) -> dict[str, str]:
             headers[limit] = str(tightest.claim.limit)
             headers[remaining] = str(tightest.remaining)
             headers[reset] = duration(tightest.reset_ms)
+    return headers
+
+
+def plan_headers(plan: Plan, used: Sequence[int], resets: Sequence[int]) -> dict[str, str]:
+    """`rate_headers` for an admission of `plan`, read off the store's answer (each
+    claim's `used` and `resets`): only the requests and tokens claims are looked at,
+    and only the tightest of each is written out."""
+    headers: dict[str, str] = {}
+    claims = plan.claims
+    for indices, (_, limit, remaining, reset) in zip(
+        (plan.requests, plan.tokens), _NAMES, strict=True
+    ):
+        if not indices:
+            continue
+        best = -1
+        best_left = best_limit = 0
+        for index in indices:
+            cap = claims[index].limit
+            left = cap - used[index]
+            if left < 0:
+                left = 0
+            if best < 0 or left < best_left or (left == best_left and cap < best_limit):
+                best, best_left, best_limit = index, left, cap
+        headers[limit] = str(best_limit)
+        headers[remaining] = str(best_left)
+        headers[reset] = duration(resets[best])
     return headers

@@ -38,13 +38,16 @@ from limits.claims import (
     WINDOW_MS,
     BucketState,
     Claim,
+    DecisionKey,
     Demand,
     Level,
+    Plan,
     claims_for,
     describe,
     micro_usd,
+    plan_claims,
 )
-from limits.headers import duration, rate_headers
+from limits.headers import duration, plan_headers
 from limits.store import Store, StoreAnswer, StoreUnavailable
 
 log = logging.getLogger("seawall.limits")
@@ -66,16 +69,30 @@ class Reservation:
     """What one admission holds until it is settled or released."""
 
     rid: str
-    #: The claims as the store placed them (a spend claim knows its period's bucket).
-    claims: tuple[Claim, ...]
+    #: The claims it was admitted for.
+    plan: Plan
     demand: Demand
     #: When the store admitted it (ms since the epoch, the store's clock).
     at_ms: int
+    #: What it reserved: tokens, and spend in micro-dollars (the demand's, as counted).
+    tokens: int = 0
+    cost: int = 0
+    #: The period bucket of each spend claim (`<key>:2027-01-15`).
+    periods: tuple[str, ...] = ()
     settled: bool = False
 
     @property
+    def claims(self) -> tuple[Claim, ...]:
+        """The claims as the store placed them (a spend claim knows its period's bucket),
+        with this reservation's amounts."""
+        claims = self.plan.with_amounts(self.tokens, self.cost)
+        for index, bucket in zip(self.plan.periods, self.periods, strict=True):
+            claims[index] = claims[index].placed(bucket)
+        return tuple(claims)
+
+    @property
     def leases(self) -> tuple[Claim, ...]:
-        return tuple(c for c in self.claims if c.kind == "lease")
+        return self.plan.lease_claims
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,10 +151,11 @@ class Limiter:
         #: Leases are renewed this often: a renewal may come up to a third of a
         #: lease late (a busy event loop) and still find its lease held.
         self.renew_every_s = lease_s / 3
-        #: Decisions by (limit, level kind, result): `allowed` counts every limit
-        #: of an admitted request, `refused` the limit that refused, and the store
-        #: failures what each limit did about it.
-        self.decisions: dict[tuple[str, str, str], int] = {}
+        #: Decisions by (limit, level kind, result), but for admissions (see `decisions`).
+        self._decisions: dict[DecisionKey, int] = {}
+        #: Admissions by the counter keys of their plan's claims: one increment per
+        #: admission, spread over the keys only when the counters are read.
+        self._tallies: dict[tuple[DecisionKey, ...], list[int]] = {}
         #: Leases found expired at renewal (the process stalled longer than
         #: two thirds of a lease): their requests ran on without a slot.
         self.leases_lost = 0
@@ -150,6 +168,18 @@ class Limiter:
         """Store calls that failed or timed out (admissions, settlements, renewals)."""
         return self.store.failures
 
+    @property
+    def decisions(self) -> dict[DecisionKey, int]:
+        """Decisions by (limit, level kind, result): `allowed` counts every limit of
+        an admitted request, `refused` the limit that refused, and the store
+        failures what each limit did about it. A fresh dict (for metrics, tests)."""
+        counted = dict(self._decisions)
+        for keys, (admitted,) in self._tallies.items():
+            if admitted:
+                for key in keys:
+                    counted[key] = counted.get(key, 0) + admitted
+        return counted
+
     def claims(self, levels: Sequence[Level], demand: Demand) -> list[Claim]:
         return claims_for(
             levels,
@@ -159,32 +189,57 @@ class Limiter:
             window_ms=self.window_ms,
         )
 
+    def plan(self, levels: Sequence[Level]) -> Plan:
+        """The claims of `levels` worked out once, for every request that names the
+        same levels (the limits stage keeps one per caller and limit classes)."""
+        claims = plan_claims(
+            levels,
+            lease_ms=round(self.lease_s * 1000),
+            prefix=self.key_prefix,
+            window_ms=self.window_ms,
+        )
+        plan = Plan(claims)
+        plan.tally = self._tallies.setdefault(plan.allowed_keys, [0])
+        return plan
+
     # -- admission ---------------------------------------------------------------
 
-    async def admit(self, levels: Sequence[Level], demand: Demand) -> Admission:
-        claims = self.claims(levels, demand)
+    async def admit(self, levels: Sequence[Level] | Plan, demand: Demand) -> Admission:
+        """Admit `demand` on every level of `levels` (better: of a plan made once
+        by `plan`), or on none."""
+        plan = levels if isinstance(levels, Plan) else self.plan(levels)
+        claims = plan.claims
         if not claims:
             return UNLIMITED
+        tokens = cost = 0
+        if plan.counts_tokens:
+            tokens = max(0, demand.tokens)
+            cost = micro_usd(max(0.0, demand.cost_usd))
         rid = os.urandom(9).hex()
         try:
-            answer = await self.store.admit(rid, claims)
+            answer = await self.store.admit(rid, plan, tokens, cost)
         except StoreUnavailable as exc:
             return self._store_failed(claims, exc)
-        headers = rate_headers(answer.states)
+        headers = plan_headers(plan, answer.used, answer.resets)
         if not answer.admitted:
-            refused = answer.states[answer.refused_by]
-            self._count([refused.claim], REFUSED)
+            index = answer.refused_by
+            claim = plan.with_amounts(tokens, cost)[index]
+            if claim.kind == "period":
+                claim = claim.placed(answer.periods[plan.periods.index(index)])
+            refused = BucketState(claim, answer.used[index], 0, answer.resets[index])
+            self._count([claim], REFUSED)
             refusal = _refusal(refused, answer)
             return Admission(None, refusal, headers, answer.at_ms)
-        self._count(claims, ALLOWED)
-        placed = tuple(state.claim for state in answer.states)
-        reservation = Reservation(rid, placed, demand, answer.at_ms)
-        if reservation.leases:
+        plan.tally[0] += 1
+        reservation = Reservation(
+            rid, plan, demand, answer.at_ms, tokens, cost, tuple(answer.periods)
+        )
+        if plan.lease_claims:
             self._hold(reservation)
         return Admission(reservation, None, headers, answer.at_ms)
 
     def _count(self, claims: Sequence[Claim], result: str) -> None:
-        decisions = self.decisions
+        decisions = self._decisions
         for claim in claims:
             key = (claim.name, claim.level.split(":", 1)[0], result)
             decisions[key] = decisions.get(key, 0) + 1
@@ -224,18 +279,13 @@ class Limiter:
         if reservation is None or reservation.settled:
             return
         reservation.settled = True
-        self._held.pop(reservation.rid, None)
-        updates = []
-        for claim in reservation.claims:
-            if claim.kind == "window":
-                updates.append(claim if tokens is None else claim.with_amount(max(0, tokens)))
-            elif claim.kind == "period":
-                cost = None if cost_usd is None else micro_usd(max(0.0, cost_usd))
-                updates.append(claim if cost is None else claim.with_amount(cost))
-            elif claim.kind == "lease":
-                updates.append(claim)
-        if updates:
-            await self.store.settle(reservation.rid, updates)
+        plan = reservation.plan
+        if plan.lease_claims:
+            self._held.pop(reservation.rid, None)
+        if plan.settles:
+            actual = reservation.tokens if tokens is None else max(0, tokens)
+            cost = reservation.cost if cost_usd is None else micro_usd(max(0.0, cost_usd))
+            await self.store.settle(reservation.rid, plan, reservation.periods, actual, cost)
 
     async def release(self, reservation: Reservation | None) -> None:
         """No usage to report (the request failed before the provider answered):

@@ -202,35 +202,42 @@ local function admitted_before(c, bucket, rid)
   return redis.call('ZSCORE', bucket, rid) ~= false
 end
 
+-- A request is {rid, plan, tokens, cost}: the plan's claims are {key, kind, limit,
+-- source, span, per}, and a claim's amount is one (source 0), the tokens (1) or the
+-- cost (2). Each result: {admitted, used per claim, reset per claim, the period
+-- bucket of each spend claim, [refused claim (0-based), retry ms, too large]}.
 local results = {}
 for i, request in ipairs(cjson.decode(ARGV[1])) do
-  local rid, claims = request[1], request[2]
-  local states, places, refused, retry, large = {}, {}, -1, 0, 0
+  local rid, claims, tokens, cost = request[1], request[2], request[3], request[4]
+  local used, resets, periods, places = {}, {}, {}, {}
+  local refused, retry, large = -1, 0, 0
   for j, c in ipairs(claims) do
+    local source = c[4]
+    if source == 0 then c[4] = 1 elseif source == 1 then c[4] = tokens else c[4] = cost end
     local bucket, ends = place(c)
-    local used, reserved, reset = look(c[2], bucket, c[5], ends)
+    local u, _, reset = look(c[2], bucket, c[5], ends)
     places[j] = {bucket, ends}
-    states[j] = {bucket, used, reserved, reset}
-    if refused < 0 and used + c[4] > c[3] then
+    used[j], resets[j] = u, reset
+    if ends > 0 then periods[#periods + 1] = bucket end
+    if refused < 0 and u + c[4] > c[3] then
       refused = j - 1
-      retry, large = wait(c, bucket, used, reset, ends)
+      retry, large = wait(c, bucket, u, reset, ends)
     end
   end
   if admitted_before(claims[1], places[1][1], rid) then
-    results[i] = {1, states}
+    results[i] = {1, used, resets, periods}
   elseif refused >= 0 then
-    results[i] = {0, states, refused, retry, large}
+    results[i] = {0, used, resets, periods, refused, retry, large}
   else
     for j, c in ipairs(claims) do
-      local kind, amount, span, state = c[2], c[4], c[5], states[j]
+      local kind, amount, span = c[2], c[4], c[5]
       add(c, places[j][1], rid, places[j][2])
-      state[2] = state[2] + amount
-      if kind ~= 'count' then state[3] = state[3] + amount end
-      if kind ~= 'period' then  -- a period's end does not move
-        if state[4] == 0 then state[4] = span else state[4] = math.min(state[4], span) end
-      end
+      used[j] = used[j] + amount
+      -- The first entry of an empty bucket resets a span from now; otherwise the
+      -- oldest entry still leaves first. A period's end does not move.
+      if kind ~= 'period' and resets[j] == 0 then resets[j] = span end
     end
-    results[i] = {1, states}
+    results[i] = {1, used, resets, periods}
   end
 end
 return cjson.encode({now, results})

@@ -5,7 +5,8 @@ limits/lua.py), in plain Python; one event loop runs one admission at a time, so
 an admission is atomic without a lock. Costs: a window keeps one entry per
 admission of its last `span_ms` (RPM 10,000 is at most 10,000 entries); a lease
 bucket one entry per held lease; a period one entry per unsettled reservation.
-Everything else is O(claims) per admission, plus what has aged out since.
+Everything else is O(1) per bucket per admission (running sums), plus what has aged
+out since (each entry is dropped once: amortised O(1)).
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 
-from limits.claims import BucketState, Claim
-from limits.periods import period_of
+from limits.claims import BucketState, Claim, Plan
+from limits.periods import DAY_MS, period_of
 from limits.store import LEASE_RETRY_MS, StoreAnswer
 
 #: (used, reserved, reset_ms)
@@ -24,33 +25,45 @@ Look = tuple[int, int, int]
 
 
 class _Count:
-    """Requests: a log of admission times."""
+    """Requests: the admission times of the last `span_ms`, oldest first. Its length
+    is the count; an admitted request counts whatever became of it."""
+
+    __slots__ = ("log",)
 
     def __init__(self) -> None:
-        self.log: deque[tuple[int, str]] = deque()
+        self.log: deque[int] = deque()
+
+    def used(self, now: int, span: int) -> int:
+        log = self.log
+        while log and log[0] <= now - span:
+            log.popleft()
+        return len(log)
+
+    def reset(self, now: int, span: int) -> int:
+        log = self.log
+        return log[0] + span - now if log else 0
 
     def look(self, now: int, claim: Claim) -> Look:
-        log, span = self.log, claim.span_ms
-        while log and log[0][0] <= now - span:
-            log.popleft()
-        used = len(log)
-        return used, 0, (log[0][0] + span - now if log else 0)
+        return self.used(now, claim.span_ms), 0, self.reset(now, claim.span_ms)
 
-    def wait(self, now: int, claim: Claim, used: int) -> tuple[int, bool]:
+    def wait(self, now: int, claim: Claim, amount: int, used: int) -> tuple[int, bool]:
         # The admission that must age out first is the (used + 1 - limit)th oldest.
-        at = self.log[used - claim.limit][0]
+        at = self.log[used - claim.limit]
         return max(1, at + claim.span_ms - now), False
 
-    def add(self, now: int, rid: str, claim: Claim) -> None:
-        self.log.append((now, rid))
+    def add(self, now: int, rid: str, amount: int, span: int) -> None:
+        self.log.append(now)
 
-    def settle(self, now: int, rid: str, claim: Claim) -> None:
-        return None  # an admitted request counts, whatever became of it
+    def settle(self, rid: str, amount: int) -> None:
+        return None
 
 
 class _Window:
     """Tokens: a log of admission times, each reservation's charge (its estimate,
-    then its actual usage), and which reservations are not settled yet."""
+    then its actual usage), which reservations are not settled yet, and the running
+    sums of both, so a look is O(what aged out since the last one)."""
+
+    __slots__ = ("charges", "log", "pending", "reserved", "total")
 
     def __init__(self) -> None:
         self.log: deque[tuple[int, str]] = deque()
@@ -59,36 +72,44 @@ class _Window:
         self.total = 0
         self.reserved = 0
 
-    def look(self, now: int, claim: Claim) -> Look:
-        log, span = self.log, claim.span_ms
+    def used(self, now: int, span: int) -> int:
+        log = self.log
         while log and log[0][0] <= now - span:
             _, rid = log.popleft()
             self.total -= self.charges.pop(rid)
             self.reserved -= self.pending.pop(rid, 0)
-        return self.total, self.reserved, (log[0][0] + span - now if log else 0)
+        return self.total
 
-    def wait(self, now: int, claim: Claim, used: int) -> tuple[int, bool]:
-        if claim.amount > claim.limit:
+    def reset(self, now: int, span: int) -> int:
+        log = self.log
+        return log[0][0] + span - now if log else 0
+
+    def look(self, now: int, claim: Claim) -> Look:
+        used = self.used(now, claim.span_ms)
+        return used, self.reserved, self.reset(now, claim.span_ms)
+
+    def wait(self, now: int, claim: Claim, amount: int, used: int) -> tuple[int, bool]:
+        if amount > claim.limit:
             return claim.span_ms, True
-        over = used + claim.amount - claim.limit
+        over = used + amount - claim.limit
         for at, rid in self.log:
             over -= self.charges[rid]
             if over <= 0:
                 return max(1, at + claim.span_ms - now), False
         return claim.span_ms, False  # unreachable while amount <= limit
 
-    def add(self, now: int, rid: str, claim: Claim) -> None:
+    def add(self, now: int, rid: str, amount: int, span: int) -> None:
         self.log.append((now, rid))
-        self.charges[rid] = self.pending[rid] = claim.amount
-        self.total += claim.amount
-        self.reserved += claim.amount
+        self.charges[rid] = self.pending[rid] = amount
+        self.total += amount
+        self.reserved += amount
 
-    def settle(self, now: int, rid: str, claim: Claim) -> None:
+    def settle(self, rid: str, amount: int) -> None:
         estimate = self.pending.pop(rid, None)
         if estimate is None:
             return  # settled already, or aged out of the window
-        self.charges[rid] = claim.amount
-        self.total += claim.amount - estimate
+        self.charges[rid] = amount
+        self.total += amount - estimate
         self.reserved -= estimate
 
 
@@ -96,27 +117,36 @@ class _Leases:
     """Concurrency: reservation -> expiry, and a heap of expiries for purging
     (renewals and releases leave stale heap entries, skipped when they surface)."""
 
+    __slots__ = ("expiries", "heap")
+
     def __init__(self) -> None:
         self.expiries: dict[str, int] = {}
         self.heap: list[tuple[int, str]] = []
 
-    def look(self, now: int, claim: Claim) -> Look:
+    def used(self, now: int, span: int) -> int:
         heap, expiries = self.heap, self.expiries
         while heap and (heap[0][0] <= now or expiries.get(heap[0][1]) != heap[0][0]):
             at, rid = heapq.heappop(heap)
             if expiries.get(rid) == at:
                 del expiries[rid]
-        held = len(expiries)
-        return held, held, (heap[0][0] - now if heap else 0)
+        return len(expiries)
 
-    def wait(self, now: int, claim: Claim, used: int) -> tuple[int, bool]:
+    def reset(self, now: int, span: int) -> int:
+        heap = self.heap
+        return heap[0][0] - now if heap else 0
+
+    def look(self, now: int, claim: Claim) -> Look:
+        held = self.used(now, claim.span_ms)
+        return held, held, self.reset(now, claim.span_ms)
+
+    def wait(self, now: int, claim: Claim, amount: int, used: int) -> tuple[int, bool]:
         return max(1, min(LEASE_RETRY_MS, self.heap[0][0] - now)), False
 
-    def add(self, now: int, rid: str, claim: Claim) -> None:
-        self.expiries[rid] = now + claim.span_ms
-        heapq.heappush(self.heap, (now + claim.span_ms, rid))
+    def add(self, now: int, rid: str, amount: int, span: int) -> None:
+        self.expiries[rid] = now + span
+        heapq.heappush(self.heap, (now + span, rid))
 
-    def settle(self, now: int, rid: str, claim: Claim) -> None:
+    def settle(self, rid: str, amount: int) -> None:
         self.expiries.pop(rid, None)
 
     def renew(self, now: int, rid: str, span_ms: int) -> bool:
@@ -130,31 +160,43 @@ class _Leases:
 class _Period:
     """Spend: the period's total, and the estimates not settled yet."""
 
+    __slots__ = ("end", "pending", "reserved", "total")
+
     def __init__(self, end: int) -> None:
         self.end = end
         self.pending: dict[str, int] = {}
         self.total = 0
         self.reserved = 0
 
+    def used(self, now: int, span: int) -> int:
+        return self.total
+
+    def reset(self, now: int, span: int) -> int:
+        return max(0, self.end - now)
+
     def look(self, now: int, claim: Claim) -> Look:
         return self.total, self.reserved, max(0, self.end - now)
 
-    def wait(self, now: int, claim: Claim, used: int) -> tuple[int, bool]:
-        return max(1, self.end - now), claim.amount > claim.limit
+    def wait(self, now: int, claim: Claim, amount: int, used: int) -> tuple[int, bool]:
+        return max(1, self.end - now), amount > claim.limit
 
-    def add(self, now: int, rid: str, claim: Claim) -> None:
-        self.pending[rid] = claim.amount
-        self.total += claim.amount
-        self.reserved += claim.amount
+    def add(self, now: int, rid: str, amount: int, span: int) -> None:
+        self.pending[rid] = amount
+        self.total += amount
+        self.reserved += amount
 
-    def settle(self, now: int, rid: str, claim: Claim) -> None:
+    def settle(self, rid: str, amount: int) -> None:
         estimate = self.pending.pop(rid, None)
         if estimate is not None:
-            self.total += claim.amount - estimate
+            self.total += amount - estimate
             self.reserved -= estimate
 
 
 Bucket = _Count | _Window | _Leases | _Period
+
+#: Period placements remembered (claim key, per, UTC day) -> bucket key, at most this
+#: many (a month's bucket is the same all day, and so is a day's).
+_PLACEMENTS = 4096
 
 
 class MemoryStore:
@@ -165,6 +207,7 @@ class MemoryStore:
         """`clock`: seconds since the epoch (tests move it instead of sleeping)."""
         self._clock = clock
         self._buckets: dict[str, Bucket] = {}
+        self._placements: dict[tuple[str, str, int], str] = {}
 
     def _now(self) -> int:
         return round(self._clock() * 1000)
@@ -172,45 +215,86 @@ class MemoryStore:
     def _bucket(self, claim: Claim, now: int) -> tuple[str, Bucket]:
         """The bucket `claim` is admitted to now (for a period: the current one)."""
         if claim.kind == "period":
-            period, end = period_of(claim.per, now)
-            key = f"{claim.key}:{period}"
-            bucket = self._buckets.get(key)
-            if bucket is None:
-                self._forget_ended_periods(now)
-                bucket = self._buckets[key] = _Period(end)
-            return key, bucket
+            return self._period(claim, now)
         bucket = self._buckets.get(claim.key)
         if bucket is None:
             bucket = self._buckets[claim.key] = _KINDS[claim.kind]()
         return claim.key, bucket
+
+    def _period(self, claim: Claim, now: int) -> tuple[str, Bucket]:
+        """The current period's bucket: its key is worked out once a day per claim."""
+        placement = (claim.key, claim.per, now // DAY_MS)
+        key = self._placements.get(placement)
+        if key is None:
+            if len(self._placements) >= _PLACEMENTS:
+                self._placements.clear()
+            period, _ = period_of(claim.per, now)
+            key = self._placements[placement] = f"{claim.key}:{period}"
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            self._forget_ended_periods(now)
+            bucket = self._buckets[key] = _Period(period_of(claim.per, now)[1])
+        return key, bucket
 
     def _forget_ended_periods(self, now: int) -> None:
         ended = [k for k, b in self._buckets.items() if isinstance(b, _Period) and b.end <= now]
         for key in ended:
             del self._buckets[key]
 
-    async def admit(self, rid: str, claims: Sequence[Claim]) -> StoreAnswer:
+    async def admit(self, rid: str, plan: Plan, tokens: int, cost: int) -> StoreAnswer:
+        """One pass over the plan's buckets to look (each prunes what aged out and
+        reads its running sum), one to add: O(1) per bucket, amortised."""
         now = self._now()
-        placed = [self._bucket(claim, now) for claim in claims]
-        states = [
-            BucketState(claim.placed(key), *bucket.look(now, claim))
-            for claim, (key, bucket) in zip(claims, placed, strict=True)
-        ]
-        for index, (state, (_, bucket)) in enumerate(zip(states, placed, strict=True)):
-            claim = state.claim
-            if state.used + claim.amount > claim.limit:
-                retry, too_large = bucket.wait(now, claim, state.used)
-                return StoreAnswer(False, tuple(states), now, index, retry, too_large)
-        for claim, (_, bucket) in zip(claims, placed, strict=True):
-            bucket.add(now, rid, claim)
-        return StoreAnswer(True, tuple(map(_admitted, states)), now)
+        amounts = (1, tokens, cost)
+        buckets = self._buckets
+        found: list[Bucket] = []
+        used: list[int] = []
+        periods: tuple[str, ...] = ()
+        refused = -1
+        for index, (claim, source) in enumerate(zip(plan.claims, plan.sources, strict=True)):
+            if claim.kind == "period":
+                key, bucket = self._period(claim, now)
+                periods += (key,)
+            else:
+                bucket = buckets.get(claim.key)  # type: ignore[assignment]
+                if bucket is None:
+                    bucket = buckets[claim.key] = _KINDS[claim.kind]()
+            count = bucket.used(now, claim.span_ms)
+            if count + amounts[source] > claim.limit and refused < 0:
+                refused = index
+            found.append(bucket)
+            used.append(count)
+        claims = plan.claims
+        if refused >= 0:
+            # Every bucket as it stands (a refusal reserves nothing anywhere).
+            resets = [b.reset(now, c.span_ms) for b, c in zip(found, claims, strict=True)]
+            claim = claims[refused]
+            amount = amounts[plan.sources[refused]]
+            retry, too_large = found[refused].wait(now, claim, amount, used[refused])
+            return StoreAnswer(False, now, used, resets, periods, refused, retry, too_large)
+        for index, (bucket, source) in enumerate(zip(found, plan.sources, strict=True)):
+            amount = amounts[source]
+            bucket.add(now, rid, amount, claims[index].span_ms)
+            used[index] += amount
+        # The reset of what the headers report: the oldest admission, or this one.
+        resets = [0] * len(claims)
+        for index in plan.requests + plan.tokens:
+            span = claims[index].span_ms
+            resets[index] = min(found[index].reset(now, span), span)
+        return StoreAnswer(True, now, used, resets, periods)
 
-    async def settle(self, rid: str, claims: Sequence[Claim]) -> None:
-        now = self._now()
-        for claim in claims:
-            bucket = self._buckets.get(claim.bucket or claim.key)
+    async def settle(
+        self, rid: str, plan: Plan, periods: Sequence[str], tokens: int, cost: int
+    ) -> None:
+        buckets, claims = self._buckets, plan.claims
+        amounts = (1, tokens, cost)
+        spent = iter(periods)
+        for index in plan.settles:
+            claim = claims[index]
+            key = next(spent) if claim.kind == "period" else claim.key
+            bucket = buckets.get(key)
             if bucket is not None:
-                bucket.settle(now, rid, claim)
+                bucket.settle(rid, amounts[plan.sources[index]])
 
     async def renew(self, leases: Sequence[tuple[str, Claim]]) -> set[str]:
         now = self._now()
@@ -232,15 +316,6 @@ class MemoryStore:
 
     async def aclose(self) -> None:
         return None
-
-
-def _admitted(state: BucketState) -> BucketState:
-    """A bucket's state once its claim was added (the Lua script does the same)."""
-    claim, reset = state.claim, state.reset_ms
-    reserved = state.reserved if claim.kind == "count" else state.reserved + claim.amount
-    if claim.kind != "period":  # a period's end does not move
-        reset = claim.span_ms if reset == 0 else min(reset, claim.span_ms)
-    return BucketState(claim, state.used + claim.amount, reserved, reset)
 
 
 _KINDS: dict[str, type[_Count] | type[_Window] | type[_Leases]] = {

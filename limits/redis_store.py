@@ -49,7 +49,7 @@ from redis.exceptions import RedisError
 
 from common.secrets import mask_url
 from limits import lua
-from limits.claims import BucketState, Claim
+from limits.claims import BY_COST, BY_TOKENS, BucketState, Claim, Plan
 from limits.coalesce import Coalescer
 from limits.store import LEASE_RETRY_MS, StoreAnswer, StoreUnavailable
 
@@ -73,7 +73,12 @@ MAX_REDELIVERIES = 100_000
 #: A settle payload's amount that voids a claim instead.
 VOID = -1
 
-Admit = tuple[str, Sequence[Claim]]
+#: Plans whose claims are kept serialised, at most this many (the cache is emptied
+#: when full: a plan is serialised again in microseconds).
+MAX_WIRE_PLANS = 4096
+
+#: (reservation id, plan, tokens, cost): an admission.
+Admit = tuple[str, Plan, int, int]
 #: (reservation id, [[bucket or key, kind, amount, per], ...]): a settlement or a void.
 Settle = tuple[str, list[list[Any]]]
 
@@ -125,6 +130,20 @@ class RedisStore:
         self.redeliveries_dropped = 0
         self._redeliveries: deque[tuple[float, Settle]] = deque()
         self._redeliverer: asyncio.Task[None] | None = None
+        self._wires: dict[Plan, orjson.Fragment] = {}
+
+    def _wire(self, plan: Plan) -> orjson.Fragment:
+        """`plan`'s claims as the admission script reads them, serialised once."""
+        wire = self._wires.get(plan)
+        if wire is None:
+            if len(self._wires) >= MAX_WIRE_PLANS:
+                self._wires.clear()
+            claims = [
+                [c.key, c.kind, c.limit, source, c.span_ms, c.per]
+                for c, source in zip(plan.claims, plan.sources, strict=True)
+            ]
+            wire = self._wires[plan] = orjson.Fragment(orjson.dumps(claims))
+        return wire
 
     @property
     def where(self) -> str:
@@ -146,42 +165,60 @@ class RedisStore:
 
     # -- admissions ----------------------------------------------------------------
 
-    async def admit(self, rid: str, claims: Sequence[Claim]) -> StoreAnswer:
+    async def admit(self, rid: str, plan: Plan, tokens: int, cost: int) -> StoreAnswer:
         try:
-            return await self.admissions.submit((rid, claims), self.timeout_s)
+            return await self.admissions.submit((rid, plan, tokens, cost), self.timeout_s)
         except TimeoutError:
             raise self._failed(f"no answer within {self.timeout_s:g} s") from None
 
     async def _admit_batch(self, batch: list[Admit]) -> list[StoreAnswer]:
-        payload = [
-            [rid, [[c.key, c.kind, c.limit, c.amount, c.span_ms, c.per] for c in claims]]
-            for rid, claims in batch
-        ]
-        now, results = orjson.loads(await self._call(self._admit, payload))
+        wire = self._wire
+        payload = [[rid, wire(plan), tokens, cost] for rid, plan, tokens, cost in batch]
+        at, results = orjson.loads(await self._call(self._admit, payload))
+        now = int(at)
         answers = []
-        for (_, claims), result in zip(batch, results, strict=True):
-            states = _states(claims, result[1])
+        for result in results:
+            # An empty Lua table comes back as `{}`: no spend claims, no periods.
+            periods = tuple(result[3]) if result[3] else ()
             if result[0] == 1:
-                answers.append(StoreAnswer(True, states, int(now)))
+                answers.append(StoreAnswer(True, now, result[1], result[2], periods))
             else:
-                refused, retry, large = int(result[2]), int(result[3]), bool(result[4])
-                answers.append(StoreAnswer(False, states, int(now), refused, retry, large))
+                refused, retry, large = result[4], result[5], bool(result[6])
+                answers.append(
+                    StoreAnswer(False, now, result[1], result[2], periods, refused, retry, large)
+                )
         return answers
 
     def _void_if_admitted(self, item: Admit, answer: StoreAnswer) -> None:
         if answer.admitted:
-            rid, _ = item
-            placed = [state.claim for state in answer.states]
-            self._redeliver_later((rid, [[c.bucket or c.key, c.kind, VOID, ""] for c in placed]))
+            rid, plan = item[0], item[1]
+            spent = iter(answer.periods)
+            voids = [
+                [next(spent) if c.kind == "period" else c.key, c.kind, VOID, ""]
+                for c in plan.claims
+            ]
+            self._redeliver_later((rid, voids))
 
     def _void(self, item: Admit) -> None:
-        rid, claims = item
-        self._redeliver_later((rid, [[c.key, c.kind, VOID, c.per] for c in claims]))
+        rid, plan = item[0], item[1]
+        self._redeliver_later((rid, [[c.key, c.kind, VOID, c.per] for c in plan.claims]))
 
     # -- settlements -----------------------------------------------------------------
 
-    async def settle(self, rid: str, claims: Sequence[Claim]) -> None:
-        item = (rid, [[c.bucket or c.key, c.kind, c.amount, ""] for c in claims])
+    async def settle(
+        self, rid: str, plan: Plan, periods: Sequence[str], tokens: int, cost: int
+    ) -> None:
+        claims, sources, spent = plan.claims, plan.sources, iter(periods)
+        updates = []
+        for index in plan.settles:
+            claim, source = claims[index], sources[index]
+            if source == BY_TOKENS:
+                updates.append([claim.key, "window", tokens, ""])
+            elif source == BY_COST:
+                updates.append([next(spent), "period", cost, ""])
+            else:
+                updates.append([claim.key, "lease", 1, ""])
+        item = (rid, updates)
         # Past the timeout it is applied late, or lost and redelivered: the
         # coalescer's hooks see to it either way.
         with contextlib.suppress(StoreUnavailable, TimeoutError):

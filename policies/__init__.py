@@ -5,13 +5,22 @@ config, `compile_policies(config.policies, known)` when a Runtime is built (off 
 event loop), fill an `Attributes` per request (`policy_headers` for its headers,
 `utc_hour_weekday` for the time) and call `CompiledPolicies.decide`. This package
 never imports the gateway.
+
+The CEL library is imported here first, without its command-line front end
+(common/imports.py): every module below then finds it loaded.
 """
+
+from common.imports import placeholder
+
+with placeholder("cel.cli"):
+    import cel  # noqa: F401
 
 from policies.attributes import (
     ATTRIBUTES,
     Attributes,
     RepeatedHeader,
     policy_headers,
+    raw_policy_headers,
     utc_hour_weekday,
 )
 from policies.compiled import CompiledPolicies
@@ -36,5 +45,6 @@ __all__ = [
     "compile_policies",
     "parse_policies",
     "policy_headers",
+    "raw_policy_headers",
     "utc_hour_weekday",
 ]

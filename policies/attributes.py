@@ -13,6 +13,7 @@ rules fail as evaluation errors and their `on_error` decides.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -175,6 +176,25 @@ def policy_headers(headers: Iterable[tuple[str, str]], allowed: Iterable[str]) -
             seen.add(lowered)
             wanted[lowered] = value
     return wanted
+
+
+def raw_policy_headers(
+    headers: Iterable[tuple[bytes, bytes]], allowed: tuple[str, ...]
+) -> dict[str, str]:
+    """`policy_headers` from a request's raw (ASGI) header pairs: only the allowed
+    ones are decoded (decoding all of them, as a header mapping does, cost ~9 µs a
+    request)."""
+    wanted = _encoded_names(allowed)
+    return policy_headers(
+        ((name.decode("latin-1"), value.decode("latin-1")) for name, value in headers
+         if name.lower() in wanted),
+        allowed,
+    )  # fmt: skip
+
+
+@functools.lru_cache(maxsize=64)
+def _encoded_names(allowed: tuple[str, ...]) -> frozenset[bytes]:
+    return frozenset(name.lower().encode("latin-1") for name in allowed)
 
 
 def utc_hour_weekday(epoch_seconds: float) -> tuple[int, int]:

@@ -37,7 +37,7 @@ attributes.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Hashable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 
 import cel
@@ -53,6 +53,7 @@ from policies.attributes import (
     over_limit,
 )
 from policies.cache import DecisionCache
+from policies.cost import STEP_NS
 from policies.decision import Decision
 from policies.patterns import Pattern
 from policies.rule import CompiledRule, Outcome
@@ -63,6 +64,10 @@ MAX_DETAIL = 200
 #: How long a rule is cut off for a tenant after one of its requests ran over the
 #: budget with it.
 COOL_DOWN_SECONDS = 30.0
+#: How much slower than the cost model's rate (`cost.STEP_NS`) a machine must run
+#: before a rule the model calls cheap could use its whole budget of CPU: rules that
+#: cheap are not timed on the CPU clock (docs/tenants-and-policies.md, "The time budget").
+CPU_CHECK_MARGIN = 20
 #: Evaluated once on each new context, so converting the attributes is not charged
 #: to whichever rule happens to run first.
 _WARM_UP = cel.compile("true")
@@ -138,6 +143,10 @@ class RuleSet:
         self._index = {id(rule): index for index, rule in enumerate(rules)}
         self.rules = rules
         self.budget_ns = int(budget_seconds * 1e9)
+        #: Rules whose cost bound is at most this many steps cannot use the budget's
+        #: CPU unless the machine ran `CPU_CHECK_MARGIN` times slower than the cost
+        #: model's rate: a decision of only such rules never reads the CPU clock.
+        self._cheap_steps = self.budget_ns // (STEP_NS * CPU_CHECK_MARGIN)
         self.cache = cache
         self.plans = {tenant: _plan(rules, chain) for tenant, chain in chains.items()}
         self.times = {rule.id: RuleTimes() for rule in rules}
@@ -229,7 +238,7 @@ class RuleSet:
     def _run_all(
         self,
         rules: tuple[CompiledRule, ...],
-        indices: Iterable[int],
+        indices: Sequence[int],
         context: cel.Context,
         too_large: Mapping[str, str],
         tenant: str,
@@ -239,7 +248,14 @@ class RuleSet:
         cached)."""
         outcomes: list[Outcome | None] = [None] * len(rules)
         overran = False
-        clocks = _Clocks(time.thread_time_ns(), self._timer())
+        clocks: _Clocks | None = None
+        cheap = self._cheap_steps
+        for index in indices:
+            if rules[index].expression.steps > cheap:
+                # The thread's CPU clock is a system call (~1-10 µs on a busy VM):
+                # read only for a decision that has a rule it could matter for.
+                clocks = _Clocks(time.thread_time_ns(), self._timer())
+                break
         for index in indices:
             rule = rules[index]
             blocked = [too_large[name] for name in rule.reads if name in too_large]
@@ -276,7 +292,7 @@ class RuleSet:
         )
 
     def _run(
-        self, rule: CompiledRule, context: cel.Context, clocks: _Clocks, tenant: str
+        self, rule: CompiledRule, context: cel.Context, clocks: _Clocks | None, tenant: str
     ) -> Outcome:
         """The rule's condition, or `(kind, detail)` when it failed."""
         times = self.times[rule.id]
@@ -293,7 +309,7 @@ class RuleSet:
         elapsed = end - start
         times.record(elapsed)
         if elapsed > self.budget_ns:
-            if self._over_budget_on_cpu(clocks, start):
+            if clocks is not None and self._over_budget_on_cpu(clocks, start):
                 times.overruns += 1
                 self.budget_overruns += 1
                 self._cut_off[(self._index[id(rule)], tenant)] = end + self.cool_down_ns
@@ -312,8 +328,10 @@ class RuleSet:
 
     def _over_budget_on_cpu(self, clocks: _Clocks, start: int) -> bool:
         """Did the rule that started at `start` (wall) and just ended use more CPU
-        than the budget? The CPU it used is at least the CPU used since `clocks` were read,
-        less the wall time from then to `start`. Moves `clocks` to now: the CPU clock
+        than the budget? The CPU it used is at least the CPU used since `clocks`
+        were read, less the wall time from then to `start`. (Asked only when the
+        decision read the CPU clock: a cheap rule over the budget by the wall clock
+        was preempted, and counts as a recheck.) Moves `clocks` to now: the CPU clock
         first, then the wall clock, since a thread is often switched out on the way
         back from the CPU clock's system call, and that pause must not count as time
         before the next rule."""

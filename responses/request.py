@@ -418,6 +418,8 @@ def _reasoning(value: Json | None, chat: Json) -> Json | None:
 
 def _check_include(value: list[Any] | None) -> None:
     for k, entry in enumerate(value or ()):
+        if not isinstance(entry, str):
+            raise invalid_type(f"include[{k}]", "a string", entry)
         if entry == "message.output_text.logprobs":
             raise unsupported(f"include[{k}]", "Log probabilities")
         if entry not in INCLUDES_WITHOUT_EFFECT:

@@ -8,6 +8,7 @@ litellm costs seconds and ~150 MB).
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import importlib.util
 import os
@@ -50,9 +51,30 @@ def encoding_name_for(model: str) -> str:
     return "o200k_base" if name.startswith(O200K_PREFIXES) else "cl100k_base"
 
 
+async def load_encoding(model: str) -> None:
+    """Loads `model`'s encoding in a worker thread, the first time only: loading one
+    takes 0.3-1 s of CPU and ~50 MB, and on the event loop it would stall every other
+    request (a limit store's calls time out behind it). Awaited before counting on
+    the loop; afterwards a dict lookup."""
+    name = encoding_name_for(model)
+    if name not in _LOADED:
+        await asyncio.to_thread(get_encoding, name)
+
+
+#: The encodings loaded so far, by name.
+_LOADED: dict[str, tiktoken.Encoding] = {}
+
+
 @functools.cache
 def get_encoding(name: str) -> tiktoken.Encoding:
-    return tiktoken.get_encoding(name)
+    """The encoding `name`, loaded once per process. tiktoken keeps the Python dict of
+    its merge ranks beside the Rust tables built from it, only to pickle the encoding,
+    which the gateway never does: dropped, it frees ~26 MB per encoding per worker
+    (docs/performance.md, "Start-up and idle memory")."""
+    encoding = tiktoken.get_encoding(name)
+    encoding._mergeable_ranks = {}
+    _LOADED[name] = encoding
+    return encoding
 
 
 def encoding_for(model: str) -> tiktoken.Encoding:

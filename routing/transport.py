@@ -8,12 +8,19 @@ this transport called directly 6,184; raw aiohttp 7,863. See docs/performance.md
 
 Like any httpx transport it returns the body undecoded; the caller decodes per
 `content-encoding` (httpx does it in `Response.aread`).
+
+A provider whose deployment's transport is the bare pool (`SharedTransport`: no chaos
+layer, no tracing) skips httpx's objects altogether and calls `AiohttpTransport.post`:
+an `httpx.Request` and `httpx.Response` per request cost ~20 us that only the layers
+stacked on the httpx interface need (docs/performance.md, "The plain path"). Failures
+are raised as the same httpx exceptions either way, so the provider classifies them
+in one place.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import aiohttp
@@ -36,13 +43,36 @@ _EXCEPTION_MAP: tuple[tuple[type[BaseException], type[httpx.TransportError]], ..
 )
 
 
-def map_exception(exc: BaseException, request: httpx.Request) -> httpx.TransportError:
+def map_exception(exc: BaseException, request: httpx.Request | None) -> httpx.TransportError:
     for source, target in _EXCEPTION_MAP:
         if isinstance(exc, source):
             return target(str(exc) or type(exc).__name__, request=request)
     if isinstance(exc, asyncio.TimeoutError):
         return httpx.ReadTimeout("timed out", request=request)
     return httpx.TransportError(str(exc), request=request)
+
+
+async def response_chunks(
+    response: aiohttp.ClientResponse, request: httpx.Request | None = None
+) -> AsyncIterator[bytes]:
+    """The body of `response` in the chunks it arrives in; failures as httpx's."""
+    content = response.content
+    try:
+        while True:
+            chunk = await content.readany()
+            if not chunk:
+                return
+            yield chunk
+    except (TimeoutError, aiohttp.ClientError) as exc:
+        raise map_exception(exc, request) from exc
+
+
+async def read_response(response: aiohttp.ClientResponse) -> bytes:
+    """The whole body of `response`; failures as httpx's."""
+    try:
+        return await response.read()
+    except (TimeoutError, aiohttp.ClientError) as exc:
+        raise map_exception(exc, None) from exc
 
 
 class AiohttpResponseStream(httpx.AsyncByteStream):
@@ -103,14 +133,46 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         return cached
 
     def _timeout(self, spec: dict[str, float | None]) -> aiohttp.ClientTimeout:
-        key = (spec.get("connect"), spec.get("read"), spec.get("pool"))
+        return self.timeout(spec.get("connect"), spec.get("read"), spec.get("pool"))
+
+    def timeout(
+        self, connect: float | None, read: float | None, pool: float | None
+    ) -> aiohttp.ClientTimeout:
+        """httpx's timeouts as aiohttp's (one object per distinct set, reused)."""
+        key = (connect, read, pool)
         cached = self._timeouts.get(key)
         if cached is None:
             cached = aiohttp.ClientTimeout(
-                total=None, sock_connect=key[0], sock_read=key[1], connect=key[2]
+                total=None, sock_connect=connect, sock_read=read, connect=pool
             )
             self._timeouts[key] = cached
         return cached
+
+    async def post(
+        self,
+        url: yarl.URL,
+        headers: Sequence[tuple[str, str]],
+        body: bytes,
+        timeouts: aiohttp.ClientTimeout,
+    ) -> aiohttp.ClientResponse:
+        """POSTs `body` on the pool, with no httpx object on the way: the response as
+        aiohttp's, its body decoded per `content-encoding` as httpx would; failures as
+        the httpx exceptions `handle_async_request` raises. The caller releases it."""
+        if self._session is None:
+            await self.start()
+        assert self._session is not None
+        try:
+            return await self._session.request(
+                "POST",
+                url,
+                headers=headers,
+                data=body,
+                allow_redirects=False,
+                timeout=timeouts,
+                auto_decompress=True,
+            )
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise map_exception(exc, None) from exc
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         if self._session is None:
@@ -145,6 +207,22 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+class SharedTransport(httpx.AsyncBaseTransport):
+    """A per-deployment handle on a shared pool; closing it leaves the pool open."""
+
+    def __init__(self, pool: AiohttpTransport) -> None:
+        self.pool = pool
+
+    async def start(self) -> None:
+        await self.pool.start()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        return await self.pool.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        return None
 
 
 async def start_transport(transport: httpx.AsyncBaseTransport) -> None:

@@ -19,25 +19,11 @@ from routing.config import DeploymentConfig
 from routing.mock.transport import MockTransport
 from routing.providers.base import Provider
 from routing.providers.openai import OpenAICompatible
-from routing.transport import AiohttpTransport
+from routing.transport import AiohttpTransport, SharedTransport
+
+__all__ = ["Pools", "SharedTransport", "TransportWrapper", "Upstreams"]
 
 TransportWrapper = Callable[[httpx.AsyncBaseTransport, DeploymentConfig], httpx.AsyncBaseTransport]
-
-
-class SharedTransport(httpx.AsyncBaseTransport):
-    """A per-deployment handle on a shared pool; closing it leaves the pool open."""
-
-    def __init__(self, pool: AiohttpTransport) -> None:
-        self.pool = pool
-
-    async def start(self) -> None:
-        await self.pool.start()
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        return await self.pool.handle_async_request(request)
-
-    async def aclose(self) -> None:
-        return None
 
 
 Origin = tuple[str, str, int | None]

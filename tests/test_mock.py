@@ -348,3 +348,36 @@ def test_allowed_tools_may_list_a_custom_tool() -> None:
         "tool_calls"
     ]
     assert call == {"id": call["id"], "type": "custom", "custom": {"name": "shell", "input": "q"}}
+
+
+async def test_the_first_answer_loads_the_tokenizer_off_the_event_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Loading an encoding takes 0.3-1 s of CPU: the mock's first answer loads it in a
+    worker thread (the loop keeps serving), not at start and not on the loop."""
+    import threading
+
+    import tiktoken
+
+    from routing import tokens
+    from routing.mock.transport import MockTransport
+
+    name = tokens.encoding_name_for("mock-gpt")
+    monkeypatch.delitem(tokens._LOADED, name, raising=False)
+    tokens.get_encoding.cache_clear()
+    loaded_on: list[threading.Thread] = []
+    real = tiktoken.get_encoding
+
+    def recording(encoding_name: str) -> tiktoken.Encoding:
+        loaded_on.append(threading.current_thread())
+        return real(encoding_name)
+
+    monkeypatch.setattr(tokens.tiktoken, "get_encoding", recording)
+    transport = MockTransport("mock-gpt", MockSettings())
+    assert loaded_on == []  # nothing at start
+    body = {"model": "mock-gpt", "messages": [{"role": "user", "content": "hi"}]}
+    request = httpx.Request("POST", "http://mock/v1/chat/completions", json=body)
+    response = await transport.handle_async_request(request)
+    assert response.status_code == 200
+    assert len(loaded_on) == 1 and loaded_on[0] is not threading.main_thread()
+    assert orjson.loads(await response.aread())["usage"]["prompt_tokens"] > 0

@@ -11,6 +11,8 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from policies import (
     Attributes,
@@ -22,6 +24,7 @@ from policies import (
     compile_policies,
     parse_policies,
     policy_headers,
+    raw_policy_headers,
     utc_hour_weekday,
 )
 from policies.attributes import MAX_TOOLS, reference_table
@@ -358,6 +361,34 @@ def test_a_preempted_evaluation_is_rechecked_on_cpu_time_and_stands() -> None:
     assert (stats.budget_rechecks, stats.budget_overruns) == (1, 0)
 
 
+def test_the_cpu_clock_is_read_only_for_decisions_with_a_rule_it_could_matter_for(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Reading the thread's CPU clock is a system call: a decision whose rules the cost
+    model bounds far under the budget skips it (an overrun by the wall clock is then a
+    preemption, a recheck), one with a costly rule reads it once."""
+    import policies.ruleset as ruleset
+
+    reads: list[int] = []
+    real = ruleset.time.thread_time_ns
+
+    def counted() -> int:
+        reads.append(1)
+        return real()
+
+    monkeypatch.setattr(ruleset.time, "thread_time_ns", counted)
+    cheap = policies([rule("streams", "stream")])
+    assert cheap.decide(attrs(stream=True), "r1").deny is not None
+    assert reads == []
+    costly = policies([rule("shell", 'tools.exists(t, t.startsWith("shell"))')])
+    costly.decide(attrs(tools=("shell_run",)), "r1")
+    assert reads == [1]
+    # the same cheap rule under a budget it could use up is timed on the CPU clock
+    tight = policies([rule("streams", "stream")], evaluation_budget_ms=0.001)
+    tight.decide(attrs(stream=False), "r1")
+    assert reads == [1, 1]
+
+
 # -- effects -------------------------------------------------------------------------
 
 
@@ -675,6 +706,28 @@ def test_a_repeated_header_rules_may_read_is_refused_and_others_are_not() -> Non
     assert raised.value.name == "x-team"
     unlisted = [("x-other", "a"), ("x-other", "b"), ("x-team", "ops")]
     assert policy_headers(unlisted, ["x-team"]) == {"x-team": "ops"}
+
+
+_header_names = st.sampled_from(["x-team", "X-Team", "x-env", "X-ENV", "authorization", "x-other"])
+_header_pairs = st.lists(st.tuples(_header_names, st.text(max_size=8)), max_size=6)
+
+
+@given(_header_pairs)
+def test_raw_policy_headers_decide_as_policy_headers(pairs: list[tuple[str, str]]) -> None:
+    """From raw ASGI pairs (only the allowed ones decoded) the attribute is the one the
+    decoded pairs give, repeated-header refusal included."""
+    allowed = ("x-team", "x-env")
+    raw = [(n.encode("latin-1"), v.encode("latin-1", "replace")) for n, v in pairs]
+    decoded = [(n.decode("latin-1"), v.decode("latin-1")) for n, v in raw]
+    try:
+        expected: dict[str, str] | str = policy_headers(decoded, allowed)
+    except RepeatedHeader as exc:
+        expected = exc.name
+    try:
+        got: dict[str, str] | str = raw_policy_headers(raw, allowed)
+    except RepeatedHeader as exc:
+        got = exc.name
+    assert got == expected
 
 
 def test_utc_hour_and_weekday() -> None:

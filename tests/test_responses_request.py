@@ -711,6 +711,7 @@ def test_response_only_parameters_stay_home() -> None:
         ({"top_logprobs": 3}, "top_logprobs", "unsupported_parameter"),
         ({"include": ["message.output_text.logprobs"]}, "include[0]", "unsupported_parameter"),
         ({"include": ["everything"]}, "include[0]", "invalid_value"),
+        ({"include": [["a", "list"]]}, "include[0]", "invalid_type"),
         ({"reasoning": {"mode": "pro"}}, "reasoning.mode", "unsupported_parameter"),
         ({"frobnicate": 1}, "frobnicate", "unknown_parameter"),
         ({"messages": []}, "messages", "unknown_parameter"),

@@ -177,6 +177,7 @@ async def test_a_transaction_is_one_version(etcd: EtcdServer, client: aetcd.Clie
         assert dict(both.files) == {"a.yaml": "a: 1\n", "b.yaml": "b: 1\n"}
 
 
+@pytest.mark.serial
 async def test_compaction_past_a_slow_watcher_forces_a_relist(
     etcd: EtcdServer, client: aetcd.Client, proxy: Proxy
 ) -> None:
@@ -198,7 +199,10 @@ async def test_compaction_past_a_slow_watcher_forces_a_relist(
         latest = await put(client, "seawall.yaml", "v: final\n")
         await client.compact(latest)
         proxy.resume()
-        final, _ = await follower.until(has({"seawall.yaml": "v: final\n"}), within_s=30)
+        try:
+            final, _ = await follower.until(has({"seawall.yaml": "v: final\n"}), within_s=30)
+        except TimeoutError:
+            pytest.fail(f"never converged on revision {latest}: {watched.stats}")
     assert watched.stats.relists.get("compacted", 0) >= 1
     assert final.revision == str(latest)
 

@@ -20,10 +20,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-from jsonschema.protocols import Validator
 
 from common.chat import OfferedTool, tool_call_parts
 from tools.binding import NONE, Bindings
@@ -32,6 +31,9 @@ from tools.registry import ToolRegistry
 from tools.schemas import SchemaCache, problems
 from tools.shapes import as_dict, as_index, as_list
 from tools.violations import SEVERITY, Violation
+
+if TYPE_CHECKING:
+    from jsonschema.protocols import Validator
 
 
 @dataclass(slots=True)

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-from jsonschema.protocols import Validator
 
 from tools.config import ToolConfig
 from tools.schemas import SchemaCache, compile_schema
+
+if TYPE_CHECKING:
+    from jsonschema.protocols import Validator
 
 
 def canonical(value: Any) -> bytes:

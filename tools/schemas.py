@@ -8,6 +8,12 @@ Schemas may come from clients, so validation is bounded three ways: values neste
 deeper than `MAX_DEPTH` are refused, schemas whose `$ref`s loop without consuming
 input are refused when compiled (`tools.refcycles`), and `pattern`s match under a
 time limit (`tools.patterns`).
+
+jsonschema (with the format checkers it loads: ~100 modules, ~5 MB) is imported on
+first use, not with this module: a config that registers tools compiles their schemas
+at start-up; one that registers none needs it only when a reply calls a tool the
+request offered, and the first such reply pays the import once (docs/performance.md,
+"Start-up and idle memory"). `depth_exceeds`, which every request runs, needs nothing.
 """
 
 from __future__ import annotations
@@ -16,16 +22,16 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jsonschema
 import orjson
-import referencing
-import referencing.exceptions
-from jsonschema.protocols import Validator
 
-from tools import patterns
 from tools.refcycles import reference_cycle
+
+if TYPE_CHECKING:
+    import jsonschema
+    import referencing
+    from jsonschema.protocols import Validator
 
 #: Values nested deeper than this are refused before validation: jsonschema
 #: recurses per level, and a deep enough value would end in a RecursionError.
@@ -95,6 +101,8 @@ def check_schema(schema: dict[str, Any] | None) -> dict[str, Any] | None:
     """A JSON Schema 2020-12 document, or a config error saying what is wrong."""
     if schema is None:
         return None
+    import jsonschema
+
     try:
         jsonschema.Draft202012Validator.check_schema(schema)
     except jsonschema.SchemaError as exc:
@@ -118,26 +126,36 @@ def check_schema(schema: dict[str, Any] | None) -> dict[str, Any] | None:
     return schema
 
 
-#: An empty registry: `$ref`s resolve within the schema only. Without it jsonschema
-#: falls back to fetching remote references with a blocking urlopen, which from a
-#: client-offered schema is a server-side request forgery.
-NO_REMOTE_REFERENCES: referencing.Registry[Any] = referencing.Registry()
+@cache
+def no_remote_references() -> referencing.Registry[Any]:
+    """An empty registry: `$ref`s resolve within the schema only. Without it jsonschema
+    falls back to fetching remote references with a blocking urlopen, which from a
+    client-offered schema is a server-side request forgery."""
+    import referencing
+
+    return referencing.Registry()
 
 
 @cache
 def _timed_patterns(cls: type[Validator]) -> type[Validator]:
     """`cls` with `pattern` and friends matching under a time limit (one class per
     draft, made once)."""
+    import jsonschema.validators
+
+    from tools import patterns
+
     keywords = {k: f for k, f in patterns.KEYWORDS.items() if k in cls.VALIDATORS}
     extended: type[Validator] = jsonschema.validators.extend(cls, keywords)
     return extended
 
 
 def compile_schema(schema: dict[str, Any]) -> Validator:
+    import jsonschema.validators
+
     cls = _timed_patterns(
         jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
     )
-    return cls(schema, format_checker=cls.FORMAT_CHECKER, registry=NO_REMOTE_REFERENCES)
+    return cls(schema, format_checker=cls.FORMAT_CHECKER, registry=no_remote_references())
 
 
 class SchemaCache:
@@ -186,6 +204,10 @@ def problems(validator: Validator, value: Any) -> list[Problem]:
     """Why `value` fails `validator`, most useful first; empty when it is valid."""
     if depth_exceeds(value):
         return [Problem("$", f"nested deeper than {MAX_DEPTH} levels")]
+    import referencing.exceptions
+
+    from tools import patterns
+
     found = []
     try:
         with patterns.budget():

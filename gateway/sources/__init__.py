@@ -4,7 +4,14 @@ A source yields documents (raw text by name) and never parses them; `merge` turn
 documents into one config mapping and every problem; the gateway's loader
 validates, applies, and keeps the last good version. See base.py for the contract
 and docs/reloading.md for how each source detects changes and how fast.
+
+`EtcdSource` is imported on first use: its gRPC bindings (grpc, protobuf, aetcd) are
+~15 MB and ~120 modules that only an etcd:// source needs.
 """
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from gateway.sources.base import (
     DEFAULT_RESYNC_S,
@@ -18,10 +25,12 @@ from gateway.sources.base import (
     digest,
 )
 from gateway.sources.directory import DirectorySource
-from gateway.sources.etcd import EtcdSource
 from gateway.sources.file import FileSource
 from gateway.sources.merge import merge
 from gateway.sources.spec import source_for
+
+if TYPE_CHECKING:
+    from gateway.sources.etcd import EtcdSource
 
 __all__ = [
     "DEFAULT_RESYNC_S",
@@ -39,3 +48,11 @@ __all__ = [
     "merge",
     "source_for",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "EtcdSource":
+        from gateway.sources.etcd import EtcdSource
+
+        return EtcdSource
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -25,7 +25,6 @@ from common.config import ENV_PREFIX
 from common.secrets import SecretUrl, mask_url
 from gateway.sources.base import DEFAULT_RESYNC_S, Documents, EventFilter, Source, SourceError
 from gateway.sources.directory import DirectorySource
-from gateway.sources.etcd import Credentials, EtcdSource
 from gateway.sources.file import FileSource
 
 ETCD_SCHEME = "etcd://"
@@ -48,6 +47,9 @@ def source_for(
         text = resolved(text).strip()
         shown = repr(mask_url(text))
     if text.startswith(ETCD_SCHEME):
+        # Imported here: etcd's gRPC bindings are for etcd:// sources only.
+        from gateway.sources.etcd import Credentials, EtcdSource
+
         authority, slash, prefix = resolved(text)[len(ETCD_SCHEME) :].partition("/")
         if not slash:
             raise SourceError(

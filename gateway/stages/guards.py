@@ -11,14 +11,16 @@ Counting is kept off the hot path: a prompt cannot have more tokens than its
 request has bytes (every token covers at least one byte), so most requests are
 cleared by that bound with no counting at all. Near the limit the exact count
 runs, and for large prompts it runs in a worker thread (tiktoken releases the
-GIL) so the event loop keeps serving other requests.
+GIL) so the event loop keeps serving other requests. A count made here is left in
+`exchange.prompt_count` (`PromptCount`): the limits stage, right after this one,
+reserves the same prompt's tokens and reads it instead of counting again.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from common.headers import GUARD_HEADER
 from gateway.errors import GatewayError
@@ -32,6 +34,8 @@ from routing.tokens import (
     content_text,
     count_tools,
     encoding_for,
+    encoding_name_for,
+    load_encoding,
     message_tokens,
 )
 from tools.shapes import as_list
@@ -39,6 +43,26 @@ from tools.shapes import as_list
 #: Prompts whose byte bound exceeds this are counted in a worker thread:
 #: ~64 KiB of text is ~16k tokens, ~2.5 ms of tiktoken on this machine.
 OFFLOAD_BYTES = 64 * 1024
+
+
+class PromptCount(NamedTuple):
+    """A prompt as counted (`count_prompt`), for the stages after the one that counted
+    it (`exchange.prompt_count`). It stands for `messages`, the very list it counted:
+    a stage that replaces `body["messages"]` (truncation, a continued conversation)
+    makes it stale, and `tokens_of` then says so."""
+
+    messages: list[Any]
+    #: The tiktoken encoding it was counted with: a fallback to a group of another
+    #: encoding counts again.
+    encoding: str
+    #: Messages, tool definitions and reply priming.
+    tokens: int
+
+    def tokens_of(self, body: Mapping[str, Any], model: str) -> int | None:
+        """The count, if it is the count of `body` for `model`; else None."""
+        if body.get("messages") is self.messages and encoding_name_for(model) == self.encoding:
+            return self.tokens
+        return None
 
 
 def count_prompt(body: Mapping[str, Any], model: str) -> tuple[list[int], int]:
@@ -96,8 +120,12 @@ class PromptGuard:
         if bound > OFFLOAD_BYTES:
             costs, fixed = await asyncio.to_thread(count_prompt, exchange.body, model)
         else:
+            await load_encoding(model)
             costs, fixed = count_prompt(exchange.body, model)
         tokens = fixed + sum(costs)
+        exchange.prompt_count = PromptCount(
+            exchange.body["messages"], encoding_name_for(model), tokens
+        )
         if tokens <= limit:
             return
         await self._overflow(exchange, group, tokens, limit, costs, fixed)

@@ -33,7 +33,7 @@ from policies import (
     CompiledPolicies,
     Decision,
     RepeatedHeader,
-    policy_headers,
+    raw_policy_headers,
     utc_hour_weekday,
 )
 from routing.router import Router
@@ -97,7 +97,7 @@ class PolicyGate:
             stream=exchange.stream,
             tools=shape.tool_names(body),
             tool_results=shape.has_tool_results(body),
-            headers=policy_headers(request.headers.items(), self.policies.headers),
+            headers=raw_policy_headers(request.scope["headers"], self.policies.headers),
             hour=hour,
             weekday=weekday,
             client_ip=client.host if client is not None else "",

@@ -14,17 +14,21 @@ interleave the choices' chunks, as OpenAI's do.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import struct
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from routing.config import MockSettings
 from routing.mock.errors import MockError
 from routing.mock.reply import CallReply, Reply, TextReply, decide
 from routing.mock.wire import head_delta, message, piece_delta
 from routing.tokens import count_messages, count_text, count_tools, encoding_for
+
+if TYPE_CHECKING:
+    import tiktoken
 
 Json = dict[str, Any]
 
@@ -40,7 +44,11 @@ class MockLLM:
     def __init__(self, model: str, settings: MockSettings) -> None:
         self.model = model
         self.settings = settings
-        self.encoding = encoding_for(model)
+
+    @functools.cached_property
+    def encoding(self) -> tiktoken.Encoding:
+        """Loaded on the first answer, not at start: an encoding is ~50 MB a worker."""
+        return encoding_for(self.model)
 
     # -- chat --------------------------------------------------------------------
 

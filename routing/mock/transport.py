@@ -20,6 +20,7 @@ from routing.config import MockSettings
 from routing.mock.errors import MockError
 from routing.mock.llm import MockLLM
 from routing.mock.responses import MockResponses
+from routing.tokens import load_encoding
 
 T = TypeVar("T")
 
@@ -92,6 +93,7 @@ class MockTransport(httpx.AsyncBaseTransport):
         if not isinstance(body, dict):
             return _json(400, _error("request body must be a JSON object"))
         await wait_or_time_out(self.settings.latency_ms / 1000, read_timeout)
+        await load_encoding(self.llm.model)  # the first answer's, off the event loop
         if self.settings.error_rate and self._rng.random() < self.settings.error_rate:
             return _json(503, _error("mock upstream error (error_rate)", kind="server_error"))
         try:

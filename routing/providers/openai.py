@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
+import aiohttp
 import httpx
 import orjson
+import yarl
 
 from common.headers import DEPLOYMENT_EXTENSION, relayed_headers
 from routing.call import Reply, UpstreamRequest
@@ -29,7 +31,13 @@ from routing.outcomes import (
 )
 from routing.providers.base import attempt_limit
 from routing.sse import STREAM_ENDS, EventRelay
-from routing.transport import start_transport
+from routing.transport import (
+    AiohttpTransport,
+    SharedTransport,
+    read_response,
+    response_chunks,
+    start_transport,
+)
 
 USER_AGENT = b"seawall/0.1"
 #: Upstream error bodies are read up to this size; the rest is discarded.
@@ -73,6 +81,20 @@ class OpenAICompatible:
         }
         ttft = min(t.ttft_ms / 1000, self._total)
         self._stream_timeouts = {"connect": connect, "read": ttft, "write": ttft, "pool": connect}
+        #: The pool itself when nothing is stacked on it (no chaos layer, no tracing):
+        #: then requests skip httpx's Request and Response (routing/transport.py).
+        self._pool: AiohttpTransport | None = (
+            transport.pool if isinstance(transport, SharedTransport) else None
+        )
+        if self._pool is not None:
+            self._direct_urls = {
+                name: yarl.URL(str(url), encoded=True) for name, url in self._urls.items()
+            }
+            as_text = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in self._headers]
+            self._direct_headers = as_text
+            self._direct_stream_headers = [*as_text, ("accept", "text/event-stream")]
+            self._direct_timeout = self._pool.timeout(connect, self._total, connect)
+            self._direct_stream_timeout = self._pool.timeout(connect, ttft, connect)
 
     async def start(self) -> None:
         await start_transport(self.transport)
@@ -80,16 +102,20 @@ class OpenAICompatible:
     async def aclose(self) -> None:
         await self.transport.aclose()
 
-    def _build(self, request: UpstreamRequest) -> httpx.Request:
+    def _content(self, request: UpstreamRequest) -> bytes:
+        """The client's body with the deployment's model, serialized."""
         body = dict(request.body)
         body["model"] = self.model
+        return orjson.dumps(body)
+
+    def _build(self, request: UpstreamRequest) -> httpx.Request:
         extensions: dict[str, Any] = {
             "timeout": self._stream_timeouts if request.stream else self._timeouts,
             DEPLOYMENT_EXTENSION: self.deployment_id,
         }
         if request.extensions:
             extensions.update(request.extensions)
-        content = orjson.dumps(body)
+        content = self._content(request)
         headers = self._stream_headers if request.stream else self._headers
         # stream= instead of content=: httpx then skips its body encoding and header
         # defaults (measured: 8.3 -> ~3 us a request); host and content-length are
@@ -104,6 +130,12 @@ class OpenAICompatible:
 
     async def send(self, request: UpstreamRequest, deadline: float | None = None) -> Reply:
         limit, by_deadline = attempt_limit(self.deployment_id, self._total, deadline)
+        if self._pool is not None:
+            if request.stream:
+                return await self._send_stream_direct(
+                    self._pool, request, time.monotonic() + limit, by_deadline
+                )
+            return await self._send_direct(self._pool, request, limit, by_deadline)
         http_request = self._build(request)
         if request.stream:
             return await self._send_stream(
@@ -114,7 +146,9 @@ class OpenAICompatible:
             async with asyncio.timeout(limit):
                 response = await self.transport.handle_async_request(http_request)
                 if response.status_code >= 400:
-                    raise await self._http_error(response)
+                    raise await self._http_error(
+                        response.status_code, response.headers.raw, response.aiter_bytes()
+                    )
                 raw = await read_body(response)
         except UpstreamError:
             raise
@@ -123,6 +157,35 @@ class OpenAICompatible:
         finally:
             if response is not None:
                 await response.aclose()
+        return self._reply(response.status_code, raw, response.headers.raw)
+
+    async def _send_direct(
+        self, pool: AiohttpTransport, request: UpstreamRequest, limit: float, by_deadline: bool
+    ) -> Reply:
+        """`send` on the bare pool: the same steps and failures, no httpx objects."""
+        content = self._content(request)
+        headers = [*self._direct_headers, ("content-length", str(len(content)))]
+        response: aiohttp.ClientResponse | None = None
+        try:
+            async with asyncio.timeout(limit):
+                response = await pool.post(
+                    self._direct_urls[request.endpoint], headers, content, self._direct_timeout
+                )
+                if response.status >= 400:
+                    raise await self._http_error(
+                        response.status, response.raw_headers, response_chunks(response)
+                    )
+                raw = await read_response(response)
+        except UpstreamError:
+            raise
+        except (TimeoutError, httpx.HTTPError) as exc:
+            raise self._transport_error(exc, by_deadline) from exc
+        finally:
+            if response is not None:
+                response.release()
+        return self._reply(response.status, raw, response.raw_headers)
+
+    def _reply(self, status: int, raw: bytes, raw_headers: Sequence[tuple[bytes, bytes]]) -> Reply:
         try:
             data = orjson.loads(raw)
         except orjson.JSONDecodeError:
@@ -133,13 +196,7 @@ class OpenAICompatible:
             raise UpstreamError(
                 Failure.BAD_RESPONSE, self.deployment_id, "upstream returned a non-object JSON body"
             )
-        return Reply(
-            self.deployment_id,
-            response.status_code,
-            raw,
-            data,
-            headers=relayed_headers(response.headers.raw),
-        )
+        return Reply(self.deployment_id, status, raw, data, headers=relayed_headers(raw_headers))
 
     async def _send_stream(
         self,
@@ -153,14 +210,10 @@ class OpenAICompatible:
             async with asyncio.timeout(deadline - time.monotonic()):
                 response = await self.transport.handle_async_request(http_request)
                 if response.status_code >= 400:
-                    raise await self._http_error(response)
-                content_type = response.headers.get("content-type", "")
-                if not content_type.startswith("text/event-stream"):
-                    raise UpstreamError(
-                        Failure.BAD_RESPONSE,
-                        self.deployment_id,
-                        f"upstream answered a stream request with content-type {content_type!r}",
+                    raise await self._http_error(
+                        response.status_code, response.headers.raw, response.aiter_bytes()
                     )
+                self._check_event_stream(response.headers.get("content-type", ""))
                 relay = EventRelay(
                     self.deployment_id,
                     body_chunks(response),
@@ -185,27 +238,84 @@ class OpenAICompatible:
             headers=relayed_headers(response.headers.raw),
         )
 
-    async def _http_error(self, response: httpx.Response) -> UpstreamError:
+    async def _send_stream_direct(
+        self, pool: AiohttpTransport, request: UpstreamRequest, deadline: float, by_deadline: bool
+    ) -> Reply:
+        """`_send_stream` on the bare pool."""
+        content = self._content(request)
+        headers = [*self._direct_stream_headers, ("content-length", str(len(content)))]
+        response: aiohttp.ClientResponse | None = None
+        try:
+            async with asyncio.timeout(deadline - time.monotonic()):
+                response = await pool.post(
+                    self._direct_urls[request.endpoint],
+                    headers,
+                    content,
+                    self._direct_stream_timeout,
+                )
+                if response.status >= 400:
+                    raise await self._http_error(
+                        response.status, response.raw_headers, response_chunks(response)
+                    )
+                self._check_event_stream(response.headers.get("content-type", ""))
+                relay = EventRelay(
+                    self.deployment_id,
+                    response_chunks(response),
+                    deadline,
+                    by_deadline,
+                    STREAM_ENDS[request.endpoint],
+                )
+                first = await relay.first()
+        except UpstreamError:
+            if response is not None:
+                response.release()
+            raise
+        except (TimeoutError, httpx.HTTPError) as exc:
+            if response is not None:
+                response.release()
+            raise self._transport_error(exc, by_deadline) from exc
+        return Reply(
+            self.deployment_id,
+            response.status,
+            events=_prepend(first, relay),
+            close=_releaser(response),
+            headers=relayed_headers(response.raw_headers),
+        )
+
+    def _check_event_stream(self, content_type: str) -> None:
+        if not content_type.startswith("text/event-stream"):
+            raise UpstreamError(
+                Failure.BAD_RESPONSE,
+                self.deployment_id,
+                f"upstream answered a stream request with content-type {content_type!r}",
+            )
+
+    async def _http_error(
+        self,
+        status: int,
+        raw_headers: Sequence[tuple[bytes, bytes]],
+        chunks: AsyncIterator[bytes],
+    ) -> UpstreamError:
         raw = b""
         try:
-            async for chunk in response.aiter_bytes():
+            async for chunk in chunks:
                 raw += chunk
                 if len(raw) > MAX_ERROR_BODY_BYTES:
                     break
         except (httpx.HTTPError, httpx.StreamError):
             pass  # the status alone still classifies the failure
         error = error_object(raw)
-        status = response.status_code
         failure = classify_status(status, error)
         detail = (error or {}).get("message") or raw[:200].decode("utf-8", "replace").strip()
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in raw_headers}
         return UpstreamError(
             failure,
             self.deployment_id,
             f"upstream returned HTTP {status}" + (f": {detail}" if detail else ""),
             status=status,
-            retry_after=parse_retry_after(dict(response.headers), RETRY_AFTER_CAP_SECONDS),
+            retry_after=parse_retry_after(headers, RETRY_AFTER_CAP_SECONDS),
             error_body=error,
-            headers=relayed_headers(response.headers.raw),
+            headers=relayed_headers(raw_headers),
         )
 
     def _transport_error(self, exc: BaseException, by_deadline: bool) -> UpstreamError:
@@ -235,6 +345,16 @@ def body_chunks(response: httpx.Response) -> AsyncIterator[bytes]:
 async def read_body(response: httpx.Response) -> bytes:
     """The whole body (see `body_chunks`)."""
     return b"".join([chunk async for chunk in body_chunks(response)])
+
+
+def _releaser(response: aiohttp.ClientResponse) -> Callable[[], Awaitable[None]]:
+    """`Reply.close` for an aiohttp response: released, its connection is reused only
+    if the body was read to its end, else closed (which tells the provider to stop)."""
+
+    async def close() -> None:
+        response.release()
+
+    return close
 
 
 async def _prepend(first: bytes, rest: EventRelay) -> Any:
