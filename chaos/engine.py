@@ -45,11 +45,13 @@ class ChaosEngine:
         tools: Iterable[str] = (),
         schedule: Schedule | None = None,
         injected: dict[tuple[str, str, str], int] | None = None,
+        namespaces: Iterable[str] = (),
     ) -> None:
         self.config = config
         self.groups = groups  # deployment id -> group name
-        #: What a fault may aim at: deployments, `group:NAME`, `tool:NAME`.
-        self.targets = Targets(groups, tools)
+        #: What a fault may aim at: deployments, `group:NAME`, `tool:NAME`, and for
+        #: MCP servers (`namespaces`) `mcp:SERVER` and `tool:SERVER__TOOL`.
+        self.targets = Targets(groups, tools, namespaces)
         if schedule is None:
             schedule = Schedule(config.max_active_faults, clock)
         schedule.max_active = config.max_active_faults

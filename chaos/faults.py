@@ -169,6 +169,11 @@ KINDS: Mapping[str, FaultKind] = {
         # event) are dropped, as a lossy watch would: only admin-scheduled, target
         # `config`; the source's periodic resync must still converge.
         FaultKind("config_watch_drop", "config"),
+        # MCP calls through /mcp only (toolservers/chaos.py): the session the call
+        # came in is dropped (the client must initialize again); the call is answered
+        # with the session's previous sealed result (a result for the wrong call).
+        FaultKind("mcp_drop_session", "mcp"),
+        FaultKind("mcp_wrong_call", "mcp"),
         FaultKind(
             "forge_tool_call",
             "tool",

@@ -52,6 +52,8 @@ class ActiveFault:
         """
         on_tool = where.startswith("tool:")
         layer = self.spec.kind.layer
+        if layer == "mcp":
+            return False  # MCP calls pick their faults themselves (gateway/mcp/)
         if on_tool and not (layer in ("transport", "http") or self.spec.name == "forge_tool"):
             return False
         if not on_tool and self.spec.name == "forge_tool":

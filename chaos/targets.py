@@ -21,14 +21,29 @@ class UnknownTarget(FaultError):
 
 
 class Targets:
-    def __init__(self, groups: Mapping[str, str], tools: Iterable[str] = ()) -> None:
-        """`groups`: deployment id -> model group name; `tools`: registered tool names."""
+    def __init__(
+        self,
+        groups: Mapping[str, str],
+        tools: Iterable[str] = (),
+        namespaces: Iterable[str] = (),
+    ) -> None:
+        """`groups`: deployment id -> model group name; `tools`: registered tool names;
+        `namespaces`: MCP server names, whose tools are only known once listed, so
+        `mcp:<server>` and any `tool:<server>__<tool>` are valid targets."""
+        self.namespaces = frozenset(namespaces)
         self.valid = frozenset(
             [
                 *groups,
                 *(f"group:{name}" for name in groups.values()),
                 *(f"tool:{t}" for t in tools),
+                *(f"mcp:{s}" for s in self.namespaces),
             ]
+        )
+
+    def _namespaced(self, target: str) -> bool:
+        server, separator, tool = target.removeprefix("tool:").partition("__")
+        return (
+            target.startswith("tool:") and bool(separator and tool) and (server in self.namespaces)
         )
 
     def check(self, spec: FaultSpec) -> FaultSpec:
@@ -38,6 +53,8 @@ class Targets:
         on_config = kind is not None and kind.layer == CONFIG_TARGET
         valid = frozenset({CONFIG_TARGET}) if on_config else self.valid
         if spec.target is None or spec.target in valid:
+            return spec
+        if not on_config and self._namespaced(spec.target):
             return spec
         listed = ", ".join(sorted(valid)) or "none configured"
         raise UnknownTarget(f"{spec.name}: unknown target {spec.target!r} (valid: {listed})")

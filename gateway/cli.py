@@ -227,6 +227,50 @@ def add_chaos_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
     p.set_defaults(func=chaos_list)
 
 
+def mcp_list(args: argparse.Namespace) -> int:
+    import asyncio
+    import json
+    from dataclasses import asdict
+
+    from gateway.mcp.listing import listing, render
+
+    config, _, _ = load_served(config_spec(args.config), skip_env=args.skip_env)
+    servers, tenants = asyncio.run(listing(config))
+    if args.json:
+        views = {"servers": [asdict(s) for s in servers], "tenants": [asdict(t) for t in tenants]}
+        print(json.dumps(views, indent=2))
+    else:
+        sys.stdout.write(render(servers, tenants))
+    return 0
+
+
+def add_mcp_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    mcp = _command(
+        commands,
+        "mcp",
+        "MCP servers behind /mcp: what each tenant sees",
+        "Inspect the MCP servers a config puts behind /mcp.",
+        "  seawall mcp list --config seawall.yaml",
+    ).add_subparsers(dest="mcp_command", required=True, metavar="COMMAND")
+    p = _command(
+        mcp,
+        "list",
+        "start the config's MCP servers and print each tenant's tools",
+        "Start the config's MCP servers as the gateway would, list their tools (namespaced "
+        "<server>__<tool>) and print, for each tenant, the tools its keys would see in "
+        "tools/list. A server that does not answer is reported, not fatal.",
+        "  seawall mcp list --config seawall.yaml\n  seawall mcp list seawall.yaml --json",
+    )
+    add_config_arguments(p, None)
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.add_argument(
+        "--skip-env",
+        action="store_true",
+        help="accept env: secrets whose variables are not set",
+    )
+    p.set_defaults(func=mcp_list)
+
+
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -351,6 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-level", default="warning", help="uvicorn log level")
     p.set_defaults(func=mock_upstream)
     add_chaos_commands(commands)
+    add_mcp_commands(commands)
     return parser
 
 

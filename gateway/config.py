@@ -37,6 +37,7 @@ from tenants.build import build_tenants, tenant_problems
 from tenants.config import KeyConfig, TenantConfig
 from tenants.known import Known
 from tools.config import ReceiptsConfig, ToolConfig, ToolPolicy
+from toolservers.config import McpConfig
 
 DEFAULT_CONFIG_RESOURCE = "default_config.yaml"
 SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
@@ -80,6 +81,9 @@ class GatewayConfig(Frozen):
     receipts: ReceiptsConfig = ReceiptsConfig()
     tool_policy: ToolPolicy = ToolPolicy()
     chaos: ChaosConfig = ChaosConfig()
+    #: Upstream MCP servers behind `/mcp`, sessions, the result ledger, tool-call
+    #: limits (toolservers/config.py; docs/mcp.md).
+    mcp: McpConfig = McpConfig()
     telemetry: TelemetryConfig = TelemetryConfig()
     reload: ReloadConfig = ReloadConfig()
 
@@ -148,7 +152,9 @@ def reference_problems(data: Mapping[str, Any]) -> list[str]:
                     problems.append(f"{path}: unknown model group {target!r}")
     chaos = data.get("chaos")
     colors = chaos.get("colors") if isinstance(chaos, dict) else None
-    fault_targets = Targets({d["id"]: g for g, _, _, d in deployments if "id" in d}, tools)
+    fault_targets = Targets(
+        {d["id"]: g for g, _, _, d in deployments if "id" in d}, tools, mcp_servers(data)
+    )
     for color, settings in colors.items() if isinstance(colors, dict) else ():
         if not isinstance(settings, dict):
             continue
@@ -169,6 +175,12 @@ def reference_problems(data: Mapping[str, Any]) -> list[str]:
             except UnknownTarget as exc:
                 problems.append(f"chaos.colors.{color}.faults: {exc}")
     return problems
+
+
+def mcp_servers(data: Mapping[str, Any]) -> list[str]:
+    """The MCP server names of a raw document (their tools' namespaces)."""
+    mcp = data.get("mcp")
+    return _strings(_items(mcp.get("servers")), "name") if isinstance(mcp, dict) else []
 
 
 def serving_problems(data: Mapping[str, Any], host: str | None) -> list[str]:
@@ -216,9 +228,11 @@ def _duplicates(path: str, what: str, values: Iterable[str]) -> list[str]:
 
 
 def known_names(config: GatewayConfig) -> Known:
-    """What tenants' allow-lists may name: model groups, tools, deployments."""
+    """What tenants' allow-lists may name: model groups, tools (registered ones, and
+    `server__tool` of the MCP servers), deployments."""
     groups = {g.name: [d.id for d in g.deployments] for g in config.models}
-    return Known.of(groups, [t.name for t in config.tools])
+    servers = [s.name for s in config.mcp.servers]
+    return Known.of(groups, [t.name for t in config.tools], servers)
 
 
 #: Checks on validated sections: each runs when the sections it reads are valid.
@@ -248,10 +262,12 @@ def compile_problems(config: GatewayConfig) -> list[str]:
 
 TYPED_CHECKS: tuple[CrossCheck[GatewayConfig], ...] = (
     CrossCheck(
-        frozenset({"tenants", "keys", "models", "tools"}),
+        frozenset({"tenants", "keys", "models", "tools", "mcp"}),
         lambda c: tenant_problems(c.tenants, c.keys, known_names(c)),
     ),
-    CrossCheck(frozenset({"tenants", "keys", "models", "tools", "policies"}), compile_problems),
+    CrossCheck(
+        frozenset({"tenants", "keys", "models", "tools", "mcp", "policies"}), compile_problems
+    ),
 )
 
 

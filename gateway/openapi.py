@@ -432,6 +432,25 @@ CONFIG_VERSIONS = _object(
     ("current", "versions"),
 )
 APPLIED = _object({"version": VERSION, "rolled_back_to": STRING}, ("version",))
+JSONRPC_ERROR = _object(
+    {
+        "jsonrpc": {"const": "2.0"},
+        "id": {},
+        "error": _object({"code": INT, "message": STRING, "data": {}}, ("code", "message")),
+    },
+    ("jsonrpc", "error"),
+)
+#: What `/mcp` answers a refusal with: the envelope before MCP (no key, no role, not
+#: ready), a JSON-RPC error from the transport on (what MCP clients read).
+MCP_REFUSAL = _json(
+    {"anyOf": [JSONRPC_ERROR, {"$ref": "#/components/schemas/Error"}]},
+    "A JSON-RPC error (the transport's refusals: no session, unknown session, a bad "
+    "body...), or the error envelope (no key, no `tools` role, not ready).",
+)
+
+
+def _mcp_refusals(*statuses: int) -> dict[str, Schema]:
+    return {str(status): MCP_REFUSAL for status in (*statuses, "default")}
 
 
 # -- operations -------------------------------------------------------------------------
@@ -604,6 +623,57 @@ OPERATIONS: tuple[Operation, ...] = (
         (400, 401, 403, 404, 413, 502),
         body=invocation_request(),
         parameters=(_path_parameter("name", "A registered tool's name."), *PIPELINE_HEADERS),
+        tags=("tools",),
+    ),
+    # MCP's Streamable HTTP transport (docs/mcp.md): the bodies are JSON-RPC, not
+    # described here; a refusal before MCP (no key, no role) is the error envelope,
+    # anything after it a JSON-RPC error.
+    Operation(
+        "post",
+        "/mcp",
+        "MCP (Streamable HTTP): send JSON-RPC messages to the aggregated MCP servers.",
+        "tools",
+        {
+            "200": {
+                "description": "The JSON-RPC answers (`initialize` also sets "
+                "`Mcp-Session-Id`), as JSON or as one SSE event.",
+                "content": {
+                    "application/json": {"schema": OBJECT},
+                    "text/event-stream": {"schema": STRING},
+                },
+            },
+            "202": {"description": "Notifications and responses only: accepted."},
+            **_mcp_refusals(400, 401, 403, 404, 406, 413, 415, 500, 503),
+        },
+        raw_body=("application/json", "A JSON-RPC message (or a batch, revision 2025-03-26)."),
+        parameters=(_header_parameter("mcp-session-id", "The session, after initialize."),),
+        tags=("tools",),
+    ),
+    Operation(
+        "get",
+        "/mcp",
+        "MCP (Streamable HTTP): the session's server-to-client stream.",
+        "tools",
+        {
+            "200": {
+                "description": "Server-sent events: `notifications/*/list_changed`.",
+                "content": {"text/event-stream": {"schema": STRING}},
+            },
+            **_mcp_refusals(400, 401, 403, 404, 406, 409, 500, 503),
+        },
+        parameters=(_header_parameter("mcp-session-id", "The session."),),
+        tags=("tools",),
+    ),
+    Operation(
+        "delete",
+        "/mcp",
+        "MCP (Streamable HTTP): end a session.",
+        "tools",
+        {
+            "200": _json(OBJECT, "The session is closed."),
+            **_mcp_refusals(400, 401, 403, 404, 500, 503),
+        },
+        parameters=(_header_parameter("mcp-session-id", "The session."),),
         tags=("tools",),
     ),
     Operation(
@@ -780,7 +850,7 @@ def _operation(op: Operation, config: GatewayConfig) -> Schema:
     responses: dict[str, Schema] = dict(op.responses)
     for status in op.errors:
         responses[str(status)] = {**ERROR_RESPONSE}
-    responses["default"] = {**ERROR_RESPONSE}
+    responses.setdefault("default", {**ERROR_RESPONSE})
     operation: Schema = {
         "operationId": f"{op.method} {op.path}",
         "summary": op.summary,

@@ -61,6 +61,10 @@ RESTART_ONLY = (
     "responses.per_key",
     "responses.per_tenant",
     "responses.total",
+    # The bounds of `/mcp` sessions and of the served-result ledger size what State
+    # keeps across versions (gateway/state.py).
+    "mcp.sessions",
+    "mcp.ledger",
 )
 
 

@@ -25,6 +25,7 @@ from common.redact import LOG_REDACTION, Redactor
 from common.secrets import secret_values
 from gateway.config import GatewayConfig, known_names, policy_names
 from gateway.errors import UpstreamErrors
+from gateway.mcp.governance import GatewayGovernance
 from gateway.pipeline import CompletionHook, InFlight, Pipeline, Stage
 from gateway.stages.authenticate import Authenticate
 from gateway.stages.body import ParseJSON, ReadBody
@@ -65,6 +66,7 @@ from tools.invoke import ToolInvoker
 from tools.receipts import Receipts
 from tools.registry import ToolRegistry
 from tools.results import ResultChecker
+from toolservers.service import McpService
 
 log = logging.getLogger("seawall")
 
@@ -145,6 +147,7 @@ class Runtime:
             tools=[t.name for t in config.tools],
             schedule=state.chaos_schedule,
             injected=state.chaos_injected,
+            namespaces=[s.name for s in config.mcp.servers],
         )
         layers = TransportLayers(config)
         self.upstreams = Upstreams(
@@ -168,6 +171,12 @@ class Runtime:
             ToolEndpoints(SharedTransport(state.tool_pool)), "tool-endpoints"
         )
         self.invoker = ToolInvoker(self.tool_registry, self.receipts, self.tool_transport)
+        #: `/mcp` of this version: built by `start`, once the upstream servers of its
+        #: config are synced in State's pool (that is async); None until then.
+        self.mcp: McpService | None = None
+        self.mcp_governance = GatewayGovernance(
+            self.policies, state.limiter, config.mcp.limits, config.limits, state.events
+        )
         self.prompt_limits = compiled.prompt_limits
         #: Every secret of this config (common/secrets.py), prepared once: for what
         #: error paths relay to clients, and for every log record while this version
@@ -208,7 +217,9 @@ class Runtime:
         checks: list[Stage] = [
             ForgeToolResults(self.tool_registry),
             VerifyToolResults(
-                ResultChecker(self.tool_registry, self.receipts, config.tool_policy), events
+                ResultChecker(self.tool_registry, self.receipts, config.tool_policy),
+                events,
+                mcp=lambda: self.mcp,
             ),
             PromptGuard(self.router, self.prompt_limits, events),
         ]
@@ -303,6 +314,16 @@ class Runtime:
         an earlier version started is already open)."""
         await self.upstreams.start()
         await self.state.tool_pool.start()
+        state = self.state
+        upstreams = await state.mcp_pool.sync(self.config.mcp)
+        self.mcp = McpService(
+            self.config.mcp,
+            upstreams,
+            self.receipts,
+            sessions=state.mcp_sessions,
+            ledger=state.mcp_ledger,
+            governance=self.mcp_governance,
+        )
 
     async def close(self) -> None:
         """Releases what this version holds; shared pools close with their last user."""

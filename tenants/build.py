@@ -109,7 +109,7 @@ def _unknown_names(index: int, config: TenantConfig, known: Known) -> list[str]:
             path = f"tenants[{index}].allow.{field}[{position}]"
             if name in seen:
                 problems.append(f"{path}: {noun} {name!r} is listed twice")
-            elif name not in valid:
+            elif not known.knows(field, name):
                 problems.append(f"{path}: unknown {noun} {name!r}{_hint(name, valid)}")
             seen.add(name)
     return problems
@@ -228,9 +228,8 @@ def _exceeds(
         allowed = inherited.allowed(field)
         if names is None or allowed is None:
             continue
-        valid = known.names(field)
         for position, name in enumerate(names):
-            if name in valid and name not in allowed:
+            if known.knows(field, name) and name not in allowed:
                 problems.append(
                     f"tenants[{index}].allow.{field}[{position}]: {noun} {name!r} is not "
                     f"allowed by parent {parent!r} (it allows: {_listing(allowed)})"

@@ -44,7 +44,8 @@ class AllowLists(Frozen):
 
     #: Model group names (`models[].name`).
     models: tuple[str, ...] | None = None
-    #: Registered tool names (`tools[].name`), for the invoke proxy.
+    #: Registered tool names (`tools[].name`), for the invoke proxy, and MCP tools
+    #: as `/mcp` exposes them (`<server>__<tool>` of a configured `mcp.servers[]`).
     tools: tuple[str, ...] | None = None
     #: What a fault may aim at: deployment ids, `group:NAME`, `tool:NAME`.
     chaos_targets: tuple[str, ...] | None = None

@@ -224,6 +224,7 @@ SECTION_PAGES = {
     "telemetry": [],
     "reload": ["reloading.md"],
     "responses": ["responses.md"],
+    "mcp": ["mcp.md"],
 }
 
 

@@ -355,6 +355,19 @@ def check_error_envelope(response: Any) -> None:
     assert error["code"] is None or isinstance(error["code"], str), error
 
 
+def check_jsonrpc_error(response: Any) -> None:
+    """`/mcp` answers what MCP clients read once the gateway let the request in: a
+    JSON-RPC error (the transport's refusals included), never a traceback; a refusal
+    before it (no key, no role) is the envelope."""
+    body = orjson.loads(response.content)
+    if isinstance(body, dict) and "jsonrpc" not in body:
+        check_error_envelope(response)
+        return
+    assert isinstance(body, dict) and body["jsonrpc"] == "2.0", body
+    error = body["error"]
+    assert isinstance(error["code"], int) and isinstance(error["message"], str), error
+
+
 DOCUMENT_CHECKS = [status_code_conformance, content_type_conformance, response_schema_conformance]
 
 
@@ -369,7 +382,10 @@ def test_fuzz(case: Any, fuzz_gateways: dict[bool, FuzzGateway]) -> None:
     detail = f"{case.operation.label} -> {response.status_code}: {response.content[:500]!r}"
     assert response.status_code < 500 or asked, detail
     if response.status_code >= 400:
-        check_error_envelope(response)
+        if case.operation.path == "/mcp":
+            check_jsonrpc_error(response)
+        else:
+            check_error_envelope(response)
     if not asked:
         case.validate_response(response, checks=DOCUMENT_CHECKS)
     assert gateway.new_tracebacks() == [], gateway.log()[-5000:]

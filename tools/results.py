@@ -183,6 +183,11 @@ class ResultChecker:
         unmatched = Violation("?", "unmatched", "tool_call_id", reason, mode, result.call_id)
         return [unmatched, *self._injection_flags("?", result)]
 
+    def injection_flags(self, name: str, result: ToolResult) -> list[Violation]:
+        """Prompt-injection flags of a result whose other checks are done elsewhere
+        (an MCP tool's result: gateway/stages/tools.py)."""
+        return self._injection_flags(name, result)
+
     def _injection_flags(self, name: str, result: ToolResult) -> list[Violation]:
         found = []
         if self._policy.scan_injection:

@@ -6,6 +6,11 @@ schema, injection markers) and their
 `seawall_receipt` fields are removed before any provider sees the request. It
 also refuses offered tool schemas that validation could never finish with (a
 `$ref` cycle), while the request can still get a 400 and before a model is paid.
+A result whose call names an MCP tool the caller may use (`server__tool`, served
+through `/mcp`) is checked by the MCP layer instead (`McpService.check_tool_message`:
+its `_meta` receipt, or the key's ledger of results served), in its server's
+`verification.mode`: a result that did not come through `/mcp` for this key, or
+was altered, is `tool_result_forged` (docs/mcp.md, "Verification").
 
 `VerifyToolCalls` (the forwarding stage's reply flow): the tool calls a model
 answers with are checked against the schemas the request offered. In `enforce` mode
@@ -23,9 +28,9 @@ event in `enforce` mode, an SSE comment in `warn` mode).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
@@ -34,16 +39,20 @@ from common.headers import COLLISION_HEADER, FLAGS_HEADER, REPAIRED_HEADER, VIOL
 from gateway.errors import GatewayError, echoed
 from gateway.events import Events, GuardEvent
 from gateway.exchange import Exchange
+from gateway.mcp.callers import caller_of
 from gateway.stages.render import sse_error_event
 from routing.call import Reply
 from routing.sse import DONE_EVENT, data_payloads
+from tenants.identity import Identity
 from tools.binding import bind
 from tools.calls import OfferedTools, ToolCall, ToolCallAssembler, calls_in_reply
-from tools.config import ToolPolicy
+from tools.config import Mode, ToolPolicy
 from tools.registry import ToolRegistry
-from tools.results import RECEIPT_FIELD, ResultChecker, tool_results
+from tools.results import RECEIPT_FIELD, ResultChecker, ToolResult, tool_results
 from tools.schemas import SchemaCache, UnsafeSchema
 from tools.violations import Violation, header_value, strictest
+from toolservers.caller import LOCAL, Caller
+from toolservers.service import McpService
 
 #: A tool-call stream is held in memory up to this size; past it, it is refused.
 MAX_HELD_BYTES = 4 * 1024 * 1024
@@ -53,10 +62,17 @@ RESULT_KINDS = {"forged": "tool_result_forged", "injection": "tool_result_inject
 
 class VerifyToolResults:
     def __init__(
-        self, checker: ResultChecker, events: Events, cache: SchemaCache | None = None
+        self,
+        checker: ResultChecker,
+        events: Events,
+        cache: SchemaCache | None = None,
+        mcp: Callable[[], McpService | None] | None = None,
     ) -> None:
         self.checker = checker
         self.events = events
+        #: The Runtime's MCP layer (built when the Runtime starts), for results of
+        #: MCP tools; None: no result is one.
+        self.mcp = mcp
         # The registry's cache is the one `VerifyToolCalls` uses too: a schema
         # compiled here on first sight is not compiled again after routing.
         self.cache = cache or checker.registry.offered
@@ -80,9 +96,20 @@ class VerifyToolResults:
                 }
         # Each finding with the message it is about: ids may repeat (duplicates,
         # unmatched results), so an id does not say which message to name.
-        found = [
-            (result.index, v) for result in results for v in self.checker.check(result, bindings)
-        ]
+        service = self.mcp() if self.mcp is not None else None
+        if service is not None and service.catalog.upstreams:
+            caller = _caller(exchange.identity)
+            found = [
+                (result.index, v)
+                for result in results
+                for v in self._check(result, bindings, service, caller)
+            ]
+        else:
+            found = [
+                (result.index, v)
+                for result in results
+                for v in self.checker.check(result, bindings)
+            ]
         if not found:
             return
         violations = [v for _, v in found]
@@ -109,6 +136,29 @@ class VerifyToolResults:
         if problems:
             exchange.headers[VIOLATIONS_HEADER] = header_value(problems)
 
+    def _check(
+        self, result: ToolResult, bindings: Any, service: McpService, caller: Caller
+    ) -> list[Violation]:
+        """An MCP tool's result by the MCP layer's rules; any other by the registry's."""
+        server = service.mcp_tool(caller, result.tool) if result.tool is not None else None
+        if server is None:
+            return self.checker.check(result, bindings)
+        assert result.tool is not None
+        mode = cast(Mode, service.result_mode(server))
+        if mode == "off":
+            return []
+        content = result.parts if result.parts is not None else result.content
+        verdict = service.check_tool_message(
+            caller, result.tool, result.arguments, content, result.receipt
+        )
+        found = []
+        if not verdict.genuine:
+            reason = verdict.reason or "not a result served through /mcp"
+            found.append(
+                Violation(result.tool, "forged", verdict.how, reason, mode, result.call_id)
+            )
+        return found + self.checker.injection_flags(result.tool, result)
+
     def _refuse_unsafe_schemas(self, body: dict[str, Any]) -> None:
         """400 for an offered schema whose `$ref`s loop without consuming input.
 
@@ -128,6 +178,11 @@ class VerifyToolResults:
                     code="invalid_function_parameters",
                     param=f"{tool.where}.parameters",
                 ) from None
+
+
+def _caller(identity: Identity | None) -> Caller:
+    """The MCP caller a chat request's key is (what `/mcp` served it as)."""
+    return LOCAL if identity is None else caller_of(identity)
 
 
 def repair_messages(

@@ -1,0 +1,204 @@
+"""`/mcp`: MCP's Streamable HTTP transport, behind the gateway's keys.
+
+Authentication is the gateway's: a bearer key holding the `tools` role (the role
+of the invoke proxy: MCP tools are tools), 401/403 in the gateway's error
+envelope otherwise. The key's tenant decides what the caller sees: its effective
+`allow.tools` becomes the `Caller`'s visible tools, so a tool outside it is absent
+from `tools/list` and `Unknown tool` to `tools/call`, exactly like one no server
+has. Sessions belong to the key that opened them (toolservers/sessions.py): any
+other key gets 404 for the id, as for an id that never existed.
+
+Chaos: the request's plan is built as for every endpoint (the `x-seawall-chaos`
+header and `x-traffic-color` only for a key with the `chaos` role and chaos
+enabled; admin schedules for the caller's tenant chain), and its MCP faults act
+on the calls and the session (gateway/mcp/faults.py); what was injected is in
+`x-seawall-chaos-injected`.
+
+Errors: what toolservers answers is already MCP's (JSON-RPC errors, tool error
+results); anything unexpected is logged with its traceback and answered with a
+plain JSON-RPC internal error, never the exception's text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from chaos.engine import ChaosEngine, TargetNotAllowed
+from chaos.faults import FaultError
+from chaos.plan import ChaosPlan
+from common.headers import (
+    CHAOS_HEADER,
+    COLOR_HEADER,
+    CONFIG_VERSION_HEADER,
+    INJECTED_HEADER,
+    REQUEST_ID_HEADER,
+)
+from gateway.errors import GatewayError, echoed
+from gateway.mcp.callers import caller_of
+from gateway.mcp.faults import session_faults
+from gateway.stages.authenticate import require
+from tenants.identity import Identity
+from toolservers.caller import Caller
+from toolservers.http import HttpAnswer
+from toolservers.jsonrpc import INTERNAL_ERROR, INVALID_REQUEST, Error, dumps
+
+if TYPE_CHECKING:
+    from gateway.app import Gateway
+    from gateway.drain import Drain
+
+log = logging.getLogger("seawall")
+
+#: The role a key needs for `/mcp` (docs/mcp.md).
+ROLE = "tools"
+#: How often an open GET stream looks whether the gateway is draining.
+DRAIN_POLL_S = 1.0
+
+
+def caller_for(
+    identity: Identity, plan: ChaosPlan | None, request: Request, request_id: str
+) -> Caller:
+    """`caller_of` the key, with what governance needs of this request."""
+    client = request.client
+    return caller_of(
+        identity,
+        {
+            "identity": identity,
+            "plan": plan,
+            "headers": request.headers,
+            "client_ip": client.host if client is not None else "",
+            "request_id": request_id,
+        },
+    )
+
+
+def _jsonrpc_error(status: int, code: int, message: str) -> HttpAnswer:
+    body = dumps(Error(None, code, message))
+    return HttpAnswer(status, {"content-type": "application/json"}, body)
+
+
+class McpEndpoint:
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+
+    async def handle(self, request: Request) -> Response:
+        gateway = self.gateway
+        runtime = gateway.runtime
+        identity = require(runtime.tenants, request.headers.get("authorization"), ROLE)
+        request_id = gateway.state.ids.next()
+        headers = {REQUEST_ID_HEADER: request_id, CONFIG_VERSION_HEADER: runtime.version.id}
+        service = runtime.mcp
+        if service is None:
+            raise GatewayError(
+                503, "The MCP endpoint is not ready yet; retry shortly.", code="mcp_unavailable"
+            )
+        plan = self._plan(runtime.chaos, identity, request, headers)
+        caller = caller_for(identity, plan, request, request_id)
+        # Starlette's header names are lower-case already; a repeated one keeps its last.
+        sent = dict(request.headers.items())
+        try:
+            if request.method == "POST":
+                body = await self._body(request, service.config.max_request_bytes)
+                if isinstance(body, HttpAnswer):
+                    answer = body
+                else:
+                    answer = await service.http.post(caller, sent, body, session_faults(plan))
+            elif request.method == "GET":
+                answer = await service.http.get(caller, sent, session_faults(plan))
+            else:
+                answer = await service.http.delete(caller, sent)
+        except Exception:
+            log.exception("MCP: %s /mcp failed", request.method)
+            answer = _jsonrpc_error(500, INTERNAL_ERROR, "Internal error")
+        if plan is not None and plan.injected:
+            headers[INJECTED_HEADER] = ", ".join(plan.injected)
+            runtime.chaos.count(plan)
+        headers.update(answer.headers)
+        if answer.stream is not None:
+            stream = answer.stream
+            if request.method == "GET":
+                stream = until_draining(stream, gateway.drain)
+            return StreamingResponse(stream, status_code=answer.status, headers=headers)
+        return Response(answer.body, status_code=answer.status, headers=headers)
+
+    @staticmethod
+    async def _body(request: Request, limit: int) -> bytes | HttpAnswer:
+        """The body, read up to `limit` bytes: one larger is refused unread."""
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            return _too_large(limit)
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                return _too_large(limit)
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    @staticmethod
+    def _plan(
+        engine: ChaosEngine, identity: Identity, request: Request, headers: dict[str, str]
+    ) -> ChaosPlan | None:
+        """The request's chaos plan, as the `Chaos` stage builds it for other endpoints."""
+        header, color_name = request.headers.get(CHAOS_HEADER), request.headers.get(COLOR_HEADER)
+        if header is None and color_name is None and not engine.schedule:
+            return None
+        allowed = engine.enabled and identity.has_role("chaos")
+        if (header is not None or color_name is not None) and not allowed:
+            headers[CHAOS_HEADER] = "ignored"
+            header = color_name = None
+        try:
+            color = None if color_name is None else engine.color(color_name)
+            return engine.plan(header, color, identity.chain, identity.may_target)
+        except FaultError as exc:
+            param = COLOR_HEADER if exc.source == "color" else CHAOS_HEADER
+            refused = isinstance(exc, TargetNotAllowed)
+            raise GatewayError(
+                403 if refused else 400,
+                f"Invalid {param} header: {echoed(str(exc))}.",
+                code="chaos_target_not_allowed" if refused else "invalid_chaos_header",
+                param=param,
+            ) from None
+
+
+async def until_draining(
+    stream: AsyncIterator[bytes], drain: Drain, poll_s: float = DRAIN_POLL_S
+) -> AsyncIterator[bytes]:
+    """`stream` (a session's GET stream, which never ends by itself) until the gateway
+    starts draining: it ends within `poll_s` of that, before the listener closes
+    (`server.drain_s`), so a shutdown never waits `server.shutdown_timeout_s` for
+    the GET stream every connected SDK client keeps open. The client reopens it
+    elsewhere (the spec lets a client reconnect its GET stream at any time)."""
+    iterator = aiter(stream)
+    pending: asyncio.Future[bytes] | None = None
+    try:
+        while not drain.draining:
+            if pending is None:
+                pending = asyncio.ensure_future(anext(iterator))
+            done, _ = await asyncio.wait({pending}, timeout=poll_s)
+            if not done:
+                continue
+            finished, pending = pending, None
+            try:
+                chunk = finished.result()
+            except StopAsyncIteration:
+                return
+            yield chunk
+    finally:
+        if pending is not None:
+            pending.cancel()
+            await asyncio.gather(pending, return_exceptions=True)
+        aclose = getattr(iterator, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+def _too_large(limit: int) -> HttpAnswer:
+    message = f"Request body too large: at most {limit} bytes (mcp.max_request_bytes)"
+    return _jsonrpc_error(413, INVALID_REQUEST, message)
