@@ -27,7 +27,7 @@ from gateway.admin import admin_routes
 from gateway.config import GatewayConfig
 from gateway.drain import Drain
 from gateway.errors import GatewayError, echoed, error_response, model_not_found
-from gateway.mcp.endpoint import McpEndpoint
+from gateway.mcp_endpoint import McpEndpoint
 from gateway.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from gateway.metrics import Metrics
 from gateway.openapi import OpenAPIEndpoint

@@ -8,8 +8,9 @@ import os
 import socket
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 from common.config import ENV_PREFIX
 from common.secrets import mask_url
@@ -145,19 +146,46 @@ def mock_upstream(args: argparse.Namespace) -> int:
     return 0
 
 
+def embedded_config(sections: Mapping[str, Any]) -> GatewayConfig:
+    """The embedded default plus `sections` (an experiment's `gateway:`), merged as
+    two config documents: a section both set is a problem, never an override. Exits
+    2 with every problem listed, as a bad config does."""
+    if not sections:
+        return load_served(None)[0]
+    from importlib import resources
+
+    import yaml
+
+    from gateway.config import DEFAULT_CONFIG_RESOURCE, ConfigError
+    from gateway.reload import validate
+
+    default = resources.files("gateway").joinpath(DEFAULT_CONFIG_RESOURCE).read_text()
+    files = {
+        DEFAULT_CONFIG_RESOURCE: default,
+        "experiment-gateway.yaml": yaml.safe_dump(dict(sections)),
+    }
+    try:
+        return validate(files, "<embedded default + experiment>", serve_on="127.0.0.1")
+    except ConfigError as exc:
+        print(exc.render(), file=sys.stderr)
+        raise SystemExit(EXIT_CONFIG) from None
+
+
 @contextmanager
-def embedded_gateway() -> Iterator[str]:
-    """The embedded default gateway on a free loopback port, served from a background
-    thread while the context is open: what `seawall chaos run` uses without --url.
-    The socket listens before the thread starts, so connections queue until the
-    server accepts them; the runner then waits for /readyz."""
+def embedded_gateway(sections: Mapping[str, Any] | None = None) -> Iterator[str]:
+    """The embedded default gateway (plus an experiment's `sections`) on a free
+    loopback port, served from a background thread while the context is open: what
+    `seawall chaos run` uses without --url. The socket listens before the thread
+    starts, so connections queue until the server accepts them; the runner then
+    waits for /readyz."""
     import uvicorn
 
     from gateway.app import create_app
     from gateway.server.serve import ServeOptions, uvicorn_config
 
+    config = embedded_config(sections or {})
     sock = socket.create_server(("127.0.0.1", 0))
-    app = create_app(*load_served(None)[:1])
+    app = create_app(config)
     options = ServeOptions("127.0.0.1", sock.getsockname()[1], log_level="warning")
     # The front door `seawall serve` has: guarded protocol, forwarded headers untrusted.
     server = uvicorn.Server(uvicorn_config(app, app.state.gateway.config.server, options))

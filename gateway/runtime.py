@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import httpx
 
@@ -59,6 +59,7 @@ from routing.config import DeploymentConfig
 from routing.context_windows import prompt_limits
 from routing.health import Identity as UpstreamIdentity
 from routing.router import Router, build_router
+from routing.tokens import load_encoding
 from routing.upstreams import SharedTransport, Upstreams
 from tenants.build import build_tenants
 from tools.endpoints import ToolEndpoints
@@ -94,6 +95,28 @@ class TransportLayers:
         self, transport: httpx.AsyncBaseTransport, config: DeploymentConfig
     ) -> httpx.AsyncBaseTransport:
         return self.wrap(transport, config.id)
+
+
+def counting_models(config: GatewayConfig, limits: Mapping[str, int | None]) -> set[str]:
+    """The models whose tokenizers this config may count prompts with: mock
+    deployments (they count usage), and a group's first deployment's model where the
+    prompt guard has a limit (`limits`, by group) or any level limits tokens or spend.
+    A config that never counts loads no tokenizer (~50 MB a worker)."""
+    levels = [
+        *(tenant.limits for tenant in config.tenants),
+        *(key.limits for key in config.keys),
+        *config.limits.classes.values(),
+    ]
+    token_limits = any(
+        level is not None and (level.tokens_per_minute is not None or level.spend_usd is not None)
+        for level in levels
+    )
+    models: set[str] = set()
+    for group in config.models:
+        if token_limits or limits.get(group.name) is not None:
+            models.add(group.deployments[0].model)
+        models.update(d.model for d in group.deployments if d.provider == "mock")
+    return models
 
 
 class Compiled:
@@ -312,6 +335,11 @@ class Runtime:
     async def start(self) -> None:
         """Opens what this version needs before it may serve (pools are shared: one
         an earlier version started is already open)."""
+        # The tokenizers it may count with, loaded before it serves: loading one holds
+        # the GIL for 0.3-1 s even in a worker thread, so on first use it would stall
+        # every request in flight (a limit store's calls then time out behind it).
+        for model in counting_models(self.config, self.prompt_limits):
+            await load_encoding(model)
         await self.upstreams.start()
         await self.state.tool_pool.start()
         state = self.state

@@ -70,6 +70,15 @@ class Decision:
         """May the request be routed to `deployment`?"""
         return (self.pin is None or deployment in self.pin) and deployment not in self.exclude
 
+    def effects(self) -> list[tuple[str, str]]:
+        """What the decision did, as (effect, rule) pairs for the guard events: the
+        deny, each flag (`tag:<flag>`), each route rule, each rule error."""
+        effects = [("deny", self.deny.rule)] if self.deny is not None else []
+        effects += [("flag", f"tag:{flag}") for flag in self.flags]
+        effects += [("route", rule) for rule in self.route_rules]
+        effects += [("error", error.rule) for error in self.errors]
+        return effects
+
     def agrees_with(self, other: Decision) -> bool:
         """Would enforcing `other` do the same (deny or not, the same routing and limits)?"""
         return (

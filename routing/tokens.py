@@ -52,10 +52,11 @@ def encoding_name_for(model: str) -> str:
 
 
 async def load_encoding(model: str) -> None:
-    """Loads `model`'s encoding in a worker thread, the first time only: loading one
-    takes 0.3-1 s of CPU and ~50 MB, and on the event loop it would stall every other
-    request (a limit store's calls time out behind it). Awaited before counting on
-    the loop; afterwards a dict lookup."""
+    """Loads `model`'s encoding in a worker thread, the first time only (0.3-1 s of
+    CPU, ~50 MB); afterwards a dict lookup. Parsing the ranks holds the GIL for most
+    of that, so a worker thread spares the loop little: a gateway's Runtime loads what
+    it may count with before it serves (gateway/runtime.py, `counting_models`), and the
+    counting stages await this only as a backstop."""
     name = encoding_name_for(model)
     if name not in _LOADED:
         await asyncio.to_thread(get_encoding, name)

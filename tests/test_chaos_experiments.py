@@ -10,6 +10,7 @@ faults never fired proves nothing.
 from __future__ import annotations
 
 import json
+import sys
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -130,3 +131,53 @@ def test_outage_fails_without_a_deployment_to_fail_over_to(
     assert report["aborted"].startswith("safety.abort: success_ratio")
     assert report["phases"][-1]["name"] == "outage"
     assert "outage: success_ratio" in failed_checks(report)
+
+
+def mcp_config(**server: Any) -> dict[str, Any]:
+    """The embedded default with the demo MCP server the experiment declares
+    (chaos/demo_mcp.py, started by the gateway over stdio), and `server`'s settings."""
+    config = demo_config()
+    demo = {"name": "demo", "transport": "stdio", "command": sys.executable}
+    config["mcp"] = {"servers": [{**demo, "args": ["-m", "chaos.demo_mcp"], **server}]}
+    return config
+
+
+@pytest.mark.timeout(60)
+def test_mcp_forged_results_are_all_caught_and_genuine_ones_all_served(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`mcp-forged-results` through the runner against a gateway at --url: MCP
+    results forged after the seal (`forge_tool;mode=wrong`, `mcp_wrong_call`) at a
+    rate; each one the agent shows the model is refused as `tool_result_forged`, and
+    every genuine result, in the same conversations too, is served."""
+    code, report = run_against(mcp_config(), "mcp-forged-results", tmp_path)
+    output = capsys.readouterr().out
+    assert code == 0, "\n".join(failures(report)) + "\n" + output
+    phases = {phase["name"]: phase["counts"] for phase in report["phases"]}
+    forged = phases["forged"]
+    assert set(forged["injected"]) == {"forge_tool", "mcp_wrong_call"}
+    results = forged["mcp_results"]
+    assert list(results["forged"]) == ["refused:tool_result_forged"], results
+    assert list(results["genuine"]) == ["served"], results
+    assert results["forged"]["refused:tool_result_forged"] >= 3
+    assert results["genuine"]["served"] >= 3
+    for steady in ("before", "after"):
+        assert phases[steady]["mcp_results"]["forged"] == {}
+        assert phases[steady]["injected"] == {}
+    assert any("gateway sections (mcp) were not applied" in note for note in report["notes"])
+
+
+@pytest.mark.timeout(60)
+def test_mcp_forged_results_fails_without_receipts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The tolerances can fail: with the server's verification off, results carry no
+    receipt and the forgeries reach the model."""
+    code, report = run_against(
+        mcp_config(verification={"mode": "off"}), "mcp-forged-results", tmp_path
+    )
+    capsys.readouterr()
+    assert code == 1
+    assert "forged: forged results caught" in failed_checks(report)
+    forged = next(p for p in report["phases"] if p["name"] == "forged")
+    assert "passed" in forged["counts"]["mcp_results"]["forged"]

@@ -227,3 +227,29 @@ def test_special_token_text_counts_as_plain_text(name: str) -> None:
 )
 def test_content_text(content: Any, text: str) -> None:
     assert content_text(content) == text
+
+
+def test_a_runtime_loads_only_the_tokenizers_its_config_may_count_with() -> None:
+    """Mock deployments count usage; a group with a prompt limit or a config with token
+    or spend limits counts prompts; anything else never counts: no tokenizer."""
+    from gateway.config import load_config, parse_config
+    from gateway.runtime import counting_models
+    from routing.context_windows import prompt_limits
+
+    def models(data: dict[str, Any]) -> set[str]:
+        config = parse_config(data, "test")
+        return counting_models(config, prompt_limits(config.models))
+
+    local = {"id": "a", "provider": "openai", "model": "my-local-model"}
+    local["api_base"] = "http://127.0.0.1:9/v1"
+    assert models({"models": [{"name": "g", "deployments": [local]}]}) == set()
+    guarded = {"name": "g", "deployments": [local], "max_prompt_tokens": 1000}
+    assert models({"models": [guarded]}) == {"my-local-model"}
+    limited = {
+        "models": [{"name": "g", "deployments": [local]}],
+        "keys": [{"id": "k", "key": "sk-k", "limits": {"tokens_per_minute": 10}}],
+    }
+    assert models(limited) == {"my-local-model"}
+    default = load_config(None)
+    mocks = {d.model for g in default.models for d in g.deployments if d.provider == "mock"}
+    assert mocks and mocks <= counting_models(default, prompt_limits(default.models))

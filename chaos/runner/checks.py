@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from chaos.runner.probes import PROBES, REQUEST
-from chaos.runner.schema import Experiment, ProbeParams
+from chaos.runner.schema import STEP_KINDS, Experiment, ProbeParams
 
 #: Parameters as they appear in a file, for "does not take" messages.
 _PARAMS = ("kinds", "fault", "deployment", "status", "code", "mode", "ms", "labels")
@@ -89,5 +89,8 @@ def _fault_problems(experiment: Experiment, sent: set[str]) -> Iterator[str]:
             for kind in fault.kinds:
                 if kind not in sent:
                     yield f"{path}.kinds: {kind!r} is never sent (not in any load mix)"
-            if fault.steps and "tool" not in (fault.kinds or sent):
-                yield f"{path}.steps: steps apply to tool rounds, and no tool round gets it"
+            if fault.steps and not set(STEP_KINDS) & set(fault.kinds or sent):
+                yield (
+                    f"{path}.steps: steps apply to tool rounds and mcp_agent conversations, "
+                    "and none gets it"
+                )

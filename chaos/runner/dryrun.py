@@ -49,6 +49,11 @@ def plan_text(experiment: Experiment, scale: float) -> str:
         f"experiment {experiment.name}: {experiment.title}",
         f"target: model group {experiment.target.model} (tool rounds: {experiment.target.tool})",
         f"load: {_load(experiment.load)}",
+        *(
+            [f"gateway sections (embedded gateway only): {', '.join(sorted(experiment.gateway))}"]
+            if experiment.gateway
+            else []
+        ),
         "steady-state hypothesis (checked in steady_state phases):",
         *(f"  - {_probe(p)}" for p in experiment.hypothesis),
         f"phases ({total:g} s at scale {scale:g}; safety limit "

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from chaos.runner.gateway_api import GatewayAPI
-from chaos.runner.schema import CHAOS_HEADER, TOOL_STEPS, FaultEntry, Phase
+from chaos.runner.schema import CHAOS_HEADER, STEP_KINDS, TOOL_STEPS, FaultEntry, Phase
 from chaos.runner.traffic import StepHeaders
 
 
@@ -27,7 +27,7 @@ class HeaderFaults:
     def _applies(self, fault: FaultEntry, kind: str, step: str) -> bool:
         if fault.kinds and kind not in fault.kinds:
             return False
-        return kind != "tool" or not fault.steps or step in fault.steps
+        return kind not in STEP_KINDS or not fault.steps or step in fault.steps
 
     def chaos(self, kind: str, step: str) -> str | None:
         parts = [f.header_text() for f in self.faults if self._applies(f, kind, step)]

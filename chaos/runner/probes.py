@@ -16,7 +16,14 @@ from itertools import pairwise
 from typing import Literal
 
 from chaos.runner.promtext import MetricSnapshot, delta
-from chaos.runner.samples import Sample, cheat_caught, fault_of, hop_parts, route_hops
+from chaos.runner.samples import (
+    SERVED,
+    Sample,
+    cheat_caught,
+    fault_of,
+    hop_parts,
+    route_hops,
+)
 from chaos.runner.schema import ProbeParams, ProbeSpec
 from chaos.runner.stats import percentile, ratio
 
@@ -166,6 +173,13 @@ def _cheat_detection_rate(params: ProbeParams, ev: Evidence) -> float | None:
     return ratio(sum(cheat_caught(v) for v in verdicts), len(verdicts))
 
 
+def _genuine_served_rate(params: ProbeParams, ev: Evidence) -> float | None:
+    """Every genuine result an `mcp_agent` sent counts: served cleanly (2xx, nothing
+    flagged) or not (refused, flagged, failed: a false positive or an outage)."""
+    verdicts = [v for s in selected(params, ev.samples) for v in s.genuine]
+    return ratio(sum(v == SERVED for v in verdicts), len(verdicts))
+
+
 def _attempts_for_rejected(params: ProbeParams, ev: Evidence) -> float | None:
     rejected = [s for s in selected(params, ev.samples) if 400 <= s.status < 500]
     return sum(s.hops for s in rejected) if rejected else None
@@ -298,8 +312,17 @@ PROBES: Mapping[str, ProbeKind] = {
         _cheat_detection_rate,
         "requests",
         "ratio",
-        "share of cheating tool results (tool_race cheats) refused or flagged",
+        "share of cheating tool results (tool_race cheats, forged mcp_agent results) "
+        "refused or flagged",
         REQUEST,
+    ),
+    "genuine_served_rate": ProbeKind(
+        _genuine_served_rate,
+        "requests",
+        "ratio",
+        "share of genuine MCP results (mcp_agent) the model was shown cleanly",
+        REQUEST,
+        default_kinds=("mcp_agent",),
     ),
     "provider_attempts_for_rejected": ProbeKind(
         _attempts_for_rejected,

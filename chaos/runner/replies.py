@@ -63,6 +63,8 @@ class Outcome:
     #: Tool-race cheats: how each result sent that should not have been sent fared
     #: (see `chaos.runner.samples.CHEAT_VERDICTS`).
     cheats: list[str] = field(default_factory=list)
+    #: `mcp_agent`: how each genuine result sent fared (`SERVED` or a verdict).
+    genuine: list[str] = field(default_factory=list)
 
     def observe(self, reply: Reply) -> None:
         self.status, self.code, self.ok = reply.status, reply.code, 200 <= reply.status < 300
@@ -89,6 +91,7 @@ class Outcome:
             self._inject(entry)
         self.chaos_ignored |= other.chaos_ignored
         self.cheats += other.cheats
+        self.genuine += other.genuine
 
 
 def json_body(response: httpx.Response) -> Any:

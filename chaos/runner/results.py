@@ -13,7 +13,7 @@ from typing import Any
 
 from chaos.runner.probes import Check, FaultEffect
 from chaos.runner.samples import Sample, cheat_caught
-from chaos.runner.schema import RACE_PREFIX, RACE_ROLES, Experiment, is_cheat
+from chaos.runner.schema import MCP_AGENT, RACE_PREFIX, RACE_ROLES, Experiment, is_cheat
 from chaos.runner.timeline import Point
 
 PASSED, FAILED, ABORTED = "passed", "failed", "aborted"
@@ -25,6 +25,14 @@ def counts(samples: Sequence[Sample]) -> dict[str, Any]:
     injected: Counter[str] = Counter()
     for sample in samples:
         injected.update(sample.faults)
+    found: dict[str, Any] = {}
+    agents = [s for s in samples if s.kind == MCP_AGENT]
+    if agents:
+        # Each result an `mcp_agent` sent, by what it was and how the gateway judged it.
+        found["mcp_results"] = {
+            "genuine": dict(Counter(v for s in agents for v in s.genuine)),
+            "forged": dict(Counter(v for s in agents for v in s.cheats)),
+        }
     return {
         "requests": len(samples),
         "ok": sum(s.ok for s in samples),
@@ -35,6 +43,7 @@ def counts(samples: Sequence[Sample]) -> dict[str, Any]:
         "by_deployment": dict(Counter(s.deployment for s in samples if s.ok and s.deployment)),
         "injected": dict(injected),
         "chaos_ignored": sum(s.chaos_ignored for s in samples),
+        **found,
     }
 
 

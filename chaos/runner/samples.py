@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from chaos.runner.schema import is_cheat
+from chaos.runner.schema import MCP_AGENT, is_cheat
 
 #: Faults whose failure the gateway cannot hide by design: a stream cut after its
 #: first byte must end in an error event (never be spliced with another answer), and
@@ -30,6 +30,9 @@ FLAGGED_CODE = "tool_violations_flagged"
 #: (`failed:<code>`, e.g. a timeout).
 REFUSED, FLAGGED, PASSED, FAILED = "refused", "flagged", "passed", "failed"
 CHEAT_VERDICTS = (REFUSED, FLAGGED, PASSED, FAILED)
+#: A genuine tool result (`mcp_agent`) the model was shown cleanly (2xx, nothing
+#: flagged); any other verdict of a genuine result is one of CHEAT_VERDICTS.
+SERVED = "served"
 
 
 def cheat_verdict(entry: str) -> str:
@@ -94,6 +97,9 @@ class Sample:
     #: Tool-race conversations: one entry per cheating result sent (a swap sends
     #: two, one per conversation), each `verdict[:detail]` (CHEAT_VERDICTS).
     cheats: tuple[str, ...] = ()
+    #: `mcp_agent` conversations: the verdict of each genuine result sent (SERVED
+    #: or one of CHEAT_VERDICTS); their forged results are in `cheats`.
+    genuine: tuple[str, ...] = ()
     faults: frozenset[str] = field(default_factory=frozenset, init=False)
 
     def __post_init__(self) -> None:
@@ -107,7 +113,11 @@ class Sample:
     def expected_ok(self) -> bool:
         """Should the gateway have served this one? Huge prompts must be refused,
         faults in UNMASKABLE must surface, and tool-race cheats are judged by their
-        own probe; everything else should succeed."""
+        own probe; everything else should succeed. An `mcp_agent` conversation
+        judges each of its results itself (forged ones refused, genuine ones
+        served), so it should succeed whatever was injected on it."""
+        if self.kind == MCP_AGENT:
+            return True
         if self.kind == "huge_prompt" or is_cheat(self.kind):
             return False
         return not (self.faults & UNMASKABLE)

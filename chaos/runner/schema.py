@@ -20,7 +20,7 @@ from common.config import Frozen, Identifier, non_empty
 from common.headers import CHAOS_HEADER
 
 #: Request kinds the load can send; `colored:<color>` is a chat with `x-traffic-color`.
-BASIC_KINDS = ("chat", "stream", "tool", "huge_prompt")
+BASIC_KINDS = ("chat", "stream", "tool", "huge_prompt", "mcp_agent")
 COLORED_PREFIX = "colored:"
 _COLOR = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 #: `tool_race:<role>`: a two-turn agent conversation with the target tool, honest
@@ -29,8 +29,14 @@ RACE_PREFIX = "tool_race:"
 RACE_GENUINE = "genuine"
 RACE_CHEATS = ("replay", "duplicate", "swap", "earlier_turn")
 RACE_ROLES = (RACE_GENUINE, *RACE_CHEATS)
-#: The three requests of a tool round, which a header fault may pick among.
+#: An agent whose tool is behind `/mcp` (chaos/runner/mcp_agent.py).
+MCP_AGENT = "mcp_agent"
+#: The three requests of a tool round, which a header fault may pick among: the
+#: model's call, the tool (`/v1/tools/{tool}/invoke`; for `mcp_agent`, `/mcp`),
+#: the result back to the model.
 TOOL_STEPS = ("call", "invoke", "reply")
+#: Kinds whose header faults may pick steps.
+STEP_KINDS = ("tool", MCP_AGENT)
 
 
 def race_role(kind: str) -> str | None:
@@ -302,6 +308,12 @@ class Experiment(Frozen):
     phases: Annotated[tuple[Phase, ...], AfterValidator(non_empty)]
     safety: Safety = Safety()
     rollback: Rollback = Rollback()
+    #: Config sections the embedded gateway gets on top of its default, when the
+    #: runner starts its own (no `--url`): whole top-level sections the default does
+    #: not set, such as `mcp:`. A stdio server's `command: "{python}"` is the Python
+    #: seawall runs on. Against `--url` they are not applied: that gateway must
+    #: already have them.
+    gateway: dict[str, Any] = Field(default_factory=dict)
 
     def scaled(self, factor: float) -> Experiment:
         """Every duration of the experiment's own clock times `factor`: phases and the

@@ -5,7 +5,8 @@ round: the model asks for the tool, the invoke proxy runs it, the result goes ba
 with its receipt), `huge_prompt` (far over the context window: must be refused
 before any provider sees it), `colored:<color>` (a chat in a traffic partition),
 `tool_race:<role>` (a two-turn agent conversation with the tool, honest or
-cheating on its last turn: `chaos.runner.race`).
+cheating on its last turn: `chaos.runner.race`), `mcp_agent` (an agent loop whose
+tool is behind `/mcp`: `chaos.runner.mcp_agent`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 import httpx
 import orjson
 
+from chaos.runner.mcp_agent import McpAgent
 from chaos.runner.race import StepHeaders, ToolRace
 from chaos.runner.replies import (
     CHAT_PATH,
@@ -26,7 +28,7 @@ from chaos.runner.replies import (
     tool_calls,
 )
 from chaos.runner.samples import TIMEOUT, TRANSPORT, Sample
-from chaos.runner.schema import COLORED_PREFIX, Load, Target, race_role
+from chaos.runner.schema import COLORED_PREFIX, MCP_AGENT, Load, Target, race_role
 from chaos.runner.streams import StreamReader
 from common.headers import COLOR_HEADER, FLAGS_HEADER
 
@@ -48,6 +50,7 @@ class Traffic:
             function["parameters"] = target.tool_parameters
         self._tools = [{"type": "function", "function": function}]
         self.race = ToolRace(self._post, target.model, target.tool, self._tools, load.timeout_s)
+        self.mcp = McpAgent(self._post, target.model, target.tool)
 
     def _chat_body(self, text: str, **extra: Any) -> dict[str, Any]:
         return {
@@ -66,6 +69,8 @@ class Traffic:
         role = race_role(kind)
         if role is not None:
             await self.race.run(role, headers, outcome)
+        elif kind == MCP_AGENT:
+            await self.mcp.run(headers, outcome)
         elif kind == "stream":
             await self._stream(headers("call"), outcome)
         elif kind == "tool":
@@ -163,4 +168,5 @@ async def send(
         forge_mode=forge_mode,
         caught_by=outcome.caught_by,
         cheats=tuple(outcome.cheats),
+        genuine=tuple(outcome.genuine),
     )

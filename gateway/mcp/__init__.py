@@ -1,9 +1,9 @@
 """The gateway's side of MCP (issue 20): toolservers/ speaks the protocol; this
-package puts the gateway's walls around it.
+package puts the gateway's walls around it, for the Runtime and the stages to
+compose. The `/mcp` route itself is gateway/mcp_endpoint.py, beside the other
+endpoints: bearer keys with the `tools` role, the caller each request is served as,
+the chaos plan of the request, errors in the gateway's envelope without internals.
 
-- `endpoint`: the `/mcp` route (GET, POST, DELETE): bearer keys with the `tools`
-  role, the caller each request is served as, the chaos plan of the request,
-  errors in the gateway's envelope without internals.
 - `governance`: `toolservers.protocol.Governance` for one Runtime: the tenants'
   CEL policies, tool-call limits and chaos faults, per `tools/call`.
 - `callers`: the `Caller` a key is (its tools, its servers), one rule everywhere.

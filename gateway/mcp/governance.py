@@ -73,7 +73,7 @@ def _as_limits(limits: CallLimits, on_failure: Any) -> LimitsConfig | None:
 class GatewayGovernance:
     """`toolservers.protocol.Governance` over one Runtime's policies and limits.
 
-    The caller's context (gateway/mcp/endpoint.py) carries what a call needs from
+    The caller's context (gateway/mcp_endpoint.py) carries what a call needs from
     its HTTP request: `identity`, `plan` (the chaos plan, or None), `headers`
     (the request's), `client_ip`, `request_id`."""
 
@@ -177,10 +177,9 @@ class GatewayGovernance:
             client_ip=context.get("client_ip", ""),
         )
         decision = policies.decide(attributes, context.get("request_id", ""))
-        effects = [("deny", decision.deny.rule)] if decision.deny is not None else []
-        effects += [("flag", f"tag:{flag}") for flag in decision.flags]
-        effects += [("error", error.rule) for error in decision.errors]
-        for effect, rule in effects:
+        for effect, rule in decision.effects():
+            if effect == "route":
+                continue  # routing rules steer model calls; an MCP call has no route
             self.events.emit(
                 GuardEvent(
                     "policy",

@@ -17,17 +17,57 @@ Reads `exchange.identity`, the request's chaos headers. Writes `exchange.chaos`,
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from starlette.responses import Response
 
+from chaos.config import ColorConfig
 from chaos.engine import ChaosEngine, TargetNotAllowed
 from chaos.faults import FaultError
 from chaos.forge import forge_result
+from chaos.plan import ChaosPlan
 from common.headers import CHAOS_HEADER, COLOR_HEADER, INJECTED_HEADER, PLAN_EXTENSION
 from gateway.errors import GatewayError, echoed
 from gateway.events import Events, GuardEvent
 from gateway.exchange import Exchange
+from tenants.identity import Identity
 from tools.registry import ToolRegistry
 from tools.results import tool_results
+
+
+def requested_plan(
+    engine: ChaosEngine,
+    request_headers: Mapping[str, str],
+    identity: Identity | None,
+    answer_headers: dict[str, str],
+) -> tuple[ChaosPlan | None, ColorConfig | None]:
+    """The chaos plan a request asks for (its chaos header, its traffic colour, and the
+    admin schedule) and the colour, as its caller may have them: the header and the
+    colour are ignored, and `answer_headers` says so, unless chaos mode is on and the
+    key has the `chaos` role; a fault the caller may not target is 403, a malformed
+    one 400. Every endpoint that honours chaos asks here (the pipeline's `Chaos`
+    stage, `/mcp`)."""
+    header, color_name = request_headers.get(CHAOS_HEADER), request_headers.get(COLOR_HEADER)
+    if header is None and color_name is None and not engine.schedule:
+        return None, None
+    allowed = engine.enabled and identity is not None and identity.has_role("chaos")
+    if (header is not None or color_name is not None) and not allowed:
+        answer_headers[CHAOS_HEADER] = "ignored"
+        header = color_name = None
+    try:
+        color = None if color_name is None else engine.color(color_name)
+        if identity is None:
+            return engine.plan(header, color), color
+        return engine.plan(header, color, identity.chain, identity.may_target), color
+    except FaultError as exc:
+        param = COLOR_HEADER if exc.source == "color" else CHAOS_HEADER
+        refused = isinstance(exc, TargetNotAllowed)
+        raise GatewayError(
+            403 if refused else 400,
+            f"Invalid {param} header: {echoed(str(exc))}.",
+            code="chaos_target_not_allowed" if refused else "invalid_chaos_header",
+            param=param,
+        ) from None
 
 
 class Chaos:
@@ -36,30 +76,9 @@ class Chaos:
         self.events = events
 
     async def __call__(self, exchange: Exchange) -> None:
-        headers = exchange.request.headers
-        header, color_name = headers.get(CHAOS_HEADER), headers.get(COLOR_HEADER)
-        if header is None and color_name is None and not self.engine.schedule:
-            return
-        identity = exchange.identity
-        allowed = self.engine.enabled and identity is not None and "chaos" in identity.roles
-        if (header is not None or color_name is not None) and not allowed:
-            exchange.headers[CHAOS_HEADER] = "ignored"
-            header = color_name = None
-        try:
-            color = None if color_name is None else self.engine.color(color_name)
-            if identity is None:
-                plan = self.engine.plan(header, color)
-            else:
-                plan = self.engine.plan(header, color, identity.chain, identity.may_target)
-        except FaultError as exc:
-            param = COLOR_HEADER if exc.source == "color" else CHAOS_HEADER
-            refused = isinstance(exc, TargetNotAllowed)
-            raise GatewayError(
-                403 if refused else 400,
-                f"Invalid {param} header: {echoed(str(exc))}.",
-                code="chaos_target_not_allowed" if refused else "invalid_chaos_header",
-                param=param,
-            ) from None
+        plan, color = requested_plan(
+            self.engine, exchange.request.headers, exchange.identity, exchange.headers
+        )
         if color is not None and color.deployments:
             exchange.restrict(color.deployments)
         if plan is None:

@@ -137,11 +137,7 @@ class PolicyGate:
             matched = ", ".join(decision.matched) or "-"
             exchange.headers[POLICY_HEADER] = f"{matched}; version={decision.version}{canary}"
         group = exchange.group.name if exchange.group else None
-        effects = [("deny", decision.deny.rule)] if decision.deny is not None else []
-        effects += [("flag", f"tag:{flag}") for flag in decision.flags]
-        effects += [("route", rule) for rule in decision.route_rules]
-        effects += [("error", error.rule) for error in decision.errors]
-        for effect, rule in effects:
+        for effect, rule in decision.effects():
             self.events.emit(
                 GuardEvent(
                     "policy",

@@ -47,7 +47,9 @@ class MockLLM:
 
     @functools.cached_property
     def encoding(self) -> tiktoken.Encoding:
-        """Loaded on the first answer, not at start: an encoding is ~50 MB a worker."""
+        """Loaded when first needed (~50 MB): a gateway's Runtime loads it before it
+        serves (gateway/runtime.py, `counting_models`); a mock made alone, in a test or
+        the standalone mock server, on its first answer."""
         return encoding_for(self.model)
 
     # -- chat --------------------------------------------------------------------

@@ -93,7 +93,7 @@ class MockTransport(httpx.AsyncBaseTransport):
         if not isinstance(body, dict):
             return _json(400, _error("request body must be a JSON object"))
         await wait_or_time_out(self.settings.latency_ms / 1000, read_timeout)
-        await load_encoding(self.llm.model)  # the first answer's, off the event loop
+        await load_encoding(self.llm.model)  # loaded already when a Runtime started it
         if self.settings.error_rate and self._rng.random() < self.settings.error_rate:
             return _json(503, _error("mock upstream error (error_rate)", kind="server_error"))
         try:

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, Protocol
 
 import aiohttp
 import httpx
@@ -130,60 +130,40 @@ class OpenAICompatible:
 
     async def send(self, request: UpstreamRequest, deadline: float | None = None) -> Reply:
         limit, by_deadline = attempt_limit(self.deployment_id, self._total, deadline)
-        if self._pool is not None:
-            if request.stream:
-                return await self._send_stream_direct(
-                    self._pool, request, time.monotonic() + limit, by_deadline
-                )
-            return await self._send_direct(self._pool, request, limit, by_deadline)
-        http_request = self._build(request)
         if request.stream:
-            return await self._send_stream(
-                http_request, request, time.monotonic() + limit, by_deadline
-            )
-        response: httpx.Response | None = None
+            return await self._send_stream(request, time.monotonic() + limit, by_deadline)
+        answer: Answer | None = None
         try:
             async with asyncio.timeout(limit):
-                response = await self.transport.handle_async_request(http_request)
-                if response.status_code >= 400:
-                    raise await self._http_error(
-                        response.status_code, response.headers.raw, response.aiter_bytes()
-                    )
-                raw = await read_body(response)
+                answer = await self._open(request)
+                if answer.status >= 400:
+                    raise await self._http_error(answer)
+                raw = await answer.read()
         except UpstreamError:
             raise
         except (TimeoutError, httpx.HTTPError) as exc:
             raise self._transport_error(exc, by_deadline) from exc
         finally:
-            if response is not None:
-                await response.aclose()
-        return self._reply(response.status_code, raw, response.headers.raw)
+            if answer is not None:
+                await answer.close()
+        return self._reply(answer.status, raw, answer.raw_headers)
 
-    async def _send_direct(
-        self, pool: AiohttpTransport, request: UpstreamRequest, limit: float, by_deadline: bool
-    ) -> Reply:
-        """`send` on the bare pool: the same steps and failures, no httpx objects."""
+    async def _open(self, request: UpstreamRequest) -> Answer:
+        """POSTs the request upstream: on the bare pool when nothing is stacked on the
+        transport (no httpx objects), else through the transport's httpx interface."""
+        pool = self._pool
+        if pool is None:
+            return HttpxAnswer(await self.transport.handle_async_request(self._build(request)))
         content = self._content(request)
-        headers = [*self._direct_headers, ("content-length", str(len(content)))]
-        response: aiohttp.ClientResponse | None = None
-        try:
-            async with asyncio.timeout(limit):
-                response = await pool.post(
-                    self._direct_urls[request.endpoint], headers, content, self._direct_timeout
-                )
-                if response.status >= 400:
-                    raise await self._http_error(
-                        response.status, response.raw_headers, response_chunks(response)
-                    )
-                raw = await read_response(response)
-        except UpstreamError:
-            raise
-        except (TimeoutError, httpx.HTTPError) as exc:
-            raise self._transport_error(exc, by_deadline) from exc
-        finally:
-            if response is not None:
-                response.release()
-        return self._reply(response.status, raw, response.raw_headers)
+        stream = request.stream
+        headers = self._direct_stream_headers if stream else self._direct_headers
+        response = await pool.post(
+            self._direct_urls[request.endpoint],
+            [*headers, ("content-length", str(len(content)))],
+            content,
+            self._direct_stream_timeout if stream else self._direct_timeout,
+        )
+        return PoolAnswer(response)
 
     def _reply(self, status: int, raw: bytes, raw_headers: Sequence[tuple[bytes, bytes]]) -> Reply:
         try:
@@ -199,87 +179,37 @@ class OpenAICompatible:
         return Reply(self.deployment_id, status, raw, data, headers=relayed_headers(raw_headers))
 
     async def _send_stream(
-        self,
-        http_request: httpx.Request,
-        request: UpstreamRequest,
-        deadline: float,
-        by_deadline: bool,
+        self, request: UpstreamRequest, deadline: float, by_deadline: bool
     ) -> Reply:
-        response: httpx.Response | None = None
+        answer: Answer | None = None
         try:
             async with asyncio.timeout(deadline - time.monotonic()):
-                response = await self.transport.handle_async_request(http_request)
-                if response.status_code >= 400:
-                    raise await self._http_error(
-                        response.status_code, response.headers.raw, response.aiter_bytes()
-                    )
-                self._check_event_stream(response.headers.get("content-type", ""))
+                answer = await self._open(request)
+                if answer.status >= 400:
+                    raise await self._http_error(answer)
+                self._check_event_stream(answer.content_type)
                 relay = EventRelay(
                     self.deployment_id,
-                    body_chunks(response),
+                    answer.chunks(),
                     deadline,
                     by_deadline,
                     STREAM_ENDS[request.endpoint],
                 )
                 first = await relay.first()
         except UpstreamError:
-            if response is not None:
-                await response.aclose()
+            if answer is not None:
+                await answer.close()
             raise
         except (TimeoutError, httpx.HTTPError) as exc:
-            if response is not None:
-                await response.aclose()
+            if answer is not None:
+                await answer.close()
             raise self._transport_error(exc, by_deadline) from exc
         return Reply(
             self.deployment_id,
-            response.status_code,
+            answer.status,
             events=_prepend(first, relay),
-            close=response.aclose,
-            headers=relayed_headers(response.headers.raw),
-        )
-
-    async def _send_stream_direct(
-        self, pool: AiohttpTransport, request: UpstreamRequest, deadline: float, by_deadline: bool
-    ) -> Reply:
-        """`_send_stream` on the bare pool."""
-        content = self._content(request)
-        headers = [*self._direct_stream_headers, ("content-length", str(len(content)))]
-        response: aiohttp.ClientResponse | None = None
-        try:
-            async with asyncio.timeout(deadline - time.monotonic()):
-                response = await pool.post(
-                    self._direct_urls[request.endpoint],
-                    headers,
-                    content,
-                    self._direct_stream_timeout,
-                )
-                if response.status >= 400:
-                    raise await self._http_error(
-                        response.status, response.raw_headers, response_chunks(response)
-                    )
-                self._check_event_stream(response.headers.get("content-type", ""))
-                relay = EventRelay(
-                    self.deployment_id,
-                    response_chunks(response),
-                    deadline,
-                    by_deadline,
-                    STREAM_ENDS[request.endpoint],
-                )
-                first = await relay.first()
-        except UpstreamError:
-            if response is not None:
-                response.release()
-            raise
-        except (TimeoutError, httpx.HTTPError) as exc:
-            if response is not None:
-                response.release()
-            raise self._transport_error(exc, by_deadline) from exc
-        return Reply(
-            self.deployment_id,
-            response.status,
-            events=_prepend(first, relay),
-            close=_releaser(response),
-            headers=relayed_headers(response.raw_headers),
+            close=answer.close,
+            headers=relayed_headers(answer.raw_headers),
         )
 
     def _check_event_stream(self, content_type: str) -> None:
@@ -290,21 +220,17 @@ class OpenAICompatible:
                 f"upstream answered a stream request with content-type {content_type!r}",
             )
 
-    async def _http_error(
-        self,
-        status: int,
-        raw_headers: Sequence[tuple[bytes, bytes]],
-        chunks: AsyncIterator[bytes],
-    ) -> UpstreamError:
+    async def _http_error(self, answer: Answer) -> UpstreamError:
         raw = b""
         try:
-            async for chunk in chunks:
+            async for chunk in answer.chunks():
                 raw += chunk
                 if len(raw) > MAX_ERROR_BODY_BYTES:
                     break
         except (httpx.HTTPError, httpx.StreamError):
             pass  # the status alone still classifies the failure
         error = error_object(raw)
+        status, raw_headers = answer.status, answer.raw_headers
         failure = classify_status(status, error)
         detail = (error or {}).get("message") or raw[:200].decode("utf-8", "replace").strip()
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in raw_headers}
@@ -330,31 +256,82 @@ class OpenAICompatible:
         return UpstreamError(Failure.BAD_RESPONSE, self.deployment_id, f"broken response: {exc}")
 
 
-def body_chunks(response: httpx.Response) -> AsyncIterator[bytes]:
-    """The body's chunks as they arrive. Identity-encoded bodies are read straight
-    from the transport's stream: httpx's own iterators (decoder selection, chunker,
-    context managers) cost microseconds per chunk that a relay does not need;
-    encoded bodies still go through them, to be decoded."""
-    encoding = response.headers.get("content-encoding")
-    plain = not encoding or encoding == "identity"
-    if plain and isinstance(response.stream, httpx.AsyncByteStream):
-        return response.stream.__aiter__()
-    return response.aiter_bytes()
+class Answer(Protocol):
+    """An upstream response as the provider reads it, whichever client made it."""
+
+    status: int
+    raw_headers: Sequence[tuple[bytes, bytes]]
+
+    @property
+    def content_type(self) -> str: ...
+
+    def chunks(self) -> AsyncIterator[bytes]:
+        """The body in the chunks it arrives in; failures as httpx's exceptions."""
+        ...
+
+    async def read(self) -> bytes: ...
+
+    async def close(self) -> None:
+        """Releases the connection: reused if the body was read to its end, else closed
+        (which tells the provider to stop)."""
+        ...
 
 
-async def read_body(response: httpx.Response) -> bytes:
-    """The whole body (see `body_chunks`)."""
-    return b"".join([chunk async for chunk in body_chunks(response)])
+class HttpxAnswer:
+    """An `httpx.Response` from a transport with layers on it (chaos, tracing)."""
+
+    __slots__ = ("raw_headers", "response", "status")
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.response = response
+        self.status = response.status_code
+        self.raw_headers: Sequence[tuple[bytes, bytes]] = response.headers.raw
+
+    @property
+    def content_type(self) -> str:
+        return self.response.headers.get("content-type", "")
+
+    def chunks(self) -> AsyncIterator[bytes]:
+        """Identity-encoded bodies are read straight from the transport's stream:
+        httpx's own iterators (decoder selection, chunker, context managers) cost
+        microseconds per chunk that a relay does not need; encoded bodies still go
+        through them, to be decoded."""
+        response = self.response
+        encoding = response.headers.get("content-encoding")
+        plain = not encoding or encoding == "identity"
+        if plain and isinstance(response.stream, httpx.AsyncByteStream):
+            return response.stream.__aiter__()
+        return response.aiter_bytes()
+
+    async def read(self) -> bytes:
+        return b"".join([chunk async for chunk in self.chunks()])
+
+    async def close(self) -> None:
+        await self.response.aclose()
 
 
-def _releaser(response: aiohttp.ClientResponse) -> Callable[[], Awaitable[None]]:
-    """`Reply.close` for an aiohttp response: released, its connection is reused only
-    if the body was read to its end, else closed (which tells the provider to stop)."""
+class PoolAnswer:
+    """An `aiohttp.ClientResponse` from the bare pool (routing/transport.py)."""
 
-    async def close() -> None:
-        response.release()
+    __slots__ = ("raw_headers", "response", "status")
 
-    return close
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self.response = response
+        self.status = response.status
+        self.raw_headers: Sequence[tuple[bytes, bytes]] = response.raw_headers
+
+    @property
+    def content_type(self) -> str:
+        return self.response.headers.get("content-type", "")
+
+    def chunks(self) -> AsyncIterator[bytes]:
+        return response_chunks(self.response)
+
+    async def read(self) -> bytes:
+        return await read_response(self.response)
+
+    async def close(self) -> None:
+        self.response.release()
 
 
 async def _prepend(first: bytes, rest: EventRelay) -> Any:

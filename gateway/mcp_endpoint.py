@@ -24,33 +24,32 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from chaos.engine import ChaosEngine, TargetNotAllowed
-from chaos.faults import FaultError
+from chaos.engine import ChaosEngine
 from chaos.plan import ChaosPlan
 from common.headers import (
-    CHAOS_HEADER,
-    COLOR_HEADER,
     CONFIG_VERSION_HEADER,
     INJECTED_HEADER,
     REQUEST_ID_HEADER,
 )
-from gateway.errors import GatewayError, echoed
+from gateway.errors import GatewayError
 from gateway.mcp.callers import caller_of
 from gateway.mcp.faults import session_faults
 from gateway.stages.authenticate import require
+from gateway.stages.chaos import requested_plan
 from tenants.identity import Identity
 from toolservers.caller import Caller
 from toolservers.http import HttpAnswer
 from toolservers.jsonrpc import INTERNAL_ERROR, INVALID_REQUEST, Error, dumps
 
 if TYPE_CHECKING:
-    from gateway.app import Gateway
     from gateway.drain import Drain
+    from gateway.runtime import Runtime
+    from gateway.state import State
 
 log = logging.getLogger("seawall")
 
@@ -82,8 +81,19 @@ def _jsonrpc_error(status: int, code: int, message: str) -> HttpAnswer:
     return HttpAnswer(status, {"content-type": "application/json"}, body)
 
 
+class Served(Protocol):
+    """What the endpoint reads of the running gateway (gateway/app.py's `Gateway`):
+    the Runtime being served, the process-long State, the drain."""
+
+    runtime: Runtime
+    state: State
+
+    @property
+    def drain(self) -> Drain: ...
+
+
 class McpEndpoint:
-    def __init__(self, gateway: Gateway) -> None:
+    def __init__(self, gateway: Served) -> None:
         self.gateway = gateway
 
     async def handle(self, request: Request) -> Response:
@@ -146,25 +156,8 @@ class McpEndpoint:
         engine: ChaosEngine, identity: Identity, request: Request, headers: dict[str, str]
     ) -> ChaosPlan | None:
         """The request's chaos plan, as the `Chaos` stage builds it for other endpoints."""
-        header, color_name = request.headers.get(CHAOS_HEADER), request.headers.get(COLOR_HEADER)
-        if header is None and color_name is None and not engine.schedule:
-            return None
-        allowed = engine.enabled and identity.has_role("chaos")
-        if (header is not None or color_name is not None) and not allowed:
-            headers[CHAOS_HEADER] = "ignored"
-            header = color_name = None
-        try:
-            color = None if color_name is None else engine.color(color_name)
-            return engine.plan(header, color, identity.chain, identity.may_target)
-        except FaultError as exc:
-            param = COLOR_HEADER if exc.source == "color" else CHAOS_HEADER
-            refused = isinstance(exc, TargetNotAllowed)
-            raise GatewayError(
-                403 if refused else 400,
-                f"Invalid {param} header: {echoed(str(exc))}.",
-                code="chaos_target_not_allowed" if refused else "invalid_chaos_header",
-                param=param,
-            ) from None
+        plan, _ = requested_plan(engine, request.headers, identity, headers)
+        return plan
 
 
 async def until_draining(
