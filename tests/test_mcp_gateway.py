@@ -214,6 +214,28 @@ def test_a_sibling_tenant_cannot_reach_the_victims_tools(client: httpx.Client) -
     assert aimed.json()["error"]["code"] == "chaos_target_not_allowed"
 
 
+def test_a_tenant_opening_sessions_past_its_cap_evicts_only_its_own() -> None:
+    """Red's keys (every role) open sessions without end; red holds at most its
+    tenant's cap, each new one closing red's own oldest, and the gateway never fills:
+    blue's session stays usable, and blue can still open one."""
+    cfg = config()
+    cfg["mcp"]["sessions"] = {"max_per_key": 2, "max_per_tenant": 3, "max_total": 5}
+    cfg["keys"] += keys({"red-second": ("red", ALL_ROLES)})
+    with (
+        running_gateway(cfg) as server,
+        httpx.Client(base_url=server.url, timeout=30) as client,
+    ):
+        victim = initialize(client, BLUE)
+        opened = [(key, initialize(client, key)) for _ in range(4) for key in (RED, "red-second")]
+        alive = [s for key, s in opened if rpc(client, key, s, "ping", {}).status_code == 200]
+        assert len(alive) == 3  # red's cap, met by closing red's own oldest
+        assert opened[-1][1] in alive
+        assert rpc(client, BLUE, victim, "tools/list", {}).status_code == 200
+        second = initialize(client, BLUE)  # room left for blue
+        assert rpc(client, BLUE, second, "tools/list", {}).status_code == 200
+        assert rpc(client, BLUE, victim, "tools/list", {}).status_code == 200
+
+
 def tool_turn(name: str, arguments: str, content: Any, receipt: str | None) -> dict[str, Any]:
     """A chat request whose last message is the result of the model's call of `name`."""
     message: dict[str, Any] = {"role": "tool", "tool_call_id": "call_1", "content": content}

@@ -23,6 +23,9 @@ class Caller:
     #: Anything the gateway wants back in hooks (the tenant chain for policies,
     #: limits...): opaque here.
     context: dict[str, Any] = field(default_factory=dict)
+    #: The tenant the key belongs to: sessions and the result ledger are bounded per
+    #: tenant too, so one tenant's keys can only ever evict that tenant's own.
+    tenant: str = ""
 
     def may_use_server(self, server: str) -> bool:
         return self.servers is None or server in self.servers

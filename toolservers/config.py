@@ -189,6 +189,9 @@ class SessionSettings(Frozen):
     #: Open sessions per key. One more evicts that key's least recently used
     #: session (a key can only ever evict its own).
     max_per_key: int = Field(16, ge=1, le=10_000)
+    #: Open sessions of all the keys of one tenant together. One more evicts that
+    #: tenant's least recently used session (a tenant can only ever evict its own).
+    max_per_tenant: int = Field(1024, ge=1, le=1_000_000)
     #: Open sessions in all. When full, a new session is refused (503), never made
     #: by evicting another key's.
     max_total: int = Field(4096, ge=1, le=1_000_000)
@@ -209,8 +212,16 @@ class LedgerSettings(Frozen):
     max_entries_per_key: int = Field(4096, ge=1, le=1_000_000)
     #: Bytes the entries of one key may take (fingerprints and names, not contents).
     max_bytes_per_key: int = Field(1024 * 1024, ge=1024, le=1024 * 1024 * 1024)
-    #: Keys remembered at once; the least recently served key goes first.
+    #: Keys remembered at once. A new key makes room by evicting its own tenant's
+    #: least recently served key; a tenant with none is not recorded (its results
+    #: are still recognised by their receipts).
     max_keys: int = Field(10_000, ge=1, le=1_000_000)
+    #: Keys of one tenant remembered at once; the tenant's least recently served
+    #: key goes first.
+    max_keys_per_tenant: int = Field(1_000, ge=1, le=1_000_000)
+    #: Bytes the entries of one tenant's keys may take together; the oldest results
+    #: of its least recently served key go first.
+    max_bytes_per_tenant: int = Field(64 * 1024 * 1024, ge=1024, le=64 * 1024 * 1024 * 1024)
     #: How long a served result is recognised.
     ttl_s: float = Field(3600, gt=0, le=30 * 86_400)
 

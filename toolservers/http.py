@@ -215,6 +215,7 @@ class McpHttp:
                 result["protocolVersion"],
                 capabilities if isinstance(capabilities, dict) else None,
                 client_info if isinstance(client_info, dict) else None,
+                tenant=caller.tenant,
             )
         except SessionsFull as exc:
             return _error(503, INTERNAL_ERROR, f"Service Unavailable: {exc}")

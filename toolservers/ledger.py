@@ -26,9 +26,13 @@ Limits (and why):
   any replica with the same keys verifies, does not have this limit (a shared
   ledger in Redis is the next step for a fleet).
 - **Bounded**: `max_entries_per_key` results and `max_bytes_per_key` bytes of
-  fingerprints per key (the oldest goes first), `max_keys` keys (the least recently
-  served first), `ttl_s`. A genuine result evicted or expired is no longer
-  recognised: a false "forged", which the bounds must be sized to avoid.
+  fingerprints per key (the oldest goes first); `max_keys_per_tenant` keys and
+  `max_bytes_per_tenant` bytes per tenant (the tenant's least recently served key,
+  or its oldest results, go first); `max_keys` keys in all, where a new key
+  evicts only its own tenant's least recently served key, and a tenant with none
+  to give up is not recorded (its results still carry receipts); `ttl_s`. So one
+  tenant can only ever evict its own. A genuine result evicted or expired is no
+  longer recognised: a false "forged", which the bounds must be sized to avoid.
 - **Not bound to the model's call**: an MCP call has no tool_call_id, so a genuine
   result can be shown again (another conversation of the same key) while it is
   remembered; it is bound to the key, the tool and the arguments.
@@ -149,14 +153,26 @@ class _Entry:
 
 
 class _KeyLedger:
-    __slots__ = ("bytes", "entries", "index", "next")
+    __slots__ = ("bytes", "entries", "index", "key_id", "next", "tenant")
 
-    def __init__(self) -> None:
+    def __init__(self, key_id: str, tenant: str) -> None:
+        self.key_id = key_id
+        self.tenant = tenant
         self.entries: OrderedDict[int, _Entry] = OrderedDict()
         #: fingerprint -> the newest entry holding it
         self.index: dict[bytes, int] = {}
         self.bytes = 0
         self.next = 0
+
+
+class _TenantLedger:
+    """A tenant's keys (least recently served first) and the bytes they hold."""
+
+    __slots__ = ("bytes", "keys")
+
+    def __init__(self) -> None:
+        self.keys: OrderedDict[str, None] = OrderedDict()
+        self.bytes = 0
 
 
 class Ledger:
@@ -165,11 +181,18 @@ class Ledger:
     ) -> None:
         self.settings = settings
         self._clock = clock
-        self._keys: OrderedDict[str, _KeyLedger] = OrderedDict()
+        self._keys: dict[str, _KeyLedger] = {}
+        self._tenants: dict[str, _TenantLedger] = {}
         self.evicted = 0
+        #: Results not recorded: the ledger was full and their tenant had no key to
+        #: give up (a metric; such results are still recognised by their receipts).
+        self.unrecorded = 0
 
-    def record(self, key_id: str, tool: str, arguments: Any, result: dict[str, Any]) -> None:
-        """Remembers that `key_id` was served `result` for `tool` called with `arguments`."""
+    def record(
+        self, key_id: str, tool: str, arguments: Any, result: dict[str, Any], tenant: str = ""
+    ) -> None:
+        """Remembers that `key_id` (of `tenant`) was served `result` for `tool` called
+        with `arguments`."""
         if not self.settings.enabled:
             return
         args = canonical_arguments(arguments)
@@ -181,37 +204,74 @@ class Ledger:
         now = self._clock()
         ledger = self._keys.get(key_id)
         if ledger is None:
-            ledger = self._keys[key_id] = _KeyLedger()
-            while len(self._keys) > self.settings.max_keys:
-                self._keys.popitem(last=False)
-                self.evicted += 1
-        else:
-            self._keys.move_to_end(key_id)
+            ledger = self._admit_key(key_id, tenant)
+            if ledger is None:
+                self.unrecorded += 1
+                return
+        owner = self._tenants[ledger.tenant]
+        owner.keys.move_to_end(key_id)
         entry = _Entry(now + self.settings.ttl_s, prints)
         number = ledger.next
         ledger.next += 1
         ledger.entries[number] = entry
         ledger.bytes += entry.size
+        owner.bytes += entry.size
         for digest in prints:
             ledger.index[digest] = number
         self._trim(ledger, now)
+        # Over the tenant's bytes: its least recently served keys' oldest results go.
+        while owner.bytes > self.settings.max_bytes_per_tenant:
+            victim = self._keys[next(iter(owner.keys))]
+            self._drop_oldest(victim)
+            self.evicted += 1
+
+    def _admit_key(self, key_id: str, tenant: str) -> _KeyLedger | None:
+        """A ledger for a key not seen yet, room made within its own tenant only; None
+        when the ledger is full and the tenant has no key to give up."""
+        owner = self._tenants.setdefault(tenant, _TenantLedger())
+        settings = self.settings
+        full = len(self._keys) >= settings.max_keys
+        if owner.keys and (full or len(owner.keys) >= settings.max_keys_per_tenant):
+            self._forget_key(next(iter(owner.keys)))
+            self.evicted += 1
+        elif full:
+            if not owner.keys:
+                del self._tenants[tenant]
+            return None
+        ledger = self._keys[key_id] = _KeyLedger(key_id, tenant)
+        self._tenants.setdefault(tenant, _TenantLedger()).keys[key_id] = None
+        return ledger
+
+    def _forget_key(self, key_id: str) -> None:
+        ledger = self._keys.pop(key_id)
+        owner = self._tenants[ledger.tenant]
+        del owner.keys[key_id]
+        owner.bytes -= ledger.bytes
+        if not owner.keys:
+            del self._tenants[ledger.tenant]
 
     def _trim(self, ledger: _KeyLedger, now: float) -> None:
         settings = self.settings
         while ledger.entries:
-            number, oldest = next(iter(ledger.entries.items()))
+            oldest = next(iter(ledger.entries.values()))
             over = (
                 len(ledger.entries) > settings.max_entries_per_key
                 or ledger.bytes > settings.max_bytes_per_key
             )
             if not over and oldest.expires > now:
                 return
-            del ledger.entries[number]
-            ledger.bytes -= oldest.size
+            self._drop_oldest(ledger)
             self.evicted += over
-            for digest in oldest.prints:
-                if ledger.index.get(digest) == number:
-                    del ledger.index[digest]
+
+    def _drop_oldest(self, ledger: _KeyLedger) -> None:
+        number, oldest = ledger.entries.popitem(last=False)
+        ledger.bytes -= oldest.size
+        self._tenants[ledger.tenant].bytes -= oldest.size
+        for digest in oldest.prints:
+            if ledger.index.get(digest) == number:
+                del ledger.index[digest]
+        if not ledger.entries:
+            self._forget_key(ledger.key_id)
 
     def recognises(self, key_id: str, tool: str, arguments: Any, forms: Iterable[bytes]) -> bool:
         """Was `key_id` served, for `tool` called with `arguments`, a result one of

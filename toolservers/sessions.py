@@ -10,6 +10,9 @@ unlimited amounts of it, nor reach another client's (DESIGN.md 10b):
 - **per key**: a key opening one more session than `max_per_key` closes its own
   least recently used one (an agent that never sends DELETE does not lock itself
   out, and can only ever evict its own);
+- **per tenant**: the same at `max_per_tenant` for all the keys of one tenant
+  together, which closes that tenant's least recently used session: a tenant with
+  many keys cannot fill the gateway's room for the others;
 - **in total**: at `max_total`, a new session is refused (`SessionsFull`), never
   made room for by closing another key's;
 - **idle**: unused for `idle_ttl_s`, a session is closed; expiry is checked on
@@ -108,6 +111,7 @@ class Session:
     #: A GET stream is open for it (one at a time).
     streaming: bool = False
     attributes: dict[str, Any] = field(default_factory=dict)
+    tenant: str = ""
 
 
 class SessionStore:
@@ -118,6 +122,8 @@ class SessionStore:
         self._sessions: OrderedDict[str, Session] = OrderedDict()
         #: Per key, its sessions' ids, least recently used first.
         self._by_key: dict[str, OrderedDict[str, None]] = {}
+        #: Per tenant, its sessions' ids, least recently used first.
+        self._by_tenant: dict[str, OrderedDict[str, None]] = {}
         self.expired = 0
         self.evicted = 0
         self.refused = 0
@@ -128,21 +134,28 @@ class SessionStore:
     def count(self, key_id: str) -> int:
         return len(self._by_key.get(key_id, ()))
 
+    def tenant_count(self, tenant: str) -> int:
+        return len(self._by_tenant.get(tenant, ()))
+
     def open(
         self,
         key_id: str,
         protocol_version: str,
         capabilities: dict[str, Any] | None = None,
         client_info: dict[str, Any] | None = None,
+        tenant: str = "",
     ) -> Session:
-        """A new session for `key_id`; `SessionsFull` when the gateway has no room."""
+        """A new session for `key_id` of `tenant`; `SessionsFull` when the gateway has
+        no room."""
         now = self._clock()
         self._sweep(now)
-        mine = self._by_key.get(key_id)
-        if mine is not None and len(mine) >= self.settings.max_per_key:
-            oldest = next(iter(mine))
-            self._remove(oldest)
-            self.evicted += 1
+        for own, cap in (
+            (self._by_key.get(key_id), self.settings.max_per_key),
+            (self._by_tenant.get(tenant), self.settings.max_per_tenant),
+        ):
+            if own is not None and len(own) >= cap:
+                self._remove(next(iter(own)))
+                self.evicted += 1
         if len(self._sessions) >= self.settings.max_total:
             self.refused += 1
             raise SessionsFull(
@@ -156,9 +169,11 @@ class SessionStore:
             client_info=client_info or {},
             outbound=Outbound(self.settings.queue_size),
             last_used=now,
+            tenant=tenant,
         )
         self._sessions[session.id] = session
         self._by_key.setdefault(key_id, OrderedDict())[session.id] = None
+        self._by_tenant.setdefault(tenant, OrderedDict())[session.id] = None
         return session
 
     def get(self, key_id: str, session_id: str) -> Session | None:
@@ -175,6 +190,7 @@ class SessionStore:
         session.last_used = now
         self._sessions.move_to_end(session_id)
         self._by_key[key_id].move_to_end(session_id)
+        self._by_tenant[session.tenant].move_to_end(session_id)
         return session
 
     def close(self, key_id: str, session_id: str) -> bool:
@@ -215,9 +231,10 @@ class SessionStore:
         session = self._sessions.pop(session_id, None)
         if session is None:
             return
-        mine = self._by_key.get(session.key_id)
-        if mine is not None:
-            mine.pop(session_id, None)
-            if not mine:
-                del self._by_key[session.key_id]
+        for index, owner in ((self._by_key, session.key_id), (self._by_tenant, session.tenant)):
+            own = index.get(owner)
+            if own is not None:
+                own.pop(session_id, None)
+                if not own:
+                    del index[owner]
         session.outbound.close()

@@ -198,8 +198,10 @@ class Verifier:
         arguments: Any,
         result: dict[str, Any],
         settings: Verification,
+        tenant: str = "",
     ) -> dict[str, Any]:
-        """`result` with its receipts in `_meta`, recorded in the key's ledger."""
+        """`result` with its receipts in `_meta`, recorded in the key's ledger (bounded
+        per key and per `tenant`)."""
         if settings.mode == "off":
             return result
         meta = dict(result.get("_meta") or {})
@@ -225,7 +227,7 @@ class Verifier:
                         tool.exposed, call_id, arguments, structured_text
                     )
         if self.ledger is not None:
-            self.ledger.record(key_id, tool.exposed, arguments, result)
+            self.ledger.record(key_id, tool.exposed, arguments, result, tenant)
         return {**result, "_meta": meta} if meta else result
 
     # -- when the agent shows the result to a model --------------------------------------

@@ -32,5 +32,9 @@ def caller_of(identity: Identity, context: dict[str, Any] | None = None) -> Call
     tools its tenant allows (None: every tool), and those tools' servers."""
     tools = identity.permissions.tools
     return Caller(
-        identity.key_id, tools=tools, servers=visible_servers(tools), context=context or {}
+        identity.key_id,
+        tools=tools,
+        servers=visible_servers(tools),
+        context=context or {},
+        tenant=identity.tenant_id,
     )
