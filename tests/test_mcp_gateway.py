@@ -24,7 +24,7 @@ import yaml
 from gateway.cli import main as seawall
 from tests.isolation import ALL_ROLES, chat, keys, two_tenants
 from tests.support import RECEIPT_SECRET, ServerThread, running_gateway
-from tests.toolservers_support import NODE_DIR, ROOT, stdio_argv
+from tests.toolservers_support import EVERYTHING, NODE_DIR, ROOT, everything_http, stdio_argv
 
 ACCEPT = "application/json, text/event-stream"
 VERSION = "2025-11-25"
@@ -156,9 +156,46 @@ async def test_python_client_lists_and_calls_namespaced_tools(gateway: ServerThr
         assert echoed.content[0].text == "echo: hi"
 
 
+async def test_the_reference_server_through_the_gateway() -> None:
+    """`@modelcontextprotocol/server-everything` (npm) as an upstream over Streamable
+    HTTP, driven by the official Python client through `/mcp`: its tools listed under
+    the `every__` namespace, called, their structured results and receipts intact."""
+    if not EVERYTHING.is_file():
+        pytest.fail("tests/node is not installed: run `make deps`")
+    import httpx2
+    from mcp import Client
+    from mcp.client.streamable_http import streamable_http_client
+
+    with everything_http() as url:
+        cfg = config()
+        cfg["mcp"]["servers"].append({"name": "every", "transport": "http", "url": url})
+        for tenant in cfg["tenants"]:
+            if tenant["id"] == "blue":
+                tenant["allow"]["tools"] = [*BLUE_TOOLS, "every__get-sum", "every__echo"]
+                tenant["allow"]["tools"].append("every__get-structured-content")
+        with running_gateway(cfg) as server:
+            http = httpx2.AsyncClient(headers={"authorization": f"Bearer {BLUE}"})
+            async with Client(streamable_http_client(server.url + "/mcp", http_client=http)) as mcp:
+                names = {tool.name for tool in (await mcp.list_tools()).tools}
+                assert {"every__get-sum", "every__echo"} <= names
+                assert not {n for n in names if n.startswith("every__")} - {
+                    "every__get-sum",
+                    "every__echo",
+                    "every__get-structured-content",
+                }  # only what blue is allowed
+                summed = await mcp.call_tool("every__get-sum", {"a": 1, "b": 2})
+                assert "3" in summed.content[0].text
+                assert summed.meta is not None and "seawall_receipt" in summed.meta
+                weather = await mcp.call_tool(
+                    "every__get-structured-content", {"location": "New York"}
+                )
+                assert weather.structured_content is not None
+                assert "temperature" in weather.structured_content
+
+
 def test_typescript_client(gateway: ServerThread) -> None:
     if not (NODE_DIR / "node_modules" / "@modelcontextprotocol" / "sdk").is_dir():
-        pytest.skip("tests/node: run `npm ci` first")
+        pytest.fail("tests/node is not installed: run `make deps`")
     run = subprocess.run(
         ["node", "mcp_client.mjs", gateway.url + "/mcp", BLUE, "calc__add", '{"a": 40, "b": 2}'],
         cwd=NODE_DIR,
