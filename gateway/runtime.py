@@ -107,10 +107,7 @@ def counting_models(config: GatewayConfig, limits: Mapping[str, int | None]) -> 
         *(key.limits for key in config.keys),
         *config.limits.classes.values(),
     ]
-    token_limits = any(
-        level is not None and (level.tokens_per_minute is not None or level.spend_usd is not None)
-        for level in levels
-    )
+    token_limits = any(level is not None and level.counts_tokens for level in levels)
     models: set[str] = set()
     for group in config.models:
         if token_limits or limits.get(group.name) is not None:

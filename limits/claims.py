@@ -79,7 +79,8 @@ class Demand:
     cost_usd: float = 0.0
 
 
-_NO_DEMAND = Demand(0, 0.0)
+#: The demand of a request whose levels limit neither tokens nor spend.
+NO_DEMAND = Demand(0, 0.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +129,7 @@ def plan_claims(
     levels: Sequence[Level], *, lease_ms: int, prefix: str, window_ms: int = WINDOW_MS
 ) -> list[Claim]:
     """The claims of `levels` with no demand (tokens and spend 0): a `Plan`'s."""
-    return claims_for(levels, _NO_DEMAND, lease_ms=lease_ms, prefix=prefix, window_ms=window_ms)
+    return claims_for(levels, NO_DEMAND, lease_ms=lease_ms, prefix=prefix, window_ms=window_ms)
 
 
 def claims_for(

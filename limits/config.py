@@ -34,6 +34,11 @@ class LimitsConfig(Frozen):
     on_store_failure: StoreFailure = "fail_closed"
 
     @property
+    def counts_tokens(self) -> bool:
+        """Does this level limit tokens or spend (so a request's prompt is counted)?"""
+        return self.tokens_per_minute is not None or self.spend_usd is not None
+
+    @property
     def empty(self) -> bool:
         return (
             self.requests_per_minute is None

@@ -32,7 +32,7 @@ from typing import Any
 from chaos.plan import ChaosPlan
 from gateway.events import Events, GuardEvent
 from gateway.mcp.faults import call_faults
-from limits.claims import Demand, Level, Plan
+from limits.claims import NO_DEMAND, Level, Plan
 from limits.config import LimitsConfig, LimitSettings
 from limits.limiter import Limiter
 from policies import (
@@ -51,7 +51,6 @@ from toolservers.protocol import POLICY_DENIED, RATE_LIMITED, Admission, ToolCal
 #: Plans kept per (key, tool, classes); past it the cache starts over (plans are
 #: cheap to rebuild, an unbounded dict is not cheap to keep).
 MAX_PLANS = 4096
-_NO_DEMAND = Demand(0)
 
 
 def policy_tools(call: ToolCall) -> tuple[str, ...]:
@@ -128,7 +127,7 @@ class GatewayGovernance:
             classes = decision.limit_classes if decision is not None else ()
             limits_plan = self._plan(identity, call.tool, classes)
             if limits_plan is not None:
-                admitted = await self.limiter.admit(limits_plan, _NO_DEMAND)
+                admitted = await self.limiter.admit(limits_plan, NO_DEMAND)
                 if admitted.refusal is not None:
                     refusal = admitted.refusal
                     self.events.emit(

@@ -39,8 +39,8 @@ from common.headers import LIMIT_HEADER
 from gateway.errors import STREAM_INTERRUPTED, GatewayError
 from gateway.exchange import Exchange
 from gateway.stages.guards import OFFLOAD_BYTES, PromptCount, count_prompt
-from limits.claims import Demand, Level, Plan
-from limits.config import LimitsConfig, LimitSettings
+from limits.claims import NO_DEMAND, Demand, Level, Plan
+from limits.config import LimitSettings
 from limits.limiter import Admission, Limiter
 from limits.prices import TokenPrice
 from routing.tokens import load_encoding
@@ -49,12 +49,6 @@ from tenants.identity import Identity
 #: Plans kept per Runtime, at most (one per key and set of limit classes; the cache
 #: is emptied when full, and a plan is rebuilt in microseconds).
 MAX_PLANS = 10_000
-#: The demand of a request whose levels limit neither tokens nor spend.
-NO_DEMAND = Demand(0, 0.0)
-
-#: What the stage needs of a caller's levels: the plan, and whether any level limits
-#: tokens or spend (so the prompt is counted); None when no level applies.
-Planned = tuple[Plan, bool] | None
 
 
 class AdmitLimits:
@@ -68,9 +62,9 @@ class AdmitLimits:
         self.settings = settings
         self.classes = settings.classes
         self.group_prices = group_prices
-        self._plans: dict[tuple[Identity | None, tuple[str, ...]], Planned] = {}
+        self._plans: dict[tuple[Identity | None, tuple[str, ...]], Plan | None] = {}
 
-    def planned(self, exchange: Exchange) -> Planned:
+    def planned(self, exchange: Exchange) -> Plan | None:
         """This caller's plan for these limit classes, made on its first request."""
         decision = exchange.policy
         key = (exchange.identity, () if decision is None else decision.limit_classes)
@@ -79,10 +73,7 @@ class AdmitLimits:
         except KeyError:
             pass
         levels = self.levels(exchange)
-        planned: Planned = None
-        if levels:
-            counts = any(_counts_tokens(level.config) for level in levels)
-            planned = (self.limiter.plan(levels), counts)
+        planned = self.limiter.plan(levels) if levels else None
         if len(self._plans) >= MAX_PLANS:
             self._plans.clear()
         self._plans[key] = planned
@@ -98,12 +89,11 @@ class AdmitLimits:
         return levels
 
     async def __call__(self, exchange: Exchange) -> None:
-        planned = self.planned(exchange)
-        if planned is None:
+        plan = self.planned(exchange)
+        if plan is None:
             return
-        plan, counts_tokens = planned
         demand = NO_DEMAND
-        if counts_tokens:
+        if plan.counts_tokens:
             demand = await self._demand(exchange)
             if exchange.stream and exchange.endpoint != "embeddings":
                 self._force_usage(exchange)
@@ -170,10 +160,6 @@ class AdmitLimits:
             return
         exchange.body["stream_options"] = {**(options or {}), "include_usage": True}
         exchange.strip_usage = True
-
-
-def _counts_tokens(config: LimitsConfig) -> bool:
-    return config.tokens_per_minute is not None or config.spend_usd is not None
 
 
 class SettleLimits:
