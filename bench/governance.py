@@ -28,7 +28,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -86,6 +86,20 @@ def measure(target: Target, wrk: str, folder: Path, seconds: int) -> None:
         raise SystemExit(f"{target.name}: {busy.errors + calm.errors} errors")
     target.rps.append(busy.rps)
     target.p50.append(calm.p50_ms)
+
+
+def measure_rounds(
+    targets: Iterable[Target], wrk: str, folder: Path, seconds: int, rounds: int
+) -> None:
+    """Every target answers, then `rounds` rounds of every target in turn: the
+    machine's drift falls on all of them alike."""
+    targets = list(targets)
+    for target in targets:
+        wait_ok(target.url, target.body, target.headers)
+    for number in range(rounds):
+        for target in targets:
+            measure(target, wrk, folder, seconds)
+        print(f"round {number + 1} done", file=sys.stderr)
 
 
 def round_ratio(a: Target, b: Target, of: Callable[[Target], list[float]]) -> float:
@@ -198,12 +212,7 @@ def main() -> int:
                 )
             except NotRun as exc:
                 print(f"portkey not run: {exc}", file=sys.stderr)
-        for target in targets.values():
-            wait_ok(target.url, target.body, target.headers)
-        for number in range(args.rounds):
-            for target in targets.values():
-                measure(target, wrk, folder, args.seconds)
-            print(f"round {number + 1} done", file=sys.stderr)
+        measure_rounds(targets.values(), wrk, folder, args.seconds, args.rounds)
         rss = (idle_rss(folder), idle_rss(folder, never_counting(folder, upstream)))
     t = targets
     rows = [

@@ -17,6 +17,7 @@ and imports cancel out:
     .venv/bin/python bench/instructions.py --prompt-tokens 1000 --max-prompt-tokens 1100
     .venv/bin/python bench/instructions.py --governed   # tenants, 20 rules, memory limits
     .venv/bin/python bench/instructions.py --policies-only   # tenants, 20 rules, no limits
+    .venv/bin/python bench/instructions.py --governed --audit   # and the audit log on
 
 `--governed` serves bench/policy_limits.py's config: a 3-level tenant tree with the key
 on its leaf, the 20 rules of bench/cel_libraries.py across the chain (some reading
@@ -107,10 +108,27 @@ def write_config(
     max_prompt_tokens: int | None,
     governed: bool = False,
     limits: str | None = "memory",
+    audit: bool = False,
 ) -> Path:
     config = folder / "seawall.yaml"
     if governed:
         document = policy_limits.config(upstream_port, policies=True, limits=limits)
+        if audit:
+            from audit.keys import generate_keypair
+
+            generate_keypair(folder / "audit.key", folder / "audit.pub")
+            # Content off, fsync per batch, as by default. The batch window and the
+            # checkpoint interval are time: under valgrind a request takes ~50x as
+            # long, so the defaults would make batches of a few records and a signed
+            # checkpoint every few dozen requests. Stretched 50x, a batch holds what
+            # it does at ~3,000 requests/s (~150) and a checkpoint covers thousands.
+            document["audit"] = {
+                "enabled": True,
+                "directory": str(folder / "audit-log"),
+                "signing_key_file": str(folder / "audit.key"),
+                "batch_window_ms": 2_500,
+                "checkpoint_interval_ms": 50_000,
+            }
         if limits is None:  # policies alone: the classes rules select limit nothing
             document["limits"]["classes"] = {key: {} for key in document["limits"]["classes"]}
         # Under valgrind everything runs ~50x slower: the default 1 ms evaluation budget
@@ -138,8 +156,9 @@ def main() -> int:
     parser.add_argument(
         "--policies-only", action="store_true", help="--governed without the limits"
     )
+    parser.add_argument("--audit", action="store_true", help="--governed with the audit log on")
     args = parser.parse_args()
-    args.governed = args.governed or args.policies_only
+    args.governed = args.governed or args.policies_only or args.audit
     if subprocess.run(["which", "valgrind"], capture_output=True).returncode != 0:
         subprocess.run(["apt-get", "install", "-y", "-q", "valgrind"], check=True)
     port = free_port()
@@ -153,7 +172,9 @@ def main() -> int:
             group = MODEL if args.governed else "bench"
             body = Endpoint(url, "sk-bench", group, endpoint.prompt).encoded_body(args.stream)
             limits = None if args.policies_only else "memory"
-            config = write_config(folder, port, args.max_prompt_tokens, args.governed, limits)
+            config = write_config(
+                folder, port, args.max_prompt_tokens, args.governed, limits, args.audit
+            )
             env = {
                 **os.environ,
                 "BENCH_CONFIG": str(config),
@@ -169,6 +190,7 @@ def main() -> int:
     limit = f", max_prompt_tokens {args.max_prompt_tokens}" if args.max_prompt_tokens else ""
     if args.governed:
         limit += ", tenants and 20 rules" + ("" if args.policies_only else ", memory limits")
+        limit += ", audit log on" if args.audit else ""
     print(
         f"{per_request:,.0f} instructions per {unit}, {prompt}{limit} "
         f"(valgrind; {SHORT} vs {LONG} requests)"

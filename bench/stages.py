@@ -1,6 +1,7 @@
 """Where a request's time goes, stage by stage: the per-stage cost table.
 
     .venv/bin/python bench/stages.py [--requests 3000]
+    .venv/bin/python bench/stages.py --decisions [--requests 20000]
 
 The gateway app runs in this process (its ASGI interface called directly, one request
 at a time, no server, no client) against `bench/upstream.py` in another process, as
@@ -16,13 +17,24 @@ upstream's own time and the kernel's), and the time outside the stages (`outside
 the ASGI call, the Exchange, the response's send) is what the whole request took less
 the stages and hooks. Wall-clock means on a shared machine move between runs; compare
 the columns of one run, and count instructions (bench/instructions.py) between builds.
+
+`--decisions` times the policy stage's core alone instead: `RuleSet.decide` for the
+same 20 rules on a 3-level chain (bench/cel_libraries.py), median µs per decision
+over three rounds, on a cache miss (cache off, every request different), on a hit
+where the rules reading `prompt_tokens` are false (40 agents, prompts of 50,000+
+tokens) and on a hit where one matches (40 agents with `max_tokens` <= 512, prompts
+under 2,000 tokens), each with the rules evaluated in batches (one library call per
+batch, `policies.ruleset`) and one by one.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import os
+import random
+import statistics
 import sys
 import tempfile
 import time
@@ -111,10 +123,77 @@ async def measure(config: Path, body: bytes, token: str | None, requests: int) -
     return means
 
 
+def decisions(requests: int) -> None:
+    """`--decisions`: median µs per `RuleSet.decide`, batched and one rule at a time."""
+    import cel_libraries as bench_rules
+
+    from policies import Attributes, KnownNames, compile_policies, parse_policies
+    from policies.ruleset import RuleSet
+
+    chain = bench_rules.CHAIN
+    known = KnownNames.of({chain[-1]: chain, "acme": chain[:2]}, bench_rules.DEPLOYMENTS,
+                          ("night", "tight", "batch"))  # fmt: skip
+    rules = policy_limits.policy_rules()  # route rules as flags, as the gateway benches
+
+    def build(entries: int, combine: bool) -> RuleSet:
+        data = {"rules": rules, "headers": list(bench_rules.HEADERS),
+                "cache": {"max_entries": entries}}  # fmt: skip
+        active = compile_policies(parse_policies(data), known).active
+        active.combine = combine
+        return active
+
+    rng = random.Random(2)
+    pool = [Attributes(**bench_rules.attributes(rng)) for _ in range(512)]
+    small = [a for a in pool if a.max_tokens <= 512][:40]
+
+    def timed(rule_set: RuleSet, request: Callable[[int], Attributes]) -> float:
+        samples = []
+        for i in range(requests):
+            attrs = request(i)
+            start = time.perf_counter_ns()
+            rule_set.decide(attrs)
+            samples.append(time.perf_counter_ns() - start)
+        return statistics.median(samples) / 1000
+
+    def hits(combine: bool, agents: list[Attributes], tokens: Callable[[int], int]) -> float:
+        rule_set = build(4096, combine)
+        for agent in agents:
+            rule_set.decide(agent)
+        return timed(
+            rule_set,
+            lambda i: dataclasses.replace(agents[i % len(agents)], prompt_tokens=tokens(i)),
+        )
+
+    rows: dict[str, dict[bool, list[float]]] = {}
+    for _ in range(3):
+        for combine in (True, False):
+            cells = {
+                "cache miss": timed(build(0, combine), lambda i: pool[i % len(pool)]),
+                "cache hit, per-request rules false": hits(
+                    combine, pool[:40], lambda i: 50_000 + i
+                ),
+                "cache hit, a per-request rule matches": hits(
+                    combine, small, lambda i: 100 + i % 1000
+                ),
+            }
+            for name, value in cells.items():
+                rows.setdefault(name, {True: [], False: []})[combine].append(value)
+    print("| decide(), 20 rules (median µs, 3 rounds) | batched | one call per rule |")
+    print("|---|---|---|")
+    for name, by_mode in rows.items():
+        texts = [" / ".join(f"{v:.1f}" for v in by_mode[mode]) for mode in (True, False)]
+        print(f"| {name} | " + " | ".join(texts) + " |")
+    print(f"\n{requests} decisions a cell; pid {os.getpid()}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--decisions", action="store_true", help="time RuleSet.decide alone")
     args = parser.parse_args()
+    if args.decisions:
+        decisions(args.requests if args.requests != 3000 else 20000)
+        return 0
     port = free_port()
     argv = [sys.executable, str(instructions.BENCH_DIR / "upstream.py"), "--port", str(port)]
     columns: dict[str, dict[str, float]] = {}

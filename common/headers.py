@@ -42,6 +42,9 @@ INJECTED_HEADER = "x-seawall-chaos-injected"
 CHAOS_HEADER = "x-seawall-chaos"
 #: A traffic partition (chaos colors).
 COLOR_HEADER = "x-traffic-color"
+#: On an admin config change: the change is the fix, applied through a change freeze
+#: (an SLO over its budget); the value is the reason, recorded in the audit log.
+EMERGENCY_HEADER = "x-seawall-emergency"
 #: The client's own, lower, time limit for the whole request.
 TIMEOUT_HEADER = "x-seawall-timeout-ms"
 

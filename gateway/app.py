@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from common.headers import CONFIG_VERSION_HEADER, REQUEST_ID_HEADER
 from common.redact import LOG_REDACTION, Redactor
 from common.secrets import source_secrets
+from gateway.access_log import ACCESS_LOG
 from gateway.admin import admin_routes
 from gateway.config import GatewayConfig
 from gateway.drain import Drain
@@ -61,18 +62,26 @@ class Gateway:
         documents: Mapping[str, str] | None = None,
         origin: str = "<config object>",
         source: str | None = None,
+        worker: int = 0,
     ) -> None:
         # Every log record the process makes loses the secrets of the config versions
         # alive (each Runtime registers its own) and of the config source.
         LOG_REDACTION.install()
         self._source_secrets = Redactor(source_secrets(source))
         LOG_REDACTION.add(self._source_secrets)
-        self.state = State(clock, limits=config.limits, responses=config.responses, mcp=config.mcp)
+        self.state = State(
+            clock,
+            limits=config.limits,
+            responses=config.responses,
+            mcp=config.mcp,
+            audit=config.audit,
+            worker=worker,
+        )
         self.metrics = Metrics(self.state, lambda: self.runtime)
         if documents is None:
             documents = {"config.json": config.model_dump_json()}
         version = self.state.versions.add(documents, origin)
-        completions = [self.metrics.on_complete]
+        completions = [self.metrics.on_complete, ACCESS_LOG]
         self.runtime: Runtime = build_runtime(config, self.state, version, completions)
         #: Where new config versions come from (`--config`: a file, a directory, etcd),
         #: opened and watched from `start`; None: only the admin API changes the
@@ -101,6 +110,8 @@ class Gateway:
         return self.state.drain
 
     async def start(self) -> None:
+        if self.state.audit is not None:
+            await self.state.audit.start()
         await self.runtime.start()
         self.state.adopt(self.runtime.router.budget)
         if self.source_spec is not None:
@@ -133,6 +144,8 @@ class Gateway:
         await self.state.responses_store.aclose()
         await self.state.mcp_pool.close()  # before the pool its HTTP servers use
         await self.state.tool_pool.aclose()
+        if self.state.audit is not None:  # last: every request's record is queued
+            await self.state.audit.close()
         if self.config.telemetry.opentelemetry:
             await flush_spans()
 
@@ -283,8 +296,11 @@ def create_app(
     documents: Mapping[str, str] | None = None,
     origin: str = "<config object>",
     source: str | None = None,
+    worker: int = 0,
 ) -> Starlette:
-    gateway = Gateway(config, clock, documents, origin, source)
+    """The app for `config`; `worker`: this process's number under `--workers` (its
+    audit stream's name)."""
+    gateway = Gateway(config, clock, documents, origin, source, worker)
     stored = StoredResponses(gateway, gateway.state.responses_store)
 
     @asynccontextmanager

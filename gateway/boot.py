@@ -17,7 +17,7 @@ from importlib import resources
 from common.config import env_secrets_optional
 from gateway.config import DEFAULT_CONFIG_RESOURCE, ConfigError, GatewayConfig
 from gateway.reload import validate
-from gateway.server.serve import ServeOptions, serve_app
+from gateway.server.serve import ServeOptions, configure_logging, serve_app
 from gateway.sources import Documents, SourceError
 from gateway.sources.spec import read_now
 
@@ -63,10 +63,13 @@ def serve_loaded(
     """Create the app for a loaded config and serve it on `sock` until signalled."""
     from gateway.app import create_app
 
-    app = create_app(config, documents=documents, origin=origin, source=options.config)
+    app = create_app(
+        config, documents=documents, origin=origin, source=options.config, worker=options.worker
+    )
     serve_app(app, config.server, options, sock)
 
 
 def boot(options: ServeOptions, sock: socket.socket) -> None:
     """The whole sequence, as a worker runs it: load `options.config`, serve it."""
+    configure_logging(options)
     serve_loaded(*load_served(options.config, options.host), options, sock)

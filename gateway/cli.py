@@ -14,8 +14,10 @@ from typing import Any
 
 from common.config import ENV_PREFIX
 from common.secrets import mask_url
+from gateway.audit_cli import add_audit_commands
 from gateway.boot import EXIT_CONFIG, boot, load_served, serve_loaded
 from gateway.config import GatewayConfig
+from gateway.slo_cli import add_slo_commands
 
 
 def port_number(text: str) -> int:
@@ -50,7 +52,13 @@ def serve(args: argparse.Namespace) -> int:
     config, documents, origin = load_served(spec, args.host)
     host = args.host or config.server.host
     port = config.server.port if args.port is None else args.port
-    from gateway.server.serve import INTERRUPT_GRACE_S, ServeOptions, bind, listening_on
+    from gateway.server.serve import (
+        INTERRUPT_GRACE_S,
+        ServeOptions,
+        bind,
+        configure_logging,
+        listening_on,
+    )
 
     options = ServeOptions(
         host=host,
@@ -58,6 +66,7 @@ def serve(args: argparse.Namespace) -> int:
         workers=args.workers,
         access_log=args.access_log,
         log_level=args.log_level,
+        log_format=args.log_format,
         config=spec,
     )
     if args.workers > 1 and has_limits(config) and not config.limits.shared:
@@ -96,6 +105,7 @@ def serve(args: argparse.Namespace) -> int:
         server = config.server
         stop = server.drain_s + server.shutdown_timeout_s + INTERRUPT_GRACE_S + 5
         return run_workers(options, sock, stop, boot)
+    configure_logging(options)  # before the app is made: its warnings are log lines too
     serve_loaded(config, documents, origin, options, sock)
     return 0
 
@@ -374,8 +384,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", help="bind address (default: server.host, 127.0.0.1)")
     p.add_argument("--port", type=port_number, help="port (default: server.port, 8080)")
     p.add_argument("--workers", type=worker_count, default=1, help="worker processes (default 1)")
-    p.add_argument("--access-log", action="store_true", help="log every request (slower)")
+    p.add_argument(
+        "--access-log",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="one INFO line per request: status, route, latency, tenant, key, config "
+        "version, request id (default on; --no-access-log turns it off)",
+    )
     p.add_argument("--log-level", default="info")
+    p.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="text lines (default) or one JSON object per line, for log collectors",
+    )
     p.set_defaults(func=serve)
 
     p = _command(
@@ -424,6 +446,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=mock_upstream)
     add_chaos_commands(commands)
     add_mcp_commands(commands)
+    add_audit_commands(commands, _command)
+    add_slo_commands(commands, _command)
     return parser
 
 

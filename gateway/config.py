@@ -8,6 +8,7 @@ per restart.
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 from collections.abc import Callable, Iterable, Mapping
 from importlib import resources
@@ -17,6 +18,7 @@ from typing import Annotated, Any
 import yaml
 from pydantic import AfterValidator, Field
 
+from audit.config import AuditConfig
 from chaos.config import ChaosConfig
 from chaos.faults import FaultError
 from chaos.grammar import parse
@@ -33,6 +35,7 @@ from limits.config import LimitSettings
 from policies import KnownNames, PoliciesConfig, PolicyError, compile_policies
 from responses.config import ResponsesConfig
 from routing.config import OPENAI_COMPATIBLE, ModelGroupConfig, RoutingSettings
+from slo.config import DEFAULT_FREEZE_AT, SloConfig
 from tenants.build import build_tenants, tenant_problems
 from tenants.config import KeyConfig, TenantConfig
 from tenants.known import Known
@@ -59,6 +62,10 @@ class ReloadConfig(Frozen):
     #: How often the config source is re-read whatever its notifications say: the
     #: bound on convergence when a notification is lost (restart-only).
     resync_s: float = Field(10.0, gt=0, le=3600)
+    #: Config changes are refused (409 `change_frozen`) while an SLO has consumed more
+    #: than this share of its error budget, unless marked as the fix
+    #: (`x-seawall-emergency`); 1.0 never freezes (docs/observability.md).
+    freeze_at_budget_consumed: float = Field(DEFAULT_FREEZE_AT, gt=0, le=1)
 
 
 class GatewayConfig(Frozen):
@@ -86,6 +93,12 @@ class GatewayConfig(Frozen):
     mcp: McpConfig = McpConfig()
     telemetry: TelemetryConfig = TelemetryConfig()
     reload: ReloadConfig = ReloadConfig()
+    #: The tamper-evident audit log: where, how it is written and signed, what a
+    #: tenant's records hold (audit/config.py; docs/audit.md).
+    audit: AuditConfig = AuditConfig()
+    #: Service level objectives: availability and latency per model group and tenant,
+    #: with error budgets and burn rates (slo/config.py; docs/observability.md).
+    slos: tuple[SloConfig, ...] = ()
 
     def group(self, name: str) -> ModelGroupConfig | None:
         for group in self.models:
@@ -137,6 +150,14 @@ def reference_problems(data: Mapping[str, Any]) -> list[str]:
     problems += _duplicates("models", "deployment id", ids)
     tools = _strings(_items(data.get("tools")), "name")
     problems += _duplicates("tools", "tool name", tools)
+    problems += _duplicates("slos", "SLO name", _strings(_items(data.get("slos")), "name"))
+    tenants = {"root", *_strings(_items(data.get("tenants")), "id")}
+    for i, slo in _items(data.get("slos")):
+        group, tenant = slo.get("model_group"), slo.get("tenant")
+        if isinstance(group, str) and group not in names:
+            problems.append(f"slos[{i}].model_group: unknown model group {group!r}")
+        if isinstance(tenant, str) and tenant not in tenants:
+            problems.append(f"slos[{i}].tenant: unknown tenant {tenant!r}")
     receipts = data.get("receipts")
     receipt_keys = _items(receipts.get("keys")) if isinstance(receipts, dict) else []
     problems += _duplicates("receipts.keys", "receipt key id", _strings(receipt_keys, "id"))
@@ -276,9 +297,38 @@ def parse_config(data: object, source: str, serve_on: str | None = None) -> Gate
     `serve_on` (the address it would be served on; "" for `server.host`), what
     serving it would refuse is part of the same pass."""
     raw_checks: list[Callable[[Mapping[str, Any]], list[str]]] = [reference_problems]
+    checks = TYPED_CHECKS
     if serve_on is not None:
         raw_checks.append(lambda d: serving_problems(d, serve_on or None))
-    return validate_document(GatewayConfig, data, TYPED_CHECKS, ConfigError, source, raw_checks)
+        checks = (*checks, CrossCheck(frozenset({"audit"}), audit_serving_problems))
+    return validate_document(GatewayConfig, data, checks, ConfigError, source, raw_checks)
+
+
+def audit_serving_problems(config: GatewayConfig) -> list[str]:
+    """What starting the audit log would fail on: a signing key that cannot be read or
+    is not an Ed25519 private key, a directory that cannot be written."""
+    audit = config.audit
+    if not audit.enabled:
+        return []
+    from gateway.audit_log import load_signer
+
+    problems = []
+    field = "audit.signing_key" if audit.signing_key is not None else "audit.signing_key_file"
+    try:
+        load_signer(audit)
+    except OSError as exc:
+        problems.append(f"{field}: cannot read {audit.signing_key_file}: {exc.strerror}")
+    except ValueError:
+        problems.append(f"{field}: not an Ed25519 private key in PEM (seawall audit keygen)")
+    directory = Path(audit.directory)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        problems.append(f"audit.directory: cannot create {audit.directory}: {exc.strerror}")
+    else:
+        if not os.access(directory, os.W_OK | os.X_OK):
+            problems.append(f"audit.directory: {audit.directory} is not writable")
+    return problems
 
 
 def load_config(path: str | Path | None = None, serve_on: str | None = None) -> GatewayConfig:

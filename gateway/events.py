@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, fields
 
 log = logging.getLogger("seawall.events")
@@ -47,6 +48,11 @@ _FIELDS = tuple(f.name for f in fields(GuardEvent))
 
 Sink = Callable[[GuardEvent], None]
 
+#: The events of the request being served, while one is open (the audit stage sets
+#: it to its exchange's `trail`; the audit record lists them). A context variable:
+#: the stages that emit do not have to carry the exchange to every call.
+REQUEST_TRAIL: ContextVar[list[GuardEvent] | None] = ContextVar("request_trail", default=None)
+
 
 class Events:
     def __init__(self) -> None:
@@ -59,8 +65,14 @@ class Events:
     def emit(self, event: GuardEvent) -> None:
         key = (event.kind, event.action)
         self.counts[key] = self.counts.get(key, 0) + 1
-        if log.isEnabledFor(logging.INFO):
+        if log.isEnabledFor(logging.DEBUG):
+            # A decision is not an INFO line (the access line is the request's one, the
+            # audit log has the decisions): at DEBUG, with its fields printed by the
+            # formatter (gateway/server/logs.py), the request id among them.
             record = {name: getattr(event, name) for name in _FIELDS}
-            log.info("guard %s -> %s", event.kind, event.action, extra={"event": record})
+            log.debug("guard %s -> %s", event.kind, event.action, extra={"event": record})
+        trail = REQUEST_TRAIL.get()
+        if trail is not None:
+            trail.append(event)
         for sink in self._sinks:
             sink(event)

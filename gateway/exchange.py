@@ -36,6 +36,7 @@ class Exchange:
         "endpoint",
         "error_code",
         "finalizers",
+        "first_byte",
         "group",
         "headers",
         "history_bytes",
@@ -57,6 +58,7 @@ class Exchange:
         "stream",
         "strip_usage",
         "tool_bindings",
+        "trail",
         "upstream_extensions",
         "upstream_only",
         "usage",
@@ -129,6 +131,12 @@ class Exchange:
         self.usage: dict[str, Any] | None = None
         #: `time.monotonic()` when the last byte was sent (or the response abandoned).
         self.completed = 0.0
+        #: `time.monotonic()` when a stream's first event went out (0.0: not yet, or
+        #: not a stream): the client's time to first token.
+        self.first_byte = 0.0
+        #: This request's guard events, in order, while the audit log is on (the
+        #: audit stage opens it; `gateway.events.Events.emit` appends).
+        self.trail: list[Any] | None = None
 
     def restrict(self, deployments: Iterable[str]) -> None:
         """Narrows the deployments this request may be routed to: the intersection

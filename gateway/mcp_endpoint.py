@@ -23,12 +23,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Protocol
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from audit.chain import serialise
+from audit.config import DEFAULT_POLICY
 from chaos.engine import ChaosEngine
 from chaos.plan import ChaosPlan
 from common.headers import (
@@ -36,9 +39,11 @@ from common.headers import (
     INJECTED_HEADER,
     REQUEST_ID_HEADER,
 )
+from gateway.audit_record import mcp_record
 from gateway.errors import GatewayError
 from gateway.mcp.callers import caller_of
 from gateway.mcp.faults import session_faults
+from gateway.stages.audit import audit_unavailable
 from gateway.stages.authenticate import require
 from gateway.stages.chaos import requested_plan
 from tenants.identity import Identity
@@ -100,6 +105,11 @@ class McpEndpoint:
         gateway = self.gateway
         runtime = gateway.runtime
         identity = require(runtime.tenants, request.headers.get("authorization"), ROLE)
+        started = time.monotonic()
+        audit = gateway.state.audit
+        policy = runtime.audit_policies.get(identity.tenant_id, DEFAULT_POLICY)
+        if audit is not None and not audit.admits(policy):
+            raise audit_unavailable()
         request_id = gateway.state.ids.next()
         headers = {REQUEST_ID_HEADER: request_id, CONFIG_VERSION_HEADER: runtime.version.id}
         service = runtime.mcp
@@ -125,10 +135,24 @@ class McpEndpoint:
         except Exception:
             log.exception("MCP: %s /mcp failed", request.method)
             answer = _jsonrpc_error(500, INTERNAL_ERROR, "Internal error")
-        if plan is not None and plan.injected:
-            headers[INJECTED_HEADER] = ", ".join(plan.injected)
+        injected = plan.injected if plan is not None else ()
+        if plan is not None and injected:
+            headers[INJECTED_HEADER] = ", ".join(injected)
             runtime.chaos.count(plan)
         headers.update(answer.headers)
+        if audit is not None:
+            record = mcp_record(
+                identity,
+                request_id,
+                request.method,
+                answer.status,
+                (time.monotonic() - started) * 1000,
+                runtime.version.id,
+                answer.outcomes,
+                injected,
+                runtime.redactor,
+            )
+            await audit.write(serialise(record), policy)
         if answer.stream is not None:
             stream = answer.stream
             if request.method == "GET":

@@ -2,8 +2,16 @@
 
 The hot path only bumps plain integers on the deployments' own statistics; this
 collector turns them into metric families when Prometheus asks. No metric lock is
-taken per request. Metrics are per worker process: with `--workers N`, scrape
-each worker or run one worker per pod.
+taken per request. The GenAI series (OpenTelemetry's GenAI semantic conventions,
+`GenAiMetrics`) are kept the same way: plain histogram bins bumped by the completion
+hook.
+
+With `--workers N` one scrape shows the whole gateway: the supervisor gives the
+workers a shared directory (`SEAWALL_METRICS_DIR`, gateway/server/workers.py), each
+worker writes its root view there every `PUBLISH_S` seconds, and the worker that
+answers a scrape adds the others' files to its own live values (`merge`): counters
+and histograms summed (a dead worker's kept, so they never go backwards), gauges
+summed or maxed (`SUMMED_GAUGES`) over the live workers only.
 
 What a scrape shows depends on who asks (`Viewer`), like every admin view: a
 root-scoped key (or the local caller when no keys are configured) sees everything; a
@@ -16,9 +24,15 @@ decisions, reloads) are the root's only.
 
 from __future__ import annotations
 
+import asyncio
+import json
+import logging
 import math
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+import os
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
@@ -28,10 +42,14 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from gateway.exchange import Exchange
+from gateway.server.workers import METRICS_DIR_ENV, dead_file, live_file, worker_pid
+from gateway.telemetry import OPERATIONS
 from routing.breaker import CLOSED, HALF_OPEN, OPEN
 from routing.stats import export_buckets
+from slo.windows import window_label
 from tenants.config import ROOT
 from tenants.identity import Identity
 
@@ -39,8 +57,174 @@ if TYPE_CHECKING:
     from gateway.runtime import Runtime
     from gateway.state import State
 
+log = logging.getLogger("seawall")
+
 BREAKER_STATES = {CLOSED: 0, HALF_OPEN: 1, OPEN: 2}
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+#: `gen_ai.provider.name` by seawall provider, where the conventions name it.
+PROVIDER_NAMES = {
+    "openai": "openai",
+    "azure": "azure.ai.openai",
+    "anthropic": "anthropic",
+    "bedrock": "aws.bedrock",
+    "vertex_ai": "gcp.vertex_ai",
+    "gemini": "gcp.gemini",
+    "cohere": "cohere",
+    "mistral": "mistral_ai",
+    "groq": "groq",
+    "deepseek": "deepseek",
+    "perplexity": "perplexity",
+    "xai": "x_ai",
+}
+#: The conventions' explicit bucket boundaries.
+TOKEN_BUCKETS = tuple(float(4**n) for n in range(14))  # 1, 4, 16, ... 67108864
+DURATION_BUCKETS = (
+    0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,
+)  # fmt: skip
+TTFT_BUCKETS = (
+    0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+)  # fmt: skip
+TPOT_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5)
+GENAI_LABELS = [
+    "gen_ai_operation_name",
+    "gen_ai_provider_name",
+    "gen_ai_request_model",
+    "gen_ai_response_model",
+]
+
+#: How often a worker writes its metrics for the others (with `--workers N`).
+PUBLISH_S = 1.0
+#: Gauges that add up across workers (what is in progress, queued); every other
+#: gauge is the largest worker's value (a breaker open in one worker shows open).
+SUMMED_GAUGES = frozenset({"seawall_upstream_in_flight", "seawall_audit_queue"})
+
+
+class Bins:
+    """One histogram series: counts per bucket (not cumulative; the last is +Inf)."""
+
+    __slots__ = ("counts", "total")
+
+    def __init__(self, size: int) -> None:
+        self.counts = [0] * (size + 1)
+        self.total = 0.0
+
+
+def _observe(table: dict[tuple[str, ...], Bins], key: tuple[str, ...], bounds: tuple[float, ...],
+             value: float) -> None:  # fmt: skip
+    bins = table.get(key)
+    if bins is None:
+        bins = table[key] = Bins(len(bounds))
+    bins.counts[bisect_left(bounds, value)] += 1
+    bins.total += value
+
+
+def _bins_family(
+    name: str, doc: str, labels: list[str], table: dict[tuple[str, ...], Bins],
+    bounds: tuple[float, ...],
+) -> HistogramMetricFamily:  # fmt: skip
+    family = HistogramMetricFamily(name, doc, labels=labels)
+    edges = [floatToGoString(b) for b in bounds] + ["+Inf"]
+    for key, bins in sorted(table.items()):
+        running, buckets = 0, []
+        for edge, count in zip(edges, bins.counts, strict=True):
+            running += count
+            buckets.append((edge, running))
+        family.add_metric(list(key), buckets, bins.total)
+    return family
+
+
+class GenAiMetrics:
+    """Per OpenTelemetry's GenAI semantic conventions, for every inference request
+    that named a model group (chat, Responses, embeddings), counted on completion:
+    token usage (input and output, as the provider reported it), the operation's
+    duration (arrival to last byte; `error_type` is the error code sent, empty on
+    success), and for streams the time to the first token and per output token after
+    it. `gen_ai_request_model` is the model group asked for, `gen_ai_response_model`
+    and `gen_ai_provider_name` the deployment that answered (the group's first one when
+    none did). Root-only: the series mix every tenant's traffic."""
+
+    def __init__(self) -> None:
+        self.tokens: dict[tuple[str, ...], Bins] = {}
+        self.duration: dict[tuple[str, ...], Bins] = {}
+        self.ttft: dict[tuple[str, ...], Bins] = {}
+        self.tpot: dict[tuple[str, ...], Bins] = {}
+        self._runtime: object = None
+        #: deployment id (or `group:NAME`) -> (provider name, model), of `_runtime`.
+        self._served: dict[str, tuple[str, str]] = {}
+
+    def _refresh(self, runtime: Runtime) -> None:
+        served: dict[str, tuple[str, str]] = {}
+        for group, deployment in runtime.router.deployments():
+            config = deployment.config
+            names = (PROVIDER_NAMES.get(config.provider, config.provider), config.model)
+            served[deployment.id] = names
+            served.setdefault("group:" + group.name, (names[0], ""))
+        self._served, self._runtime = served, runtime
+
+    def observe(self, exchange: Exchange, group: str, operation: str, runtime: Runtime) -> None:
+        if runtime is not self._runtime:
+            self._refresh(runtime)
+        routed = exchange.routed
+        if routed is not None:
+            deployment: str | None = routed.reply.deployment
+        else:
+            deployment = exchange.hops[-1].deployment if exchange.hops else None
+        served = self._served.get(deployment) if deployment is not None else None
+        if served is None:
+            served = self._served.get("group:" + group, ("", ""))
+        series = (operation, served[0], group, served[1])
+        error = exchange.error_code or ("" if exchange.status < 400 else str(exchange.status))
+        duration = exchange.completed - exchange.started
+        _observe(self.duration, (*series, error), DURATION_BUCKETS, duration)
+        usage = exchange.usage
+        output = 0
+        if usage is not None:
+            prompt = usage.get("prompt_tokens", usage.get("input_tokens"))
+            if isinstance(prompt, int):
+                _observe(self.tokens, (*series, "input"), TOKEN_BUCKETS, prompt)
+            completion = usage.get("completion_tokens", usage.get("output_tokens"))
+            if isinstance(completion, int):
+                output = completion
+                _observe(self.tokens, (*series, "output"), TOKEN_BUCKETS, completion)
+        first = exchange.first_byte
+        if first and not error:
+            _observe(self.ttft, series, TTFT_BUCKETS, first - exchange.started)
+            if output > 1:
+                per_token = (exchange.completed - first) / (output - 1)
+                _observe(self.tpot, series, TPOT_BUCKETS, per_token)
+
+    def families(self) -> Iterator[Metric]:
+        yield _bins_family(
+            "gen_ai_client_token_usage",
+            "gen_ai.client.token.usage: input and output tokens per request, as reported "
+            "by the provider.",
+            [*GENAI_LABELS, "gen_ai_token_type"],
+            self.tokens,
+            TOKEN_BUCKETS,
+        )
+        yield _bins_family(
+            "gen_ai_client_operation_duration_seconds",
+            "gen_ai.client.operation.duration: request arrival to its last byte.",
+            [*GENAI_LABELS, "error_type"],
+            self.duration,
+            DURATION_BUCKETS,
+        )
+        yield _bins_family(
+            "gen_ai_server_time_to_first_token_seconds",
+            "gen_ai.server.time_to_first_token: request arrival to a stream's first event "
+            "(successful streams).",
+            GENAI_LABELS,
+            self.ttft,
+            TTFT_BUCKETS,
+        )
+        yield _bins_family(
+            "gen_ai_server_time_per_output_token_seconds",
+            "gen_ai.server.time_per_output_token: a stream's time after its first event "
+            "per output token after the first (successful streams).",
+            GENAI_LABELS,
+            self.tpot,
+            TPOT_BUCKETS,
+        )
 
 
 def _histogram(
@@ -59,11 +243,16 @@ class RoutingCollector(Collector):
     (None: everything)."""
 
     def __init__(
-        self, state: State, current: Callable[[], Runtime], viewer: Identity | None = None
+        self,
+        state: State,
+        current: Callable[[], Runtime],
+        viewer: Identity | None = None,
+        genai: GenAiMetrics | None = None,
     ) -> None:
         self.state = state
         self.current = current
         self.viewer = viewer
+        self.genai = genai
 
     def collect(self) -> Iterator[Metric]:
         viewer = self.viewer
@@ -73,6 +262,10 @@ class RoutingCollector(Collector):
             yield from policy_metrics(self.current())
             yield from limit_metrics(self.state)
             yield from response_store_metrics(self.state)
+            yield from audit_metrics(self.state)
+            yield from slo_metrics(self.state)
+            if self.genai is not None:
+                yield from self.genai.families()
         else:
             yield from self._routing(viewer)
 
@@ -217,6 +410,86 @@ def limit_metrics(state: State) -> Iterator[Metric]:
     yield from (decisions, errors)
 
 
+def audit_metrics(state: State) -> Iterator[Metric]:
+    """Gateway-wide (root only): what the audit log took, dropped or refused, and
+    its writer's progress. Nothing when the log is off."""
+    log = state.audit
+    if log is None:
+        return
+    records = CounterMetricFamily(
+        "seawall_audit_records",
+        "Records handed to the audit log, by result: queued, dropped (a full queue, "
+        "on_full: drop), blocked (waited for room, on_full: block), refused (requests "
+        "answered 503 audit_unavailable: on_full: refuse for a tenant that requires audit).",
+        labels=["result"],
+    )
+    for result, count in sorted(log.counts.items()):
+        records.add_metric([result], count)
+    stats = log.writer.stats()
+    written = CounterMetricFamily(
+        "seawall_audit_writer",
+        "The writer's work: records appended, batches (group commits), fsyncs, signed "
+        "checkpoints, segments opened, bytes written.",
+        labels=["what"],
+    )
+    for what in ("appended", "batches", "fsyncs", "checkpoints", "segments", "bytes_written"):
+        written.add_metric([what], getattr(stats, what))
+    queue = GaugeMetricFamily(
+        "seawall_audit_queue", "Records waiting for the writer, and the queue's capacity.",
+        labels=["what"],
+    )  # fmt: skip
+    queue.add_metric(["depth"], stats.queue_depth)
+    queue.add_metric(["capacity"], log.config.queue_records)
+    failed = GaugeMetricFamily(
+        "seawall_audit_writer_failed",
+        "1 when a write failed and the writer stopped (the log says why): every record "
+        "since is dropped or refused.",
+    )
+    failed.add_metric([], 1 if stats.failed else 0)
+    yield from (records, written, queue, failed)
+
+
+def slo_metrics(state: State) -> Iterator[Metric]:
+    """Gateway-wide (root only): requests counted per SLO (what the rules of `seawall
+    slo rules` read), and the in-process burn rates, budget and alerts."""
+    slos = state.slos
+    if not slos.counts:
+        return
+    events = CounterMetricFamily(
+        "seawall_slo_events",
+        "Requests counted toward each SLO: good or bad (excluded and ineligible ones are "
+        "not counted; docs/observability.md).",
+        labels=["slo", "result"],
+    )
+    for (name, result), count in sorted(slos.counts.items()):
+        events.add_metric([name, result], count)
+    burn = GaugeMetricFamily(
+        "seawall_slo_burn_rate",
+        "Error ratio over the window divided by the error budget (1 - objective).",
+        labels=["slo", "window"],
+    )
+    remaining = GaugeMetricFamily(
+        "seawall_slo_error_budget_remaining",
+        "1 - the share of the period's error budget spent (below 0: overspent).",
+        labels=["slo"],
+    )
+    alerts = GaugeMetricFamily(
+        "seawall_slo_alert",
+        "1 while a multi-window burn-rate alert fires (both windows over the threshold).",
+        labels=["slo", "severity", "long_window", "short_window"],
+    )
+    for status in slos.tracker.snapshot():
+        for window in status.windows:
+            burn.add_metric([status.name, window_label(window.window_s)], window.burn_rate)
+        remaining.add_metric([status.name], status.budget_remaining)
+        for alert in status.alerts:
+            labels = [status.name, alert.severity, window_label(alert.long_window_s)]
+            alerts.add_metric(
+                [*labels, window_label(alert.short_window_s)], 1 if alert.firing else 0
+            )
+    yield from (events, burn, remaining, alerts)
+
+
 def response_store_metrics(state: State) -> Iterator[Metric]:
     """Gateway-wide (root only): what became of the responses the gateway tried to
     store, and the store calls that failed (Redis down or slow)."""
@@ -282,13 +555,100 @@ def policy_metrics(runtime: Runtime) -> Iterator[Metric]:
     yield from (decisions, cache, evaluations, errors, shadow, canary)
 
 
+def _snapshot(families: Iterable[Metric]) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": family.name,
+            "type": family.type,
+            "doc": family.documentation,
+            "samples": [[sample.name, sample.labels, sample.value] for sample in family.samples],
+        }
+        for family in families
+    ]
+
+
+def _visible(viewer: Identity, labels: dict[str, str]) -> bool:
+    """Whether a scoped viewer may see a series of another worker: the rules of
+    `RoutingCollector._routing`, read from the labels."""
+    group = labels.get("group", labels.get("from"))
+    if group is not None and not viewer.may_use_model(group):
+        return False
+    deployment = labels.get("deployment")
+    if deployment is not None and not viewer.may_use_deployment(deployment):
+        return False
+    tenant = labels.get("tenant", labels.get("scope"))
+    return tenant is None or viewer.within_scope(tenant)
+
+
+Snapshot = tuple[bool, list[dict[str, Any]]]
+Sample = tuple[dict[str, str], float]
+
+
+def merge(
+    local: Iterable[Metric], others: Iterable[Snapshot], viewer: Identity | None
+) -> list[Metric]:
+    """This worker's families (as `viewer` may see them; None: everything) plus the
+    other workers' snapshots (`(live, families)`, each a root view): counters and
+    histograms summed, gauges of live workers summed (`SUMMED_GAUGES`) or maxed. A
+    scoped viewer gets only the families and series its own view has."""
+    families: dict[str, Metric] = {}
+    values: dict[
+        str, dict[tuple[str, tuple[tuple[str, str], ...]], tuple[dict[str, str], float]]
+    ] = {}
+    for family in local:
+        families[family.name] = family
+        values[family.name] = {
+            (s.name, tuple(sorted(s.labels.items()))): (s.labels, s.value) for s in family.samples
+        }
+    for live, snapshot in others:
+        for data in snapshot:
+            name, kind = data["name"], data["type"]
+            if kind == "gauge" and not live:
+                continue
+            table = values.get(name)
+            if table is None:
+                if viewer is not None:
+                    continue
+                families[name] = Metric(name, data["doc"], kind)
+                table = values[name] = {}
+            summed = kind != "gauge" or name in SUMMED_GAUGES
+            for sample_name, labels, value in data["samples"]:
+                if viewer is not None and not _visible(viewer, labels):
+                    continue
+                key = (sample_name, tuple(sorted(labels.items())))
+                old = table.get(key)
+                if old is not None:
+                    value = old[1] + value if summed else max(old[1], value)
+                table[key] = (labels, value)
+    merged = []
+    for name, family in families.items():
+        out = Metric(name, family.documentation, family.type)
+        for (sample_name, _), (labels, value) in values[name].items():
+            out.add_sample(sample_name, labels, value)
+        merged.append(out)
+    return merged
+
+
+class Fixed(Collector):
+    def __init__(self, families: list[Metric]) -> None:
+        self.families = families
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(self.families)
+
+
 class Metrics:
     def __init__(self, state: State, current: Callable[[], Runtime]) -> None:
         self.state = state
         self.current = current
         self.responses = state.responses
+        self.genai = GenAiMetrics()
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(RoutingCollector(state, current))
+        self.registry.register(RoutingCollector(state, current, genai=self.genai))
+        #: The directory the workers share (`--workers N`); None: a single process.
+        directory = os.environ.get(METRICS_DIR_ENV)
+        self.shared = Path(directory) if directory else None
+        self._publisher: asyncio.TimerHandle | None = None
 
     async def on_complete(self, exchange: Exchange) -> None:
         """The completion hook: counted after the last byte, so a stream's real ending
@@ -297,11 +657,70 @@ class Metrics:
         tenant = identity.tenant_id if identity is not None else ROOT
         key = (tenant, exchange.endpoint, exchange.status, exchange.error_code or "")
         self.responses[key] = self.responses.get(key, 0) + 1
+        group = exchange.group
+        if group is not None:
+            operation = OPERATIONS.get(exchange.endpoint)
+            if operation is not None:
+                self.genai.observe(exchange, group.name, operation, self.current())
+        if self.shared is not None and self._publisher is None:
+            self._schedule()
 
     def render(self, viewer: Identity | None = None) -> bytes:
         """The exposition for `viewer` (None or root-scoped: everything)."""
-        if viewer is None or viewer.root_scoped:
-            return generate_latest(self.registry)
-        scoped = CollectorRegistry(auto_describe=False)
-        scoped.register(RoutingCollector(self.state, self.current, viewer))
-        return generate_latest(scoped)
+        root = viewer is None or viewer.root_scoped
+        if self.shared is None:
+            if root:
+                return generate_latest(self.registry)
+            scoped = CollectorRegistry(auto_describe=False)
+            scoped.register(RoutingCollector(self.state, self.current, viewer))
+            return generate_latest(scoped)
+        if self._publisher is None:
+            self._schedule()
+        if root:
+            local = list(self.registry.collect())
+        else:
+            local = list(RoutingCollector(self.state, self.current, viewer).collect())
+        merged = CollectorRegistry(auto_describe=False)
+        merged.register(Fixed(merge(local, self._others(), None if root else viewer)))
+        return generate_latest(merged)
+
+    # -- `--workers N`: one scrape, every worker ------------------------------------
+
+    def _schedule(self) -> None:
+        self._publisher = asyncio.get_running_loop().call_later(PUBLISH_S, self._tick)
+
+    def _tick(self) -> None:
+        try:
+            self.publish()
+        except Exception:
+            log.exception("could not write this worker's metrics for the others")
+        self._schedule()
+
+    def publish(self) -> None:
+        """Writes this worker's root view where the other workers read it."""
+        assert self.shared is not None
+        path = live_file(self.shared, os.getpid())
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(json.dumps(_snapshot(self.registry.collect())))
+        os.replace(temporary, path)
+
+    def _others(self) -> Iterator[Snapshot]:
+        assert self.shared is not None
+        mine = live_file(self.shared, os.getpid())
+        for path in self.shared.glob("*.json"):
+            if path == mine:
+                continue
+            live = path.name.startswith("live-")
+            try:
+                snapshot = json.loads(path.read_bytes())
+            except OSError:  # marked dead just now: its counters are still counted
+                if not live:
+                    continue
+                try:
+                    snapshot = json.loads(dead_file(self.shared, worker_pid(path)).read_bytes())
+                except (OSError, ValueError):
+                    continue
+                live = False
+            except ValueError:
+                continue
+            yield live, snapshot

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from starlette.requests import Request
 from starlette.responses import Response
 
+from audit.params import FILTER_PARAMS, QUERY_PARAMS
 from chaos.faults import KINDS
 from common.chat import MAX_TOKEN_FIELDS
 from common.fields import INTEGER, Schema, nullable, optional_fields
@@ -427,6 +428,23 @@ LIMITS_STATE = _object(
     ("store", "levels"),
 )
 CONFIG_STATE = _object({"version": VERSION, "config": OBJECT}, ("version", "config"))
+AUDIT_ANSWER = _object(
+    {"object": STRING, "data": ARRAY_OF_OBJECTS, "cursor": {"type": ["string", "null"]}},
+    ("object", "data"),
+)
+SLO_STATE = _object({"slos": ARRAY_OF_OBJECTS}, ("slos",))
+GATE_REPORT = _object(
+    {
+        "verdict": {"type": "string", "enum": ["pass", "fail", "inconclusive"]},
+        "exit_code": INT,
+        "slo": OBJECT,
+        "candidate": OBJECT,
+        "baseline": {"type": ["object", "null"]},
+        "reasons": {"type": "array", "items": STRING},
+        "markdown": STRING,
+    },
+    ("verdict", "exit_code", "slo", "candidate", "reasons", "markdown"),
+)
 CONFIG_VERSIONS = _object(
     {"current": STRING, "versions": {"type": "array", "items": VERSION}},
     ("current", "versions"),
@@ -500,6 +518,12 @@ def _header_parameter(name: str, description: str) -> Schema:
 def _query_parameter(name: str, description: str, schema: Schema | None = None) -> Schema:
     return {"name": name, "in": "query", "required": False, "description": description,
             "schema": schema or {"type": "string"}}  # fmt: skip
+
+
+#: `GET /admin/audit`'s parameters (audit/params.py; docs/audit.md says what each does).
+AUDIT_PARAMETERS = tuple(
+    _query_parameter(name, "A filter (docs/audit.md)") for name in FILTER_PARAMS
+) + tuple(_query_parameter(name, "Paging or aggregation (docs/audit.md)") for name in QUERY_PARAMS)
 
 
 #: The request headers every inference endpoint reads.
@@ -792,6 +816,44 @@ OPERATIONS: tuple[Operation, ...] = (
         "admin",
         {"200": _json(LIMITS_STATE, "The limits and their store.")},
         (401, 403),
+        tags=("admin",),
+    ),
+    Operation(
+        "get",
+        "/admin/audit",
+        "Search or aggregate the audit log, within the caller's subtree.",
+        "auditor",
+        {"200": _json(AUDIT_ANSWER, "Records newest first, or aggregated rows.")},
+        (400, 401, 403, 404),
+        parameters=AUDIT_PARAMETERS,
+        tags=("admin",),
+    ),
+    Operation(
+        "get",
+        "/admin/slo",
+        "Every SLO's burn rates, error budget and alerts, within the caller's scope.",
+        "auditor",
+        {"200": _json(SLO_STATE, "The SLOs.")},
+        (401, 403),
+        tags=("admin",),
+    ),
+    Operation(
+        "get",
+        "/admin/slo/evaluate",
+        "The release gate: pass, fail or inconclusive for a candidate against an SLO.",
+        "auditor",
+        {"200": _json(GATE_REPORT, "The gate's report.")},
+        (400, 401, 403, 404),
+        parameters=(
+            _query_parameter("slo", "The SLO's name."),
+            _query_parameter(
+                "candidate",
+                "KIND=VALUE: config_version, policy_version, deployment, tenant or colour.",
+            ),
+            _query_parameter("baseline", "KIND=VALUE, as candidate."),
+            _query_parameter("min_samples", "Fewer eligible requests: inconclusive.", INT),
+            _query_parameter("max_deviation", "The baseline deviation allowed.", NUMBER),
+        ),
         tags=("admin",),
     ),
     Operation(

@@ -18,7 +18,9 @@ Around the stages the pipeline does what every request needs, once:
   with the request id) and logged with its traceback: the inference routes reach the
   pipeline without Starlette's exception middleware (gateway/app.py, `GatewayApp`);
 - the completion hooks, called after the last byte of the response went out,
-  streams included, with the final outcome (`Exchange.completed`).
+  streams included, with the final outcome (`Exchange.completed`);
+- with `telemetry.opentelemetry`, a SERVER span around all of it, completion hooks
+  included (gateway/telemetry.py); off, the cost is one attribute check.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
@@ -39,6 +41,8 @@ from common.headers import CONFIG_VERSION_HEADER, SHOULD_RETRY_HEADER
 from gateway.drain import Drain
 from gateway.errors import GatewayError, error_response
 from gateway.exchange import CLIENT_CLOSED, Exchange
+from gateway.server.logs import REQUEST_ID
+from gateway.telemetry import describe_server_span, start_server_span
 
 log = logging.getLogger("seawall")
 
@@ -114,6 +118,7 @@ class Pipeline:
         in_flight: InFlight | None = None,
         version: str = "",
         completions: Sequence[CompletionHook] = (),
+        tracer: Any = None,
     ) -> None:
         self.endpoint = endpoint
         self.stages = tuple(stages)
@@ -123,16 +128,25 @@ class Pipeline:
         #: The config version's id, on every response (`x-seawall-config-version`).
         self.version = version
         self.completions = tuple(completions)
+        #: Makes the server spans (`gateway.telemetry.server_tracer`, from the config's
+        #: `telemetry.opentelemetry`); None: none are made.
+        self.tracer = tracer
 
     def names(self) -> list[str]:
         return [type(stage).__name__ for stage in self.stages]
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send, span: Any = None) -> None:
         """A plain ASGI endpoint: Starlette's function-endpoint wrapper would add a
         per-request exception-handling closure that the app's own middleware already
-        provides (it still handles whatever escapes here)."""
+        provides (it still handles whatever escapes here). With telemetry on, it calls
+        itself again inside the request's server span (`span`)."""
+        if span is None and self.tracer is not None:
+            with start_server_span(self.tracer, scope, self.endpoint) as span:
+                await self(scope, receive, send, span)
+            return
         self.in_flight.enter()
         exchange = Exchange(Request(scope, receive, send), self.endpoint, self.ids.next())
+        REQUEST_ID.set(exchange.request_id)  # every log line of this request names it
         exchange.headers[CONFIG_VERSION_HEADER] = self.version
         response: Response | None = None
         try:
@@ -149,6 +163,8 @@ class Pipeline:
                 if aclose is not None:
                     await aclose()
             exchange.completed = time.monotonic()
+            if span is not None:
+                describe_server_span(span, exchange, self.version)
             try:
                 for hook in self.completions:
                     await hook(exchange)

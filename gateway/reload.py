@@ -29,12 +29,14 @@ import gc
 import logging
 from collections.abc import Callable, Mapping, Sequence
 
-from gateway.config import ConfigError, GatewayConfig, parse_config
+from common.redact import LOG_REDACTION
+from gateway.config import ConfigError, GatewayConfig, audit_serving_problems, parse_config
 from gateway.pipeline import CompletionHook
 from gateway.runtime import Compiled, Runtime
 from gateway.sources import Documents, Source, merge
 from gateway.state import State
 from gateway.versions import ConfigVersion, RefusedVersion, documents_id
+from tenants.identity import Identity
 
 log = logging.getLogger("seawall.reload")
 
@@ -65,13 +67,26 @@ RESTART_ONLY = (
     # keeps across versions (gateway/state.py).
     "mcp.sessions",
     "mcp.ledger",
+    # The writer (its files, its queue) lives as long as the process (gateway/state.py);
+    # the signing key and the tenants' audit settings follow reloads.
+    "audit.enabled",
+    "audit.directory",
+    "audit.stream",
+    "audit.queue_records",
+    "audit.batch_window_ms",
+    "audit.checkpoint_interval_ms",
+    "audit.segment_mib",
+    "audit.fsync",
+    "audit.index",
 )
 
 
 class Refused(Exception):
-    def __init__(self, refused: RefusedVersion) -> None:
+    def __init__(self, refused: RefusedVersion, frozen: bool = False) -> None:
         super().__init__("; ".join(refused.problems))
         self.refused = refused
+        #: Refused by the change freeze (an SLO over its budget), not for a problem.
+        self.frozen = frozen
 
 
 class Conflict(Exception):
@@ -135,23 +150,33 @@ class Reloader:
         origin: str,
         expected: str | None = None,
         unreadable: Sequence[str] = (),
+        actor: Identity | None = None,
+        action: str = "config.applied",
+        emergency: str | None = None,
     ) -> GatewayConfig:
         """What `apply` would check, without applying: the config, or `Refused` (recorded
-        like any refusal) or `Conflict`."""
+        like any refusal, in the audit log too, with `actor`: the admin key that
+        proposed it, None for a config source) or `Conflict`."""
         serving = self.current()
         if expected is not None and expected != serving.version.id:
             raise Conflict(expected, serving.version.id)
         try:
             config = await asyncio.to_thread(validate, files, origin, unreadable)
             problems = restart_only_changes(serving.config, config)
+            # A signing key that cannot be read would fail the new version's start.
+            problems += await asyncio.to_thread(audit_serving_problems, config)
             if problems:
                 raise ConfigError(origin, problems)
         except ConfigError as exc:
             refused = self.state.versions.refuse(files, origin, exc.problems)
             self.state.count_reload("refused")
+            problems = [LOG_REDACTION.text(problem) for problem in exc.problems]
+            self._audit("config.refused", actor, refused.id, origin, problems=problems)
             log.error("config from %s refused; still serving version %s:\n%s",
                       origin, serving.version.id, exc.render())  # fmt: skip
             raise Refused(refused) from None
+        if action != "config.rolled_back" and emergency is None:
+            self._freeze(serving, files, origin, actor)
         return config
 
     async def apply(
@@ -160,9 +185,19 @@ class Reloader:
         origin: str,
         expected: str | None = None,
         unreadable: Sequence[str] = (),
+        actor: Identity | None = None,
+        action: str = "config.applied",
+        emergency: str | None = None,
     ) -> ConfigVersion:
         """Serve the config `files` describe; raise `Refused` (with every problem) or
-        `Conflict` (`expected` is not the serving version's id) instead."""
+        `Conflict` (`expected` is not the serving version's id) instead. An applied
+        version is an audit record: `action` (`config.applied`, `config.rolled_back`)
+        by `actor` (None: a config source).
+
+        While an SLO has consumed more than `reload.freeze_at_budget_consumed` of its
+        budget, a change is refused (`Refused.frozen`) unless it is a rollback (back to
+        a version that served before) or marked as the fix (`emergency`: the reason,
+        recorded with the change)."""
         async with self._lock:
             serving = self.current()
             if documents_id(files) == serving.version.id and not unreadable:
@@ -170,7 +205,7 @@ class Reloader:
                     raise Conflict(expected, serving.version.id)
                 self.state.count_reload("unchanged")
                 return serving.version
-            config = await self.check(files, origin, expected, unreadable)
+            config = await self.check(files, origin, expected, unreadable, actor, action, emergency)
             compiled = await asyncio.to_thread(Compiled, config)
             version = self.state.versions.add(files, origin)
             runtime = Runtime(compiled, self.state, version, self.completions)
@@ -178,6 +213,10 @@ class Reloader:
             self._swap(runtime)
             self.state.adopt(runtime.router.budget)
             self.state.count_reload("applied")
+            self._audit(
+                action, actor, version.id, origin, number=version.number,
+                replaced=serving.version.id, emergency=emergency,
+            )  # fmt: skip
             log.info(
                 "config version %s (#%d, from %s) serving; replaced %s",
                 version.id,
@@ -190,6 +229,32 @@ class Reloader:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
             return version
+
+    def _freeze(
+        self, serving: Runtime, files: Mapping[str, str], origin: str, actor: Identity | None
+    ) -> None:
+        """Refuse the change while an SLO is over the freeze share of its budget."""
+        share = serving.config.reload.freeze_at_budget_consumed
+        burning = self.state.slos.over_budget(share)
+        if not burning:
+            return
+        problems = [
+            f"change frozen: SLO {s.name!r} has consumed {s.budget_consumed:.0%} of its error "
+            f"budget (the freeze starts at {share:.0%}); a rollback, or a change marked as "
+            "the fix (x-seawall-emergency: <reason>), still applies"
+            for s in burning
+        ]
+        refused = self.state.versions.refuse(files, origin, problems)
+        self.state.count_reload("frozen")
+        self._audit("config.frozen", actor, refused.id, origin, problems=problems)
+        log.warning("config from %s refused: %s", origin, problems[0])
+        raise Refused(refused, frozen=True)
+
+    def _audit(
+        self, action: str, actor: Identity | None, version: str, origin: str, **detail: object
+    ) -> None:
+        if self.state.audit is not None:
+            self.state.audit.admin(action, actor, version, {"origin": origin, **detail})
 
     async def _retire(self, runtime: Runtime) -> None:
         try:

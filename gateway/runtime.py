@@ -19,14 +19,18 @@ from collections.abc import Mapping, Sequence
 
 import httpx
 
+from audit.config import effective_policies
 from chaos.engine import ChaosEngine
 from chaos.transport import ChaosTransport
 from common.redact import LOG_REDACTION, Redactor
 from common.secrets import secret_values
+from gateway.audit_log import load_signer
 from gateway.config import GatewayConfig, known_names, policy_names
 from gateway.errors import UpstreamErrors
 from gateway.mcp.governance import GatewayGovernance
 from gateway.pipeline import CompletionHook, InFlight, Pipeline, Stage
+from gateway.slos import history
+from gateway.stages.audit import AuditTrail, RecordRequest
 from gateway.stages.authenticate import Authenticate
 from gateway.stages.body import ParseJSON, ReadBody
 from gateway.stages.callids import MintCallIds
@@ -47,10 +51,11 @@ from gateway.stages.responses import (
     TranslateResponses,
 )
 from gateway.stages.route import Forward, ResolveModel
+from gateway.stages.slo import ObserveSlos
 from gateway.stages.tools import VerifyToolCalls, VerifyToolResults
 from gateway.stages.validate import ValidateChat, ValidateEmbeddings
 from gateway.state import State
-from gateway.telemetry import traced
+from gateway.telemetry import server_tracer, traced
 from gateway.versions import ConfigVersion
 from limits.prices import FREE, price_of
 from policies import compile_policies
@@ -127,6 +132,13 @@ class Compiled:
         self.prompt_limits = prompt_limits(config.models)
         self.tenants = build_tenants(config.tenants, config.keys, known_names(config))
         self.policies = compile_policies(config.policies, policy_names(config))
+        #: Each tenant's audit settings, its chain applied (what its records hold,
+        #: what a full writer queue does to its requests).
+        self.audit_policies = effective_policies(
+            config.audit.defaults,
+            {tenant.id: tenant.chain for tenant in self.tenants},
+            {tenant.id: tenant.audit for tenant in config.tenants},
+        )
 
 
 class Runtime:
@@ -156,6 +168,7 @@ class Runtime:
         #: given ones (metrics, and later audit and SLOs).
         settle: CompletionHook = SettleLimits(state.limiter, self.prices)
         self.completions: tuple[CompletionHook, ...] = (settle, *completions)
+        self.audit_policies = compiled.audit_policies
         self.in_flight = InFlight()
         window = config.routing.stats_window_seconds
         #: The health entries this version uses (kept in State while it serves).
@@ -203,6 +216,22 @@ class Runtime:
         #: lives (registered until `close`).
         self.redactor = Redactor(secret_values(config))
         LOG_REDACTION.add(self.redactor)
+        audit = state.audit
+        #: With the audit log on: the stage after authentication of every pipeline,
+        #: and the hook that records each finished request (gateway/stages/audit.py).
+        self.audit_trail = None if audit is None else AuditTrail(audit, self.audit_policies)
+        if audit is not None:
+            record = RecordRequest(
+                audit,
+                self.audit_policies,
+                version.id,
+                self.prices,
+                self.redactor,
+                telemetry=config.telemetry.opentelemetry,
+            )
+            self.completions = (*self.completions, record)
+        if config.slos:
+            self.completions = (*self.completions, ObserveSlos(state.slos, version.id))
         self.chat, self.responses, self.embeddings, self.tools = self._pipelines()
 
     def _pipelines(self) -> tuple[Pipeline, Pipeline, Pipeline, Pipeline]:
@@ -212,9 +241,13 @@ class Runtime:
         max_bytes = config.server.max_request_bytes
         parse = ParseJSON(config.server.max_json_depth, events)
 
+        tracer = server_tracer(config.telemetry.opentelemetry)
+
         def pipeline(
             endpoint: str, stages: list[Stage], after: Sequence[CompletionHook] = ()
         ) -> Pipeline:
+            if self.audit_trail is not None:  # right after `Authenticate`
+                stages = [stages[0], self.audit_trail, *stages[1:]]
             return Pipeline(
                 endpoint,
                 stages,
@@ -223,6 +256,7 @@ class Runtime:
                 in_flight=self.in_flight,
                 version=self.version.id,
                 completions=(*self.completions, *after),
+                tracer=tracer,
             )
 
         limits = AdmitLimits(state.limiter, config.limits, self.group_prices)
@@ -339,6 +373,9 @@ class Runtime:
             await load_encoding(model)
         await self.upstreams.start()
         await self.state.tool_pool.start()
+        if self.state.audit is not None:
+            self.state.audit.use_signer(await asyncio.to_thread(load_signer, self.config.audit))
+        await self._adopt_slos()
         state = self.state
         upstreams = await state.mcp_pool.sync(self.config.mcp)
         self.mcp = McpService(
@@ -349,6 +386,15 @@ class Runtime:
             ledger=state.mcp_ledger,
             governance=self.mcp_governance,
         )
+
+    async def _adopt_slos(self) -> None:
+        """This version's SLOs become the tracked ones; a new or changed SLO is
+        refilled from the audit log when it is on (read off the loop)."""
+        slos, state, audit = self.config.slos, self.state, self.config.audit
+        past = None
+        if state.slos.fresh(slos) and state.audit is not None:
+            past = await asyncio.to_thread(history, audit, slos)
+        state.slos.reconfigure(slos, past)
 
     async def close(self) -> None:
         """Releases what this version holds; shared pools close with their last user."""

@@ -13,7 +13,7 @@ this `State`; everything here carries over from one version to the next:
 - the drain (shutdown), the request ids, the config version history;
 - the MCP upstream servers (connections, stdio children, breakers), the `/mcp`
   sessions and the ledger of results served (toolservers/service.py);
-- room for what later parts need to keep: rate-limit counters, the audit writer.
+- the rate-limit counters (limits/), the audit log's writer (gateway/audit_log.py).
 
 Nothing here is read from a config version except through `adopt`, which a new
 runtime calls with its settings before it serves.
@@ -23,11 +23,14 @@ from __future__ import annotations
 
 import time
 
+from audit.config import AuditConfig
 from chaos.scheduled import Schedule
+from gateway.audit_log import AuditLog
 from gateway.drain import Drain
 from gateway.events import Events
 from gateway.pipeline import RequestIds
 from gateway.server.frontdoor import FrontDoorStats
+from gateway.slos import SloState
 from gateway.stored_responses import PutOutcomes
 from gateway.versions import VersionHistory
 from limits.config import LimitSettings
@@ -54,6 +57,8 @@ class State:
         limits: LimitSettings | None = None,
         responses: ResponsesConfig | None = None,
         mcp: McpConfig | None = None,
+        audit: AuditConfig | None = None,
+        worker: int = 0,
     ) -> None:
         #: Drives health bookkeeping (stats, breakers, retry budget, chaos schedule);
         #: tests pass their own to move time without sleeping.
@@ -105,6 +110,12 @@ class State:
         #: (restart-only).
         self.mcp_pool = UpstreamPool(SharedTransport(self.tool_pool))
         self.mcp_sessions, self.mcp_ledger = state_parts(mcp or McpConfig())
+        #: The audit log's writer (one chain per process: `-w<worker>` in its stream
+        #: name), when `audit.enabled`; started by the gateway before it serves.
+        self.audit = AuditLog(audit, worker) if audit is not None and audit.enabled else None
+        #: SLO windows, counts and recent outcomes (gateway/slos.py): each Runtime's
+        #: `start` adopts its config's SLOs, keeping the windows of unchanged ones.
+        self.slos = SloState()
 
     def adopt(self, budget: RetryBudget) -> None:
         """What the version now serving derived from what is kept here (its retry

@@ -15,7 +15,10 @@ once it is garbage, and expires the same way.
 When the store cannot answer (Redis down or slow), each level follows its
 `on_store_failure`: a request whose levels all fail open is admitted (counted, with
 nothing to settle); one with a level that fails closed is refused (503
-`limit_store_unavailable`). Never a silent fall-back to per-process counting.
+`limit_store_unavailable`). Never a silent fall-back to per-process counting. An
+outage is one episode (`Limiter.outage`): logged once when the store first fails and
+once when it answers again, with the requests admitted unchecked and refused in
+between; nothing is logged per request.
 
 A refusal says which limit of which level refused and when to retry; admissions
 and refusals alike carry OpenAI's `x-ratelimit-*` headers for the tightest limits.
@@ -27,6 +30,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -95,6 +99,16 @@ class Reservation:
         return self.plan.lease_claims
 
 
+@dataclass(slots=True)
+class Outage:
+    """A store outage: since when (`time.monotonic()`), and the requests it admitted
+    unchecked (every level fails open) and refused (a level fails closed)."""
+
+    started: float
+    admitted: int = 0
+    refused: int = 0
+
+
 @dataclass(frozen=True, slots=True)
 class Refusal:
     #: 429 for a limit; 503 when the store is down and a level fails closed.
@@ -160,6 +174,9 @@ class Limiter:
         #: two thirds of a lease): their requests ran on without a slot.
         self.leases_lost = 0
         self.last_store_error: str | None = None
+        #: The store outage under way (None: the store answers): logged once when it
+        #: starts and once when it ends, with what it did to requests in between.
+        self.outage: Outage | None = None
         self._held: weakref.WeakValueDictionary[str, Reservation] = weakref.WeakValueDictionary()
         self._renewer: asyncio.Task[None] | None = None
 
@@ -220,6 +237,8 @@ class Limiter:
             answer = await self.store.admit(rid, plan, tokens, cost)
         except StoreUnavailable as exc:
             return self._store_failed(claims, exc)
+        if self.outage is not None:
+            self._store_answered()
         headers = plan_headers(plan, answer.used, answer.resets)
         if not answer.admitted:
             index = answer.refused_by
@@ -245,13 +264,14 @@ class Limiter:
             decisions[key] = decisions.get(key, 0) + 1
 
     def _store_failed(self, claims: Sequence[Claim], exc: StoreUnavailable) -> Admission:
-        self.last_store_error = str(exc)
+        outage = self._store_down(exc)
         closed = [c for c in claims if not c.fail_open]
         if not closed:
             self._count(claims, STORE_FAILURE_OPEN)
-            log.warning("limit store unavailable (%s): admitted, every level fails open", exc)
+            outage.admitted += 1
             return Admission(unchecked=True)
         self._count(closed, STORE_FAILURE_CLOSED)
+        outage.refused += 1
         first = closed[0]
         refusal = Refusal(
             503,
@@ -263,6 +283,41 @@ class Limiter:
             STORE_DOWN_RETRY_S,
         )
         return Admission(refusal=refusal)
+
+    # -- store outages -------------------------------------------------------------
+
+    def _store_down(self, exc: StoreUnavailable) -> Outage:
+        """The outage `exc` is part of: a new one is logged (once, as it starts)."""
+        self.last_store_error = str(exc)
+        outage = self.outage
+        if outage is None:
+            outage = self.outage = Outage(time.monotonic())
+            log.warning(
+                "limit store unavailable (%s): fail_open levels admit unchecked, "
+                "fail_closed levels answer 503 limit_store_unavailable, until it answers "
+                "again (logged once, with the counts, when it does)",
+                exc,
+                extra={"episode": "limit_store_outage"},
+            )
+        return outage
+
+    def _store_answered(self) -> None:
+        """The store answered: the outage under way, if any, is over (logged once)."""
+        outage = self.outage
+        if outage is None:
+            return
+        self.outage = None
+        log.warning(
+            "limit store answered again after %.1f s: %d requests admitted unchecked, %d refused",
+            time.monotonic() - outage.started,
+            outage.admitted,
+            outage.refused,
+            extra={
+                "episode": "limit_store_outage",
+                "admitted_unchecked": outage.admitted,
+                "refused": outage.refused,
+            },
+        )
 
     # -- settlement --------------------------------------------------------------
 
@@ -318,8 +373,10 @@ class Limiter:
         try:
             lost = await self.store.renew(leases)
         except StoreUnavailable as exc:
-            self.last_store_error = str(exc)
+            self._store_down(exc)
             return 0
+        if self.outage is not None:
+            self._store_answered()
         for rid in lost:
             self._held.pop(rid, None)
         self.leases_lost += len(lost)

@@ -68,6 +68,9 @@ class Expression:
     steps: int
     #: Its compiled `matches` patterns, by the name the library calls each by.
     functions: Mapping[str, Pattern] = field(default_factory=dict)
+    #: The text `program` was compiled from (`source` with `matches` rewritten), for
+    #: combining conditions into one program (`policies.ruleset`); "" when unknown.
+    text: str = ""
 
     def context(self, variables: Mapping[str, object]) -> cel.Context:
         """A library context holding `variables` and this condition's functions."""
@@ -181,14 +184,15 @@ def compile_expression(
             ]
         )
     functions = {pattern.function_name: pattern for pattern in patterns.values()}
-    program = _library_compile(rewrite_matches(source, tree, patterns))
+    rewritten = rewrite_matches(source, tree, patterns)
+    program = _library_compile(rewritten)
     for context in contexts:
         for name, pattern in functions.items():
             context.add_function(name, pattern)
     problems = trial_problems(program, contexts)
     if problems:
         raise ExpressionError(problems)
-    return Expression(source, program, checked.reads, cost.steps, functions)
+    return Expression(source, program, checked.reads, cost.steps, functions, rewritten)
 
 
 def rewrite_matches(source: str, tree: Node, patterns: Mapping[str, Pattern]) -> str:

@@ -4,26 +4,58 @@ tenant, evaluated per request under a time budget, with its decision cache.
 Deciding for one request:
 
 - the tenant's plan (built at compile time): the rules of every tenant in its
-  chain, root first, each tenant's in config order, and what they read;
+  chain, root first, each tenant's in config order, what they read, and how they
+  are evaluated (below);
 - the cache: a rule's outcome depends only on the attributes it reads. The key is
   the tenant and the values of every attribute the tenant's rules read, apart
   from per-request ones (`prompt_tokens`: a key holding the prompt size would
   almost never repeat). Rules that read a per-request attribute are evaluated on
   every request; the outcomes of the others come from the cache. When no rule
-  reads one, the cache holds the finished `Decision`;
+  reads one, the cache holds the finished `Decision`; else a `Partial`, which also
+  keeps the decisions it has assembled, by the per-request rules' outcomes, so a
+  hit that meets the same outcomes again assembles nothing;
 - on a miss, one CEL context holding only the attributes the rules read (the
   library converts each value once per context, ~3 µs a string, which is most of
-  the cost), then the rules in order. Every rule runs even after a deny, so
-  `matched` and `flags` are complete for audit; the cost is bounded at compile time.
+  the cost), then the rules. Every rule runs even after a deny, so `matched` and
+  `flags` are complete for audit; the cost is bounded at compile time.
 
-The time budget: a library call cannot be interrupted, so the cost bound refuses
-at load what could run long (`policies.cost`), and each evaluation is timed by the
-wall clock as a backstop. One over `budget` is checked against the thread's CPU
-clock, read once per decision before its rules run, never by running the rule
-again: the CPU the rule used is at least the CPU used since that reading less the
-wall time before the rule started. Over the budget on both, it is an overrun (an
-error, handled per `on_error`); over only by the wall clock, the thread was
-preempted and the result stands (counted as a recheck).
+Few library calls: a call of a simple condition costs ~0.3 µs in the library,
+and seawall's own work around each (two clock readings, counters, the outcome)
+~0.7 µs more: 20 rules, ~20 µs of a ~60 µs miss (bench/cel_libraries.py's). So
+each plan's rules (all of them for a miss, the per-request ones for a hit) are
+split into batches (`_Combiner`): rules whose cost bounds (`policies.cost`) are at
+most `cheap_steps` together, in order, share one program, the list of their
+conditions `[(c1), (c2), ...]`, run by one call; a rule over it runs alone, as
+before. An element of the list is evaluated exactly as the condition alone (the
+same interpreter on the same subtree: `||`, `&&` and `?:` absorb or raise the same
+errors), and an error in any element makes the whole call raise. So when the call
+raises, or an element is not a bool, the batch's rules are evaluated one by one
+instead, each with its own outcome, error detail and `on_error`, exactly as
+without batching; so are a batch with a rule cut off for the caller's tenant or
+reading an attribute over its limit. Counters stay per rule: a combined call adds
+one evaluation to each of its rules and a match to each that held. Time samples
+(`RuleTimes`) stay each rule's own: one run in `TIMING_SAMPLE_EVERY` of every
+batch runs its rules one by one, timed alone. `combined_calls` and
+`combined_fallbacks` count the combined calls and those evaluated one by one after.
+
+The time budget (per rule): a library call cannot be interrupted, so the cost
+bound refuses at load what could run long (`policies.cost`), and each call is
+timed by the wall clock as a backstop. One over `budget` is checked against the
+thread's CPU clock, read once per decision before its rules run, never by running
+the rule again: the CPU the rule used is at least the CPU used since that reading
+less the wall time before the rule started. Over the budget on both, it is an
+overrun (an error, handled per `on_error`); over only by the wall clock, the
+thread was preempted and the result stands (counted as a recheck). Rules whose
+cost bound is at most `cheap_steps` (budget / (`STEP_NS` x `CPU_CHECK_MARGIN`))
+could only use the budget on a machine that much slower than the cost model; a
+decision of only such rules never reads the CPU clock. A batch's bound is the sum
+of its rules', at most `cheap_steps` too, so a combined call is timed as one such
+rule: a call over the budget by the wall clock only stands (one recheck); over it
+on the CPU clock too (only when the decision read it) its rules are evaluated again
+one by one, each timed against the budget on its own, so an overrun is attributed
+to the rule that ran over (if any did) and handled as before. A rule costlier than
+`cheap_steps` (one near the budget: a comprehension over `tools`, most `matches`)
+is always evaluated and timed alone.
 
 After an overrun the rule is cut off for the caller's tenant for `cool_down`: its
 outcome is an error of kind `cutoff`, decided by its `on_error`, without running,
@@ -37,7 +69,7 @@ attributes.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 
 import cel
@@ -68,9 +100,16 @@ COOL_DOWN_SECONDS = 30.0
 #: before a rule the model calls cheap could use its whole budget of CPU: rules that
 #: cheap are not timed on the CPU clock (docs/tenants-and-policies.md, "The time budget").
 CPU_CHECK_MARGIN = 20
+#: One run in this many of each combined program evaluates its rules one by one
+#: instead (the first run included), so each rule's time samples stay its own.
+TIMING_SAMPLE_EVERY = 64
 #: Evaluated once on each new context, so converting the attributes is not charged
 #: to whichever rule happens to run first.
 _WARM_UP = cel.compile("true")
+#: Decisions a `Partial` keeps, by the outcomes of the per-request rules.
+MAX_LIVE_DECISIONS = 16
+#: Is a value a bool (`isinstance` as a C function, mapped over a combined result).
+_IS_BOOL = bool.__instancecheck__
 
 
 class UnknownTenant(LookupError):
@@ -93,14 +132,45 @@ class Partial:
     context: cel.Context
     #: Attributes the key holds that are over their limits (left out of `context`).
     too_large: Mapping[str, str]
-    #: The decision when every per-request rule is false (the common case): no
-    #: assembling on a hit.
-    quiet: Decision
+    #: The decisions met so far, by the per-request rules' outcomes (in `Plan.live`
+    #: order; only when each is a bool, at most `MAX_LIVE_DECISIONS`), the one when
+    #: every per-request rule is false among them: a hit meeting one assembles
+    #: nothing (assembling 20 rules' outcomes is ~4 µs, about half of a hit).
+    decisions: dict[tuple[Outcome | None, ...], Decision]
 
 
 #: What the cache holds: the finished decision when the tenant has no per-request
 #: rules, else a `Partial`.
 Cached = Decision | Partial
+
+
+@dataclass(slots=True, eq=False)
+class Batch:
+    """Rules of a plan evaluated by one library call (`program`, the list of their
+    conditions), or one rule evaluated alone (`program` is `None`)."""
+
+    #: Indices into the plan's rules, in order.
+    indices: tuple[int, ...]
+    program: cel.Program | None
+    #: Their `RuleTimes`, in `indices` order.
+    times: tuple[RuleTimes, ...]
+    #: Their indices in the rule set (the cut-off key).
+    set_indices: tuple[int, ...]
+    #: Every attribute they read.
+    reads: frozenset[str]
+    #: Calls of `program` so far (one in `TIMING_SAMPLE_EVERY` runs rule by rule).
+    runs: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """How the rules of a plan at `indices` are evaluated: batch by batch."""
+
+    indices: tuple[int, ...]
+    batches: tuple[Batch, ...]
+    #: Some rule's cost bound is over `RuleSet.cheap_steps`: the decision reads the
+    #: thread's CPU clock before its rules run.
+    cpu_clock: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +192,9 @@ class Plan:
     key_of: Callable[[Attributes], Hashable]
     #: The `matches` functions of every rule (`Expression.functions`), for its contexts.
     functions: Mapping[str, Pattern]
+    #: How every rule is evaluated (a cache miss), and the `live` ones (a hit).
+    everything: Schedule
+    live_schedule: Schedule
 
 
 class RuleSet:
@@ -146,10 +219,19 @@ class RuleSet:
         #: Rules whose cost bound is at most this many steps cannot use the budget's
         #: CPU unless the machine ran `CPU_CHECK_MARGIN` times slower than the cost
         #: model's rate: a decision of only such rules never reads the CPU clock.
-        self._cheap_steps = self.budget_ns // (STEP_NS * CPU_CHECK_MARGIN)
+        #: The same bound limits the rules combined into one program together, so a
+        #: combined call cannot use the budget's CPU either.
+        self.cheap_steps = self.budget_ns // (STEP_NS * CPU_CHECK_MARGIN)
         self.cache = cache
-        self.plans = {tenant: _plan(rules, chain) for tenant, chain in chains.items()}
         self.times = {rule.id: RuleTimes() for rule in rules}
+        #: Evaluate batches of rules with one library call (`False`: every rule alone,
+        #: the reference the tests compare with).
+        self.combine = True
+        #: One run in this many of a combined program runs its rules one by one
+        #: (`TIMING_SAMPLE_EVERY`); 0: never.
+        self.sample_every = TIMING_SAMPLE_EVERY
+        combiner = _Combiner(self._index, self.times, self.cheap_steps)
+        self.plans = {tenant: _plan(rules, chain, combiner) for tenant, chain in chains.items()}
         self._empty = Decision(version)
         self.decisions = 0
         self.evaluations = 0
@@ -157,6 +239,8 @@ class RuleSet:
         self.budget_overruns = 0
         self.budget_rechecks = 0
         self.budget_cutoffs = 0
+        self.combined_calls = 0
+        self.combined_fallbacks = 0
 
     def rules_for(self, tenant: str) -> tuple[CompiledRule, ...]:
         """The rules that apply to `tenant`: its chain's, root first."""
@@ -191,35 +275,42 @@ class RuleSet:
         context = _context(attrs, plan.key_reads, too_large, plan.functions)
         per_request = self._bind_per_request(plan, context, dict(too_large), attrs)
         outcomes, overran = self._run_all(
-            plan.rules, range(len(plan.rules)), context, per_request, attrs.tenant
+            plan.rules, plan.everything, context, per_request, attrs.tenant
         )
+        decision = assemble(self.version, plan.rules, outcomes)
         if not overran and self.cache.max_entries > 0:
             if plan.live:
                 kept = tuple(None if i in plan.live else o for i, o in enumerate(outcomes))
                 quiet = [False if i in plan.live else o for i, o in enumerate(outcomes)]
+                decisions: dict[tuple[Outcome | None, ...], Decision] = {
+                    (False,) * len(plan.live): assemble(self.version, plan.rules, quiet)
+                }
+                live = tuple(outcomes[index] for index in plan.live)
+                if all(map(_IS_BOOL, live)):
+                    decisions[live] = decision
                 live_context = _context(attrs, plan.live_key_reads, too_large, plan.functions)
-                self.cache.put(
-                    key,
-                    Partial(
-                        kept, live_context, too_large, assemble(self.version, plan.rules, quiet)
-                    ),
-                )
+                self.cache.put(key, Partial(kept, live_context, too_large, decisions))
             else:
-                decision = assemble(self.version, plan.rules, outcomes)
                 self.cache.put(key, decision)
-                return decision
-        return assemble(self.version, plan.rules, outcomes)
+        return decision
 
     def _decide_live(self, plan: Plan, partial: Partial, attrs: Attributes) -> Decision:
         """A cache hit for a tenant with per-request rules: only those are evaluated."""
         too_large = self._bind_per_request(plan, partial.context, dict(partial.too_large), attrs)
-        live, _ = self._run_all(plan.rules, plan.live, partial.context, too_large, attrs.tenant)
-        if all(live[index] is False for index in plan.live):
-            return partial.quiet
+        live, _ = self._run_all(
+            plan.rules, plan.live_schedule, partial.context, too_large, attrs.tenant
+        )
+        pattern = tuple(live[index] for index in plan.live)
+        decision = partial.decisions.get(pattern)
+        if decision is not None:
+            return decision
         outcomes = list(partial.outcomes)
         for index in plan.live:
             outcomes[index] = live[index]
-        return assemble(self.version, plan.rules, outcomes)
+        decision = assemble(self.version, plan.rules, outcomes)
+        if len(partial.decisions) < MAX_LIVE_DECISIONS and all(map(_IS_BOOL, pattern)):
+            partial.decisions[pattern] = decision
+        return decision
 
     def _bind_per_request(
         self, plan: Plan, context: cel.Context, too_large: dict[str, str], attrs: Attributes
@@ -238,24 +329,90 @@ class RuleSet:
     def _run_all(
         self,
         rules: tuple[CompiledRule, ...],
-        indices: Sequence[int],
+        schedule: Schedule,
         context: cel.Context,
         too_large: Mapping[str, str],
         tenant: str,
     ) -> tuple[list[Outcome | None], bool]:
-        """The outcomes of `rules[i]` for each of `indices` (`None` elsewhere), and
-        whether any ran over the budget or was cut off (so the result must not be
-        cached)."""
+        """The outcomes of `rules[i]` for each of `schedule.indices` (`None`
+        elsewhere), and whether any ran over the budget or was cut off (so the
+        result must not be cached)."""
         outcomes: list[Outcome | None] = [None] * len(rules)
         overran = False
-        clocks: _Clocks | None = None
-        cheap = self._cheap_steps
-        for index in indices:
-            if rules[index].expression.steps > cheap:
-                # The thread's CPU clock is a system call (~1-10 µs on a busy VM):
-                # read only for a decision that has a rule it could matter for.
-                clocks = _Clocks(time.thread_time_ns(), self._timer())
-                break
+        # The thread's CPU clock is a system call (~1-10 µs on a busy VM): read only
+        # for a decision that has a rule it could matter for.
+        clocks = _Clocks(time.thread_time_ns(), self._timer()) if schedule.cpu_clock else None
+        for batch in schedule.batches:
+            program = batch.program
+            if (
+                program is not None
+                and self.combine
+                and (not too_large or batch.reads.isdisjoint(too_large))
+                and not (self._cut_off and self._any_cut_off(batch, tenant))
+            ):
+                runs = batch.runs
+                batch.runs = runs + 1
+                every = self.sample_every
+                if not (every and runs % every == 0) and self._run_batch(
+                    batch, program, context, clocks, outcomes
+                ):
+                    continue
+            if self._run_each(rules, batch.indices, context, too_large, tenant, clocks, outcomes):
+                overran = True
+        return outcomes, overran
+
+    def _run_batch(
+        self,
+        batch: Batch,
+        program: cel.Program,
+        context: cel.Context,
+        clocks: _Clocks | None,
+        outcomes: list[Outcome | None],
+    ) -> bool:
+        """Evaluates `batch`'s rules with one call of its combined program, into
+        `outcomes`. `False`, with nothing recorded, when they must be evaluated one
+        by one instead: the call raised (a rule failed; which, and how, only the
+        rules' own evaluations tell), a condition was not a bool, or the call ran
+        over the budget on the CPU clock too (which rule did, if any, only their own
+        evaluations tell)."""
+        self.combined_calls += 1
+        start = self._timer()
+        try:
+            results = program.execute(context)
+        except BaseException as exc:
+            if not _library_failure(exc):
+                raise
+            self.combined_fallbacks += 1
+            return False
+        if self._timer() - start > self.budget_ns:
+            if clocks is not None and self._over_budget_on_cpu(clocks, start):
+                self.combined_fallbacks += 1
+                return False
+            self.budget_rechecks += 1
+        if not all(map(_IS_BOOL, results)):
+            self.combined_fallbacks += 1
+            return False
+        self.evaluations += len(results)
+        for index, times, result in zip(batch.indices, batch.times, results, strict=True):
+            times.evaluations += 1
+            if result:
+                times.matches += 1
+            outcomes[index] = result
+        return True
+
+    def _run_each(
+        self,
+        rules: tuple[CompiledRule, ...],
+        indices: tuple[int, ...],
+        context: cel.Context,
+        too_large: Mapping[str, str],
+        tenant: str,
+        clocks: _Clocks | None,
+        outcomes: list[Outcome | None],
+    ) -> bool:
+        """Evaluates `rules[i]` for each of `indices`, one library call each, into
+        `outcomes`; whether any ran over the budget or was cut off."""
+        overran = False
         for index in indices:
             rule = rules[index]
             blocked = [too_large[name] for name in rule.reads if name in too_large]
@@ -270,7 +427,11 @@ class RuleSet:
                 self.errors += 1
                 overran = overran or outcome[0] in ("budget", "cutoff")
             outcomes[index] = outcome
-        return outcomes, overran
+        return overran
+
+    def _any_cut_off(self, batch: Batch, tenant: str) -> bool:
+        cut_off = self._cut_off
+        return any((index, tenant) in cut_off for index in batch.set_indices)
 
     def _cut_off_outcome(self, rule: CompiledRule, tenant: str) -> Outcome | None:
         """`(cutoff, detail)` while the rule is cut off for `tenant`, else `None`."""
@@ -352,6 +513,8 @@ class RuleSet:
             budget_overruns=self.budget_overruns,
             budget_rechecks=self.budget_rechecks,
             budget_cutoffs=self.budget_cutoffs,
+            combined_calls=self.combined_calls,
+            combined_fallbacks=self.combined_fallbacks,
             rules=tuple(
                 RuleStats(
                     rule=rule.id,
@@ -389,7 +552,7 @@ def _context(
     return cel.Context(variables, functions=dict(functions))
 
 
-def _plan(rules: tuple[CompiledRule, ...], chain: tuple[str, ...]) -> Plan:
+def _plan(rules: tuple[CompiledRule, ...], chain: tuple[str, ...], combiner: _Combiner) -> Plan:
     applying = tuple(rule for tenant in chain for rule in rules if rule.tenant == tenant)
     live = tuple(i for i, rule in enumerate(applying) if PER_REQUEST.intersection(rule.reads))
     read = {name for rule in applying for name in rule.reads}
@@ -410,7 +573,78 @@ def _plan(rules: tuple[CompiledRule, ...], chain: tuple[str, ...]) -> Plan:
         live_key_reads=ordered(live_read, per_request=False),
         key_of=key_function(key_reads),
         functions=functions,
+        everything=combiner.schedule(applying, tuple(range(len(applying)))),
+        live_schedule=combiner.schedule(applying, live),
     )
+
+
+class _Combiner:
+    """Splits the rules a plan evaluates into batches: rules whose cost bounds are
+    at most `cheap_steps` together, taken in order, share one program, the list of
+    their conditions; a rule over it is evaluated alone. (The order batches run in
+    does not matter: each outcome has its place, and every rule runs.) Each
+    combined text is compiled once per rule set, however many plans have it."""
+
+    def __init__(
+        self, index: Mapping[int, int], times: Mapping[str, RuleTimes], cheap_steps: int
+    ) -> None:
+        self.index = index
+        self.times = times
+        self.cheap_steps = cheap_steps
+        self.programs: dict[str, cel.Program | None] = {}
+
+    def schedule(self, rules: tuple[CompiledRule, ...], indices: tuple[int, ...]) -> Schedule:
+        groups: list[list[int]] = []
+        current: list[int] | None = None
+        steps = 0
+        for index in indices:
+            expression = rules[index].expression
+            if expression.steps > self.cheap_steps or not expression.text:
+                groups.append([index])
+                continue
+            if current is None or steps + expression.steps > self.cheap_steps:
+                current = []
+                groups.append(current)
+                steps = 0
+            current.append(index)
+            steps += expression.steps
+        return Schedule(
+            indices,
+            tuple(self.batch(rules, tuple(group)) for group in groups),
+            any(rules[index].expression.steps > self.cheap_steps for index in indices),
+        )
+
+    def batch(self, rules: tuple[CompiledRule, ...], indices: tuple[int, ...]) -> Batch:
+        chosen = [rules[index] for index in indices]
+        texts = [rule.expression.text for rule in chosen]
+        return Batch(
+            indices,
+            self.program(texts) if len(texts) > 1 else None,
+            tuple(self.times[rule.id] for rule in chosen),
+            tuple(self.index[id(rule)] for rule in chosen),
+            frozenset(name for rule in chosen for name in rule.reads),
+        )
+
+    def program(self, texts: list[str]) -> cel.Program | None:
+        """The list of `texts`' values as one program, or `None` when the library
+        will not compile it (nested deeper than it parses, say). Each condition is
+        parenthesised on lines of its own, so a trailing `//` comment ends where it
+        did."""
+        combined = "[" + ",".join(f"(\n{text}\n)" for text in texts) + "]"
+        if combined not in self.programs:
+            try:
+                self.programs[combined] = cel.compile(combined)
+            except BaseException as exc:
+                if not _library_failure(exc):
+                    raise
+                self.programs[combined] = None
+        return self.programs[combined]
+
+
+def _library_failure(exc: BaseException) -> bool:
+    """An error from the CEL library (a `PanicException` from its Rust core is a
+    `BaseException`), as opposed to an interrupt or exit."""
+    return isinstance(exc, Exception) or type(exc).__name__ == "PanicException"
 
 
 def _detail(exc: Exception) -> str:

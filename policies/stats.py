@@ -78,6 +78,11 @@ class SetStats:
     #: `errors` too.
     budget_cutoffs: int
     rules: tuple[RuleStats, ...]
+    #: Calls of a program combining several rules (`policies.ruleset`), and those
+    #: whose rules were then evaluated one by one (a rule failed, or the call ran
+    #: over the budget on the CPU clock).
+    combined_calls: int = 0
+    combined_fallbacks: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,12 +14,17 @@ adds what it lacks:
   would read the wall clock), so tests can move time instead of sleeping;
 - growing open time, as Envoy's outlier detection does: `open_seconds` times the
   number of recent openings, capped at `max_open_seconds`; the multiplier shrinks
-  by one for every `open_seconds` the deployment then stays healthy.
+  by one for every `open_seconds` the deployment then stays healthy;
+- the log: an opening is an episode, logged once when it starts (WARNING: the
+  deployment, the failures that tripped it) and once when the breaker closes again
+  (INFO: how long, how many failed probes reopened it, how many attempts it kept
+  away); the reopenings in between are DEBUG lines.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +39,8 @@ with without("redis", "tornado"):
     import pybreaker
 
 CLOSED, OPEN, HALF_OPEN = pybreaker.STATE_CLOSED, pybreaker.STATE_OPEN, pybreaker.STATE_HALF_OPEN
+
+log = logging.getLogger("seawall.routing")
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +89,11 @@ class Breaker:
         # properties would cost a few calls each.
         self.state: str = CLOSED
         self._clean = True  # closed with no failure counted since the last success
+        #: The open episode under way (None: closed): when it began, the reopenings
+        #: (failed probes), and the routing decisions and attempts it kept away since.
+        self._episode_since: float | None = None
+        self._reopenings = 0
+        self.kept_away = 0
 
     def reconfigure(self, settings: BreakerSettings) -> None:
         """New thresholds from a config reload; the state (open, its open time, the
@@ -97,15 +109,20 @@ class Breaker:
         return None if self.opened_at is None else self.opened_at + self.open_for
 
     def available(self) -> bool:
-        """Would `allow` grant a permit now? (No side effects.)"""
+        """Would `allow` grant a permit now? (No side effect but `kept_away`: a
+        routing decision that passes this deployment by is counted.)"""
         state = self.state
         if state == CLOSED:
             return True
         if state == OPEN and self._clock() < self.opened_at + self.open_for:  # type: ignore[operator]
+            self.kept_away += 1
             return False
         # Half-open, or about to be: probe slots may still be held by probes that
         # outlived a reopening.
-        return self._probes < self.settings.half_open_probes
+        if self._probes < self.settings.half_open_probes:
+            return True
+        self.kept_away += 1
+        return False
 
     def allow(self) -> Permit | None:
         """A permit for one attempt, or None while the breaker keeps traffic away."""
@@ -114,9 +131,11 @@ class Breaker:
             return NORMAL
         if state == OPEN:
             if self._clock() < self.opened_at + self.open_for:  # type: ignore[operator]
+                self.kept_away += 1
                 return None
             self._cb.half_open()
         if self._probes >= self.settings.half_open_probes:
+            self.kept_away += 1
             return None
         self._probes += 1
         return Permit(probe=True)
@@ -165,10 +184,47 @@ class Breaker:
         self.open_for = min(base * self.openings, self.settings.max_open_seconds)
         self.opened_at = now
         self._healthy_since = None
+        if self._episode_since is None:
+            self._episode_since = now
+            self._reopenings = 0
+            self.kept_away = 0
+            log.warning(
+                "deployment %s: circuit breaker opened after %d consecutive failures; "
+                "no traffic for %g s, then probes (logged again when it closes)",
+                self.name,
+                self._cb.fail_counter,
+                self.open_for,
+                extra={"deployment": self.name, "episode": "breaker_open"},
+            )
+        else:
+            self._reopenings += 1
+            log.debug(
+                "deployment %s: a probe failed; circuit breaker open again for %g s",
+                self.name,
+                self.open_for,
+                extra={"deployment": self.name},
+            )
 
     def _on_close(self) -> None:
+        now = self._clock()
         self.opened_at = None
-        self._healthy_since = self._clock()
+        self._healthy_since = now
+        if self._episode_since is not None:
+            log.info(
+                "deployment %s: circuit breaker closed after %.1f s open: %d failed "
+                "probes reopened it, %d attempts were kept away",
+                self.name,
+                now - self._episode_since,
+                self._reopenings,
+                self.kept_away,
+                extra={
+                    "deployment": self.name,
+                    "episode": "breaker_open",
+                    "reopenings": self._reopenings,
+                    "kept_away": self.kept_away,
+                },
+            )
+            self._episode_since = None
 
 
 class _Transitions(pybreaker.CircuitBreakerListener):

@@ -14,6 +14,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
+from audit.config import TenantAudit
 from common.config import Frozen, Identifier, Secret
 from limits.config import LimitsConfig
 from tenants.roles import RoleName
@@ -77,6 +78,9 @@ class TenantConfig(Frozen):
     metadata: dict[str, str] = {}
     #: Applies to every request of this tenant and of every tenant below it.
     limits: LimitsConfig | None = None
+    #: What this subtree's audit records hold and what a full writer queue does to
+    #: its requests; inherited, a field left out is the parent's (audit/config.py).
+    audit: TenantAudit | None = None
 
 
 class KeyConfig(Frozen):

@@ -48,8 +48,15 @@ def _wait(check: object, what: str, proc: subprocess.Popen[bytes]) -> None:
 
 #: Every program the suite runs, and the Debian package it comes from: the servers it
 #: starts, and Node.js with npm for the Node clients (tests/test_frameworks_node.py;
-#: a machine that has them from elsewhere, NodeSource's build, keeps its own).
-PACKAGES = {"redis-server": "redis-server", "etcd": "etcd-server", "node": "nodejs", "npm": "npm"}
+#: a machine that has them from elsewhere, NodeSource's build, keeps its own); and
+#: `promtool`, which checks and unit-tests the generated SLO rules (slo/rules.py).
+PACKAGES = {
+    "redis-server": "redis-server",
+    "etcd": "etcd-server",
+    "node": "nodejs",
+    "npm": "npm",
+    "promtool": "prometheus",
+}
 
 
 def _binary(name: str) -> str:

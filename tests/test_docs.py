@@ -213,7 +213,7 @@ SECTION_PAGES = {
     "server": [],
     "routing": ["routing.md"],
     "models": ["routing.md", "guards-and-tools.md"],
-    "tenants": ["tenants-and-policies.md"],
+    "tenants": ["tenants-and-policies.md", "audit.md"],
     "keys": ["tenants-and-policies.md"],
     "policies": ["tenants-and-policies.md"],
     "limits": ["limits.md"],
@@ -222,9 +222,11 @@ SECTION_PAGES = {
     "tool_policy": ["guards-and-tools.md"],
     "chaos": ["chaos.md"],
     "telemetry": [],
-    "reload": ["reloading.md"],
+    "reload": ["reloading.md", "observability.md"],
     "responses": ["responses.md"],
     "mcp": ["mcp.md"],
+    "audit": ["audit.md"],
+    "slos": ["observability.md"],
 }
 
 

@@ -23,6 +23,8 @@ GATEWAY_WIDE = {
     "seawall_config_reloads",
     "seawall_policy_decisions",
     "seawall_limit_decisions",
+    "gen_ai_client_token_usage",
+    "gen_ai_client_operation_duration_seconds",
 }
 
 

@@ -505,3 +505,45 @@ async def test_an_agent_framework_end_to_end(gateway: ServerThread) -> None:
     with pytest.raises(openai.BadRequestError) as refused:
         await agent_run(gateway.url, "forge_tool;mode=wrong;target=tool:calc__add")
     assert refused.value.code == "tool_result_forged"
+
+
+def test_every_mcp_request_is_an_audit_record(tmp_path: Path) -> None:
+    """With the audit log on, each /mcp request is a record: the messages handled
+    (method, server, tool, the JSON-RPC error a refusal got) and the chaos injected."""
+    from audit.keys import generate_keypair
+
+    generate_keypair(tmp_path / "audit.key", tmp_path / "audit.pub")
+    document = config()
+    document["audit"] = {
+        "enabled": True,
+        "directory": str(tmp_path / "log"),
+        "stream": "mcp",
+        "signing_key_file": str(tmp_path / "audit.key"),
+        "batch_window_ms": 5,
+    }
+    with running_gateway(document) as gw, httpx.Client(base_url=gw.url, timeout=30) as http:
+        session = initialize(http, BLUE)
+        assert "result" in call_tool(http, BLUE, session, "calc__add", {"a": 1, "b": 2})
+        denied = call_tool(http, BLUE, session, "calc__slow", {"ms": 1})
+        assert denied["error"]["code"] == -32010
+        answer = http.get(
+            "/admin/audit",
+            params={"endpoint": "mcp", "tenant": "blue"},
+            headers={"authorization": "Bearer blue-all"},
+        )
+    assert answer.status_code == 200, answer.text
+    messages = [m for r in answer.json()["data"] for m in r["mcp"]]
+    assert {
+        "method": "tools/call",
+        "server": "calc",
+        "tool": "calc__add",
+        "error": None,
+    } in messages
+    assert {
+        "method": "tools/call",
+        "server": "calc",
+        "tool": "calc__slow",
+        "error": -32010,
+    } in messages
+    assert "notifications/initialized" in {m["method"] for m in messages}
+    assert len(answer.json()["data"]) == 4  # initialize (a session's start) included

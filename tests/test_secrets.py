@@ -33,6 +33,8 @@ HEADERS_NAME = re.compile(r"header")
 NOT_SECRET = {
     "KeyConfig.key_sha256": "the sha256 of a bearer token, the documented way to keep the "
     "token itself out of the config",
+    "AuditConfig.signing_key_file": "the path of the key file, which the gateway reads; "
+    "the key itself never appears in the config",
 }
 
 

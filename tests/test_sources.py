@@ -602,17 +602,23 @@ async def test_configmap_read_is_never_a_mix_of_two_versions(tmp_path: Path) -> 
     source = DirectorySource(mount)
     stop = asyncio.Event()
 
+    swapped = [0]
+
     def swap_forever() -> int:
-        version = 0
         while not stop.is_set():
-            version += 1
+            swapped[0] += 1
+            version = swapped[0]
             kubelet.write({"a.yaml": f"a: {version}\n", "b.yaml": f"b: {version}\n"})
-        return version
+        return swapped[0]
 
     swapper = asyncio.get_running_loop().run_in_executor(None, swap_forever)
     try:
         seen = set()
-        for _ in range(200):
+        reads = 0
+        # At least 200 reads, and until the swapper has really raced them (on a loaded
+        # machine the thread may get few turns in 200 reads): bounded either way.
+        while (reads < 200 or swapped[0] <= 10 or len(seen) < 2) and reads < 20_000:
+            reads += 1
             documents = await source.read()
             if documents.problems:  # swapped under every attempt: allowed, never a mix
                 continue

@@ -7,7 +7,9 @@ memory. The gateway and the upstreams are real servers on loopback.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -69,6 +71,16 @@ def config(url: str, telemetry: bool = True, **extra: Any) -> dict[str, Any]:
 
 def client_spans() -> list[ReadableSpan]:
     return [s for s in EXPORTER.get_finished_spans() if s.kind is SpanKind.CLIENT]
+
+
+def gateway_spans() -> list[ReadableSpan]:
+    """The SERVER spans the gateway made itself."""
+    return [
+        s
+        for s in EXPORTER.get_finished_spans()
+        if s.kind is SpanKind.SERVER and s.instrumentation_scope is not None
+        and s.instrumentation_scope.name == "seawall"
+    ]  # fmt: skip
 
 
 def status_of(span: ReadableSpan) -> Any:
@@ -136,6 +148,7 @@ def test_off_by_default_no_spans_and_nothing_sent_upstream(
         body = {"model": "g", "messages": [{"role": "user", "content": "hi"}]}
         assert httpx.post(gateway.url + "/v1/chat/completions", json=body).status_code == 200
     assert client_spans() == []
+    assert gateway_spans() == []
     assert "traceparent" not in scripted.headers[0]
 
 
@@ -149,3 +162,110 @@ def test_shutdown_exports_what_a_batching_provider_still_holds(
         assert BATCHED.get_finished_spans() == ()  # still queued in the processor
     [span] = [s for s in BATCHED.get_finished_spans() if s.kind is SpanKind.CLIENT]
     assert status_of(span) == 200
+
+
+class ServerSpan:
+    """What the ASGI instrumentation does for an operator who installs it: a SERVER
+    span around each HTTP request, current while the app (and its completion hooks)
+    run."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.state = app.state
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        tracer = trace.get_tracer("test-asgi")
+        with tracer.start_as_current_span(scope["path"], kind=SpanKind.SERVER):
+            await self.app(scope, receive, send)
+
+
+def test_audit_decisions_are_events_on_the_server_span(
+    upstream: tuple[ScriptedUpstream, str], tmp_path: Path
+) -> None:
+    from audit.keys import generate_keypair
+    from gateway.app import create_app
+    from gateway.config import parse_config
+
+    _, url = upstream
+    generate_keypair(tmp_path / "audit.key", tmp_path / "audit.pub")
+    audit = {
+        "enabled": True,
+        "directory": str(tmp_path / "log"),
+        "stream": "t",
+        "signing_key_file": str(tmp_path / "audit.key"),
+    }
+    app = create_app(parse_config(config(url, audit=audit), "<test>"))
+    with ServerThread(ServerSpan(app)) as gateway:
+        body = {"model": "g", "messages": [{"role": "user", "content": "hi"}]}
+        response = httpx.post(gateway.url + "/v1/chat/completions", json=body)
+        assert response.status_code == 200
+    # The operator's ASGI span, and the gateway's own inside it: the audit event goes
+    # to the gateway's, current while the completion hooks run.
+    [outer] = [s for s in EXPORTER.get_finished_spans() if s.name == "/v1/chat/completions"]
+    [server] = gateway_spans()
+    assert server.parent is not None and outer.context is not None
+    assert server.parent.span_id == outer.context.span_id
+    assert not [e for e in outer.events if e.name == "seawall.audit"]
+    [event] = [e for e in server.events if e.name == "seawall.audit"]
+    assert event.attributes is not None
+    assert event.attributes["seawall.status"] == 200
+    assert event.attributes["seawall.key"] == "local"
+    [line] = [
+        json.loads(line)
+        for segment in (tmp_path / "log").glob("*/*.jsonl")
+        for line in segment.read_bytes().splitlines()
+        if b'"kind":"request"' in line
+    ]
+    assert server.context is not None
+    assert line["trace_id"] == format(server.context.trace_id, "032x")
+    assert line["request_id"] == response.headers["x-seawall-request-id"]
+
+
+def test_the_gateway_makes_a_server_span_parent_of_its_client_spans(
+    upstream: tuple[ScriptedUpstream, str],
+) -> None:
+    _, url = upstream
+    caller = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    with running_gateway(config(url)) as gateway:
+        body = {"model": "g", "messages": [{"role": "user", "content": "hi"}]}
+        response = httpx.post(
+            gateway.url + "/v1/chat/completions", json=body, headers={"traceparent": caller}
+        )
+    assert response.status_code == 200
+    [server] = gateway_spans()
+    [client] = client_spans()
+    assert server.name == "POST /v1/chat/completions"
+    attributes = dict(server.attributes or {})
+    assert attributes["seawall.tenant"] == "root"
+    assert attributes["gen_ai.request.model"] == "g"
+    assert attributes["seawall.model_group"] == "g"
+    assert attributes["gen_ai.operation.name"] == "chat"
+    assert attributes[DEPLOYMENT_ATTRIBUTE] == "primary"
+    assert attributes["seawall.config_version"] == response.headers["x-seawall-config-version"]
+    assert attributes["seawall.request_id"] == response.headers["x-seawall-request-id"]
+    assert attributes["http.response.status_code"] == 200
+    assert attributes["gen_ai.usage.input_tokens"] > 0
+    # The caller's trace continues through the gateway to the upstream call.
+    assert server.context is not None and client.context is not None
+    assert format(server.context.trace_id, "032x") == "0af7651916cd43dd8448eb211c80319c"
+    assert server.parent is not None and server.parent.span_id == 0xB7AD6B7169203331
+    assert client.parent is not None and client.parent.span_id == server.context.span_id
+
+
+def test_a_failed_request_is_an_error_span_with_its_code(
+    upstream: tuple[ScriptedUpstream, str],
+) -> None:
+    scripted, url = upstream
+    scripted.script = lambda n, body: Answer(503, error_body("down"))
+    with running_gateway(config(url)) as gateway:
+        body = {"model": "g", "messages": [{"role": "user", "content": "hi"}]}
+        response = httpx.post(gateway.url + "/v1/chat/completions", json=body)
+    assert response.status_code >= 500
+    [server] = gateway_spans()
+    attributes = dict(server.attributes or {})
+    assert attributes["http.response.status_code"] == response.status_code
+    assert attributes["error.type"] == response.json()["error"]["code"]
+    assert server.status.status_code.name == "ERROR"

@@ -26,7 +26,7 @@ from chaos.runner.probes import Check, Evidence, evaluate, fault_check, fault_ef
 from chaos.runner.progress import phase_lines, progress_line, verdict_lines
 from chaos.runner.promtext import deltas_by_label
 from chaos.runner.results import PhaseResult, RunResult, counts
-from chaos.runner.safety import SafetyMonitor
+from chaos.runner.safety import BaselineWatch, SafetyMonitor, burn_fires
 from chaos.runner.samples import Sample
 from chaos.runner.schema import Experiment, Load, Phase
 from chaos.runner.timeline import Timeline
@@ -73,6 +73,8 @@ class Run:
         self.safety = SafetyMonitor(
             experiment.safety, self.model, experiment.safety.max_seconds + waits
         )
+        abort_on = experiment.safety.abort_on
+        self.baseline = BaselineWatch(abort_on, experiment.baseline_phase)
         self._t0 = time.monotonic()
 
     # -- bookkeeping ------------------------------------------------------------------
@@ -185,8 +187,22 @@ class Run:
                 progress_line(self.phase, now - self.phase_started, samples, point.open_breakers)
             )
             reason = self.safety.check(now, self.completed)
+            if reason is None:
+                reason = await self._gateway_signals(api, now)
             if reason is not None:
                 self.abort(reason)
+
+    async def _gateway_signals(self, api: GatewayAPI, now: float) -> str | None:
+        """`safety.abort_on`: the baseline deviation, then the gateway's burn rate; the
+        reason says when, in the run's seconds and its phase."""
+        abort_on = self.experiment.safety.abort_on
+        reason = self.baseline.check(now, self.completed)
+        if reason is None and abort_on.burn_rate is not None:
+            burns = await api.burn_rates(abort_on.burn_window)
+            reason = burn_fires(abort_on, burns or ())
+        if reason is None:
+            return None
+        return f"{reason}, at {now:.1f} s (phase {self.phase})"
 
     def _loop(
         self, load: Load, label: str, seed_label: str, phase: Phase, traffic: Traffic
@@ -230,6 +246,7 @@ class Run:
         after = await api.metrics()
         breakers = await api.breakers(self.model)
         evidence = Evidence(self.model, self.by_phase.get(phase.name, []), before, after, breakers)
+        self.baseline.phase_ended(phase.name, self.by_phase.get(phase.name, []))
         self._judge(phase, start, evidence, waited)
 
     def _judge(

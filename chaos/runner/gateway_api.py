@@ -104,6 +104,22 @@ class GatewayAPI:
             return None
         return None
 
+    async def burn_rates(self, window: str) -> list[tuple[str, float]] | None:
+        """(SLO, burn rate over `window`) of every SLO the key may read (`GET
+        /admin/slo`); None when the gateway has none or does not answer."""
+        try:
+            response = await self.client.get("/admin/slo")
+            if response.status_code != 200:
+                return None
+            return [
+                (slo["name"], float(w["burn_rate"]))
+                for slo in response.json().get("slos", [])
+                for w in slo.get("windows", [])
+                if w.get("window") == window
+            ]
+        except (httpx.HTTPError, ValueError, KeyError, TypeError):
+            return None
+
     async def metrics(self) -> MetricSnapshot | None:
         try:
             response = await self.client.get("/metrics")

@@ -283,11 +283,34 @@ class Phase(Frozen):
         return value
 
 
+class AbortOn(Frozen):
+    """Stop the experiment on the gateway's own signals, checked every second:
+
+    - `burn_rate`: an SLO of the gateway (`slo`, or any) burns its error budget faster
+      than this over `burn_window` (`GET /admin/slo`: the key needs the `auditor`,
+      `metrics` or `admin` role);
+    - `baseline_deviation`: the p95 latency of the successful requests of the last
+      `window_s` is more than this share above the baseline: the p95 of the
+      `baseline_phase` (default: the first `steady_state` phase), measured in this
+      run before the faults (docs/chaos-experiments.md)."""
+
+    burn_rate: float | None = Field(None, gt=0)
+    slo: Identifier | None = None
+    burn_window: Literal["5m", "30m", "1h", "2h", "6h", "1d", "3d"] = "5m"
+    baseline_deviation: float | None = Field(None, gt=0, le=10)
+    baseline_phase: Identifier | None = None
+    window_s: float = Field(10, gt=0, le=600)
+    #: Fewer successful requests in the window: too few to judge, no abort.
+    min_requests: int = Field(20, ge=1)
+
+
 class Safety(Frozen):
-    """When to stop early: past `max_seconds`, or when an abort rule fires."""
+    """When to stop early: past `max_seconds`, when an abort rule fires, or on the
+    gateway's burn rate or a deviation from the baseline (`abort_on`)."""
 
     max_seconds: Seconds = 600
     abort: tuple[AbortRule, ...] = ()
+    abort_on: AbortOn = AbortOn()
 
 
 class Rollback(Frozen):
@@ -314,6 +337,27 @@ class Experiment(Frozen):
     #: seawall runs on. Against `--url` they are not applied: that gateway must
     #: already have them.
     gateway: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _baseline_is_a_phase(self) -> Experiment:
+        wanted = self.safety.abort_on.baseline_phase
+        if wanted is not None and wanted not in {p.name for p in self.phases}:
+            raise ValueError(f"safety.abort_on.baseline_phase: no phase named {wanted!r}")
+        if self.safety.abort_on.baseline_deviation is not None and self.baseline_phase is None:
+            raise ValueError(
+                "safety.abort_on.baseline_deviation needs a baseline: a steady_state phase "
+                "or safety.abort_on.baseline_phase"
+            )
+        return self
+
+    @property
+    def baseline_phase(self) -> str | None:
+        """The phase whose p95 is `abort_on.baseline_deviation`'s baseline: the named
+        one, else the first steady-state phase."""
+        named = self.safety.abort_on.baseline_phase
+        if named is not None:
+            return named
+        return next((p.name for p in self.phases if p.steady_state), None)
 
     def scaled(self, factor: float) -> Experiment:
         """Every duration of the experiment's own clock times `factor`: phases and the

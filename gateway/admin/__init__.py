@@ -1,15 +1,18 @@
 """The admin API: one module per resource, each handler one method; `admin_routes`
-mounts them. Every admin endpoint requires the `admin` role."""
+mounts them. Every admin endpoint requires the `admin` role, but the audit log's,
+which an `auditor` may read too, and the SLOs', which `auditor` and `metrics` may."""
 
 from __future__ import annotations
 
 from starlette.routing import Route
 
+from gateway.admin.audit import AuditAdmin
 from gateway.admin.base import AdminTarget
 from gateway.admin.chaos import ChaosAdmin
 from gateway.admin.config import ConfigAdmin
 from gateway.admin.limits import LimitsAdmin
 from gateway.admin.routing import RoutingAdmin
+from gateway.admin.slo import SloAdmin
 
 
 def admin_routes(gateway: AdminTarget) -> list[Route]:
@@ -17,6 +20,8 @@ def admin_routes(gateway: AdminTarget) -> list[Route]:
     chaos = ChaosAdmin(gateway)
     config = ConfigAdmin(gateway)
     limits = LimitsAdmin(gateway)
+    audit = AuditAdmin(gateway)
+    slo = SloAdmin(gateway)
     return [
         Route("/admin/routing", routing.get, methods=["GET"]),
         Route("/admin/chaos", chaos.get, methods=["GET"]),
@@ -28,4 +33,7 @@ def admin_routes(gateway: AdminTarget) -> list[Route]:
         Route("/admin/config/versions", config.versions, methods=["GET"]),
         Route("/admin/config/rollback", config.rollback, methods=["POST"]),
         Route("/admin/limits", limits.get, methods=["GET"]),
+        Route("/admin/audit", audit.get, methods=["GET"]),
+        Route("/admin/slo", slo.get, methods=["GET"]),
+        Route("/admin/slo/evaluate", slo.evaluate, methods=["GET"]),
     ]

@@ -55,3 +55,11 @@ class AdminResource:
 
     def respond(self, payload: Any, status: int = 200) -> Response:
         return self.gateway.respond(payload, status)
+
+    def audit(
+        self, action: str, identity: Identity, target: str | None, detail: dict[str, Any]
+    ) -> None:
+        """An audit record of this admin action (when the audit log is on)."""
+        log = self.gateway.state.audit
+        if log is not None:
+            log.admin(action, identity, target, detail)

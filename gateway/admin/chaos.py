@@ -107,6 +107,7 @@ class ChaosAdmin(AdminResource):
         identity = self.authorize(request)
         body = await read_json_object(request)
         scheduled = schedule_fault(self.gateway.runtime.chaos, body, identity)
+        self.audit("chaos.scheduled", identity, str(scheduled.get("id")), scheduled)
         return self.respond(scheduled, status=201)
 
     async def delete(self, request: Request) -> Response:
@@ -114,7 +115,10 @@ class ChaosAdmin(AdminResource):
         schedule = self.gateway.runtime.chaos.schedule
         fault_id = request.path_params.get("fault_id")
         if fault_id is None:
-            return self.respond({"cleared": schedule.clear(identity.scope)})
+            cleared = schedule.clear(identity.scope)
+            self.audit("chaos.cleared", identity, None, {"cleared": cleared})
+            return self.respond({"cleared": cleared})
         if not schedule.remove(fault_id, identity.scope):
             raise GatewayError(404, f"No scheduled fault {echoed(fault_id)!r}.", code="not_found")
+        self.audit("chaos.cleared", identity, fault_id, {"cleared": 1})
         return self.respond({"cleared": 1})

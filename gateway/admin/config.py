@@ -19,12 +19,14 @@ from collections.abc import Mapping
 from starlette.requests import Request
 from starlette.responses import Response
 
+from common.headers import EMERGENCY_HEADER
 from gateway.admin.base import AdminResource
 from gateway.admin.body import read_body, read_json_object
 from gateway.errors import GatewayError, echoed
 from gateway.reload import RESTART_ONLY, Conflict, Refused
 from gateway.sources import SourceError
 from gateway.versions import ConfigVersion
+from tenants.identity import Identity
 
 log = logging.getLogger("seawall")
 
@@ -72,7 +74,11 @@ class ConfigAdmin(AdminResource):
         text = (await read_body(request, MAX_CONFIG_BYTES)).decode("utf-8", "replace")
         expected = _if_match(request)
         version = await self._apply(
-            {ADMIN_DOCUMENT: text}, f"admin PUT by key '{identity.key_id}'", expected
+            {ADMIN_DOCUMENT: text},
+            f"admin PUT by key '{identity.key_id}'",
+            expected,
+            identity,
+            emergency=_emergency(request),
         )
         return self.respond({"version": version.describe()})
 
@@ -95,7 +101,9 @@ class ConfigAdmin(AdminResource):
                 param="version",
             )
         origin = f"rollback to #{old.number} ({old.id}) by key '{identity.key_id}'"
-        version = await self._apply(old.documents, origin, None)
+        version = await self._apply(
+            old.documents, origin, None, identity, action="config.rolled_back"
+        )
         return self.respond({"version": version.describe(), "rolled_back_to": old.id})
 
     def _writable(self) -> bool:
@@ -103,7 +111,13 @@ class ConfigAdmin(AdminResource):
         return source is None or source.writable
 
     async def _apply(
-        self, files: Mapping[str, str], origin: str, expected: str | None
+        self,
+        files: Mapping[str, str],
+        origin: str,
+        expected: str | None,
+        actor: Identity,
+        action: str = "config.applied",
+        emergency: str | None = None,
     ) -> ConfigVersion:
         gateway = self.gateway
         source = gateway.source
@@ -115,7 +129,9 @@ class ConfigAdmin(AdminResource):
                 code="config_source_read_only",
             )
         try:
-            await gateway.reloader.check(files, origin, expected)
+            await gateway.reloader.check(
+                files, origin, expected, actor=actor, action=action, emergency=emergency
+            )
             if source is not None:
                 try:
                     await source.write(files)
@@ -127,7 +143,9 @@ class ConfigAdmin(AdminResource):
                         "nothing was changed. Retry shortly.",
                         code="config_source_unavailable",
                     ) from None
-            return await gateway.reloader.apply(files, origin, expected)
+            return await gateway.reloader.apply(
+                files, origin, expected, actor=actor, action=action, emergency=emergency
+            )
         except Conflict as exc:
             raise GatewayError(
                 412,
@@ -137,6 +155,13 @@ class ConfigAdmin(AdminResource):
             ) from None
         except Refused as exc:
             problems = list(exc.refused.problems)
+            if exc.frozen:
+                raise GatewayError(
+                    409,
+                    f"Config changes are frozen: {problems[0]}",
+                    code="change_frozen",
+                    details={"problems": problems},
+                ) from None
             raise GatewayError(
                 400,
                 f"The config has {len(problems)} problem(s); nothing was changed. "
@@ -144,6 +169,20 @@ class ConfigAdmin(AdminResource):
                 code="config_invalid",
                 details={"problems": problems},
             ) from None
+
+
+def _emergency(request: Request) -> str | None:
+    """`x-seawall-emergency: <reason>`: this change is the fix; it passes a change
+    freeze, and the reason is recorded with it in the audit log."""
+    reason = request.headers.get(EMERGENCY_HEADER)
+    if reason is None:
+        return None
+    reason = reason.strip()[:200]
+    if not reason:
+        raise GatewayError(
+            400, f"{EMERGENCY_HEADER} needs a reason.", code="invalid_value", param=EMERGENCY_HEADER
+        )
+    return reason
 
 
 def _if_match(request: Request) -> str | None:

@@ -20,6 +20,7 @@ import asyncio
 import copy
 import functools
 import logging
+import logging.config
 import signal
 import socket
 import time
@@ -32,6 +33,7 @@ from starlette.applications import Starlette
 from uvicorn.config import LOGGING_CONFIG
 
 from gateway.server.config import ServerConfig
+from gateway.server.logs import JSON, JsonFormatter, TextFormatter
 from gateway.server.protocol import GuardedHttpToolsProtocol
 
 log = logging.getLogger("seawall")
@@ -59,20 +61,46 @@ class ServeOptions:
     host: str
     port: int
     workers: int = 1
-    access_log: bool = False
+    #: The gateway's access line, one per request at INFO (gateway/access_log.py);
+    #: uvicorn's own access log is never on (it would be a second line per request).
+    access_log: bool = True
     log_level: str = "info"
+    #: `text` or `json` (gateway/server/logs.py).
+    log_format: str = "text"
     #: The `--config` argument (None: the embedded default); workers load it themselves.
     config: str | None = None
+    #: This process's number among `--workers` (0 for a single process); a replaced
+    #: worker takes the number of the one it replaces (its audit chain continues).
+    worker: int = 0
 
 
-def log_config(level: str) -> dict[str, Any]:
-    """uvicorn's logging setup plus the `seawall` loggers on the same handler, so the
-    gateway's own lines (client aborts, upstream failures with their request id)
-    are printed like uvicorn's. They still propagate: the root logger has no handler
-    of its own unless an embedding program (or a test) adds one."""
+def log_config(level: str, log_format: str = "text", access_log: bool = True) -> dict[str, Any]:
+    """uvicorn's logging setup with the gateway's formatter (gateway/server/logs.py: a
+    timestamp, the level, the logger, the request id and the structured fields on
+    every line; `log_format` `text` or `json`) for uvicorn's loggers and the
+    `seawall` ones alike, on one handler. The `seawall` records still propagate: the
+    root logger has no handler of its own unless an embedding program (or a test)
+    adds one. `access_log=False` silences the gateway's access line
+    (`seawall.access`, INFO)."""
     config = copy.deepcopy(LOGGING_CONFIG)
+    formatter = {"()": JsonFormatter if log_format == JSON else TextFormatter}
+    config["formatters"] = {"default": formatter, "access": dict(formatter)}
+    config["handlers"]["access"]["stream"] = "ext://sys.stderr"
     config["loggers"]["seawall"] = {"handlers": ["default"], "level": level.upper()}
+    # Always named: a logger dictConfig does not list keeps the level it had.
+    config["loggers"]["seawall.access"] = {"level": "NOTSET" if access_log else "WARNING"}
     return config
+
+
+def configure_logging(options: ServeOptions) -> None:
+    """`log_config` applied now, before the app is made: the lines its making logs
+    (a config warning) are formatted like every later one. uvicorn applies the same
+    configuration again when it starts."""
+    logging.config.dictConfig(log_config(options.log_level, options.log_format, options.access_log))
+    # What uvicorn's `Config` does with the level, for the lines logged before it.
+    level = options.log_level.upper()
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.asgi"):
+        logging.getLogger(name).setLevel(level)
 
 
 def uvicorn_config(app: Starlette, server: ServerConfig, options: ServeOptions) -> uvicorn.Config:
@@ -87,9 +115,10 @@ def uvicorn_config(app: Starlette, server: ServerConfig, options: ServeOptions) 
         ws="none",
         lifespan="on",
         server_header=False,
-        access_log=options.access_log,
+        # One access line per request, the gateway's (gateway/access_log.py).
+        access_log=False,
         log_level=options.log_level,
-        log_config=log_config(options.log_level),
+        log_config=log_config(options.log_level, options.log_format, options.access_log),
         timeout_keep_alive=server.keepalive_timeout_s,  # type: ignore[arg-type]
         # Forwarded headers are believed from `trusted_proxies` only (uvicorn's
         # default trusts them from loopback, where any local process could claim to

@@ -7,22 +7,32 @@ on SIGTERM or SIGINT passes the signal on and waits for every worker to drain an
 finish (each does what a single process does; see serve.py). A worker that dies
 while the gateway is serving is replaced; one that cannot even start (a config that
 no longer loads, a crash at import) stops the whole gateway instead of looping.
+
+One scrape of `/metrics` shows every worker (gateway/metrics.py): the parent makes a
+directory the workers share (`SEAWALL_METRICS_DIR`), where each writes its metrics
+as `live-PID.json`; when a worker dies the parent renames its file `dead-PID.json`
+(its counters still count, its gauges no longer), and removes the directory at exit.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from multiprocessing.process import BaseProcess
+from pathlib import Path
 from types import FrameType
 
-from gateway.server.serve import ServeOptions
+from gateway.server.serve import ServeOptions, configure_logging
 
 log = logging.getLogger("seawall")
 
@@ -30,6 +40,27 @@ log = logging.getLogger("seawall")
 STARTUP_GRACE_S = 10.0
 #: How often the parent looks at its workers.
 POLL_S = 0.2
+#: The environment variable naming the directory the workers share their metrics in.
+METRICS_DIR_ENV = "SEAWALL_METRICS_DIR"
+
+
+def live_file(directory: Path, pid: int) -> Path:
+    return directory / f"live-{pid}.json"
+
+
+def dead_file(directory: Path, pid: int) -> Path:
+    return directory / f"dead-{pid}.json"
+
+
+def worker_pid(path: Path) -> int:
+    return int(path.stem.split("-", 1)[1])
+
+
+def mark_dead(directory: Path, pid: int | None) -> None:
+    """A dead worker's metrics: its counters still count, its gauges no longer."""
+    if pid is not None:
+        with contextlib.suppress(FileNotFoundError):  # it never wrote one
+            os.replace(live_file(directory, pid), dead_file(directory, pid))
 
 
 def detach_from_terminal(parent: int) -> None:
@@ -70,11 +101,14 @@ class Supervisor:
         self.context = multiprocessing.get_context("spawn")
         self.workers: list[tuple[BaseProcess, float]] = []
         self.stopping: int | None = None  # the signal that asked us to stop
+        #: Where the workers share their metrics (inherited through the environment).
+        self.metrics_dir = Path(tempfile.mkdtemp(prefix="seawall-metrics-"))
+        os.environ[METRICS_DIR_ENV] = str(self.metrics_dir)
 
-    def _start(self) -> tuple[BaseProcess, float]:
+    def _start(self, index: int) -> tuple[BaseProcess, float]:
         process = self.context.Process(
             target=worker_main,
-            args=(self.options, self.sock, os.getpid(), self.boot),
+            args=(replace(self.options, worker=index), self.sock, os.getpid(), self.boot),
             name="seawall-worker",
         )
         process.start()
@@ -91,9 +125,15 @@ class Supervisor:
                 process.kill()
 
     def run(self) -> int:
+        try:
+            return self._run()
+        finally:
+            shutil.rmtree(self.metrics_dir, ignore_errors=True)
+
+    def _run(self) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._on_signal)
-        self.workers = [self._start() for _ in range(self.options.workers)]
+        self.workers = [self._start(index) for index in range(self.options.workers)]
         log.info("started %d worker processes", len(self.workers))
         status = 0
         while self.stopping is None:
@@ -113,7 +153,8 @@ class Supervisor:
                 log.warning(
                     "worker %s died (exit %s); starting a new one", process.pid, process.exitcode
                 )
-                self.workers[index] = self._start()
+                mark_dead(self.metrics_dir, process.pid)
+                self.workers[index] = self._start(index)
         deadline = time.monotonic() + self.stop_timeout_s
         for process, _ in self.workers:
             process.join(max(0.0, deadline - time.monotonic()))
@@ -127,7 +168,5 @@ class Supervisor:
 def run_workers(
     options: ServeOptions, sock: socket.socket, stop_timeout_s: float, boot: Boot
 ) -> int:
-    logging.basicConfig(
-        level=options.log_level.upper(), format="%(levelname)s:     %(message)s", stream=sys.stderr
-    )
+    configure_logging(options)
     return Supervisor(options, sock, stop_timeout_s, boot).run()

@@ -11,7 +11,8 @@ the way etcd is meant to be read:
    that changed several keys arrives together and is applied together);
 3. when the watch reports that the history it needs was compacted, is cancelled,
    or the connection breaks: back off (capped, jittered), reconnect (the next
-   endpoint when several are given) and list again;
+   endpoint when several are given) and list again (a loss is logged once when
+   it starts and once when the watch is back, with the failed attempts between);
 4. every `resync_s`, list again anyway and compare: a watch that silently lost
    events (chaos drops them on purpose through `event_filter`) still converges
    within `resync_s` plus one request.
@@ -41,6 +42,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -237,6 +239,11 @@ class EtcdSource:
         self._next = 0  # the endpoint the next connection goes to
         self._connect_lock = asyncio.Lock()
         self._closed = asyncio.Event()
+        #: The loss under way (None: watching, or not started): since when
+        #: (`time.monotonic()`) and the failed attempts since. Logged once when it
+        #: starts and once when the watch is back, never per retry.
+        self._lost_since: float | None = None
+        self._lost_attempts = 0
 
     # -- connections --------------------------------------------------------------
 
@@ -435,7 +442,7 @@ class EtcdSource:
             except _Canceled as exc:
                 reason, delay = "canceled", backoff.next()
                 self.stats.failed(str(exc))
-                log.warning("config watch on %s cancelled: %s; listing again", self.origin, exc)
+                self._lost(f"the watch was cancelled: {exc}", delay)
             except _TooLarge:
                 reason, delay = "resync", self.resync_s
             except _Unavailable as exc:
@@ -444,7 +451,7 @@ class EtcdSource:
                     break
                 reason, delay = "reconnect", backoff.next()
                 self.stats.failed(str(exc))
-                log.warning("config source %s: %s; retrying in %.2f s", self.origin, exc, delay)
+                self._lost(str(exc), delay)
             except Exception as exc:
                 # Not a failure this loop knows: still a watch that must not die.
                 await self._drop(connection)
@@ -452,10 +459,42 @@ class EtcdSource:
                     break
                 reason, delay = "reconnect", backoff.next()
                 self.stats.failed(f"{type(exc).__name__}: {exc}")
-                log.exception("config source %s failed; retrying in %.2f s", self.origin, delay)
+                self._lost(f"{type(exc).__name__}: {exc}", delay, unexpected=True)
             self.stats.connected = False
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._closed.wait(), delay)
+
+    def _lost(self, reason: str, delay: float, unexpected: bool = False) -> None:
+        """A failed attempt: the first of a loss is logged (with its traceback when
+        `unexpected`), the ones after it only at DEBUG."""
+        self._lost_attempts += 1
+        if self._lost_since is not None:
+            log.debug("config source %s: %s; retrying in %.2f s", self.origin, reason, delay)
+            return
+        self._lost_since = time.monotonic()
+        log.log(
+            logging.ERROR if unexpected else logging.WARNING,
+            "config source %s lost: %s; still serving the current version, retrying "
+            "(logged again when the watch is back)",
+            self.origin,
+            reason,
+            exc_info=unexpected,
+            extra={"episode": "config_source_lost"},
+        )
+
+    def _found(self) -> None:
+        """The watch is established: the loss under way, if any, is over."""
+        if self._lost_since is None:
+            return
+        log.warning(
+            "config source %s back after %.1f s (%d failed attempts); watching again",
+            self.origin,
+            time.monotonic() - self._lost_since,
+            self._lost_attempts,
+            extra={"episode": "config_source_lost", "attempts": self._lost_attempts},
+        )
+        self._lost_since = None
+        self._lost_attempts = 0
 
     async def _follow(
         self, connection: _Connection, snapshot: _Snapshot, backoff: Backoff
@@ -481,6 +520,7 @@ class EtcdSource:
                 raise _Unavailable("the watch was not created in time") from None
             self._check(created)
             self.stats.connected = True
+            self._found()
             backoff.reset()
             state = dict(snapshot.state)
             revision = snapshot.revision

@@ -98,6 +98,8 @@ class AdmitLimits:
             if exchange.stream and exchange.endpoint != "embeddings":
                 self._force_usage(exchange)
         admission = await self.limiter.admit(plan, demand)
+        # Refused or not: the audit record names the levels and what was decided.
+        exchange.limits = admission
         if admission.headers:
             exchange.headers.update(admission.headers)
         refusal = admission.refusal
@@ -114,7 +116,6 @@ class AdmitLimits:
                     LIMIT_HEADER: f"{refusal.limit}; level={refusal.level}",
                 },
             )
-        exchange.limits = admission
 
     async def _demand(self, exchange: Exchange) -> Demand:
         assert exchange.group is not None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
@@ -107,6 +108,8 @@ async def relay_events(
                     continue
             if output is not None:
                 events = output.feed(events)
+            if not exchange.bytes_sent:
+                exchange.first_byte = time.monotonic()
             exchange.bytes_sent += len(events)
             yield events
         if output is not None:
