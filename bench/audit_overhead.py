@@ -1,16 +1,17 @@
-"""What the audit log costs on the governed path: issue 21's benchmark, in one run.
+"""What the audit log and SLO accounting cost on the governed path, in one run.
 
     .venv/bin/python bench/audit_overhead.py [--seconds 5] [--rounds 3]
 
-Starts nginx as the upstream (one worker, a fixed chat completion) and two seawall
+Starts nginx as the upstream (one worker, a fixed chat completion) and three seawall
 servers of one worker each on the governed config of bench/governance.py (a 3-level
 tenant tree, the key on its leaf, 20 rules across the chain including per-request
 attributes, memory limits on every level far above the load): one with the audit
 log off, one with it on (content off, fsync per batch, the default 50 ms window,
-segments on this machine's disk in a temp directory). In `--rounds` rounds, wrk
-measures both in turn (c=32 requests per second; c=1 median latency), so drift falls
-on both alike; the ratios are the medians of the per-round ratios. At the end the
-log is verified, and its record count checked against the requests served.
+segments on this machine's disk in a temp directory), and one with two SLOs instead
+(an availability and a latency SLO on the group: their accounting per request). In
+`--rounds` rounds, wrk measures each in turn (c=32 requests per second; c=1 median
+latency), so drift falls on all alike; the ratios are the medians of the per-round
+ratios. At the end the log is verified, and its records counted.
 
 Needs wrk and nginx (Debian).
 """
@@ -55,7 +56,11 @@ def main() -> int:
         audit = {"enabled": True, "directory": str(log_dir), "signing_key_file": str(private)}
         headers = {"content-type": "application/json", "authorization": f"Bearer {TOKEN}"}
         targets: dict[str, Target] = {}
-        for name, extra in (("off", {}), ("on", {"audit": audit})):
+        slos = [
+            {"name": "availability", "kind": "availability", "objective": 0.999},
+            {"name": "latency", "kind": "latency", "objective": 0.99, "threshold_ms": 1000},
+        ]
+        for name, extra in (("off", {}), ("on", {"audit": audit}), ("slos", {"slos": slos})):
             port = free_port()
             path = folder / f"{name}.yaml"
             path.write_text(
@@ -75,20 +80,22 @@ def main() -> int:
             capture_output=True,
             text=True,
         ).stdout.strip()
-    on, off = targets["on"], targets["off"]
+    on, off, slo = targets["on"], targets["off"], targets["slos"]
     rps = round_ratio(on, off, lambda x: x.rps)
     p50 = statistics.median(a - b for a, b in zip(on.p50, off.p50, strict=True))
+    slo_rps = round_ratio(slo, off, lambda x: x.rps)
     print("| measure | this run | goal |")
     print("|---|---|---|")
     print(f"| audit on / off, c=32 RPS (governed) | {rps:.3f} (cost {1 - rps:.1%}) | >= 0.95 |")
     print(f"| audit on - off, c=1 p50 (ms) | {p50:+.3f} | <= 0.03 |")
+    print(f"| 2 SLOs / none, c=32 RPS (governed) | {slo_rps:.3f} | >= 0.95 |")
     print()
     print("| target | RPS c=32 (rounds) | p50 c=1 ms (rounds) |")
     print("|---|---|---|")
     for target in targets.values():
         rounds = " / ".join(f"{r:,.0f}" for r in target.rps)
         p50s = " / ".join(f"{p:.3f}" for p in target.p50)
-        print(f"| audit {target.name} | {rounds} | {p50s} |")
+        print(f"| {target.name} | {rounds} | {p50s} |")
     print(
         f"\nthe log: {lines} request records, {size / 1e6:.1f} MB "
         f"({size / max(1, int(lines or 0)):.0f} bytes a record); verified: "

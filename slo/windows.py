@@ -120,9 +120,12 @@ class RollingWindows:
         assert head is not None
         if bucket <= head - self._n:
             return False
-        slot = bucket % self._n
+        (self._good if good else self._bad)[bucket % self._n] += 1
+        if bucket == head:
+            # The common case, one increment: the head bucket is in every window, and
+            # its counts join the running sums when the head moves on (`_advance`).
+            return True
         sums = self._sum_good if good else self._sum_bad
-        (self._good if good else self._bad)[slot] += 1
         for i, span in enumerate(self._spans):
             if bucket > head - span:
                 sums[i] += 1
@@ -143,6 +146,11 @@ class RollingWindows:
         delta = bucket - head
         if delta <= 0:
             return
+        slot = head % self._n
+        head_good, head_bad = self._good[slot], self._bad[slot]
+        for i in range(len(self._spans)):  # the old head's counts join the sums
+            self._sum_good[i] += head_good
+            self._sum_bad[i] += head_bad
         for i, span in enumerate(self._spans):
             if delta >= span:
                 self._sum_good[i] = self._sum_bad[i] = 0
@@ -180,9 +188,12 @@ class RollingWindows:
         """(good, bad) over the window ending at `now` (default: the clock)."""
         self._advance(int((self._clock() if now is None else now) // self.bucket_s))
         i = self._index.get(window_s)
-        if i is not None:
-            return self._sum_good[i], self._sum_bad[i]
         head = self._head
+        if i is not None:
+            if head is None:
+                return 0, 0
+            slot = head % self._n  # the running sums leave out the head bucket
+            return self._sum_good[i] + self._good[slot], self._sum_bad[i] + self._bad[slot]
         assert head is not None
         start = head - self._span(window_s) + 1
         return (
