@@ -54,11 +54,8 @@ def calibrate(args: argparse.Namespace) -> int:
         print(f"seawall slo calibrate: no audit log at {audit.directory}", file=sys.stderr)
         return 2
     now = time.time()
-    longest = max(slo.period_days for slo in config.slos)
-    window = config.slos if args.days <= longest else [
-        slo.model_copy(update={"period_days": min(90, args.days + 1)}) for slo in config.slos
-    ]  # fmt: skip
-    outcomes = history(audit, window)
+    # A day more than asked: the oldest day's hours start more than `days` days ago.
+    outcomes = history(audit, config.slos, since=now - (args.days + 1) * 86400)
     proposals = propose(config.slos, outcomes, now, days=args.days, hours=args.hours)
     sys.stdout.write(render_patch(proposals, now))
     return 0

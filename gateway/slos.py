@@ -71,15 +71,17 @@ class SloState:
         return self.tracker.over_budget(share)
 
 
-def history(audit: Any, slos: Sequence[SloConfig]) -> list[Outcome]:
-    """The outcomes the audit log recorded over the longest period of `slos`, oldest
-    first: what refills the windows after a restart, so a deploy does not reset an
-    error budget. Reads the index (brought up to date first); run it off the loop."""
+def history(audit: Any, slos: Sequence[SloConfig], since: float | None = None) -> list[Outcome]:
+    """The outcomes the audit log recorded since `since` (default: the longest period
+    of `slos` ago), oldest first: what refills the windows after a restart, so a
+    deploy does not reset an error budget. Reads the index (brought up to date
+    first); run it off the loop."""
     from audit.index import AuditIndex
 
     if not slos:
         return []
-    since = time.time() - max(slo.period_days for slo in slos) * 86400
+    if since is None:
+        since = time.time() - max(slo.period_days for slo in slos) * 86400
     started = time.monotonic()
     with AuditIndex(Path(audit.index_path), Path(audit.directory)) as index:
         index.update()

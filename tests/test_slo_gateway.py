@@ -215,3 +215,58 @@ def test_slo_rules_command(tmp_path: Path) -> None:
         timeout=60,
     )
     assert refused.returncode == 2 and "no slos" in refused.stderr
+
+
+def test_calibrate_reads_a_30_day_audit_history(tmp_path: Path) -> None:
+    """A synthetic audit log: for each of the last 30 days, 20 requests in this hour
+    of day, day k's slowest taking 100 + k ms (its nearest-rank p99), one request in
+    20 failed on even days. The proposal: the p95 of the daily p99s, 128 ms (the 29th
+    of 100..129), and 1 - the p95 of the daily error ratios (0.05 on 15 days, 0 on
+    the others): 0.95, which is on the ladder."""
+    import asyncio
+    import time
+
+    from audit.keys import Signer
+    from audit.writer import Writer
+
+    directory = tmp_path / "log"
+    hour = int(time.time() // 3600) * 3600
+
+    async def write() -> None:
+        async with Writer(directory, "history-w0", Signer.generate()) as writer:
+            for k in range(30):
+                start = hour - (k + 1) * 86400 + 60
+                for i in range(20):
+                    failed = k % 2 == 0 and i == 0
+                    await writer.submit_wait(
+                        {
+                            "kind": "request",
+                            "time": start + i,
+                            "tenants": ["root"],
+                            "model": "chat",
+                            "status": 503 if failed else 200,
+                            "error": "upstream_error" if failed else None,
+                            "latency_ms": 100.0 + k if i == 19 else 50.0,
+                            "config_version": "v1",
+                            "stream": False,
+                        }
+                    )
+
+    asyncio.run(write())
+    slos = [
+        {"name": "lat", "kind": "latency", "objective": 0.99, "threshold_ms": 2000,
+         "model_group": "chat"},
+        {"name": "avail", "kind": "availability", "objective": 0.999, "model_group": "chat"},
+    ]  # fmt: skip
+    path = write_config(tmp_path / "seawall.yaml", {**two_tenants(), "slos": slos})
+    made = subprocess.run(
+        [sys.executable, "-m", "gateway", "slo", "calibrate", str(path), "--audit",
+         str(directory), "--days", "30"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    patch = yaml.safe_load(made.stdout)["slos"]
+    proposed = {slo["name"]: slo for slo in patch}
+    assert proposed["lat"]["threshold_ms"] == 128
+    assert proposed["avail"]["objective"] == 0.95
+    assert "# p95 (nearest rank) of the daily p99" in made.stdout
