@@ -165,6 +165,12 @@ def resolve_secret(value: object) -> object:
 _SKIP_ENV: ContextVar[bool] = ContextVar("skip_env", default=False)
 
 
+def secrets_optional() -> bool:
+    """Inside `env_secrets_optional`: a check on a machine that need not hold the
+    config's secrets (its `env:` variables, its key files)."""
+    return _SKIP_ENV.get()
+
+
 @contextmanager
 def env_secrets_optional() -> Iterator[None]:
     """Within the block, an `env:` reference to an unset variable validates (as a

@@ -28,6 +28,7 @@ from common.config import (
     DocumentError,
     Frozen,
     non_empty,
+    secrets_optional,
     validate_document,
 )
 from gateway.server.config import DEFAULT_HOST, ServerConfig
@@ -306,9 +307,11 @@ def parse_config(data: object, source: str, serve_on: str | None = None) -> Gate
 
 def audit_serving_problems(config: GatewayConfig) -> list[str]:
     """What starting the audit log would fail on: a signing key that cannot be read or
-    is not an Ed25519 private key, a directory that cannot be written."""
+    is not an Ed25519 private key, a directory that cannot be created or written.
+    Nothing is created. With `--skip-env` (a machine that need not hold the config's
+    secrets, nor its key files and directories) nothing is checked."""
     audit = config.audit
-    if not audit.enabled:
+    if not audit.enabled or secrets_optional():
         return []
     from gateway.audit_log import load_signer
 
@@ -320,14 +323,11 @@ def audit_serving_problems(config: GatewayConfig) -> list[str]:
         problems.append(f"{field}: cannot read {audit.signing_key_file}: {exc.strerror}")
     except ValueError:
         problems.append(f"{field}: not an Ed25519 private key in PEM (seawall audit keygen)")
-    directory = Path(audit.directory)
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        problems.append(f"audit.directory: cannot create {audit.directory}: {exc.strerror}")
-    else:
-        if not os.access(directory, os.W_OK | os.X_OK):
-            problems.append(f"audit.directory: {audit.directory} is not writable")
+    existing = Path(audit.directory).absolute()
+    while not existing.exists():  # the nearest ancestor that exists must take the rest
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        problems.append(f"audit.directory: cannot create or write {audit.directory}")
     return problems
 
 
