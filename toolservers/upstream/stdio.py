@@ -312,8 +312,9 @@ class StdioConnection:
                     os.killpg(process.pid, signal.SIGKILL)
                 return
             if not line:  # EOF: nothing more will answer the calls in flight
-                self.state = "down"
-                self._down_reason = "it closed its output (exiting)"
+                if self.state != "down":  # else the supervisor stopped it: its reason stands
+                    self.state = "down"
+                    self._down_reason = "it closed its output (exiting)"
                 self._ready.clear()
                 self._fail_pending(ServerDown(f"MCP server '{self.name}' closed its output"))
                 return
