@@ -17,7 +17,6 @@ from typing import Any
 
 import orjson
 
-from common.headers import COLOR_HEADER
 from common.redact import Redactor
 from gateway.errors import STREAM_INTERRUPTED
 from gateway.events import GuardEvent
@@ -58,9 +57,7 @@ class RecordBuilder:
     ) -> dict[str, Any]:
         identity = exchange.identity
         hops = exchange.hops
-        deployment = exchange.routed.reply.deployment if exchange.routed is not None else None
-        if deployment is None and hops:
-            deployment = hops[-1].deployment
+        deployment = exchange.deployment
         usage = _usage(exchange.usage)
         price = self.prices.get(deployment) if deployment is not None else None
         trail: list[GuardEvent] | None = exchange.trail
@@ -168,7 +165,7 @@ def _policy(decision: Decision | None) -> dict[str, Any] | None:
 
 def _chaos(exchange: Exchange, trail: list[GuardEvent] | None) -> dict[str, Any] | None:
     faults = [e.action for e in trail or () if e.kind == "fault_injected"]
-    colour = exchange.request.headers.get(COLOR_HEADER) if exchange.chaos is not None else None
+    colour = exchange.colour
     if not faults and colour is None:
         return None
     return {"faults": faults, "colour": colour}

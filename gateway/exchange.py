@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from common.chat import CHAT, Shape
-from common.headers import REQUEST_ID_HEADER
+from common.headers import COLOR_HEADER, REQUEST_ID_HEADER
 from routing.router import Hop, ModelGroup, Routed
 from tenants.identity import Identity
 from tools.binding import NONE as NO_BINDINGS
@@ -137,6 +137,20 @@ class Exchange:
         #: This request's guard events, in order, while the audit log is on (the
         #: audit stage opens it; `gateway.events.Events.emit` appends).
         self.trail: list[Any] | None = None
+
+    @property
+    def deployment(self) -> str | None:
+        """The deployment that answered, else the last one tried; None when the request
+        never reached the router (what audit, SLOs and the GenAI metrics name)."""
+        routed = self.routed
+        if routed is not None:
+            return routed.reply.deployment
+        return self.hops[-1].deployment if self.hops else None
+
+    @property
+    def colour(self) -> str | None:
+        """The traffic colour the request carried, when chaos honoured it."""
+        return self.request.headers.get(COLOR_HEADER) if self.chaos is not None else None
 
     def restrict(self, deployments: Iterable[str]) -> None:
         """Narrows the deployments this request may be routed to: the intersection

@@ -164,11 +164,7 @@ class GenAiMetrics:
     def observe(self, exchange: Exchange, group: str, operation: str, runtime: Runtime) -> None:
         if runtime is not self._runtime:
             self._refresh(runtime)
-        routed = exchange.routed
-        if routed is not None:
-            deployment: str | None = routed.reply.deployment
-        else:
-            deployment = exchange.hops[-1].deployment if exchange.hops else None
+        deployment = exchange.deployment
         served = self._served.get(deployment) if deployment is not None else None
         if served is None:
             served = self._served.get("group:" + group, ("", ""))

@@ -5,7 +5,7 @@ Runs after the last byte went out, so a stream's time to first token and its rea
 ending are what count. Installed only when the config has SLOs.
 
 Reads `exchange.identity`, `.group`, `.status`, `.error_code`, `.started`,
-`.completed`, `.first_byte`, `.stream`, `.policy`, `.routed`, `.hops`, `.chaos`.
+`.completed`, `.first_byte`, `.stream`, `.policy`, `.deployment`, `.colour`.
 Writes nothing on the exchange.
 """
 
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import time
 
-from common.headers import COLOR_HEADER
 from gateway.exchange import Exchange
 from gateway.slos import SloState
 from slo.events import Outcome
@@ -27,10 +26,6 @@ class ObserveSlos:
     async def __call__(self, exchange: Exchange) -> None:
         identity = exchange.identity
         group = exchange.group
-        routed = exchange.routed
-        deployment = routed.reply.deployment if routed is not None else None
-        if deployment is None and exchange.hops:
-            deployment = exchange.hops[-1].deployment
         started = exchange.started
         self.slos.observe(
             Outcome(
@@ -44,11 +39,7 @@ class ObserveSlos:
                 ttft_ms=(exchange.first_byte - started) * 1000 if exchange.first_byte else None,
                 stream=exchange.stream,
                 policy_version=exchange.policy.version if exchange.policy is not None else None,
-                deployment=deployment,
-                colour=(
-                    exchange.request.headers.get(COLOR_HEADER)
-                    if exchange.chaos is not None
-                    else None
-                ),
+                deployment=exchange.deployment,
+                colour=exchange.colour,
             )
         )
