@@ -132,7 +132,10 @@ class FakeClock:
 def running_gateway(
     config: dict[str, Any], clock: Callable[[], float] | None = None
 ) -> Iterator[ServerThread]:
-    app = create_app(parse_config(config, "<test>"), *([clock] if clock else []))
+    # The documents too, so version #1 can be rolled back to with its secrets.
+    documents = {"config.yaml": yaml.safe_dump(config)}
+    parsed = parse_config(config, "<test>")
+    app = create_app(parsed, clock, documents) if clock else create_app(parsed, documents=documents)
     with ServerThread(app) as server:
         yield server
 
@@ -228,14 +231,41 @@ class SeawallProcess:
         )
         return result.returncode, result.stdout + result.stderr
 
-    def stop(self) -> None:
+    def stop(self, *, drain: bool = True) -> None:
+        """SIGTERM, as an orchestrator stops a pod (killed if not gone in 10 s).
+
+        `drain=False` skips the wait of the drain that SIGTERM starts (`server.drain_s`,
+        5 s by default, most of what a test of a served process costs): a second
+        SIGTERM ends it early (gateway/server/serve.py), and the shutdown that follows
+        is the same. For one `seawall serve` process; a `--workers` supervisor does
+        not act on a second SIGTERM, so it still drains."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
+            if not drain:
+                self._end_drain()
             try:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+    def _end_drain(self) -> None:
+        """The second SIGTERM, once `/readyz` answers 503: the first was handled then
+        (two signals sent together may be handled as one)."""
+        assert self.proc is not None
+        if not any("seawall listening on" in line for line in self.output):
+            return  # not a `seawall serve` process: no drain to end
+        deadline = time.monotonic() + 10
+        while self.proc.poll() is None and time.monotonic() < deadline:
+            try:
+                if httpx.get(self.url + "/readyz", timeout=1).status_code == 503:
+                    break
+            except httpx.ConnectError:
+                break  # the listener is closed: the shutdown is under way already
+            except httpx.HTTPError:
+                pass  # slow to answer: asked again until the deadline
+            time.sleep(0.02)
+        self.proc.terminate()
 
 
 def write_config(path: Path, config: dict[str, Any]) -> Path:

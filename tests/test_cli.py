@@ -33,7 +33,7 @@ def test_serve_embedded_default_answers_at_once() -> None:
         assert reply.choices[0].message.content == "This is a mock reply from mock-gpt to: hi"
         assert httpx.get(f"http://127.0.0.1:{port}/readyz").json()["status"] == "ready"
     finally:
-        process.stop()
+        process.stop(drain=False)
 
 
 def test_serve_refuses_public_bind_without_keys() -> None:
@@ -121,7 +121,7 @@ def test_keys_require_bearer_auth(tmp_path: Path) -> None:
         # Liveness probes stay open: orchestrators do not hold API keys.
         assert httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
     finally:
-        process.stop()
+        process.stop(drain=False)
 
 
 def test_keys_allow_public_bind(tmp_path: Path) -> None:
@@ -142,7 +142,7 @@ def test_keys_allow_public_bind(tmp_path: Path) -> None:
     try:
         assert httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
     finally:
-        process.stop()
+        process.stop(drain=False)
 
 
 def test_multiple_workers_serve(tmp_path: Path) -> None:

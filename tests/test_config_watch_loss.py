@@ -120,7 +120,7 @@ def test_every_replica_converges_despite_a_lossy_watch(etcd: EtcdServer, tmp_pat
         metrics = httpx.get(lossy + "/metrics").text
     finally:
         for process, _ in replicas:
-            process.stop()
+            process.stop(drain=False)
     assert results and set(results) == {200}, sorted(set(results))
     assert len(converge) == VERSIONS and max(converge) < BOUND_S
     # The lossy replica really lost its events, and the resync repaired it.
@@ -164,7 +164,7 @@ def test_a_configmap_swap_reloads_a_serving_gateway(tmp_path: Path) -> None:
             time.sleep(0.02)
         state = httpx.get(url + "/admin/config").json()
     finally:
-        process.stop()
+        process.stop(drain=False)
     assert state["version"]["documents"] == ["extra.yaml", "models.yaml"]
     assert state["reloads"].get("applied", 0) >= 1
     assert state["config"]["models"][0]["deployments"][0]["weight"] == 1.01

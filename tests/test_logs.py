@@ -59,7 +59,8 @@ def message(**extra: Any) -> dict[str, Any]:
 @contextmanager
 def served(config: Path, *args: str) -> Iterator[SeawallProcess]:
     """`seawall serve` at INFO on a free port; its whole output is in `output` once
-    the block is left (the process stopped and its pipe drained)."""
+    the block is left (the process stopped, its drain ended early, and its pipe
+    drained)."""
     process = SeawallProcess(
         ["serve", "--config", str(config), "--port", "0", "--log-level", "info", *args]
     ).start()
@@ -67,7 +68,7 @@ def served(config: Path, *args: str) -> Iterator[SeawallProcess]:
         process.wait_ready()
         yield process
     finally:
-        process.stop()
+        process.stop(drain=False)
         while process.lines.get(timeout=10) is not None:
             pass
 

@@ -217,12 +217,10 @@ class FuzzGateway:
 
 
 def stop_all(gateways: list[FuzzGateway]) -> None:
-    """SIGTERM to all first: each drains for `server.drain_s` before it exits."""
+    """SIGTERM to each, its drain ended by a second one: the shutdown a served
+    gateway goes through, without waiting out `server.drain_s`."""
     for gateway in gateways:
-        if gateway.process.proc is not None:
-            gateway.process.proc.terminate()
-    for gateway in gateways:
-        gateway.process.stop()
+        gateway.process.stop(drain=False)
 
 
 class Tally:

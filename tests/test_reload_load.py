@@ -144,7 +144,7 @@ def test_reload_under_load_never_fails_a_request(tmp_path: Path) -> None:
         rss_before = float(results.pop()[1])
         rss_after = rss_mb(process.proc.pid)
     finally:
-        process.stop()
+        process.stop(drain=False)
     assert data == initial
     failed = [r for r in results if r[0] != 200]
     assert not failed, failed[:5]
