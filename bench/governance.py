@@ -272,3 +272,16 @@ def main() -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def print_rounds(targets: Iterable[Target], rounds: int, seconds: int) -> None:
+    """Every target's figures per round, and how they were taken (the benchmarks that
+    compare a few servers of the governed config print this under their ratios)."""
+    print("| target | RPS c=32 (rounds) | p50 c=1 ms (rounds) |")
+    print("|---|---|---|")
+    for target in targets:
+        figures = " / ".join(f"{r:,.0f}" for r in target.rps)
+        p50s = " / ".join(f"{p:.3f}" for p in target.p50)
+        print(f"| {target.name} | {figures} | {p50s} |")
+    print(f"{rounds} rounds, wrk -t1, {seconds} s at c=32 and "
+          f"{max(2, seconds // 2)} s at c=1 per target per round")  # fmt: skip

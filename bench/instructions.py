@@ -18,6 +18,7 @@ and imports cancel out:
     .venv/bin/python bench/instructions.py --governed   # tenants, 20 rules, memory limits
     .venv/bin/python bench/instructions.py --policies-only   # tenants, 20 rules, no limits
     .venv/bin/python bench/instructions.py --governed --audit   # and the audit log on
+    .venv/bin/python bench/instructions.py --canary     # governed, a config canary running
 
 `--governed` serves bench/policy_limits.py's config: a 3-level tenant tree with the key
 on its leaf, the 20 rules of bench/cel_libraries.py across the chain (some reading
@@ -45,6 +46,8 @@ from upstream import MODEL, STREAM_EVENTS
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
 SHORT, LONG = 300, 1500
+#: The admin key `--canary` adds, to start the rollout.
+ADMIN_TOKEN = "sk-bench-admin"
 
 DRIVER = r"""
 import asyncio, os, sys
@@ -64,24 +67,38 @@ SCOPE = {
     "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 2),
 }
 
-async def one(app):
+async def call(app, scope, body):
     delivered = False
     async def receive():
         nonlocal delivered
         if not delivered:
             delivered = True
-            return {"type": "http.request", "body": BODY, "more_body": False}
+            return {"type": "http.request", "body": body, "more_body": False}
         await asyncio.Event().wait()
     status = []
     async def send(message):
         if message["type"] == "http.response.start":
             status.append(message["status"])
-    await app(dict(SCOPE, state={}), receive, send)
+    await app(dict(scope, state={}), receive, send)
     assert status == [200], status
+
+async def one(app):
+    await call(app, SCOPE, BODY)
+
+async def start_canary(app):
+    # PUT /admin/config?rollout=canary: the candidate serves half the requests.
+    body = open(os.environ["BENCH_CANARY"], "rb").read()
+    scope = dict(SCOPE, method="PUT", path="/admin/config", raw_path=b"/admin/config",
+                 query_string=b"rollout=canary&share=0.5",
+                 headers=[(b"host", b"gw"), (b"content-length", str(len(body)).encode()),
+                          (b"authorization", os.environ["BENCH_ADMIN"].encode())])
+    await call(app, scope, body)
 
 async def main(count):
     app = create_app(load_config(os.environ["BENCH_CONFIG"]))
     async with app.router.lifespan_context(app):
+        if os.environ.get("BENCH_CANARY"):
+            await start_canary(app)
         for _ in range(count):
             await one(app)
 
@@ -109,6 +126,7 @@ def write_config(
     governed: bool = False,
     limits: str | None = "memory",
     audit: bool = False,
+    canary: bool = False,
 ) -> Path:
     config = folder / "seawall.yaml"
     if governed:
@@ -134,6 +152,23 @@ def write_config(
         # Under valgrind everything runs ~50x slower: the default 1 ms evaluation budget
         # would cut rules off (and deny). The budget is a wall-clock bound, not work.
         document["policies"]["evaluation_budget_ms"] = 100
+        if canary:
+            # A rollout that runs throughout: its judge is timed alone (its looks are
+            # wall-clock, ~50x as many per request under valgrind), not counted here.
+            document["keys"].append({"id": "admin", "key": ADMIN_TOKEN, "roles": ["admin"]})
+            document["reload"] = {
+                "rollout": {
+                    "bake_s": 86_400,
+                    "max_s": 86_400,
+                    "min_samples": 1_000_000,
+                    "check_interval_s": 60,
+                }
+            }
+            candidate = yaml.safe_load(yaml.safe_dump(document))
+            # A new version that changes no per-request work (the only deployment's
+            # weight): what is counted is the rollout itself, not a bigger rule set.
+            candidate["models"][0]["deployments"][0]["weight"] = 2
+            (folder / "candidate.yaml").write_text(yaml.safe_dump(candidate))
         config.write_text(yaml.safe_dump(document))
         return config
     limit = "" if max_prompt_tokens is None else f"    max_prompt_tokens: {max_prompt_tokens}\n"
@@ -157,8 +192,11 @@ def main() -> int:
         "--policies-only", action="store_true", help="--governed without the limits"
     )
     parser.add_argument("--audit", action="store_true", help="--governed with the audit log on")
+    parser.add_argument(
+        "--canary", action="store_true", help="--governed with a config canary running"
+    )
     args = parser.parse_args()
-    args.governed = args.governed or args.policies_only or args.audit
+    args.governed = args.governed or args.policies_only or args.audit or args.canary
     if subprocess.run(["which", "valgrind"], capture_output=True).returncode != 0:
         subprocess.run(["apt-get", "install", "-y", "-q", "valgrind"], check=True)
     port = free_port()
@@ -173,8 +211,9 @@ def main() -> int:
             body = Endpoint(url, "sk-bench", group, endpoint.prompt).encoded_body(args.stream)
             limits = None if args.policies_only else "memory"
             config = write_config(
-                folder, port, args.max_prompt_tokens, args.governed, limits, args.audit
-            )
+                folder, port, args.max_prompt_tokens, args.governed, limits, args.audit,
+                args.canary,
+            )  # fmt: skip
             env = {
                 **os.environ,
                 "BENCH_CONFIG": str(config),
@@ -182,6 +221,9 @@ def main() -> int:
                 "BENCH_AUTH": f"Bearer {policy_limits.TOKEN}" if args.governed else "",
                 "PYTHONPATH": str(REPO),
             }
+            if args.canary:
+                env["BENCH_CANARY"] = str(folder / "candidate.yaml")
+                env["BENCH_ADMIN"] = f"Bearer {ADMIN_TOKEN}"
             short = count_instructions(SHORT, env)
             long = count_instructions(LONG, env)
     per_request = (long - short) / (LONG - SHORT)
@@ -191,6 +233,7 @@ def main() -> int:
     if args.governed:
         limit += ", tenants and 20 rules" + ("" if args.policies_only else ", memory limits")
         limit += ", audit log on" if args.audit else ""
+        limit += ", a config canary on half the requests" if args.canary else ""
     print(
         f"{per_request:,.0f} instructions per {unit}, {prompt}{limit} "
         f"(valgrind; {SHORT} vs {LONG} requests)"

@@ -192,3 +192,19 @@ def _walk(value: object) -> Iterator[str]:
     elif isinstance(value, (list, tuple, set, frozenset)):
         for item in value:
             yield from _walk(item)
+
+
+def revealed(value: object) -> Any:
+    """A model's python dump (`model_dump()`) as plain data with every secret's real
+    value: what the config's documents said, for a config version built from a config
+    object rather than from documents (its documents are what a rollback applies, so
+    a masked `**********` must never stand in for a credential there)."""
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, Mapping):
+        return {str(key): revealed(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [revealed(item) for item in value]
+    return value

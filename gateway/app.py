@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import json
 import logging
 import operator
 import time
@@ -22,7 +23,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from common.headers import CONFIG_VERSION_HEADER, REQUEST_ID_HEADER
 from common.redact import LOG_REDACTION, Redactor
-from common.secrets import source_secrets
+from common.secrets import revealed, source_secrets
 from gateway.access_log import ACCESS_LOG
 from gateway.admin import admin_routes
 from gateway.config import GatewayConfig
@@ -34,6 +35,7 @@ from gateway.metrics import Metrics
 from gateway.openapi import OpenAPIEndpoint
 from gateway.pipeline import Pipeline, internal_error
 from gateway.reload import Reloader
+from gateway.rollouts import Rollouts
 from gateway.runtime import Runtime, build_runtime
 from gateway.sources import Source, source_for
 from gateway.stages.authenticate import require
@@ -78,10 +80,12 @@ class Gateway:
             worker=worker,
         )
         self.metrics = Metrics(self.state, lambda: self.runtime)
-        if documents is None:
-            documents = {"config.json": config.model_dump_json()}
+        if documents is None:  # what the config object says, secrets included
+            documents = {"config.json": json.dumps(revealed(config.model_dump()), default=str)}
         version = self.state.versions.add(documents, origin)
-        completions = [self.metrics.on_complete, ACCESS_LOG]
+        #: Guarded rollouts: a canary version beside the serving one (gateway/rollouts.py).
+        self.rollouts = Rollouts(lambda: self.source)
+        completions = [self.metrics.on_complete, ACCESS_LOG, self.rollouts.observe]
         self.runtime: Runtime = build_runtime(config, self.state, version, completions)
         #: Where new config versions come from (`--config`: a file, a directory, etcd),
         #: opened and watched from `start`; None: only the admin API changes the
@@ -89,7 +93,9 @@ class Gateway:
         self.source_spec = source
         self.source: Source | None = None
         self._watcher: asyncio.Task[None] | None = None
-        self.reloader = Reloader(self.state, lambda: self.runtime, self._swap, completions)
+        self.reloader = Reloader(
+            self.state, lambda: self.runtime, self._swap, completions, self.rollouts
+        )
         self.ready = False
         _warn_unchecked_prompts(self.runtime)
         if config.telemetry.opentelemetry and not provider_configured():
@@ -113,6 +119,7 @@ class Gateway:
         if self.state.audit is not None:
             await self.state.audit.start()
         await self.runtime.start()
+        await self.runtime.adopt()
         self.state.adopt(self.runtime.router.budget)
         if self.source_spec is not None:
             source = source_for(
@@ -228,7 +235,11 @@ class CurrentPipeline:
         self.pipeline: Callable[[Runtime], Pipeline] = operator.attrgetter(name)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self.pipeline(self.gateway.runtime)(scope, receive, send)
+        gateway = self.gateway
+        runtime = gateway.runtime
+        if gateway.rollouts.candidate is not None:  # a canary is running
+            runtime = gateway.rollouts.choose(scope, runtime)
+        await self.pipeline(runtime)(scope, receive, send)
 
 
 def _warn_unchecked_prompts(runtime: Runtime) -> None:

@@ -156,12 +156,14 @@ def mock_upstream(args: argparse.Namespace) -> int:
     return 0
 
 
-def embedded_config(sections: Mapping[str, Any]) -> GatewayConfig:
+def embedded_config(sections: Mapping[str, Any]) -> tuple[GatewayConfig, Mapping[str, str]]:
     """The embedded default plus `sections` (an experiment's `gateway:`), merged as
-    two config documents: a section both set is a problem, never an override. Exits
-    2 with every problem listed, as a bad config does."""
+    two config documents: a section both set is a problem, never an override; and the
+    documents (version #1's, so a rollback to it restores them, secrets and all).
+    Exits 2 with every problem listed, as a bad config does."""
     if not sections:
-        return load_served(None)[0]
+        config, documents, _ = load_served(None)
+        return config, documents
     from importlib import resources
 
     import yaml
@@ -175,7 +177,7 @@ def embedded_config(sections: Mapping[str, Any]) -> GatewayConfig:
         "experiment-gateway.yaml": yaml.safe_dump(dict(sections)),
     }
     try:
-        return validate(files, "<embedded default + experiment>", serve_on="127.0.0.1")
+        return validate(files, "<embedded default + experiment>", serve_on="127.0.0.1"), files
     except ConfigError as exc:
         print(exc.render(), file=sys.stderr)
         raise SystemExit(EXIT_CONFIG) from None
@@ -193,9 +195,9 @@ def embedded_gateway(sections: Mapping[str, Any] | None = None) -> Iterator[str]
     from gateway.app import create_app
     from gateway.server.serve import ServeOptions, uvicorn_config
 
-    config = embedded_config(sections or {})
+    config, documents = embedded_config(sections or {})
     sock = socket.create_server(("127.0.0.1", 0))
-    app = create_app(config)
+    app = create_app(config, documents=documents, origin="<embedded default>")
     options = ServeOptions("127.0.0.1", sock.getsockname()[1], log_level="warning")
     # The front door `seawall serve` has: guarded protocol, forwarded headers untrusted.
     server = uvicorn.Server(uvicorn_config(app, app.state.gateway.config.server, options))

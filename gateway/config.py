@@ -35,6 +35,7 @@ from gateway.server.config import DEFAULT_HOST, ServerConfig
 from limits.config import LimitSettings
 from policies import KnownNames, PoliciesConfig, PolicyError, compile_policies
 from responses.config import ResponsesConfig
+from rollouts.config import RolloutSettings
 from routing.config import OPENAI_COMPATIBLE, ModelGroupConfig, RoutingSettings
 from slo.config import DEFAULT_FREEZE_AT, SloConfig
 from tenants.build import build_tenants, tenant_problems
@@ -67,6 +68,9 @@ class ReloadConfig(Frozen):
     #: than this share of its error budget, unless marked as the fix
     #: (`x-seawall-emergency`); 1.0 never freezes (docs/observability.md).
     freeze_at_budget_consumed: float = Field(DEFAULT_FREEZE_AT, gt=0, le=1)
+    #: Guarded rollouts: how a new version starts (at once, or as a canary judged
+    #: against the serving one), and how a canary is judged (rollouts/config.py).
+    rollout: RolloutSettings = RolloutSettings()
 
 
 class GatewayConfig(Frozen):
@@ -159,6 +163,12 @@ def reference_problems(data: Mapping[str, Any]) -> list[str]:
             problems.append(f"slos[{i}].model_group: unknown model group {group!r}")
         if isinstance(tenant, str) and tenant not in tenants:
             problems.append(f"slos[{i}].tenant: unknown tenant {tenant!r}")
+    reload = data.get("reload")
+    rollout = reload.get("rollout") if isinstance(reload, dict) else None
+    canary_tenants = rollout.get("tenants") if isinstance(rollout, dict) else None
+    for i, tenant in enumerate(canary_tenants if isinstance(canary_tenants, list) else []):
+        if isinstance(tenant, str) and tenant not in tenants:
+            problems.append(f"reload.rollout.tenants[{i}]: unknown tenant {tenant!r}")
     receipts = data.get("receipts")
     receipt_keys = _items(receipts.get("keys")) if isinstance(receipts, dict) else []
     problems += _duplicates("receipts.keys", "receipt key id", _strings(receipt_keys, "id"))

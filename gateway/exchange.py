@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from common.chat import CHAT, Shape
-from common.headers import COLOR_HEADER, REQUEST_ID_HEADER
+from common.headers import COLOR_HEADER, CONFIG_VERSION_HEADER, REQUEST_ID_HEADER
 from routing.router import Hop, ModelGroup, Routed
 from tenants.identity import Identity
 from tools.binding import NONE as NO_BINDINGS
@@ -137,6 +137,12 @@ class Exchange:
         #: This request's guard events, in order, while the audit log is on (the
         #: audit stage opens it; `gateway.events.Events.emit` appends).
         self.trail: list[Any] | None = None
+
+    @property
+    def config_version(self) -> str:
+        """The config version that served this request: the pipeline names it in the
+        response's `x-seawall-config-version` before any stage runs."""
+        return self.headers.get(CONFIG_VERSION_HEADER, "")
 
     @property
     def deployment(self) -> str | None:

@@ -11,7 +11,9 @@ workers a shared directory (`SEAWALL_METRICS_DIR`, gateway/server/workers.py), e
 worker writes its root view there every `PUBLISH_S` seconds, and the worker that
 answers a scrape adds the others' files to its own live values (`merge`): counters
 and histograms summed (a dead worker's kept, so they never go backwards), gauges
-summed or maxed (`SUMMED_GAUGES`) over the live workers only.
+summed or maxed (`SUMMED_GAUGES`) over the live workers only. The supervisor writes
+its `seawall_worker_restarts_total` there too, in the same format (a file not named
+`live-`, so counted like a dead worker's: gateway/server/restarts.py).
 
 What a scrape shows depends on who asks (`Viewer`), like every admin view: a
 root-scoped key (or the local caller when no keys are configured) sees everything; a
@@ -386,7 +388,15 @@ class RoutingCollector(Collector):
         )
         for result, count in sorted(state.reloads.items()):
             reloads.add_metric([result], count)
-        yield from (denied, refusals, guards, reloads)
+        rollouts = CounterMetricFamily(
+            "seawall_config_rollout_steps",
+            "Guarded rollouts of config versions, by step: started, promoted, rolled_back, "
+            "aborted (started minus the others: a canary is serving).",
+            labels=["step"],
+        )
+        for step in ROLLOUT_STEPS:
+            rollouts.add_metric([step], state.rollout_steps.get(step, 0))
+        yield from (denied, refusals, guards, reloads, rollouts)
 
 
 def limit_metrics(state: State) -> Iterator[Metric]:
@@ -631,6 +641,10 @@ class Fixed(Collector):
 
     def collect(self) -> Iterator[Metric]:
         return iter(self.families)
+
+
+#: Every rollout step, each a series from the start (rate() misses a series born at 1).
+ROLLOUT_STEPS = ("started", "promoted", "rolled_back", "aborted")
 
 
 class Metrics:

@@ -291,6 +291,11 @@ def fault_request() -> Schema:
     return schema
 
 
+def rollout_reason() -> Schema:
+    reason = {"type": "string", "maxLength": 200, "description": "Kept with the step."}
+    return _object({"reason": reason})
+
+
 def rollback_request() -> Schema:
     version = {"type": ["integer", "string"], "description": "A version number or id."}
     return _object({"version": version}, ("version",))
@@ -433,6 +438,12 @@ AUDIT_ANSWER = _object(
     ("object", "data"),
 )
 SLO_STATE = _object({"slos": ARRAY_OF_OBJECTS}, ("slos",))
+#: `GET /admin/ui/state` (gateway/admin/ui/state.py says what each section holds).
+UI_SECTIONS = ("viewer", "config", "deployments", "slos", "limits", "chaos", "audit")
+UI_STATE = _object(
+    {"generated_at": NUMBER, **{name: OBJECT for name in UI_SECTIONS}, "slos": ARRAY_OF_OBJECTS},
+    ("generated_at", *UI_SECTIONS),
+)
 GATE_REPORT = _object(
     {
         "verdict": {"type": "string", "enum": ["pass", "fail", "inconclusive"]},
@@ -449,7 +460,22 @@ CONFIG_VERSIONS = _object(
     {"current": STRING, "versions": {"type": "array", "items": VERSION}},
     ("current", "versions"),
 )
-APPLIED = _object({"version": VERSION, "rolled_back_to": STRING}, ("version",))
+ROLLOUT_STATES = ["idle", "running", "promoted", "rolled_back", "aborted"]
+#: `GET /admin/config/rollout` (gateway/rollouts.py, rollouts/machine.py).
+ROLLOUT_STATE = _object(
+    {
+        "state": {"type": "string", "enum": ROLLOUT_STATES},
+        "baseline": _object({"id": STRING, "number": INT}, ("id", "number")),
+        "candidate": {"type": ["object", "null"]},
+        "samples": _object({"baseline": INT, "candidate": INT}),
+        "verdict": OBJECT,
+        "steps": ARRAY_OF_OBJECTS,
+    },
+    ("state", "baseline", "candidate", "steps"),
+)
+APPLIED = _object(
+    {"version": VERSION, "rolled_back_to": STRING, "rollout": ROLLOUT_STATE}, ("version",)
+)
 JSONRPC_ERROR = _object(
     {
         "jsonrpc": {"const": "2.0"},
@@ -858,6 +884,35 @@ OPERATIONS: tuple[Operation, ...] = (
     ),
     Operation(
         "get",
+        "/admin/ui",
+        "The admin page: routing, SLOs, limits, chaos, config and audit, live.",
+        None,
+        {"200": {"description": "The page (HTML).", "content": {"text/html": {"schema": STRING}}}},
+        description="Holds no data: it asks `/admin/ui/state` with the key typed into it.",
+        tags=("admin",),
+    ),
+    Operation(
+        "get",
+        "/admin/ui/state",
+        "What the admin page shows, within the caller's scope.",
+        "auditor",
+        {"200": _json(UI_STATE, "Every section of the page.")},
+        (401, 403),
+        description="The `admin` or the `auditor` role.",
+        tags=("admin",),
+    ),
+    Operation(
+        "get",
+        "/admin/ui/{name}",
+        "A static file of the admin page (`app.js`, `app.css`, `icon.svg`).",
+        None,
+        {"200": {"description": "The file.", "content": {"*/*": {"schema": STRING}}}},
+        (404,),
+        parameters=(_path_parameter("name", "The file's name."),),
+        tags=("admin",),
+    ),
+    Operation(
+        "get",
         "/admin/config",
         "The serving config version and its config.",
         "admin",
@@ -877,7 +932,45 @@ OPERATIONS: tuple[Operation, ...] = (
             f"A whole config document, YAML or JSON, at most {MAX_CONFIG_BYTES} bytes. "
             "`If-Match: <version id>` applies it only over that version.",
         ),
-        parameters=(_header_parameter("if-match", "The version id this change expects."),),
+        parameters=(
+            _header_parameter("if-match", "The version id this change expects."),
+            _query_parameter(
+                "rollout", "`canary`: start it as a canary beside the serving version."
+            ),
+            _query_parameter("share", "With rollout=canary: the share of requests (0-1).", NUMBER),
+            _query_parameter("tenants", "With rollout=canary: tenants it always serves, a,b."),
+        ),
+        tags=("admin",),
+    ),
+    Operation(
+        "get",
+        "/admin/config/rollout",
+        "The guarded rollout running, or the last one: versions, samples, verdict, steps.",
+        "admin",
+        {"200": _json(ROLLOUT_STATE, "The rollout.")},
+        (401, 403),
+        tags=("admin",),
+    ),
+    Operation(
+        "post",
+        "/admin/config/rollout/promote",
+        "Promote the running canary now.",
+        "admin",
+        {"200": _json(ROLLOUT_STATE, "The rollout, promoted.")},
+        (*ADMIN_ERRORS, 409, 413),
+        body=rollout_reason(),
+        admin_body_limit=MAX_ADMIN_BODY,
+        tags=("admin",),
+    ),
+    Operation(
+        "post",
+        "/admin/config/rollout/abort",
+        "End the running canary now; the serving version keeps serving.",
+        "admin",
+        {"200": _json(ROLLOUT_STATE, "The rollout, aborted.")},
+        (*ADMIN_ERRORS, 409, 413),
+        body=rollout_reason(),
+        admin_body_limit=MAX_ADMIN_BODY,
         tags=("admin",),
     ),
     Operation(

@@ -28,6 +28,7 @@ import asyncio
 import gc
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from typing import Protocol
 
 from common.redact import LOG_REDACTION
 from gateway.config import ConfigError, GatewayConfig, audit_serving_problems, parse_config
@@ -36,7 +37,33 @@ from gateway.runtime import Compiled, Runtime
 from gateway.sources import Documents, Source, merge
 from gateway.state import State
 from gateway.versions import ConfigVersion, RefusedVersion, documents_id
+from rollouts.config import RolloutSettings
 from tenants.identity import Identity
+
+
+class Canaries(Protocol):
+    """What the reloader asks of guarded rollouts (gateway/rollouts.py's `Rollouts`),
+    which in turn uses the reloader's lock, swap and retirements."""
+
+    reloader: Reloader
+
+    @property
+    def running(self) -> bool: ...
+
+    def keeps(self, incoming: str, from_source: bool) -> ConfigVersion | None: ...
+
+    async def begin(
+        self,
+        serving: Runtime,
+        candidate: Runtime,
+        settings: RolloutSettings,
+        actor: Identity | None,
+        from_source: bool,
+    ) -> None: ...
+
+    async def supersede(self, origin: str, actor: Identity | None) -> None: ...
+
+    async def aclose(self) -> None: ...
 
 log = logging.getLogger("seawall.reload")
 
@@ -134,12 +161,19 @@ class Reloader:
         current: Callable[[], Runtime],
         swap: Callable[[Runtime], None],
         completions: Sequence[CompletionHook] = (),
+        rollouts: Canaries | None = None,
     ) -> None:
         self.state = state
         self.current = current
         self._swap = swap
         self.completions = tuple(completions)
-        self._lock = asyncio.Lock()
+        #: Held while a version is checked, built and swapped in, and while a rollout
+        #: moves (gateway/rollouts.py): one change at a time.
+        self.lock = asyncio.Lock()
+        #: Guarded rollouts; None: every version applies at once.
+        self.rollouts = rollouts
+        if rollouts is not None:
+            rollouts.reloader = self
         #: Runtimes replaced but still finishing requests.
         self.retiring: set[Runtime] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -188,47 +222,97 @@ class Reloader:
         actor: Identity | None = None,
         action: str = "config.applied",
         emergency: str | None = None,
+        canary: RolloutSettings | None = None,
+        from_source: bool = False,
     ) -> ConfigVersion:
         """Serve the config `files` describe; raise `Refused` (with every problem) or
         `Conflict` (`expected` is not the serving version's id) instead. An applied
         version is an audit record: `action` (`config.applied`, `config.rolled_back`)
         by `actor` (None: a config source).
 
+        With `canary` (or `from_source` while the serving config's
+        `reload.rollout.mode` is `canary`), the version starts as a canary beside the
+        serving one instead (gateway/rollouts.py), and the version returned is the
+        candidate's. A new version while a rollout runs ends it first (aborted,
+        superseded), unless it is the candidate itself; a version a rollout rolled
+        back is not taken again from the source (it still holds it when it is
+        read-only), only from a person.
+
         While an SLO has consumed more than `reload.freeze_at_budget_consumed` of its
         budget, a change is refused (`Refused.frozen`) unless it is a rollback (back to
         a version that served before) or marked as the fix (`emergency`: the reason,
         recorded with the change)."""
-        async with self._lock:
+        async with self.lock:
             serving = self.current()
-            if documents_id(files) == serving.version.id and not unreadable:
+            incoming = documents_id(files)
+            rollouts = self.rollouts
+            if rollouts is not None and not unreadable:
+                kept = rollouts.keeps(incoming, from_source)
+                if kept is not None:
+                    self.state.count_reload("unchanged")
+                    return kept
+                if rollouts.running:
+                    await rollouts.supersede(origin, actor)
+            if incoming == serving.version.id and not unreadable:
                 if expected is not None and expected != serving.version.id:
                     raise Conflict(expected, serving.version.id)
                 self.state.count_reload("unchanged")
                 return serving.version
             config = await self.check(files, origin, expected, unreadable, actor, action, emergency)
-            compiled = await asyncio.to_thread(Compiled, config)
-            version = self.state.versions.add(files, origin)
-            runtime = Runtime(compiled, self.state, version, self.completions)
-            await runtime.start()
-            self._swap(runtime)
-            self.state.adopt(runtime.router.budget)
-            self.state.count_reload("applied")
-            self._audit(
-                action, actor, version.id, origin, number=version.number,
-                replaced=serving.version.id, emergency=emergency,
-            )  # fmt: skip
-            log.info(
-                "config version %s (#%d, from %s) serving; replaced %s",
-                version.id,
-                version.number,
-                origin,
-                serving.version.id,
-            )
-            self.retiring.add(serving)
-            task = asyncio.create_task(self._retire(serving))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-            return version
+            settings = serving.config.reload.rollout
+            if canary is None and from_source and settings.mode == "canary":
+                canary = settings
+            runtime = await self.build(config, files, origin)
+            if canary is not None and rollouts is not None:
+                await rollouts.begin(serving, runtime, canary, actor, from_source)
+                self.state.count_reload("canary")
+                return runtime.version
+            await runtime.adopt()
+            self.serve(runtime, action, actor, emergency=emergency)
+            return runtime.version
+
+    async def build(self, config: GatewayConfig, files: Mapping[str, str], origin: str) -> Runtime:
+        """A started runtime of a checked config (its version added to the history),
+        not yet serving."""
+        compiled = await asyncio.to_thread(Compiled, config)
+        version = self.state.versions.add(files, origin)
+        runtime = Runtime(compiled, self.state, version, self.completions)
+        await runtime.start()
+        return runtime
+
+    def serve(
+        self,
+        runtime: Runtime,
+        action: str,
+        actor: Identity | None,
+        **detail: object,
+    ) -> None:
+        """`runtime` (started and adopted) becomes the serving one, on the event loop,
+        with the lock held; the one it replaces retires after its last request."""
+        serving = self.current()
+        version = runtime.version
+        self._swap(runtime)
+        self.state.adopt(runtime.router.budget)
+        self.state.count_reload("applied")
+        self._audit(
+            action, actor, version.id, version.origin, number=version.number,
+            replaced=serving.version.id, **detail,
+        )  # fmt: skip
+        log.info(
+            "config version %s (#%d, from %s) serving; replaced %s",
+            version.id,
+            version.number,
+            version.origin,
+            serving.version.id,
+        )
+        self.retire_later(serving)
+
+    def retire_later(self, runtime: Runtime) -> None:
+        """Closes `runtime` once its last request is done (it serves no new ones)."""
+        self.retiring.add(runtime)
+        task = asyncio.create_task(self._retire(runtime))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _freeze(
         self, serving: Runtime, files: Mapping[str, str], origin: str, actor: Identity | None
@@ -275,11 +359,16 @@ class Reloader:
         recorded, and watching goes on (the source retries and resyncs by itself)."""
         async for documents in source.watch():
             try:
-                await self.apply(documents.files, documents.origin, None, documents.problems)
+                await self.apply(
+                    documents.files, documents.origin, None, documents.problems, from_source=True
+                )
             except (Refused, Conflict):
                 continue
 
     async def aclose(self) -> None:
-        """Waits for the replaced runtimes still finishing (at shutdown)."""
+        """Waits for the replaced runtimes still finishing (at shutdown), a running
+        canary's among them."""
+        if self.rollouts is not None:
+            await self.rollouts.aclose()
         for task in list(self._tasks):
             await task

@@ -373,6 +373,12 @@ class Runtime:
             await load_encoding(model)
         await self.upstreams.start()
         await self.state.tool_pool.start()
+
+    async def adopt(self) -> None:
+        """Makes this version the process's: what it sets in State for every version
+        (the audit signing key, the tracked SLOs, the MCP upstream servers and `/mcp`).
+        Apart from `start` because a canary serves beside the current version without
+        taking these over: it adopts them only when promoted (gateway/rollouts.py)."""
         if self.state.audit is not None:
             self.state.audit.use_signer(await asyncio.to_thread(load_signer, self.config.audit))
         await self._adopt_slos()

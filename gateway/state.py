@@ -78,8 +78,11 @@ class State:
         #: Client responses by (tenant, endpoint, status, error code): the completion
         #: hook counts, /metrics reads (each viewer its own subtree's).
         self.responses: dict[tuple[str, str, int, str], int] = {}
-        #: Reloads by result (`applied`, `refused`, `unchanged`).
+        #: Reloads by result (`applied`, `refused`, `unchanged`, `frozen`, `canary`).
         self.reloads: dict[str, int] = {}
+        #: Rollout steps by action (`started`, `promoted`, `rolled_back`, `aborted`):
+        #: started minus the others is the canary running (gateway/rollouts.py).
+        self.rollout_steps: dict[str, int] = {}
         self.front_door = FrontDoorStats()
         self.drain = Drain()
         self.ids = RequestIds()

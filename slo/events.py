@@ -43,11 +43,14 @@ Verdict = Literal["good", "bad", "excluded", "ineligible"]
 CLIENT_CAUSED_ERRORS: frozenset[str] = frozenset({"client_closed"})
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class Outcome:
     """One completed request, as the SLO machinery sees it.
 
     Keyword-only: a dozen fields of similar types are too easy to misplace by position.
+    Not frozen, though nothing changes one after it is built: one is built per request
+    while SLOs or a rollout count, and a frozen dataclass's `__init__` (a
+    `object.__setattr__` per field) took 1.17 us against 0.48 us.
     """
 
     #: When the request completed, unix seconds.

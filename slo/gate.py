@@ -32,11 +32,11 @@ from __future__ import annotations
 
 import json
 import math
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
-from slo.calibrate import nearest_rank
 from slo.config import STANDARD_ALERTS, SloConfig
 from slo.events import Outcome, classify, eligible, latency_measure, succeeded
 from slo.windows import scaled_threshold
@@ -117,42 +117,72 @@ class GroupStats:
         }
 
 
-def measure(slo: SloConfig, selector: Selector, outcomes: Iterable[Outcome]) -> GroupStats:
-    """The selector's outcomes counted for the SLO."""
-    good = bad = excluded = 0
-    latencies: list[float] = []
-    for outcome in outcomes:
-        if not selector.matches(outcome) or not eligible(slo, outcome):
-            continue
+class Tally:
+    """One side's counts for one SLO, kept up to date an outcome at a time: what
+    `measure` computes over a list, for a judge that looks every second (a guarded
+    rollout, rollouts/judge.py) without scanning everything again. The latencies kept
+    for the percentiles are the newest `keep_latencies` (None: all)."""
+
+    def __init__(
+        self, slo: SloConfig, selector: Selector, keep_latencies: int | None = None
+    ) -> None:
+        self.slo = slo
+        self.selector = selector
+        self.good = self.bad = self.excluded = 0
+        self.latencies: deque[float] = deque(maxlen=keep_latencies)
+
+    def add(self, outcome: Outcome) -> None:
+        """Count `outcome` (the caller has matched it to the selector)."""
+        slo = self.slo
+        if not eligible(slo, outcome):
+            return
         verdict = classify(slo, outcome)
         if verdict == "good":
-            good += 1
+            self.good += 1
         elif verdict == "bad":
-            bad += 1
+            self.bad += 1
         else:
-            excluded += 1
+            self.excluded += 1
         if succeeded(outcome):
-            latencies.append(latency_measure(outcome))
-    samples = good + bad
-    ratio = bad / samples if samples else 0.0
-    p50, p95, p99 = (
-        (nearest_rank(latencies, 50), nearest_rank(latencies, 95), nearest_rank(latencies, 99))
-        if latencies
-        else (None, None, None)
-    )
-    return GroupStats(
-        str(selector),
-        samples,
-        good,
-        bad,
-        excluded,
-        ratio,
-        ratio / slo.error_budget,
-        len(latencies),
-        p50,
-        p95,
-        p99,
-    )
+            self.latencies.append(latency_measure(outcome))
+
+    def stats(self) -> GroupStats:
+        good, bad = self.good, self.bad
+        samples = good + bad
+        ratio = bad / samples if samples else 0.0
+        ordered = sorted(self.latencies)
+        p50, p95, p99 = (
+            (_rank(ordered, 50), _rank(ordered, 95), _rank(ordered, 99))
+            if ordered
+            else (None, None, None)
+        )
+        return GroupStats(
+            str(self.selector),
+            samples,
+            good,
+            bad,
+            self.excluded,
+            ratio,
+            ratio / self.slo.error_budget,
+            len(ordered),
+            p50,
+            p95,
+            p99,
+        )
+
+
+def _rank(ordered: list[float], q: float) -> float:
+    """`nearest_rank` of values already sorted."""
+    return ordered[max(1, math.ceil(q * len(ordered) / 100)) - 1]
+
+
+def measure(slo: SloConfig, selector: Selector, outcomes: Iterable[Outcome]) -> GroupStats:
+    """The selector's outcomes counted for the SLO."""
+    tally = Tally(slo, selector)
+    for outcome in outcomes:
+        if selector.matches(outcome):
+            tally.add(outcome)
+    return tally.stats()
 
 
 def two_proportion_z(bad_a: int, n_a: int, bad_b: int, n_b: int) -> float:
@@ -271,10 +301,32 @@ def decide(
 ) -> GateReport:
     """The gate's verdict for the candidate (module docstring: the rules)."""
     outcomes = list(outcomes)
-    if max_burn_rate is None:
-        max_burn_rate = scaled_threshold(PAGE_THRESHOLD, slo.period_days)
     cand = measure(slo, candidate, outcomes)
     base = measure(slo, baseline, outcomes) if baseline is not None else None
+    return compare(
+        slo,
+        cand,
+        base,
+        min_samples=min_samples,
+        max_deviation=max_deviation,
+        max_burn_rate=max_burn_rate,
+        significance_z=significance_z,
+    )
+
+
+def compare(
+    slo: SloConfig,
+    cand: GroupStats,
+    base: GroupStats | None,
+    *,
+    min_samples: int = DEFAULT_MIN_SAMPLES,
+    max_deviation: float = DEFAULT_MAX_DEVIATION,
+    max_burn_rate: float | None = None,
+    significance_z: float = DEFAULT_SIGNIFICANCE_Z,
+) -> GateReport:
+    """The gate's verdict from the two sides' counts (`decide` measures them first)."""
+    if max_burn_rate is None:
+        max_burn_rate = scaled_threshold(PAGE_THRESHOLD, slo.period_days)
     deviation = significance = None
     if base is not None and cand.samples and base.samples:
         if slo.kind == "availability":

@@ -7,7 +7,8 @@ needs (the servers, and `node`/`npm` for the Node clients' tests), and
 `python -m tests.services install` (what `make deps`, and so `make test` and
 `.ci/run`, run first) installs what is missing, or stops before any test runs with
 one message naming the packages and the command to install them; then it installs
-the pinned npm packages (tests/node_packages.py). A fixture that still finds its
+the pinned npm packages (tests/node_packages.py) and the Helm binary
+(tests/helm_binary.py). A fixture that still finds its
 binary missing fails loudly (a test that needs Redis must not pass without it).
 
 `kill()` and `restart()` exist for outage tests: the server's data dir and port
@@ -48,14 +49,16 @@ def _wait(check: object, what: str, proc: subprocess.Popen[bytes]) -> None:
 
 #: Every program the suite runs, and the Debian package it comes from: the servers it
 #: starts, and Node.js with npm for the Node clients (tests/test_frameworks_node.py;
-#: a machine that has them from elsewhere, NodeSource's build, keeps its own); and
-#: `promtool`, which checks and unit-tests the generated SLO rules (slo/rules.py).
+#: a machine that has them from elsewhere, NodeSource's build, keeps its own);
+#: `promtool`, which checks and unit-tests the generated SLO rules (slo/rules.py); and
+#: `chromium`, in which tests/test_admin_ui.py drives the admin page (Playwright).
 PACKAGES = {
     "redis-server": "redis-server",
     "etcd": "etcd-server",
     "node": "nodejs",
     "npm": "npm",
     "promtool": "prometheus",
+    "chromium": "chromium",
 }
 
 
@@ -114,9 +117,9 @@ def install() -> int:
 
 
 if __name__ == "__main__":
-    from tests import node_packages
+    from tests import helm_binary, node_packages
 
-    sys.exit(install() or node_packages.install())
+    sys.exit(install() or node_packages.install() or helm_binary.install())
 
 
 class RedisServer:

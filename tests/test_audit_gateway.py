@@ -23,40 +23,14 @@ import yaml
 
 from audit.keys import KeyRing, generate_keypair
 from audit.verify import render_report, verify
+from tests.audit_support import audit_section, make_keypair, records
 from tests.isolation import call, chat, two_tenants
 from tests.support import running_gateway
-
-WINDOW_MS = 5
-
-
-def audit_section(directory: Path, key_file: Path, **extra: Any) -> dict[str, Any]:
-    return {
-        "enabled": True,
-        "directory": str(directory),
-        "stream": "test",
-        "signing_key_file": str(key_file),
-        "batch_window_ms": WINDOW_MS,
-        "checkpoint_interval_ms": 50,
-        **extra,
-    }
-
-
-def records(directory: Path, kind: str | None = None) -> list[dict[str, Any]]:
-    """Every record of every stream, in sequence order."""
-    found = []
-    for segment in sorted(directory.glob("*/*.jsonl")):
-        for line in segment.read_bytes().splitlines():
-            record = json.loads(line)
-            if record["kind"] != "checkpoint" and (kind is None or record["kind"] == kind):
-                found.append(record)
-    return found
 
 
 @pytest.fixture
 def keypair(tmp_path: Path) -> tuple[Path, Path]:
-    private, public = tmp_path / "audit.key", tmp_path / "audit.pub"
-    generate_keypair(private, public)
-    return private, public
+    return make_keypair(tmp_path)
 
 
 RULES = [

@@ -19,7 +19,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 DOMAIN = ("routing", "tools", "chaos", "tenants", "policies", "limits", "responses", "slo",
-          "toolservers", "audit")  # fmt: skip
+          "toolservers", "audit", "rollouts")  # fmt: skip
 
 
 def imported_modules(path: Path) -> Iterator[str]:

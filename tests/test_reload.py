@@ -11,6 +11,8 @@ import httpx
 import pytest
 import yaml
 
+from gateway.app import create_app
+from gateway.config import parse_config
 from tests.servers.scripted import Answer, ScriptedUpstream, chat_body, text_events
 from tests.support import FakeClock, ServerThread, running_gateway
 
@@ -199,3 +201,19 @@ def test_a_request_in_flight_finishes_on_its_own_version(upstream: Any) -> None:
         while httpx.get(gateway.url + "/admin/config").json()["retiring"]:
             assert time.monotonic() < deadline, "the old version was never retired"
             time.sleep(0.02)
+
+
+def test_a_config_object_version_rolls_back_with_its_secrets(upstream: Any) -> None:
+    """A gateway built from a config object (no documents) keeps version #1 as the
+    config says it, secrets included: a rollback to it must not serve the masked
+    `**********` in place of a credential."""
+    _, server = upstream
+    secret = "a-receipt-key-of-32-characters!!"
+    first = config_with(deployment("a", server.url, api_key="sk-upstream-secret"))
+    first["receipts"] = {"keys": [{"id": "k1", "secret": secret}]}
+    with ServerThread(create_app(parse_config(first, "<object>"))) as gateway:
+        assert put(gateway, config_with(deployment("a", server.url))).status_code == 200
+        back = httpx.post(gateway.url + "/admin/config/rollback", json={"version": 1})
+        assert back.status_code == 200, back.text
+        assert ask(gateway).status_code == 200
+    assert upstream[0].headers[-1]["authorization"] == "Bearer sk-upstream-secret"

@@ -3,7 +3,8 @@ never sent, phase order. Each one comes back as `path: reason`, like a bad confi
 
 The phase-order rule is the experiment's method: the steady state must be shown to
 hold before the first fault (or there is nothing to compare with) and again after
-the last one (or recovery was never proven).
+the last one (or recovery was never proven). A config rollout is a change like a
+fault, and follows the same rule.
 """
 
 from __future__ import annotations
@@ -11,10 +12,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from chaos.runner.probes import PROBES, REQUEST
-from chaos.runner.schema import STEP_KINDS, Experiment, ProbeParams
+from chaos.runner.schema import STEP_KINDS, Experiment, Phase, ProbeParams
 
 #: Parameters as they appear in a file, for "does not take" messages.
-_PARAMS = ("kinds", "fault", "deployment", "status", "code", "mode", "ms", "labels")
+_PARAMS = ("kinds", "fault", "version", "deployment", "status", "code", "mode", "ms", "labels")
 
 
 def experiment_problems(experiment: Experiment) -> list[str]:
@@ -25,6 +26,7 @@ def experiment_problems(experiment: Experiment) -> list[str]:
     problems = list(_probe_problems(experiment, sent))
     problems += _phase_problems(experiment)
     problems += _fault_problems(experiment, sent)
+    problems += _rollout_problems(experiment)
     return problems
 
 
@@ -65,12 +67,20 @@ def _phase_problems(experiment: Experiment) -> Iterator[str]:
     for i, phase in enumerate(phases):
         if phase.steady_state and phase.faults:
             yield f"phases[{i}]: a steady_state phase cannot inject faults"
-    faulted = [i for i, phase in enumerate(phases) if phase.faults]
+        if phase.steady_state and phase.rollout is not None:
+            yield f"phases[{i}]: a steady_state phase cannot start a rollout"
+        if phase.faults and phase.rollout is not None:
+            yield (
+                f"phases[{i}]: a phase injects faults or starts a rollout, not both "
+                "(the rollout's verdict would judge the faults)"
+            )
+    faulted = [i for i, phase in enumerate(phases) if phase.disturbs]
     steady = [i for i, phase in enumerate(phases) if phase.steady_state]
     if not steady:
         yield "phases: no phase has steady_state: true (the hypothesis would never be checked)"
     elif faulted:
         if steady[0] > faulted[0]:
+            # A rollout phase counts as a fault phase here (`Phase.disturbs`).
             yield "phases: the steady state must be checked before the first fault phase"
         if steady[-1] < faulted[-1]:
             yield "phases: the steady state must be checked after the last fault phase"
@@ -94,3 +104,24 @@ def _fault_problems(experiment: Experiment, sent: set[str]) -> Iterator[str]:
                     f"{path}.steps: steps apply to tool rounds and mcp_agent conversations, "
                     "and none gets it"
                 )
+
+
+def _rollout_problems(experiment: Experiment) -> Iterator[str]:
+    """`version` and the rollout probes read a phase's rollout: only a phase with a
+    rollout has one (the experiment's hypothesis is checked in steady-state phases,
+    which have none, and an abort rule watches every phase)."""
+    for path, params in _probes(experiment):
+        kind = PROBES.get(params.probe)
+        needs = params.version is not None or (kind is not None and kind.source == "rollout")
+        if not needs:
+            continue
+        phase = _phase_of(experiment, path)
+        if phase is None or phase.rollout is None:
+            what = f"{path}.version" if params.version is not None else f"{path}.probe"
+            yield f"{what}: only a phase with a rollout has a baseline and a candidate"
+
+
+def _phase_of(experiment: Experiment, path: str) -> Phase | None:
+    if not path.startswith("phases["):
+        return None
+    return experiment.phases[int(path[len("phases[") : path.index("]")])]

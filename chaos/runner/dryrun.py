@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from chaos.runner.probes import describe, tolerance_text
-from chaos.runner.schema import Experiment, FaultEntry, Load, Phase, ProbeSpec
+from chaos.runner.schema import Experiment, FaultEntry, Load, Phase, ProbeSpec, RolloutStep
 
 
 def _mix(load: Load) -> str:
@@ -26,6 +26,16 @@ def _fault(fault: FaultEntry, seconds: float) -> str:
     return f"header: {fault.header_text()} (on {where}{steps})"
 
 
+def _rollout(step: RolloutStep) -> list[str]:
+    tenants = f" and tenants {', '.join(step.tenants)}" if step.tenants else ""
+    return [
+        f"       rollout: PUT /admin/config?rollout=canary, {step.share:g} of requests"
+        f"{tenants}; the serving config patched at {', '.join(sorted(step.candidate))}",
+        f"       check the rollout ended {step.expect} within {step.within_s:g} s "
+        "(the load stays on until then)",
+    ]
+
+
 def _phase(number: int, phase: Phase, experiment: Experiment) -> list[str]:
     traits = ["steady state"] if phase.steady_state else []
     if phase.wait_for:
@@ -37,6 +47,8 @@ def _phase(number: int, phase: Phase, experiment: Experiment) -> list[str]:
     if phase.load is not None:
         lines.append(f"       load: {_load(experiment.phase_load(phase))}")
     lines += [f"       fault {_fault(f, phase.seconds)}" for f in phase.faults]
+    if phase.rollout is not None:
+        lines += _rollout(phase.rollout)
     lines += [f"       probe {_probe(p)}" for p in phase.hypothesis]
     for name in dict.fromkeys(n for f in phase.faults for n in f.names()):
         lines.append(f"       check fault {name} took effect (injected >= 1)")
@@ -65,5 +77,10 @@ def plan_text(experiment: Experiment, scale: float) -> str:
         limit = f"below {rule.below:g}" if rule.below is not None else f"above {rule.above:g}"
         lines.append(f"abort when {describe(rule)} is {limit} over {rule.window_s:g} s")
     clear = "DELETE /admin/chaos" if experiment.rollback.clear_all else "this run's faults"
+    if any(phase.rollout for phase in experiment.phases):
+        clear += (
+            "; abort a rollout of the run still running, and serve the config version "
+            "the run found again if one of its rollouts promoted another"
+        )
     lines.append(f"rollback, always: {clear}")
     return "\n".join(lines)

@@ -1,11 +1,13 @@
 """Running an experiment: its phases in order, a tick every second, rollback always.
 
 For each phase: wait for recovery if asked, scrape `/metrics`, schedule the admin
-faults, send the open-loop load for the phase's length, let the requests in flight
-finish, scrape again, remove the faults, then judge the phase's probes. Every
-second a ticker polls `/admin/routing`, prints a progress line and checks the
-safety rules. Whatever ends the run (the last phase, an abort, Ctrl-C, a gateway
-that went away), the faults are rolled back before it returns.
+faults or start the config rollout, send the open-loop load for the phase's length
+(a rollout's phase keeps it on until the rollout is decided or its bound passed),
+let the requests in flight finish, scrape again, remove the faults, then judge the
+phase's probes. Every second a ticker polls `/admin/routing`, prints a progress line
+and checks the safety rules. Whatever ends the run (the last phase, an abort,
+Ctrl-C, a gateway that went away), the faults are rolled back before it returns,
+and so are the run's config rollouts (chaos/runner/rollout.py).
 """
 
 from __future__ import annotations
@@ -22,10 +24,18 @@ import httpx
 from chaos.runner.gateway_api import GatewayAPI, GatewayProblem
 from chaos.runner.injection import AdminFaults, HeaderFaults
 from chaos.runner.load import OpenLoop
-from chaos.runner.probes import Check, Evidence, evaluate, fault_check, fault_effect
+from chaos.runner.probes import (
+    Check,
+    Evidence,
+    evaluate,
+    fault_check,
+    fault_effect,
+    rollout_checks,
+)
 from chaos.runner.progress import phase_lines, progress_line, verdict_lines
 from chaos.runner.promtext import deltas_by_label
 from chaos.runner.results import PhaseResult, RunResult, counts
+from chaos.runner.rollout import PhaseRollout, undo
 from chaos.runner.safety import BaselineWatch, SafetyMonitor, burn_fires
 from chaos.runner.samples import Sample
 from chaos.runner.schema import Experiment, Load, Phase
@@ -69,7 +79,10 @@ class Run:
         self.phase_started = 0.0
         self.loops: list[OpenLoop] = []
         self.admin: list[AdminFaults] = []
+        self.rollouts: list[PhaseRollout] = []
         waits = sum(p.wait_timeout_s for p in experiment.phases if p.wait_for)
+        # A rollout's phase may outlast `seconds`, up to its bound (`within_s`).
+        waits += sum(p.rollout.within_s for p in experiment.phases if p.rollout)
         self.safety = SafetyMonitor(
             experiment.safety, self.model, experiment.safety.max_seconds + waits
         )
@@ -157,7 +170,18 @@ class Run:
             self.say(line)
 
     async def _rollback(self, api: GatewayAPI) -> str:
-        """Remove this run's faults, then (by default) every scheduled fault."""
+        """Remove this run's faults, then (by default) every scheduled fault; then
+        undo the run's config rollouts."""
+        faults = await self._rollback_faults(api)
+        try:
+            undone = await undo(
+                api, self.rollouts, f"chaos experiment {self.experiment.name} ended"
+            )
+        except (GatewayProblem, httpx.HTTPError) as exc:
+            undone = [f"config rollouts: FAILED ({exc})"]
+        return "; ".join([faults, *undone])
+
+    async def _rollback_faults(self, api: GatewayAPI) -> str:
         try:
             for admin in self.admin:
                 await admin.remove()
@@ -232,22 +256,45 @@ class Run:
         before = await api.metrics()
         admin = AdminFaults(api, phase)
         self.admin.append(admin)
+        rollout = None
+        if phase.rollout is not None:
+            rollout = PhaseRollout(api, phase.rollout, self.clock)
+            self.rollouts.append(rollout)
         self._enter(phase.name)
         start = self.clock()
         loop = self._loop(load, phase.name, phase.name, phase, traffic)
         drain = self.experiment.load.timeout_s * DRAIN_STEPS
+        watcher: asyncio.Task[None] | None = None
         try:
             await admin.schedule(phase.seconds)
+            if rollout is not None:
+                await rollout.start()
+                watcher = asyncio.create_task(rollout.watch(self.stop))
             await loop.run(phase.seconds, self.stop)
+            if rollout is not None:
+                await self._until_decided(rollout, loop)
             await loop.drain(1.0 if self.stop.is_set() else drain)
         finally:
             await admin.remove()
             await loop.drain(0)
+            if watcher is not None:
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
         after = await api.metrics()
         breakers = await api.breakers(self.model)
-        evidence = Evidence(self.model, self.by_phase.get(phase.name, []), before, after, breakers)
+        view = None if rollout is None else await rollout.refresh()
+        samples = self.by_phase.get(phase.name, [])
+        evidence = Evidence(self.model, samples, before, after, breakers, view)
         self.baseline.phase_ended(phase.name, self.by_phase.get(phase.name, []))
         self._judge(phase, start, evidence, waited)
+
+    async def _until_decided(self, rollout: PhaseRollout, loop: OpenLoop) -> None:
+        """Past the phase's `seconds`, keep the load on (the judge needs traffic)
+        until the rollout is decided, or its bound passed, or the run stops."""
+        remaining = rollout.deadline - self.clock()
+        if remaining > 0 and not rollout.over.is_set() and not self.stop.is_set():
+            await loop.run(remaining, rollout.over)
 
     def _judge(
         self, phase: Phase, start: float, evidence: Evidence, waited: tuple[float, bool] | None
@@ -271,6 +318,8 @@ class Run:
         names = dict.fromkeys(name for fault in phase.faults for name in fault.names())
         effects = [fault_effect(name, evidence) for name in names]
         checks += [fault_check(effect) for effect in effects]
+        if phase.rollout is not None:
+            checks += rollout_checks(phase.rollout, evidence.rollout)
         result = PhaseResult(
             name=phase.name,
             steady_state=phase.steady_state,
@@ -283,6 +332,7 @@ class Run:
             effects=effects,
             waited_s=None if waited is None else round(waited[0], 3),
             guard_events=_guard_events(evidence),
+            rollout=None if evidence.rollout is None else evidence.rollout.answer,
         )
         self.result.phases.append(result)
         for line in phase_lines(result):

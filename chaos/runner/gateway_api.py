@@ -1,6 +1,7 @@
 """The gateway's control plane as the runner uses it, over HTTP only.
 
-Readiness, the model group, admin faults, `/admin/routing` and `/metrics`. The
+Readiness, the model group, admin faults, `/admin/routing`, `/metrics`, and config
+rollouts (`/admin/config`, `/admin/config/rollout`). The
 runner never imports the gateway: it drives a real one, local or remote, exactly
 as an operator's tooling would.
 """
@@ -21,12 +22,34 @@ class GatewayProblem(Exception):
     """The gateway could not be used for the experiment; the message says why."""
 
 
+#: Problems of a refused config quoted in a GatewayProblem, at most.
+MAX_PROBLEMS = 5
+
+
 def _detail(response: httpx.Response) -> str:
     try:
-        error = response.json().get("error", {})
-        return str(error.get("message") or response.text[:300])
-    except ValueError:
+        body = response.json()
+        error = body.get("error", {})
+        message = str(error.get("message") or response.text[:300])
+        problems = body.get("problems")
+        if isinstance(problems, list) and len(problems) > 1:
+            message += "; all: " + "; ".join(str(p) for p in problems[:MAX_PROBLEMS])
+        return message
+    except (ValueError, AttributeError):
         return response.text[:300]
+
+
+def _object(response: httpx.Response, what: str) -> dict[str, Any]:
+    """A 200 answer's JSON object, else GatewayProblem saying what failed."""
+    if response.status_code != 200:
+        raise GatewayProblem(f"{what}: HTTP {response.status_code}: {_detail(response)}")
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        raise GatewayProblem(f"{what}: the answer is not a JSON object")
+    return body
 
 
 class GatewayAPI:
@@ -128,3 +151,45 @@ class GatewayAPI:
         if response.status_code != 200:
             return None
         return MetricSnapshot.parse(response.text)
+
+    # -- config rollouts ---------------------------------------------------------------
+
+    async def serving_config(self) -> tuple[str, dict[str, Any]]:
+        """The serving version's id and its config as JSON (secrets masked)."""
+        body = _object(await self.client.get("/admin/config"), "GET /admin/config")
+        try:
+            return str(body["version"]["id"]), dict(body["config"])
+        except (KeyError, TypeError, ValueError):
+            raise GatewayProblem("GET /admin/config: no version or config in the answer") from None
+
+    async def rollout(self) -> dict[str, Any]:
+        """`GET /admin/config/rollout`: the running rollout, or the last one."""
+        return _object(await self.client.get("/admin/config/rollout"), "GET /admin/config/rollout")
+
+    async def start_canary(
+        self, document: str, share: float, tenants: tuple[str, ...]
+    ) -> dict[str, Any]:
+        """`PUT /admin/config?rollout=canary`: the answer (`version`, `rollout`)."""
+        params = {"rollout": "canary", "share": f"{share:g}"}
+        if tenants:
+            params["tenants"] = ",".join(tenants)
+        response = await self.client.put(
+            "/admin/config",
+            params=params,
+            content=document,
+            headers={"content-type": "application/json"},
+        )
+        return _object(response, "PUT /admin/config?rollout=canary")
+
+    async def abort_rollout(self, reason: str) -> bool:
+        """Abort the running rollout; False when none was running (409)."""
+        response = await self.client.post("/admin/config/rollout/abort", json={"reason": reason})
+        if response.status_code == 409:
+            return False
+        _object(response, "POST /admin/config/rollout/abort")
+        return True
+
+    async def restore_version(self, version: str) -> None:
+        """`POST /admin/config/rollback`: serve a kept version's documents again."""
+        response = await self.client.post("/admin/config/rollback", json={"version": version})
+        _object(response, f"POST /admin/config/rollback to {version}")

@@ -1,8 +1,11 @@
-"""The markdown report: the verdict, each phase's checks, the chart, (for forged
-tool replies) what caught each kind of forgery and what nothing but a receipt can,
-and (for tool races) how every genuine and cheating conversation fared."""
+"""The markdown report: the verdict, each phase's checks (and config rollout, with
+its steps), the chart, (for forged tool replies) what caught each kind of forgery
+and what nothing but a receipt can, and (for tool races) how every genuine and
+cheating conversation fared."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from chaos.runner.probes import Check, tolerance_text
 from chaos.runner.results import ForgeSummary, PhaseResult, RaceSummary, RunResult
@@ -62,7 +65,36 @@ def _phase(phase: PhaseResult) -> list[str]:
         f"{_tally(counts['by_deployment'])}; injected: {_tally(counts['injected'])}.",
         "",
     ]
+    if phase.rollout is not None:
+        lines += _rollout(phase.rollout)
     return lines
+
+
+def _rollout(answer: dict[str, Any]) -> list[str]:
+    """A phase's rollout as `GET /admin/config/rollout` last showed it: the versions,
+    the verdict, and every step, timed from its start."""
+    candidate = (answer.get("candidate") or {}).get("id", "?")
+    baseline = (answer.get("baseline") or {}).get("id", "?")
+    samples = answer.get("samples") or {}
+    verdict = answer.get("verdict") or {}
+    tenants = ", ".join(answer.get("tenants") or []) or "none"
+    started = float(answer.get("started_at") or 0)
+    lines = [
+        f"Rollout of config version `{candidate}` beside `{baseline}` (share "
+        f"{answer.get('share')}, tenants {tenants}): **{answer.get('state')}**; samples "
+        f"baseline {samples.get('baseline', '?')}, candidate {samples.get('candidate', '?')}; "
+        f"last verdict {verdict.get('result')}.",
+        "",
+        "| at | step | version | reason | by |",
+        "|---|---|---|---|---|",
+    ]
+    for step in answer.get("steps") or []:
+        at = float(step.get("at") or 0) - started
+        lines.append(
+            f"| +{at:.2f} s | {step.get('action')} | `{step.get('version')}` | "
+            f"{_cell(str(step.get('reason') or ''))} | {step.get('actor') or 'the gateway'} |"
+        )
+    return [*lines, ""]
 
 
 #: Guard event kinds that say which check saw a forged tool result.

@@ -2,7 +2,8 @@
 
 Each probe reads one kind of evidence: the requests the load sent (as the client
 saw them), the delta of a gateway counter over the phase (a `/metrics` scrape at
-each end), or the routing state polled at the phase's end. `PROBES` is the
+each end), the routing state polled at the phase's end, or the phase's config
+rollout as `GET /admin/config/rollout` last showed it. `PROBES` is the
 catalogue: which parameters each probe takes, and how it is computed. A probe
 without data (no matching requests) fails: "nothing happened" never proves a
 hypothesis.
@@ -16,6 +17,7 @@ from itertools import pairwise
 from typing import Literal
 
 from chaos.runner.promtext import MetricSnapshot, delta
+from chaos.runner.rollout import RolloutView
 from chaos.runner.samples import (
     SERVED,
     Sample,
@@ -24,10 +26,10 @@ from chaos.runner.samples import (
     hop_parts,
     route_hops,
 )
-from chaos.runner.schema import ProbeParams, ProbeSpec
+from chaos.runner.schema import ProbeParams, ProbeSpec, RolloutStep
 from chaos.runner.stats import percentile, ratio
 
-Source = Literal["requests", "metrics", "routing"]
+Source = Literal["requests", "metrics", "routing", "rollout"]
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,8 @@ class Evidence:
     after: MetricSnapshot | None = None
     #: deployment -> breaker state ("closed", "half-open", "open") at the end.
     breakers: Mapping[str, str] | None = None
+    #: The phase's config rollout as last seen, when it started one.
+    rollout: RolloutView | None = None
 
 
 @dataclass(frozen=True)
@@ -74,7 +78,7 @@ Measure = Callable[[ProbeParams, Evidence], float | None]
 class ProbeKind:
     measure: Measure
     source: Source
-    unit: Literal["ratio", "ms", "count"]
+    unit: Literal["ratio", "ms", "count", "s"]
     doc: str
     #: Parameters it accepts besides kinds and fault (request probes) or labels.
     params: frozenset[str] = frozenset()
@@ -83,13 +87,33 @@ class ProbeKind:
     default_kinds: tuple[str, ...] = ()
 
 
-def selected(params: ProbeParams, samples: Sequence[Sample]) -> list[Sample]:
+def selected(
+    params: ProbeParams, samples: Sequence[Sample], rollout: RolloutView | None = None
+) -> list[Sample]:
     kinds = set(params.kinds or PROBES[params.probe].default_kinds)
     return [
         s
         for s in samples
-        if (not kinds or s.kind in kinds) and (params.fault is None or params.fault in s.faults)
+        if (not kinds or s.kind in kinds)
+        and (params.fault is None or params.fault in s.faults)
+        and (params.version is None or served_by(s, params.version, rollout))
     ]
+
+
+def _chosen(params: ProbeParams, ev: Evidence) -> list[Sample]:
+    return selected(params, ev.samples, ev.rollout)
+
+
+def served_by(sample: Sample, version: str, rollout: RolloutView | None) -> bool:
+    """`baseline`: every answer the request got came from the version serving when
+    the rollout began (so a failure it saw is the baseline's); `candidate`: the
+    candidate gave at least one. Without a rollout, or without an answer (shed, timed
+    out), neither."""
+    if rollout is None or not sample.config_versions:
+        return False
+    if version == "candidate":
+        return rollout.candidate in sample.config_versions
+    return all(v == rollout.baseline for v in sample.config_versions)
 
 
 def _is_error(params: ProbeParams, sample: Sample) -> bool:
@@ -110,57 +134,57 @@ def _retried_after_429(route: str) -> bool:
 
 
 def _requests(params: ProbeParams, ev: Evidence) -> float:
-    return len(selected(params, ev.samples))
+    return len(_chosen(params, ev))
 
 
 def _success_ratio(params: ProbeParams, ev: Evidence) -> float | None:
-    expected = [s for s in selected(params, ev.samples) if s.expected_ok]
+    expected = [s for s in _chosen(params, ev) if s.expected_ok]
     return ratio(sum(s.ok for s in expected), len(expected))
 
 
 def _latency(q: float) -> Measure:
     def measure(params: ProbeParams, ev: Evidence) -> float | None:
-        return percentile([s.latency_ms for s in selected(params, ev.samples) if s.ok], q)
+        return percentile([s.latency_ms for s in _chosen(params, ev) if s.ok], q)
 
     return measure
 
 
 def _error_count(params: ProbeParams, ev: Evidence) -> float:
-    return sum(_is_error(params, s) for s in selected(params, ev.samples))
+    return sum(_is_error(params, s) for s in _chosen(params, ev))
 
 
 def _error_ratio(params: ProbeParams, ev: Evidence) -> float | None:
-    chosen = selected(params, ev.samples)
+    chosen = _chosen(params, ev)
     return ratio(sum(_is_error(params, s) for s in chosen), len(chosen))
 
 
 def _fallback_rate(params: ProbeParams, ev: Evidence) -> float | None:
-    routed = [s for s in selected(params, ev.samples) if s.routes]
+    routed = [s for s in _chosen(params, ev) if s.routes]
     hopped = sum(any(len(route_hops(r)) > 1 for r in s.routes) for s in routed)
     return ratio(hopped, len(routed))
 
 
 def _injected(params: ProbeParams, ev: Evidence) -> float:
-    return sum(bool(s.injected) for s in selected(params, ev.samples))
+    return sum(bool(s.injected) for s in _chosen(params, ev))
 
 
 def _stream_errors(params: ProbeParams, ev: Evidence) -> float:
-    return sum(s.stream_error for s in selected(params, ev.samples))
+    return sum(s.stream_error for s in _chosen(params, ev))
 
 
 def _stream_error_ratio(params: ProbeParams, ev: Evidence) -> float | None:
-    streams = selected(params, ev.samples)
+    streams = _chosen(params, ev)
     return ratio(sum(s.stream_error for s in streams), len(streams))
 
 
 def _silent_stream_failures(params: ProbeParams, ev: Evidence) -> float:
-    return sum(s.stream_silent_failure for s in selected(params, ev.samples))
+    return sum(s.stream_silent_failure for s in _chosen(params, ev))
 
 
 def _forged_detection_rate(params: ProbeParams, ev: Evidence) -> float | None:
     forged = [
         s
-        for s in selected(params, ev.samples)
+        for s in _chosen(params, ev)
         if s.forged and (params.mode is None or s.forge_mode == params.mode)
     ]
     return ratio(sum(s.caught_by is not None for s in forged), len(forged))
@@ -169,32 +193,30 @@ def _forged_detection_rate(params: ProbeParams, ev: Evidence) -> float | None:
 def _cheat_detection_rate(params: ProbeParams, ev: Evidence) -> float | None:
     """Every cheating result sent counts (a swap sends two); one the gateway did not
     judge (a timeout, a 5xx) counts as not caught: only a refusal or a flag is."""
-    verdicts = [v for s in selected(params, ev.samples) for v in s.cheats]
+    verdicts = [v for s in _chosen(params, ev) for v in s.cheats]
     return ratio(sum(cheat_caught(v) for v in verdicts), len(verdicts))
 
 
 def _genuine_served_rate(params: ProbeParams, ev: Evidence) -> float | None:
     """Every genuine result an `mcp_agent` sent counts: served cleanly (2xx, nothing
     flagged) or not (refused, flagged, failed: a false positive or an outage)."""
-    verdicts = [v for s in selected(params, ev.samples) for v in s.genuine]
+    verdicts = [v for s in _chosen(params, ev) for v in s.genuine]
     return ratio(sum(v == SERVED for v in verdicts), len(verdicts))
 
 
 def _attempts_for_rejected(params: ProbeParams, ev: Evidence) -> float | None:
-    rejected = [s for s in selected(params, ev.samples) if 400 <= s.status < 500]
+    rejected = [s for s in _chosen(params, ev) if 400 <= s.status < 500]
     return sum(s.hops for s in rejected) if rejected else None
 
 
 def _share(params: ProbeParams, ev: Evidence) -> float | None:
-    served = [s for s in selected(params, ev.samples) if s.ok and s.deployment]
+    served = [s for s in _chosen(params, ev) if s.ok and s.deployment]
     return ratio(sum(s.deployment == params.deployment for s in served), len(served))
 
 
 def _retry_after_honoured(params: ProbeParams, ev: Evidence) -> float | None:
     assert params.ms is not None
-    retried = [
-        s for s in selected(params, ev.samples) if any(_retried_after_429(r) for r in s.routes)
-    ]
+    retried = [s for s in _chosen(params, ev) if any(_retried_after_429(r) for r in s.routes)]
     return ratio(sum(s.latency_ms >= params.ms for s in retried), len(retried))
 
 
@@ -231,6 +253,10 @@ def _amplification(params: ProbeParams, ev: Evidence) -> float | None:
     return ratio(sum(s.hops for s in ev.samples), calls)
 
 
+def _rollout_decided_s(params: ProbeParams, ev: Evidence) -> float | None:
+    return None if ev.rollout is None else ev.rollout.decided_s
+
+
 def _breakers_open(params: ProbeParams, ev: Evidence) -> float | None:
     if ev.breakers is None:
         return None
@@ -238,7 +264,7 @@ def _breakers_open(params: ProbeParams, ev: Evidence) -> float | None:
     return sum(state == "open" for state in states.values())
 
 
-REQUEST = frozenset({"kinds", "fault"})
+REQUEST = frozenset({"kinds", "fault", "version"})
 METRIC = frozenset({"labels", "deployment"})
 
 PROBES: Mapping[str, ProbeKind] = {
@@ -393,6 +419,12 @@ PROBES: Mapping[str, ProbeKind] = {
         "breakers open at the phase's end",
         frozenset({"deployment"}),
     ),
+    "rollout_decided_s": ProbeKind(
+        _rollout_decided_s,
+        "rollout",
+        "s",
+        "seconds from the phase's rollout's start to its final step (none while it runs)",
+    ),
 }
 
 
@@ -401,7 +433,7 @@ def describe(params: ProbeParams) -> str:
     if params.label:
         return params.label
     parts = [f"kinds={'+'.join(params.kinds)}"] if params.kinds else []
-    for key in ("deployment", "fault", "status", "code", "mode", "ms"):
+    for key in ("version", "deployment", "fault", "status", "code", "mode", "ms"):
         value = getattr(params, key)
         if value is not None:
             parts.append(f"{key}={value:g}" if isinstance(value, float) else f"{key}={value}")
@@ -474,3 +506,32 @@ def fault_check(effect: FaultEffect) -> Check:
         effect.value >= 1,
         note,
     )
+
+
+def rollout_checks(step: RolloutStep, view: RolloutView | None) -> list[Check]:
+    """A rollout step's own checks, like a fault's "took effect": it ended as the
+    step expects, and within its bound (`rollout_decided_s`)."""
+    state = "not seen" if view is None else view.state
+    reached = view is not None and view.state == step.expect
+    decided = None if view is None else view.decided_s
+    note = state if view is None else view.summary
+    return [
+        Check(
+            f"rollout ended {step.expect}",
+            "rollout_state",
+            float(reached),
+            1,
+            None,
+            reached,
+            note,
+        ),
+        Check(
+            f"rollout decided within {step.within_s:g} s",
+            "rollout_decided_s",
+            None if decided is None else round(decided, 3),
+            None,
+            step.within_s,
+            within(decided, None, step.within_s),
+            "" if decided is not None else f"no final step ({state})",
+        ),
+    ]

@@ -18,6 +18,7 @@ from chaos.runner.samples import parse_injected
 from chaos.runner.streams import StreamReader
 from common.headers import (
     CHAOS_HEADER,
+    CONFIG_VERSION_HEADER,
     DEPLOYMENT_HEADER,
     INJECTED_HEADER,
     ROUTE_HEADER,
@@ -57,6 +58,8 @@ class Outcome:
     routes: list[str] = field(default_factory=list)
     deployment: str | None = None
     injected: list[str] = field(default_factory=list)
+    #: The config versions that answered its steps, each once.
+    config_versions: list[str] = field(default_factory=list)
     chaos_ignored: bool = False
     stream: StreamReader | None = None
     caught_by: str | None = None
@@ -73,7 +76,12 @@ class Outcome:
         self.deployment = reply.headers.get(DEPLOYMENT_HEADER, self.deployment)
         for entry in parse_injected(reply.headers.get(INJECTED_HEADER)):
             self._inject(entry)
+        self._version(reply.headers.get(CONFIG_VERSION_HEADER))
         self.chaos_ignored |= reply.headers.get(CHAOS_HEADER, "") == "ignored"
+
+    def _version(self, version: str | None) -> None:
+        if version and version not in self.config_versions:
+            self.config_versions.append(version)
 
     def _inject(self, entry: str) -> None:
         if entry not in self.injected:
@@ -89,6 +97,8 @@ class Outcome:
         self.deployment = self.deployment or other.deployment
         for entry in other.injected:
             self._inject(entry)
+        for version in other.config_versions:
+            self._version(version)
         self.chaos_ignored |= other.chaos_ignored
         self.cheats += other.cheats
         self.genuine += other.genuine

@@ -63,6 +63,9 @@ class PhaseResult:
     #: Growth of seawall_guard_events_total by kind over the phase (what the
     #: gateway's guards and tool checks found, all of it, not only the first).
     guard_events: dict[str, float] = field(default_factory=dict)
+    #: The phase's config rollout as `GET /admin/config/rollout` last showed it:
+    #: versions, share, samples, the verdict and every step.
+    rollout: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
@@ -258,6 +261,7 @@ def to_json(result: RunResult) -> dict[str, Any]:
                 ],
                 "counts": phase.counts,
                 "guard_events": phase.guard_events,
+                "rollout": phase.rollout,
             }
             for phase in result.phases
         ],

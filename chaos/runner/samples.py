@@ -83,6 +83,9 @@ class Sample:
     routes: tuple[str, ...] = ()
     deployment: str | None = None
     injected: tuple[str, ...] = ()
+    #: The config versions that answered it (`x-seawall-config-version`), in order,
+    #: each once: a tool round's steps may straddle a rollout's versions.
+    config_versions: tuple[str, ...] = ()
     #: The gateway answered `x-seawall-chaos: ignored` (this caller may not use chaos).
     chaos_ignored: bool = False
     #: Streams: an SSE error event arrived; the stream ended neither with [DONE] nor

@@ -16,6 +16,7 @@ from pydantic import AfterValidator, ConfigDict, Field, field_validator, model_v
 
 from chaos.faults import FaultError, FaultSpec, build
 from chaos.grammar import parse
+from chaos.runner.merge_patch import json_problem
 from common.config import Frozen, Identifier, non_empty
 from common.headers import CHAOS_HEADER
 
@@ -118,12 +119,22 @@ class LoadOverride(Frozen):
         return load.model_copy(update=changes)
 
 
+#: The two config versions of a phase's rollout: the one serving when it began, and
+#: the candidate it put beside it.
+RolloutVersion = Literal["baseline", "candidate"]
+
+
 class Selection(Frozen):
-    """Which requests a probe looks at: by kind, and by a fault injected on them."""
+    """Which requests a probe looks at: by kind, by a fault injected on them, and (in
+    a phase with a `rollout`) by the config version that served them."""
 
     kinds: tuple[Kind, ...] = ()
     #: Only requests whose `x-seawall-chaos-injected` names this fault.
     fault: str | None = None
+    #: `baseline`: requests every answer of which the serving version gave;
+    #: `candidate`: requests the candidate answered at least once
+    #: (`x-seawall-config-version`).
+    version: RolloutVersion | None = None
 
 
 class ProbeParams(Selection):
@@ -256,8 +267,41 @@ class FaultEntry(Frozen):
         return None
 
 
+def _patch(value: dict[str, Any]) -> dict[str, Any]:
+    if not value:
+        raise ValueError("an empty patch changes nothing: say what the candidate changes")
+    problem = json_problem(value)
+    if problem is not None:
+        raise ValueError(f"not a JSON merge patch: {problem}")
+    return value
+
+
+class RolloutStep(Frozen):
+    """A config version started as a canary at the phase's start (`PUT /admin/config?
+    rollout=canary`): `candidate` is a JSON merge patch (RFC 7386) over the serving
+    config as `GET /admin/config` returns it. The gateway judges it; the phase checks
+    it ended `expect`ed within `within_s` of its start, and keeps the load on past
+    `seconds` until it ended or `within_s` passed (the judge needs traffic)."""
+
+    candidate: Annotated[dict[str, Any], AfterValidator(_patch)]
+    #: Of requests the candidate serves, each drawn alone (0-1).
+    share: float = Field(0.5, ge=0, le=1)
+    #: Tenants whose requests the candidate always serves.
+    tenants: tuple[Identifier, ...] = ()
+    expect: Literal["promoted", "rolled_back"]
+    #: The bound: seconds from the rollout's start to its final step, at most.
+    within_s: Seconds
+
+    @model_validator(mode="after")
+    def _serves_someone(self) -> RolloutStep:
+        if self.share == 0 and not self.tenants:
+            raise ValueError("a canary needs a share above 0 or some tenants")
+        return self
+
+
 class Phase(Frozen):
-    """A stretch of time under one set of faults, with what must hold during it."""
+    """A stretch of time under one set of faults (or one config rollout), with what
+    must hold during it."""
 
     name: Identifier
     seconds: Seconds
@@ -267,6 +311,8 @@ class Phase(Frozen):
     #: Probes of this phase only ("during").
     hypothesis: tuple[ProbeSpec, ...] = ()
     faults: tuple[FaultEntry, ...] = ()
+    #: A config version started as a canary at the phase's start, judged by the gateway.
+    rollout: RolloutStep | None = None
     #: Extra request headers for the phase (faults go in `faults`, not here).
     headers: dict[str, str] = Field(default_factory=dict)
     load: LoadOverride | None = None
@@ -274,6 +320,12 @@ class Phase(Frozen):
     #: group is closed (the system recovered), at most `wait_timeout_s`.
     wait_for: Literal["breakers_closed"] | None = None
     wait_timeout_s: float = Field(60, gt=0, le=3600)
+
+    @property
+    def disturbs(self) -> bool:
+        """Does the phase change the system (faults, a rollout)? The steady state is
+        checked around such phases, never during one."""
+        return bool(self.faults) or self.rollout is not None
 
     @field_validator("headers")
     @classmethod
@@ -315,7 +367,10 @@ class Safety(Frozen):
 
 class Rollback(Frozen):
     """What is undone at the end, whatever happens: the experiment's own admin faults
-    always; with `clear_all` (the default) every scheduled fault (`DELETE /admin/chaos`)."""
+    always; with `clear_all` (the default) every scheduled fault (`DELETE /admin/chaos`).
+    A rollout the run started and that still runs is always aborted, and a config
+    version one of its rollouts promoted is always rolled back to the version the run
+    found (chaos/runner/rollout.py)."""
 
     clear_all: bool = True
 

@@ -162,6 +162,7 @@ async def send(
         routes=tuple(outcome.routes),
         deployment=outcome.deployment,
         injected=tuple(outcome.injected),
+        config_versions=tuple(outcome.config_versions),
         chaos_ignored=outcome.chaos_ignored,
         stream_error=reader is not None and reader.errored,
         stream_silent_failure=reader is not None and reader.silent_failure,

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -29,6 +30,8 @@ from gateway.stages.authenticate import require
 if TYPE_CHECKING:
     from audit.index import AuditIndex
     from audit.query import Query
+
+T = TypeVar("T")
 
 
 class AuditAdmin(AdminResource):
@@ -62,6 +65,19 @@ class AuditAdmin(AdminResource):
             self._busy = asyncio.Lock()
         async with self._busy:
             return self.respond(await asyncio.to_thread(self._answer, query))
+
+    async def read(self, answer: Callable[[AuditIndex], T]) -> T:
+        """`answer` run on the index brought up to date, off the loop, one reader at a
+        time (the index holds one connection): the admin page's recent decisions."""
+        if self._busy is None:
+            self._busy = asyncio.Lock()
+        async with self._busy:
+            return await asyncio.to_thread(self._read, answer)
+
+    def _read(self, answer: Callable[[AuditIndex], T]) -> T:
+        index = self._open()
+        index.update()
+        return answer(index)
 
     def _answer(self, query: Query) -> dict[str, Any]:
         from audit.query import aggregate, search

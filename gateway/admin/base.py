@@ -20,6 +20,7 @@ from tenants.identity import Identity
 
 if TYPE_CHECKING:
     from gateway.reload import Reloader
+    from gateway.rollouts import Rollouts
     from gateway.runtime import Runtime
     from gateway.state import State
 
@@ -28,6 +29,7 @@ class AdminTarget(Protocol):
     runtime: Runtime
     state: State
     reloader: Reloader
+    rollouts: Rollouts
     source: Source | None
 
     def respond(self, payload: Any, status: int = 200) -> Response: ...

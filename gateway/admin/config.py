@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
+from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -26,6 +27,7 @@ from gateway.errors import GatewayError, echoed
 from gateway.reload import RESTART_ONLY, Conflict, Refused
 from gateway.sources import SourceError
 from gateway.versions import ConfigVersion
+from rollouts.config import RolloutSettings
 from tenants.identity import Identity
 
 log = logging.getLogger("seawall")
@@ -73,14 +75,65 @@ class ConfigAdmin(AdminResource):
         identity = self.authorize_root(request)
         text = (await read_body(request, MAX_CONFIG_BYTES)).decode("utf-8", "replace")
         expected = _if_match(request)
+        canary = self._canary(request)
         version = await self._apply(
             {ADMIN_DOCUMENT: text},
             f"admin PUT by key '{identity.key_id}'",
             expected,
             identity,
             emergency=_emergency(request),
+            canary=canary,
         )
-        return self.respond({"version": version.describe()})
+        payload: dict[str, object] = {"version": version.describe()}
+        if canary is not None:
+            payload["rollout"] = self.gateway.rollouts.describe()
+        return self.respond(payload)
+
+    def _canary(self, request: Request) -> RolloutSettings | None:
+        """`?rollout=canary` (with `share=0.2`, `tenants=a,b` over the serving config's
+        `reload.rollout`): the settings of the canary to start; None: apply at once."""
+        params = request.query_params
+        mode = params.get("rollout", "direct")
+        if mode not in ("direct", "canary"):
+            raise GatewayError(
+                400, "'rollout' must be 'canary' or 'direct'.", code="invalid_value",
+                param="rollout",
+            )  # fmt: skip
+        extra = set(params) & {"share", "tenants"}
+        if mode == "direct":
+            if extra:
+                raise GatewayError(
+                    400, f"'{sorted(extra)[0]}' needs rollout=canary.", code="invalid_value",
+                    param=sorted(extra)[0],
+                )  # fmt: skip
+            return None
+        runtime = self.gateway.runtime
+        settings = runtime.config.reload.rollout.model_dump()
+        if "share" in params:
+            settings["share"] = params["share"]
+        if "tenants" in params:
+            settings["tenants"] = [t for t in params["tenants"].split(",") if t]
+        try:
+            canary = RolloutSettings.model_validate(settings)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"])
+            raise GatewayError(
+                400, f"Bad rollout parameter {where}: {first['msg']}", code="invalid_value",
+                param=str(first["loc"][0]),
+            ) from None  # fmt: skip
+        for tenant in canary.tenants:
+            if tenant not in runtime.tenants:
+                raise GatewayError(
+                    400, f"Unknown tenant {echoed(tenant)!r} in 'tenants'.",
+                    code="invalid_value", param="tenants",
+                )  # fmt: skip
+        if not (canary.share or canary.tenants):
+            raise GatewayError(
+                400, "A canary needs a 'share' above 0 or some 'tenants'.",
+                code="invalid_value", param="share",
+            )  # fmt: skip
+        return canary
 
     async def rollback(self, request: Request) -> Response:
         identity = self.authorize_root(request)
@@ -118,7 +171,10 @@ class ConfigAdmin(AdminResource):
         actor: Identity,
         action: str = "config.applied",
         emergency: str | None = None,
+        canary: RolloutSettings | None = None,
     ) -> ConfigVersion:
+        """Check, write to the source (so every worker and replica follows), apply. A
+        canary is not written: only its promotion is (gateway/rollouts.py)."""
         gateway = self.gateway
         source = gateway.source
         if not self._writable():
@@ -132,7 +188,7 @@ class ConfigAdmin(AdminResource):
             await gateway.reloader.check(
                 files, origin, expected, actor=actor, action=action, emergency=emergency
             )
-            if source is not None:
+            if source is not None and canary is None:
                 try:
                     await source.write(files)
                 except SourceError as exc:
@@ -144,8 +200,9 @@ class ConfigAdmin(AdminResource):
                         code="config_source_unavailable",
                     ) from None
             return await gateway.reloader.apply(
-                files, origin, expected, actor=actor, action=action, emergency=emergency
-            )
+                files, origin, expected, actor=actor, action=action, emergency=emergency,
+                canary=canary,
+            )  # fmt: skip
         except Conflict as exc:
             raise GatewayError(
                 412,

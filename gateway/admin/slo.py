@@ -15,6 +15,7 @@ of this process: gateway/slos.py).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from starlette.requests import Request
@@ -30,15 +31,19 @@ from tenants.identity import Identity
 ROLES = ("auditor", "metrics", "admin")
 
 
+def visible_slos(slos: Sequence[SloConfig], identity: Identity) -> list[SloConfig]:
+    """The SLOs `identity` may read (also the admin page's, gateway/admin/ui/)."""
+    if identity.root_scoped:
+        return list(slos)
+    return [s for s in slos if s.tenant is not None and identity.within_scope(s.tenant)]
+
+
 class SloAdmin(AdminResource):
     def _reader(self, request: Request) -> Identity:
         return require(self.gateway.runtime.tenants, request.headers.get("authorization"), *ROLES)
 
     def _visible(self, identity: Identity) -> list[SloConfig]:
-        slos = self.gateway.runtime.config.slos
-        if identity.root_scoped:
-            return list(slos)
-        return [s for s in slos if s.tenant is not None and identity.within_scope(s.tenant)]
+        return visible_slos(self.gateway.runtime.config.slos, identity)
 
     async def get(self, request: Request) -> Response:
         identity = self._reader(request)
