@@ -12,6 +12,11 @@
 - SIGINT (Ctrl-C at a terminal): no drain, the same graceful end; a second Ctrl-C
   forces the exit.
 - A second SIGTERM ends the drain early.
+
+The listener is closed when the drain ends (uvicorn closes the sockets it serves on
+first thing in its shutdown), so from then on a new connection is refused at once
+instead of waiting in a backlog nobody accepts from. With `--workers N` each worker
+has a listener of its own (gateway/server/workers.py), so closing it here is enough.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import logging.config
 import signal
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import FrameType
 from typing import Any, Protocol
@@ -41,6 +47,9 @@ log = logging.getLogger("seawall")
 #: uvicorn's own graceful-shutdown timeout is this much later than ours: after
 #: `Drain.interrupt`, open streams need a moment to send their last event.
 INTERRUPT_GRACE_S = 5.0
+#: Connections the kernel queues for a listener before its server accepts them
+#: (uvicorn's default).
+BACKLOG = 2048
 
 
 class Drain(Protocol):
@@ -72,6 +81,9 @@ class ServeOptions:
     #: This process's number among `--workers` (0 for a single process); a replaced
     #: worker takes the number of the one it replaces (its audit chain continues).
     worker: int = 0
+    #: Called once the server accepts connections: how a worker tells its supervisor
+    #: that it started (gateway/server/workers.py). Set inside the worker process.
+    on_serving: Callable[[], None] | None = None
 
 
 def log_config(level: str, log_format: str = "text", access_log: bool = True) -> dict[str, Any]:
@@ -130,9 +142,16 @@ def uvicorn_config(app: Starlette, server: ServerConfig, options: ServeOptions) 
 
 
 class GatewayServer(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, drain: Drain, server: ServerConfig) -> None:
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        drain: Drain,
+        server: ServerConfig,
+        on_serving: Callable[[], None] | None = None,
+    ) -> None:
         super().__init__(config)
         self.drain = drain
+        self.on_serving = on_serving
         self.drain_s = server.drain_s
         self.shutdown_timeout_s = server.shutdown_timeout_s
         self._drain_until: float | None = None
@@ -160,6 +179,11 @@ class GatewayServer(uvicorn.Server):
             self.should_exit = True
         return await super().on_tick(counter)
 
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started and self.on_serving is not None:
+            self.on_serving()
+
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         self.drain.begin()
         loop = asyncio.get_running_loop()
@@ -179,15 +203,22 @@ class GatewayServer(uvicorn.Server):
         self.drain.interrupt()
 
 
-def bind(host: str, port: int) -> socket.socket:
-    """The listening socket, bound before any worker starts (so `--port 0` works and
-    every worker shares one port)."""
+def bind(host: str, port: int, *, reuse_port: bool = False, listen: bool = True) -> socket.socket:
+    """A socket bound to `host`:`port` (0: a free port the kernel picks), bound before
+    the app is made so that a port in use fails at once. `reuse_port`: several
+    sockets may bind the same port (`SO_REUSEPORT`: the kernel spreads connections
+    over those listening; how `--workers N` gets one listener per worker). `listen`
+    False: bound only, listening later (`serve_app`), or never (the supervisor's
+    socket that keeps the port)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
-    sock.listen(2048)
-    sock.set_inheritable(True)
+    if listen:
+        sock.listen(BACKLOG)
+    sock.set_inheritable(not reuse_port)  # a shared socket is passed to the workers
     return sock
 
 
@@ -199,6 +230,10 @@ def listening_on(sock: socket.socket) -> str:
 def serve_app(
     app: Starlette, server: ServerConfig, options: ServeOptions, sock: socket.socket
 ) -> None:
-    """Serves `app` on `sock` in this process until a signal ends it."""
+    """Serves `app` on `sock` in this process until a signal ends it. A socket bound
+    but not yet listening (a worker's own, `SO_REUSEPORT`) listens from here on: only
+    once the app is built does the kernel give it connections, so a worker that
+    crashes while loading its config or building its app strands none in its backlog."""
+    sock.listen(BACKLOG)
     config = uvicorn_config(app, server, options)
-    GatewayServer(config, app.state.gateway.drain, server).run(sockets=[sock])
+    GatewayServer(config, app.state.gateway.drain, server, options.on_serving).run(sockets=[sock])
