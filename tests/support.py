@@ -145,6 +145,20 @@ def sdk(base: str) -> openai.OpenAI:
     return openai.OpenAI(base_url=base.rstrip("/") + "/v1", api_key="unused", max_retries=0)
 
 
+def scripted_deployment(name: str, url: str, **extra: Any) -> dict[str, Any]:
+    """An OpenAI-compatible deployment of a scripted upstream at `url`: one attempt, a
+    breaker that opens after 2 failures (`extra` overrides either)."""
+    return {
+        "id": name,
+        "provider": "openai",
+        "model": "m",
+        "api_base": url + "/v1",
+        "retry": {"attempts": 1},
+        "breaker": {"consecutive_failures": 2, "open_seconds": 60},
+        **extra,
+    }
+
+
 def one_deployment(group: str, **deployment: Any) -> dict[str, Any]:
     """A config with one model group of one deployment."""
     return {"models": [{"name": group, "deployments": [deployment]}]}

@@ -14,21 +14,12 @@ import yaml
 from gateway.app import create_app
 from gateway.config import parse_config
 from tests.servers.scripted import Answer, ScriptedUpstream, chat_body, text_events
-from tests.support import FakeClock, ServerThread, running_gateway
+from tests.support import FakeClock, ServerThread, running_gateway, scripted_deployment
 
 CHAT = {"model": "g", "messages": [{"role": "user", "content": "hi"}]}
 
 
-def deployment(name: str, url: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "id": name,
-        "provider": "openai",
-        "model": "m",
-        "api_base": url + "/v1",
-        "retry": {"attempts": 1},
-        "breaker": {"consecutive_failures": 2, "open_seconds": 60},
-        **extra,
-    }
+deployment = scripted_deployment
 
 
 def config_with(*deployments: dict[str, Any], **extra: Any) -> dict[str, Any]:

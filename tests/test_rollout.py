@@ -27,7 +27,7 @@ from tests.audit_support import audit_section, make_keypair
 from tests.audit_support import records as audit_records
 from tests.isolation import keys
 from tests.servers.scripted import Answer, ScriptedUpstream, chat_body, error_body
-from tests.support import ServerThread, running_gateway
+from tests.support import ServerThread, running_gateway, scripted_deployment
 
 CHAT = {"model": "g", "messages": [{"role": "user", "content": "hi"}]}
 VERSION = "x-seawall-config-version"
@@ -53,15 +53,9 @@ def upstreams() -> Iterator[tuple[str, str]]:
 
 
 def deployment(name: str, url: str) -> dict[str, Any]:
-    return {
-        "id": name,
-        "provider": "openai",
-        "model": "m",
-        "api_base": url + "/v1",
-        "retry": {"attempts": 1},
-        # The breaker must not hide the failures from the judge: it never opens here.
-        "breaker": {"consecutive_failures": 1000, "open_seconds": 1},
-    }
+    # The breaker must not hide the failures from the judge: it never opens here.
+    breaker = {"consecutive_failures": 1000, "open_seconds": 1}
+    return scripted_deployment(name, url, breaker=breaker)
 
 
 def config(*deployments: dict[str, Any], **rollout: Any) -> dict[str, Any]:
