@@ -106,11 +106,11 @@ uvloop.run(main(int(sys.argv[1])))
 """
 
 
-def count_instructions(requests: int, env: dict[str, str]) -> int:
+def count_instructions(requests: int, env: dict[str, str], driver: str = DRIVER) -> int:
     """Instructions valgrind counts for a whole driver run of `requests` requests."""
     result = subprocess.run(
         ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
-         sys.executable, "-c", DRIVER, str(requests)],
+         sys.executable, "-c", driver, str(requests)],
         capture_output=True, text=True, env=env, check=False,
     )  # fmt: skip
     match = re.search(r"Collected : (\d+)", result.stderr)

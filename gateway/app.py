@@ -322,22 +322,26 @@ def create_app(
         finally:
             await gateway.stop()
 
-    direct = {
+    mcp = McpEndpoint(gateway)
+    direct: dict[str, ASGIApp] = {
         "/v1/chat/completions": CurrentPipeline(gateway, "chat"),
         "/v1/responses": CurrentPipeline(gateway, "responses"),
         "/v1/embeddings": CurrentPipeline(gateway, "embeddings"),
     }
+    pipelines = list(direct)
+    direct["/mcp"] = mcp
     routes = [
         # Reached around Starlette (`GatewayApp`); listed for the OpenAPI document, the
         # 405 of another method, and any caller that walks the routes.
-        *(Route(path, endpoint, methods=["POST"]) for path, endpoint in direct.items()),
+        *(Route(path, direct[path], methods=["POST"]) for path in pipelines),
         Route("/v1/responses/{response_id}", stored.get, methods=["GET"]),
         Route("/v1/responses/{response_id}", stored.delete, methods=["DELETE"]),
         Route("/v1/responses/{response_id}/input_items", stored.input_items, methods=["GET"]),
         Route("/v1/tools/{name}/invoke", CurrentPipeline(gateway, "tools"), methods=["POST"]),
         # MCP's Streamable HTTP transport in front of the configured MCP servers
         # (gateway/mcp/, docs/mcp.md).
-        Route("/mcp", McpEndpoint(gateway).handle, methods=["GET", "POST", "DELETE"]),
+        # (A POST is reached around Starlette, as the inference endpoints are.)
+        Route("/mcp", mcp.handle, methods=["GET", "POST", "DELETE"]),
         Route("/v1/models", gateway.list_models, methods=["GET"]),
         Route("/v1/models/{model:path}", gateway.get_model, methods=["GET"]),
         Route("/healthz", gateway.healthz, methods=["GET"]),

@@ -65,6 +65,7 @@ class Canaries(Protocol):
 
     async def aclose(self) -> None: ...
 
+
 log = logging.getLogger("seawall.reload")
 
 #: Settings a running process cannot take from a reload: the listener and the front
