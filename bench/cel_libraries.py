@@ -142,6 +142,10 @@ def attributes(rng: random.Random, prompt_tokens: int | None = None) -> dict[str
         "hour": rng.randint(0, 23),
         "weekday": rng.randint(0, 6),
         "client_ip": rng.choice(("10.1.2.3", "192.0.2.7", "127.0.0.1")),
+        "server": "",
+        "tool": "",
+        "argument_names": (),
+        "annotations": (),
     }
 
 

@@ -29,6 +29,10 @@ MAX_CHAIN = 17
 MAX_ROLES = 16
 #: Headers a config may show to policy (`policies.headers`).
 MAX_HEADERS = 32
+#: Argument names of an MCP tool call that rules may read.
+MAX_ARGUMENTS = 64
+#: An MCP tool's annotations (the specification defines four hints).
+MAX_ANNOTATIONS = 16
 #: Characters in any string attribute, a header value included.
 MAX_STRING = 1024
 #: CEL's int is 64-bit signed; the library turns a larger Python int into uint or
@@ -121,6 +125,36 @@ ATTRIBUTES: tuple[AttributeSpec, ...] = (
         "`server.trusted_proxies` forwarded.",
         MAX_STRING,
     ),
+    AttributeSpec(
+        "server",
+        STRING,
+        "str",
+        'An MCP `tools/call`\'s server (`endpoint == "mcp"`); "" for a model request.',
+        MAX_STRING,
+    ),
+    AttributeSpec(
+        "tool",
+        STRING,
+        "str",
+        "An MCP `tools/call`'s tool as exposed (`server__tool`, what `allow.tools` "
+        'names); "" for a model request.',
+        MAX_STRING,
+    ),
+    AttributeSpec(
+        "argument_names",
+        list_of(STRING),
+        "tuple[str, ...]",
+        "An MCP `tools/call`'s argument names, sorted; [] for a model request.",
+        MAX_ARGUMENTS,
+    ),
+    AttributeSpec(
+        "annotations",
+        list_of(STRING),
+        "tuple[str, ...]",
+        "The annotations the called MCP tool declares true (`readOnlyHint`, "
+        "`destructiveHint`, `idempotentHint`, `openWorldHint`); [] for a model request.",
+        MAX_ANNOTATIONS,
+    ),
 )
 
 SPECS: Mapping[str, AttributeSpec] = {spec.name: spec for spec in ATTRIBUTES}
@@ -129,10 +163,15 @@ ATTRIBUTE_NAMES: tuple[str, ...] = tuple(SPECS)
 PER_REQUEST = frozenset(spec.name for spec in ATTRIBUTES if spec.per_request)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Attributes:
     """One request's attributes, filled by the gateway. Every field is required, so
-    an attribute cannot be forgotten; `headers` should come from `policy_headers`."""
+    an attribute cannot be forgotten; `headers` should come from `policy_headers`.
+
+    Not frozen, though nothing changes one after it is built: one is built per request
+    on the governed path, and a frozen dataclass's `__init__` sets each of its 19
+    fields through `object.__setattr__` (docs/performance.md). The decision cache keys
+    on field values (`key_function`), never on the object."""
 
     tenant: str
     tenants: tuple[str, ...]
@@ -149,6 +188,10 @@ class Attributes:
     hour: int
     weekday: int
     client_ip: str
+    server: str
+    tool: str
+    argument_names: tuple[str, ...]
+    annotations: tuple[str, ...]
 
 
 class RepeatedHeader(ValueError):

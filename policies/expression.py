@@ -97,6 +97,10 @@ def probes(headers: tuple[str, ...]) -> tuple[Attributes, ...]:
             hour=0,
             weekday=0,
             client_ip="",
+            server="",
+            tool="",
+            argument_names=(),
+            annotations=(),
         ),
         Attributes(
             tenant="probe-team",
@@ -114,6 +118,10 @@ def probes(headers: tuple[str, ...]) -> tuple[Attributes, ...]:
             hour=12,
             weekday=3,
             client_ip="127.0.0.1",
+            server="probe-server",
+            tool="probe-server__probe_tool",
+            argument_names=("path", "query"),
+            annotations=("readOnlyHint",),
         ),
         Attributes(
             tenant="probe-project",
@@ -131,6 +139,10 @@ def probes(headers: tuple[str, ...]) -> tuple[Attributes, ...]:
             hour=23,
             weekday=6,
             client_ip="2001:db8::1",
+            server="probe-server-2",
+            tool="probe-server-2__write",
+            argument_names=("a",),
+            annotations=("destructiveHint", "openWorldHint"),
         ),
     )
 

@@ -27,6 +27,10 @@ def ordinary(chain: tuple[str, ...], listed: Mapping[str, str], **values: Any) -
         "hour": 12,
         "weekday": 2,
         "client_ip": "192.0.2.1",
+        "server": "",
+        "tool": "",
+        "argument_names": (),
+        "annotations": (),
     }
     base.update(values)
     return Attributes(**base)

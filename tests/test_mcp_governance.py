@@ -17,6 +17,7 @@ from gateway.mcp.governance import policy_tools
 from gateway.runtime import build_runtime
 from gateway.state import State
 from tests.isolation import keys
+from tests.policy_support import ordinary
 from toolservers.protocol import POLICY_DENIED, RATE_LIMITED, ToolCall
 
 SERVER = {"name": "calc", "transport": "http", "url": "http://127.0.0.1:9/mcp"}
@@ -81,6 +82,33 @@ async def test_policies_deny_and_select_limit_classes() -> None:
     assert first.error is None
     second = await governance.admit(call(rt, "j"))  # a class is one bucket
     assert second.error is not None and second.error[0] == RATE_LIMITED
+
+
+async def test_rules_read_the_server_tool_argument_names_and_annotations() -> None:
+    """The MCP attributes of their own: each rule below matches exactly the calls it
+    names; a model request has them empty, so none of them matches a chat."""
+    rules = [
+        ("destructive", '"destructiveHint" in annotations'),
+        ("the-rm-tool", 'server == "calc" && tool == "calc__rm"'),
+        ("an-a-argument", '"a" in argument_names && size(argument_names) == 2'),
+        ("read-only", '"readOnlyHint" in annotations'),
+        ("any-tool-call", 'tool != ""'),
+    ]
+    rt = runtime(
+        policies={
+            "rules": [
+                {"id": rule_id, "tenant": "team", "when": when, "effect": "flag", "flag": rule_id}
+                for rule_id, when in rules
+            ]
+        }
+    )
+    governance = rt.mcp_governance
+    rm = await governance.admit(call(rt, "k", "calc__rm", destructiveHint=True, readOnlyHint=False))
+    assert sorted(rm.flags) == ["an-a-argument", "any-tool-call", "destructive", "the-rm-tool"]
+    add = await governance.admit(call(rt, "k", "calc__add", readOnlyHint=True))
+    assert sorted(add.flags) == ["an-a-argument", "any-tool-call", "read-only"]
+    chat = rt.policies.decide(ordinary(("root", "team"), {}), "r1")
+    assert not chat.matched
 
 
 async def test_tool_call_limits_per_tool_and_concurrency_per_key() -> None:

@@ -166,6 +166,12 @@ def requests(draw: st.DrawFn) -> Attributes:
         hour=draw(st.sampled_from([0, 1, 5, 12, 13, 22, 23])),
         weekday=draw(st.sampled_from([0, 3, 6])),
         client_ip=draw(words),
+        server=draw(words),
+        tool=draw(words),
+        argument_names=tuple(draw(st.lists(words, max_size=3))),
+        annotations=tuple(
+            draw(st.lists(st.sampled_from(["readOnlyHint", "destructiveHint"]), max_size=2))
+        ),
     )
 
 
@@ -231,7 +237,7 @@ def request(**values: Any) -> Attributes:
         tenant="team-a", tenants=KNOWN.chains["team-a"], key="k", roles=("user",),
         model="gpt-4o", endpoint="chat", prompt_tokens=100, max_tokens=0, stream=False,
         tools=(), tool_results=False, headers={"x-team": ""}, hour=12, weekday=2,
-        client_ip="192.0.2.1",
+        client_ip="192.0.2.1", server="", tool="", argument_names=(), annotations=(),
     )  # fmt: skip
     base.update(values)
     return Attributes(**base)

@@ -66,6 +66,12 @@ def attributes(draw: st.DrawFn, tenant: str | None = None) -> Attributes:
         hour=draw(st.integers(0, 23)),
         weekday=draw(st.integers(0, 6)),
         client_ip=draw(words),
+        server=draw(words),
+        tool=draw(words),
+        argument_names=tuple(draw(st.lists(words, max_size=3))),
+        annotations=tuple(
+            draw(st.lists(st.sampled_from(["readOnlyHint", "destructiveHint"]), max_size=2))
+        ),
     )
 
 

@@ -174,6 +174,10 @@ class GatewayGovernance:
             hour=hour,
             weekday=weekday,
             client_ip=context.get("client_ip", ""),
+            server=call.server,
+            tool=call.tool,
+            argument_names=call.argument_names,
+            annotations=tuple(sorted(k for k, v in call.annotations.items() if v is True)),
         )
         decision = policies.decide(attributes, context.get("request_id", ""))
         for effect, rule in decision.effects():

@@ -101,6 +101,10 @@ class PolicyGate:
             hour=hour,
             weekday=weekday,
             client_ip=client.host if client is not None else "",
+            server="",
+            tool="",
+            argument_names=(),
+            annotations=(),
         )
 
     def _route(self, exchange: Exchange, decision: Decision) -> None:
