@@ -167,6 +167,16 @@ def test_sigterm_drains_then_interrupts_long_streams(tmp_path: Path) -> None:
     assert "Exception in ASGI application" not in log
 
 
+def test_ctrl_c_ends_gracefully_without_a_traceback(tmp_path: Path) -> None:
+    """SIGINT (Ctrl-C at a terminal): the same graceful end, exit 0, and no
+    `KeyboardInterrupt` traceback (uvicorn raises the signal again after its shutdown)."""
+    with Gateway(tmp_path, slow_config()) as gateway:
+        gateway.signal(signal.SIGINT)
+        assert gateway.wait() == 0
+    assert "Application shutdown complete" in gateway.log
+    assert "Traceback" not in gateway.log and "KeyboardInterrupt" not in gateway.log
+
+
 def test_streams_that_fit_in_the_shutdown_window_finish(tmp_path: Path) -> None:
     # 40 events x 50 ms = 2 s: within drain (1 s) + shutdown timeout (2 s).
     with Gateway(tmp_path, slow_config(chunks=40)) as gateway:

@@ -22,6 +22,7 @@ has a listener of its own (gateway/server/workers.py), so closing it here is eno
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import functools
 import logging
@@ -29,7 +30,7 @@ import logging.config
 import signal
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import FrameType
 from typing import Any, Protocol
@@ -156,6 +157,20 @@ class GatewayServer(uvicorn.Server):
         self.shutdown_timeout_s = server.shutdown_timeout_s
         self._drain_until: float | None = None
         self._announced = False
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        """uvicorn's, except that a SIGINT is not raised again once the server has
+        ended because of it: that would turn a graceful Ctrl-C into a KeyboardInterrupt
+        traceback. A SIGTERM still is (the process then ends by it, as orchestrators
+        expect)."""
+        with super().capture_signals():
+            try:
+                yield
+            finally:
+                self._captured_signals = [
+                    sig for sig in self._captured_signals if sig != signal.SIGINT
+                ]
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         # Runs in a signal handler: only flags and plain assignments here.
