@@ -121,8 +121,9 @@ class AdminRecord(TypedDict):
     kind: Literal["admin"]
     time: float
     request_id: str | None
-    #: `config.applied`, `config.refused`, `config.rolled_back`, `chaos.scheduled`,
-    #: `chaos.cleared`, `audit.started`.
+    #: `config.applied`, `config.refused`, `config.rolled_back`, `config.frozen`,
+    #: `config.rollout.started` (`.promoted`, `.rolled_back`, `.aborted`),
+    #: `chaos.scheduled`, `chaos.cleared`, `audit.started`.
     action: str
     #: The acting key's id and the tenant its admin scope is rooted at; null for the
     #: gateway itself (a config source, the closed loop).
@@ -150,3 +151,34 @@ class TombstoneRecord(TypedDict):
 
 
 RECORD_KINDS = ("request", "admin", "tombstone")
+
+#: A request record's fields (beside `seq` and `prev`, which the writer adds), each
+#: with its value where it does not apply: a record of a request that was never routed
+#: (an `/mcp` one) takes these for what it lacks, so every record has every field.
+NOT_APPLICABLE: dict[str, object] = {
+    "kind": "request",
+    "time": 0.0,
+    "request_id": None,
+    "trace_id": None,
+    "tenant": None,
+    "tenants": (),
+    "key": None,
+    "endpoint": None,
+    "model": None,
+    "deployment": None,
+    "route": (),
+    "status": 0,
+    "error": None,
+    "usage": None,
+    "cost": None,
+    "latency_ms": 0.0,
+    "ttft_ms": None,
+    "stream": False,
+    "cut": False,
+    "config_version": None,
+    "policy": None,
+    "limits": (),
+    "guards": (),
+    "chaos": None,
+    "content": None,
+}

@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 
+from audit.record import NOT_APPLICABLE
 from common.redact import Redactor
 from gateway.errors import STREAM_INTERRUPTED
 from gateway.events import GuardEvent
@@ -232,31 +233,19 @@ def mcp_record(
     ]
     errors = [o.error for o in outcomes if o.error is not None]
     return {
-        "kind": "request",
+        **NOT_APPLICABLE,
         "time": time.time(),
         "request_id": request_id,
-        "trace_id": None,
         "tenant": identity.tenant_id,
         "tenants": identity.chain,
         "key": identity.key_id,
         "endpoint": "mcp",
-        "model": None,
-        "deployment": None,
-        "route": (),
         "status": status,
         "error": f"jsonrpc_{errors[0]}" if errors and status < 400 else None,
-        "usage": None,
-        "cost": None,
         "latency_ms": round(latency_ms, 3),
-        "ttft_ms": None,
-        "stream": False,
-        "cut": False,
         "config_version": version,
-        "policy": None,
-        "limits": (),
         "guards": guards,
         "chaos": {"faults": list(injected), "colour": None} if injected else None,
-        "content": None,
         "mcp": [
             {"method": o.method, "server": o.server, "tool": o.tool, "error": o.error}
             for o in outcomes

@@ -231,3 +231,11 @@ def test_the_audit_package_does_not_load_the_gateway() -> None:
     )
     root = Path(__file__).resolve().parent.parent
     subprocess.run([sys.executable, "-c", code], check=True, cwd=root)
+
+
+def test_the_not_applicable_values_cover_every_request_field() -> None:
+    """A record built from `NOT_APPLICABLE` (an `/mcp` one) has every field of the
+    schema, and nothing the schema does not name."""
+    from audit.record import NOT_APPLICABLE, RequestRecord
+
+    assert set(NOT_APPLICABLE) == set(RequestRecord.__annotations__) - {"seq", "prev"}

@@ -547,3 +547,7 @@ def test_every_mcp_request_is_an_audit_record(tmp_path: Path) -> None:
     } in messages
     assert "notifications/initialized" in {m["method"] for m in messages}
     assert len(answer.json()["data"]) == 4  # initialize (a session's start) included
+    from audit.record import RequestRecord
+
+    for record in answer.json()["data"]:  # every field of the schema, as any request's
+        assert set(RequestRecord.__annotations__) <= set(record), record
