@@ -49,7 +49,29 @@ SHORT, LONG = 300, 1500
 #: The admin key `--canary` adds, to start the rollout.
 ADMIN_TOKEN = "sk-bench-admin"
 
-DRIVER = r"""
+#: What every driver shares: one request through the app's ASGI interface, answered
+#: with its `http.response.start` message and (with `read`) its body.
+ASGI_CALL = r"""
+async def call(app, scope, body, read=False):
+    delivered = False
+    async def receive():
+        nonlocal delivered
+        if not delivered:
+            delivered = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        await asyncio.Event().wait()
+    start, chunks = {}, []
+    async def send(message):
+        if message["type"] == "http.response.start":
+            start.update(message)
+        elif read:
+            chunks.append(message.get("body", b""))
+    await app(dict(scope, state={}), receive, send)
+    return start, b"".join(chunks)
+"""
+
+DRIVER = (
+    r"""
 import asyncio, os, sys
 import uvloop
 from gateway.app import create_app
@@ -66,24 +88,12 @@ SCOPE = {
                   if os.environ.get("BENCH_AUTH") else []),
     "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 2),
 }
-
-async def call(app, scope, body):
-    delivered = False
-    async def receive():
-        nonlocal delivered
-        if not delivered:
-            delivered = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        await asyncio.Event().wait()
-    status = []
-    async def send(message):
-        if message["type"] == "http.response.start":
-            status.append(message["status"])
-    await app(dict(scope, state={}), receive, send)
-    assert status == [200], status
-
+"""
+    + ASGI_CALL
+    + r"""
 async def one(app):
-    await call(app, SCOPE, BODY)
+    start, _ = await call(app, SCOPE, BODY)
+    assert start["status"] == 200, start
 
 async def start_canary(app):
     # PUT /admin/config?rollout=canary: the candidate serves half the requests.
@@ -92,7 +102,8 @@ async def start_canary(app):
                  query_string=b"rollout=canary&share=0.5",
                  headers=[(b"host", b"gw"), (b"content-length", str(len(body)).encode()),
                           (b"authorization", os.environ["BENCH_ADMIN"].encode())])
-    await call(app, scope, body)
+    start, answer = await call(app, scope, body, read=True)
+    assert start["status"] == 200, answer
 
 async def main(count):
     app = create_app(load_config(os.environ["BENCH_CONFIG"]))
@@ -104,6 +115,7 @@ async def main(count):
 
 uvloop.run(main(int(sys.argv[1])))
 """
+)
 
 
 def count_instructions(requests: int, env: dict[str, str], driver: str = DRIVER) -> int:

@@ -27,11 +27,12 @@ import time
 from pathlib import Path
 
 import yaml
-from instructions import LONG, REPO, SHORT, count_instructions
+from instructions import ASGI_CALL, LONG, REPO, SHORT, count_instructions
 from mcp_calls import TOKEN, TOOL, gateway_config
 from processes import free_port, spawn
 
-DRIVER = r"""
+DRIVER = (
+    r"""
 import asyncio, os, sys
 import orjson, uvloop
 from gateway.app import create_app
@@ -40,7 +41,9 @@ from gateway.config import load_config
 HEADERS = [(b"host", b"gw"), (b"content-type", b"application/json"),
            (b"accept", b"application/json, text/event-stream"),
            (b"authorization", os.environ["BENCH_AUTH"].encode())]
-
+"""
+    + ASGI_CALL
+    + r"""
 async def post(app, message, extra=()):
     body = orjson.dumps(message)
     scope = {
@@ -48,23 +51,10 @@ async def post(app, message, extra=()):
         "http_version": "1.1", "method": "POST", "scheme": "http", "path": "/mcp",
         "raw_path": b"/mcp", "query_string": b"", "root_path": "",
         "headers": HEADERS + [(b"content-length", str(len(body)).encode())] + list(extra),
-        "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 2), "state": {},
+        "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 2),
     }
-    delivered = False
-    async def receive():
-        nonlocal delivered
-        if not delivered:
-            delivered = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        await asyncio.Event().wait()
-    start, chunks = {}, []
-    async def send(message):
-        if message["type"] == "http.response.start":
-            start.update(message)
-        else:
-            chunks.append(message.get("body", b""))
-    await app(scope, receive, send)
-    return start["status"], dict(start["headers"]), b"".join(chunks)
+    start, answer = await call(app, scope, body, read=True)
+    return start["status"], dict(start["headers"]), answer
 
 async def main(count):
     app = create_app(load_config(os.environ["BENCH_CONFIG"]))
@@ -91,6 +81,7 @@ async def main(count):
 
 uvloop.run(main(int(sys.argv[1])))
 """
+)
 
 
 def wait_listening(port: int, timeout_s: float = 60) -> None:

@@ -27,9 +27,10 @@ from slo.gate import DEFAULT_MAX_DEVIATION, DEFAULT_MIN_SAMPLES, DEFAULT_SIGNIFI
 
 RolloutMode = Literal["direct", "canary"]
 
-#: Outcomes a rollout keeps to judge by (both versions'), at most: the newest count
-#: (~150 bytes each, so ~3 MB at the default).
-DEFAULT_KEEP_OUTCOMES = 20_000
+#: Latencies a rollout keeps per version and per SLO judged, for the percentiles: the
+#: newest (a float in a deque, ~32 bytes each, so ~1.3 MB per SLO at the default).
+#: The good and bad counts are kept whole, since the rollout began.
+DEFAULT_KEEP_LATENCIES = 20_000
 
 
 class RolloutSettings(Frozen):
@@ -62,5 +63,5 @@ class RolloutSettings(Frozen):
     #: A burn rate above this over the candidate's samples rolls it back; None: the
     #: fast page threshold (14.4x for a 30-day period).
     max_burn_rate: float | None = Field(None, gt=0)
-    #: Outcomes kept to judge by, both versions', the newest.
-    keep_outcomes: int = Field(DEFAULT_KEEP_OUTCOMES, ge=100, le=1_000_000)
+    #: Latencies kept per version and per SLO judged (the newest), for the percentiles.
+    keep_latencies: int = Field(DEFAULT_KEEP_LATENCIES, ge=100, le=1_000_000)

@@ -22,7 +22,7 @@ pass.
 
 The evidence is counted as requests finish (`Evidence.add`: a classification per
 SLO), so a look costs the same whatever the traffic: counts since the rollout began,
-and the newest `keep_outcomes` latencies per side for the percentiles.
+and the newest `keep_latencies` latencies per side for the percentiles.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ class Evidence:
         self.baseline = baseline
         self.candidate = candidate
         self.settings = settings
-        keep = settings.keep_outcomes
+        keep = settings.keep_latencies
         cand, base = Selector("config_version", candidate), Selector("config_version", baseline)
         #: (candidate tally, baseline tally) per SLO, the rollout objective first.
         self.tallies = [

@@ -45,30 +45,45 @@ DECISIONS = settings(max_examples=150, deadline=None)
 # -- attribute values ----------------------------------------------------------------
 
 words = st.sampled_from(["", "a", "gpt-4o", "shell_run", "search", "10.0.0.1", "admin", "ü"])
+PROMPT_TOKENS = st.integers(0, 300_000)
+MAX_TOKENS = st.integers(0, 20_000)
+HOURS = st.integers(0, 23)
+WEEKDAYS = st.integers(0, 6)
 
 
 @st.composite
-def attributes(draw: st.DrawFn, tenant: str | None = None) -> Attributes:
+def attributes(
+    draw: st.DrawFn,
+    tenant: str | None = None,
+    text: st.SearchStrategy[str] = words,
+    prompt_tokens: st.SearchStrategy[int] = PROMPT_TOKENS,
+    max_tokens: st.SearchStrategy[int] = MAX_TOKENS,
+    hour: st.SearchStrategy[int] = HOURS,
+    weekday: st.SearchStrategy[int] = WEEKDAYS,
+    max_tools: int = 4,
+) -> Attributes:
+    """A request's attributes (of `tenant`, else any); the strategies of the text and
+    number attributes can be narrowed, e.g. to the values rules compare with."""
     chosen = tenant if tenant is not None else draw(st.sampled_from(TENANTS))
     return Attributes(
         tenant=chosen,
         tenants=KNOWN.chains[chosen],
-        key=draw(words),
+        key=draw(text),
         roles=tuple(draw(st.lists(st.sampled_from(["user", "tools", "admin"]), max_size=3))),
-        model=draw(words),
+        model=draw(text),
         endpoint=draw(st.sampled_from(["chat", "responses", "embeddings"])),
-        prompt_tokens=draw(st.integers(0, 300_000)),
-        max_tokens=draw(st.integers(0, 20_000)),
+        prompt_tokens=draw(prompt_tokens),
+        max_tokens=draw(max_tokens),
         stream=draw(st.booleans()),
-        tools=tuple(draw(st.lists(words, max_size=4))),
+        tools=tuple(draw(st.lists(text, max_size=max_tools))),
         tool_results=draw(st.booleans()),
-        headers={"x-team": draw(words)},
-        hour=draw(st.integers(0, 23)),
-        weekday=draw(st.integers(0, 6)),
-        client_ip=draw(words),
-        server=draw(words),
-        tool=draw(words),
-        argument_names=tuple(draw(st.lists(words, max_size=3))),
+        headers={"x-team": draw(text)},
+        hour=draw(hour),
+        weekday=draw(weekday),
+        client_ip=draw(text),
+        server=draw(text),
+        tool=draw(text),
+        argument_names=tuple(draw(st.lists(text, max_size=3))),
         annotations=tuple(
             draw(st.lists(st.sampled_from(["readOnlyHint", "destructiveHint"]), max_size=2))
         ),
