@@ -8,7 +8,8 @@ loopback port, and `seawall serve` (one worker) with that server configured as `
 (`transport: http`), one key with the `tools` role whose tenant may use `calc__add`, and
 a receipt key: the gateway checks the arguments against the tool's `inputSchema` and the
 result against its `outputSchema`, signs the result (receipts in `_meta`) and records it
-in the key's ledger, as it does for every call.
+in the key's ledger, as it does for every call (`--ledger redis`: in a `redis-server`
+this starts, `mcp.ledger.store`, one more round trip per call).
 
 For both targets (the server's own URL, the gateway's `/mcp`) it opens one MCP session
 (`initialize`, then `notifications/initialized`; the `Mcp-Session-Id` and
@@ -53,7 +54,7 @@ from typing import Any
 import aiohttp
 import orjson
 import yaml
-from processes import busy_pct, free_port, machine_busy_s, spawn, tree_cpu_s
+from processes import busy_pct, free_port, machine_busy_s, redis_server, spawn, tree_cpu_s
 from pydantic import BaseModel
 
 TOKEN = "bench-mcp-key"
@@ -278,7 +279,7 @@ async def measure(targets: list[Target], seconds: float, rounds: int) -> None:
 # -- servers -------------------------------------------------------------------------
 
 
-def gateway_config(server_url: str) -> dict[str, Any]:
+def gateway_config(server_url: str, ledger: str = "memory") -> dict[str, Any]:
     return {
         # The gateway wants one model group; this run sends it no model request.
         "models": [
@@ -294,7 +295,10 @@ def gateway_config(server_url: str) -> dict[str, Any]:
             }
         ],
         "receipts": {"keys": [{"id": "k1", "secret": "bench-receipt-secret-0123456789abcdef"}]},
-        "mcp": {"servers": [{"name": SERVER, "transport": "http", "url": server_url}]},
+        "mcp": {
+            "servers": [{"name": SERVER, "transport": "http", "url": server_url}],
+            "ledger": {"store": ledger},
+        },
     }
 
 
@@ -363,6 +367,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=4, help="per target, per c, per round")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--ledger",
+        choices=["memory", "redis"],
+        default="memory",
+        help="where the gateway records results (redis: a redis-server this starts)",
+    )
     parser.add_argument("--serve-tool", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_tool is not None:
@@ -379,7 +389,8 @@ def main() -> int:
         wait_listening(tool_port, "the tool server", tool.process)
         server_url = f"http://127.0.0.1:{tool_port}/mcp"
         config = folder / "seawall.yaml"
-        config.write_text(yaml.safe_dump(gateway_config(server_url)))
+        ledger = stack.enter_context(redis_server()) if args.ledger == "redis" else "memory"
+        config.write_text(yaml.safe_dump(gateway_config(server_url, ledger)))
         gateway_argv = [sys.executable, "-m", "gateway", "serve", "--config", str(config),
                         "--port", str(gateway_port), "--log-level", "warning"]  # fmt: skip
         gateway = stack.enter_context(spawn("seawall", gateway_argv, folder, folder))

@@ -26,10 +26,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import quote, unquote
 
-from pydantic import BaseModel, GetCoreSchemaHandler, SecretStr
+from pydantic import AfterValidator, BaseModel, GetCoreSchemaHandler, SecretStr
 from pydantic_core import core_schema
 
 from common.config import ENV_PREFIX, resolve_secret
@@ -208,3 +208,20 @@ def revealed(value: object) -> Any:
     if isinstance(value, (list, tuple, set, frozenset)):
         return [revealed(item) for item in value]
     return value
+
+
+#: What a store setting may name besides `memory`: one Redis (TLS, or a Unix socket).
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+def store_url(value: SecretUrl) -> SecretUrl:
+    """A store setting's value (`limits.store`, `responses.store`, `mcp.ledger.store`):
+    `memory` (this process) or a Redis URL. The error does not repeat the value: it
+    may hold a password."""
+    if unresolved(value) or value == "memory" or value.startswith(REDIS_SCHEMES):
+        return value
+    raise ValueError("must be 'memory' or a redis:// (rediss://, unix://) URL")
+
+
+#: A `SecretUrl` that is `memory` or a Redis URL.
+StoreUrl = Annotated[SecretUrl, AfterValidator(store_url)]

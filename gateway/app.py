@@ -149,6 +149,7 @@ class Gateway:
         LOG_REDACTION.discard(self._source_secrets)
         await self.state.limiter.store.aclose()
         await self.state.responses_store.aclose()
+        await self.state.mcp_ledger.aclose()
         await self.state.mcp_pool.close()  # before the pool its HTTP servers use
         await self.state.tool_pool.aclose()
         if self.state.audit is not None:  # last: every request's record is queued

@@ -22,6 +22,7 @@ class GuardEvent:
     kinds: request_too_large (413), json_too_deep, prompt_too_large,
     too_many_messages, tool_message_too_large, tool_call_invalid,
     tool_result_invalid, tool_result_forged, tool_result_injection,
+    tool_result_unverified (the MCP result ledger did not answer, `fail_open`),
     fault_injected (chaos; its action is the fault's name), and policy (a rule that
     matched; its action is the effect: deny, flag, route, limit_class, or error, or
     shadow_disagrees for a shadow set that would have decided otherwise). actions:

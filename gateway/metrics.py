@@ -260,6 +260,7 @@ class RoutingCollector(Collector):
             yield from policy_metrics(self.current())
             yield from limit_metrics(self.state)
             yield from response_store_metrics(self.state)
+            yield from mcp_ledger_metrics(self.state)
             yield from audit_metrics(self.state)
             yield from slo_metrics(self.state)
             if self.genai is not None:
@@ -513,6 +514,26 @@ def response_store_metrics(state: State) -> Iterator[Metric]:
     )
     errors.add_metric([], getattr(state.responses_store, "failures", 0))
     yield from (puts, errors)
+
+
+def mcp_ledger_metrics(state: State) -> Iterator[Metric]:
+    """Gateway-wide (root only): MCP results the ledger no longer (or never) knows,
+    each a false `tool_result_forged` if its agent shows it to a model without its
+    receipt, and the ledger store's failed calls (Redis down or slow)."""
+    ledger = state.mcp_ledger
+    lost = CounterMetricFamily(
+        "seawall_mcp_ledger_lost",
+        "MCP results the result ledger lost, by reason: evicted (a bound made room), "
+        "unrecorded (the ledger was full, or its store did not answer).",
+        labels=["reason"],
+    )
+    lost.add_metric(["evicted"], ledger.evicted)
+    lost.add_metric(["unrecorded"], ledger.unrecorded)
+    errors = CounterMetricFamily(
+        "seawall_mcp_ledger_errors", "MCP result ledger store calls that failed or timed out."
+    )
+    errors.add_metric([], ledger.failures)
+    yield from (lost, errors)
 
 
 def policy_metrics(runtime: Runtime) -> Iterator[Metric]:

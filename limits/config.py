@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from common.config import Frozen, Identifier
-from common.secrets import SecretUrl, unresolved
+from common.secrets import SecretUrl, StoreUrl
 
 StoreFailure = Literal["fail_open", "fail_closed"]
 
@@ -55,7 +55,7 @@ class LimitSettings(Frozen):
     #: `memory` (this process; exact for one worker) or `redis://HOST:PORT/DB` (exact
     #: across workers and replicas), whose password may be an `env:` reference
     #: (`redis://user:env:REDIS_PASSWORD@host:6379/0`). Restart-only.
-    store: SecretUrl = SecretUrl.of("memory")
+    store: StoreUrl = SecretUrl.of("memory")
     #: A store call slower than this is a store failure (each level's `on_store_failure`).
     store_timeout_ms: int = Field(200, gt=0, le=10_000)
     #: Completion tokens reserved for a request that sets no `max_tokens`.
@@ -65,15 +65,6 @@ class LimitSettings(Frozen):
     #: process's slots free themselves at most this long after its last renewal.
     lease_s: float = Field(30, ge=3, le=3600)
     classes: dict[Identifier, LimitsConfig] = Field(default_factory=dict)
-
-    @field_validator("store")
-    @classmethod
-    def _known_store(cls, value: SecretUrl) -> SecretUrl:
-        if unresolved(value):
-            return value
-        if value != "memory" and not value.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("must be 'memory' or a redis:// (rediss://, unix://) URL")
-        return value
 
     @property
     def shared(self) -> bool:

@@ -40,13 +40,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import orjson
-import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
 
+from common.redis_client import FAILURES, connect, failure_reason
 from common.secrets import mask_url
 from limits import lua
 from limits.claims import BY_COST, BY_TOKENS, BucketState, Claim, Plan
@@ -99,12 +95,7 @@ class RedisStore:
         failure; `coalesce=False` sends one call per admission (for comparison)."""
         self.url = url
         self.timeout_s = timeout_s
-        self._client = aioredis.Redis.from_url(
-            url,
-            socket_connect_timeout=timeout_s,
-            socket_timeout=timeout_s,
-            retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
-        )
+        self._client = connect(url, timeout_s)
         self._admit: AsyncScript = self._client.register_script(lua.ADMIT)
         self._settle: AsyncScript = self._client.register_script(lua.SETTLE)
         self._renew: AsyncScript = self._client.register_script(lua.RENEW)
@@ -154,8 +145,8 @@ class RedisStore:
         try:
             async with asyncio.timeout(self.timeout_s):
                 return await script(args=[orjson.dumps(payload), KEY_GRACE_MS, LEASE_RETRY_MS])
-        except (TimeoutError, RedisError, OSError) as exc:
-            reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        except FAILURES as exc:
+            reason = failure_reason(exc)
             raise self._failed(reason) from exc
 
     def _failed(self, reason: str) -> StoreUnavailable:

@@ -25,10 +25,10 @@ docs/responses.md ("The store") explains each default; docs/configuration.md lis
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from common.config import Frozen
-from common.secrets import SecretUrl, unresolved
+from common.secrets import SecretUrl, StoreUrl
 
 MIB = 1024 * 1024
 DAY_S = 24 * 3600
@@ -68,8 +68,6 @@ DEFAULT_PER_TENANT = Quota(max_entries=5_000, max_bytes=64 * MIB)
 #: Everyone's: twice the old single global LRU (10,000 entries, 256 MiB) in bytes.
 DEFAULT_TOTAL = Quota(max_entries=50_000, max_bytes=512 * MIB)
 
-STORE_SCHEMES = ("redis://", "rediss://", "unix://")
-
 
 class ResponsesConfig(Frozen):
     """The gateway-wide `responses:` section."""
@@ -79,7 +77,7 @@ class ResponsesConfig(Frozen):
     #: any of them). Its password may be an `env:` reference
     #: (`redis://user:env:REDIS_PASSWORD@host:6379/0`), or `env:NAME` the whole URL;
     #: credentials are masked wherever the config is shown. Restart-only.
-    store: SecretUrl = SecretUrl.of("memory")
+    store: StoreUrl = SecretUrl.of("memory")
     #: A Redis call slower than this fails: a read answers 503, a put is counted as
     #: failed (the response is still served). Restart-only.
     store_timeout_ms: int = Field(DEFAULT_STORE_TIMEOUT_MS, gt=0, le=10_000)
@@ -94,16 +92,6 @@ class ResponsesConfig(Frozen):
     #: `item_reference` input items one request may make; their items' bytes count
     #: against `max_chain_bytes` together with the conversation it continues.
     max_item_references: int = Field(DEFAULT_MAX_ITEM_REFERENCES, gt=0, le=100_000)
-
-    @field_validator("store")
-    @classmethod
-    def _known_store(cls, value: SecretUrl) -> SecretUrl:
-        if unresolved(value):
-            return value
-        if value != "memory" and not value.startswith(STORE_SCHEMES):
-            # The value is not repeated: it may hold a password.
-            raise ValueError("must be 'memory' or a redis:// (rediss://, unix://) URL")
-        return value
 
     @model_validator(mode="after")
     def _nested_quotas(self) -> ResponsesConfig:

@@ -20,19 +20,14 @@ pooled connection may be stale after Redis restarted).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Sequence
 from typing import Any
 
 import orjson
-import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
 
+from common.redis_client import Reachability, RedisDown, connect
 from common.secrets import mask_url
 from responses import lua
 from responses.config import ResponsesConfig
@@ -51,47 +46,36 @@ class RedisResponseStore:
         self.url = str(config.store)
         self.timeout_s = config.store_timeout_ms / 1000
         self.prefix = prefix
-        self._client = aioredis.Redis.from_url(
-            self.url,
-            socket_connect_timeout=self.timeout_s,
-            socket_timeout=self.timeout_s,
-            retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
-        )
+        self._client = connect(self.url, self.timeout_s)
         self._put: AsyncScript = self._client.register_script(lua.PUT)
         self._get: AsyncScript = self._client.register_script(lua.GET)
         self._chain: AsyncScript = self._client.register_script(lua.CHAIN)
         self._delete: AsyncScript = self._client.register_script(lua.DELETE)
         self._item_sizes: AsyncScript = self._client.register_script(lua.ITEM_SIZES)
         self._read_items: AsyncScript = self._client.register_script(lua.READ_ITEMS)
-        #: Calls that failed or timed out (a metric).
-        self.failures = 0
-        self._down = False
+        self.reach = Reachability(
+            log,
+            "response store",
+            mask_url(self.url),
+            "reads answer 503 and new responses are not stored",
+            self.timeout_s,
+        )
 
     @property
     def where(self) -> str:
         """The URL with its credentials masked."""
-        return mask_url(self.url)
+        return self.reach.where
+
+    @property
+    def failures(self) -> int:
+        """Calls that failed or timed out (a metric)."""
+        return self.reach.failures
 
     async def _call(self, run: Any) -> Any:
         try:
-            async with asyncio.timeout(self.timeout_s):
-                result = await run
-        except (TimeoutError, RedisError, OSError) as exc:
-            reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-            self.failures += 1
-            if not self._down:
-                self._down = True
-                log.warning(
-                    "response store: redis at %s unavailable (%s); reads answer 503 and "
-                    "new responses are not stored until it answers again",
-                    self.where,
-                    reason,
-                )
-            raise StoreUnavailable(reason) from None
-        if self._down:
-            self._down = False
-            log.info("response store: redis at %s answers again", self.where)
-        return result
+            return await self.reach.call(run)
+        except RedisDown as down:
+            raise StoreUnavailable(down.reason) from None
 
     def _script(self, script: AsyncScript, *args: Any) -> Any:
         return self._call(script(args=[self.prefix, *args]))

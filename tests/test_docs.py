@@ -5,8 +5,9 @@ YAML blocks of README.md and docs/*.md:
 
 - a block with `models` is a whole config, loaded as it stands;
 - a block without is a fragment of the page's config: merged onto the page's config
-  so far (the embedded default at first), so a page can build one config block by
-  block (tenants, then their keys, then their policies);
+  so far (the embedded default at first; mappings merged key by key, lists
+  replaced), so a page can build one config block by block (tenants, then their
+  keys, then their policies);
 - a block marked `<!-- docs-test: experiment -->` (the line before it) is a chaos
   experiment file, loaded by the experiment loader;
 - a block marked `<!-- docs-test: skip (why) -->` is deliberately partial.
@@ -89,6 +90,18 @@ def embedded_default() -> dict[str, Any]:
     return loaded
 
 
+def merged(base: dict[str, Any], fragment: dict[str, Any]) -> dict[str, Any]:
+    """`fragment` merged onto `base`: mappings key by key (a block can set
+    `mcp.ledger` and keep the page's `mcp.servers`), anything else replaced."""
+    out = dict(base)
+    for key, value in fragment.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merged(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
 def page_configs() -> Iterator[tuple[str, Any]]:
     """(where, what to load) for every YAML block of every page, in page order."""
     for page in PAGES:
@@ -101,7 +114,7 @@ def page_configs() -> Iterator[tuple[str, Any]]:
                 yield block.where, ("experiment", document)
                 continue
             assert isinstance(document, dict), f"{block.where}: not a mapping"
-            config = document if "models" in document else {**config, **document}
+            config = document if "models" in document else merged(config, document)
             yield block.where, ("config", config)
 
 

@@ -357,6 +357,19 @@ def test_production_config_shares_limits_and_responses_in_redis(
     assert rendering.one("PodDisruptionBudget")["spec"]["minAvailable"] == 3
 
 
+def test_an_mcp_section_gets_the_shared_ledger_too() -> None:
+    """With `redis.url`, an `mcp` section's result ledger is shared like the other
+    stores (an agent's result is recognised on every replica); one it sets is kept."""
+    url = "redis://seawall-redis:6379/0"
+    for ledger, expected in (([], url), (["--set", "config.mcp.ledger.store=memory"], "memory")):
+        manifests = template(
+            "--set", f"redis.url={url}", "--set", "config.mcp.answers=json", *ledger
+        )
+        config_map = next(m for m in manifests if m["kind"] == "ConfigMap")
+        config = yaml.safe_load(config_map["data"]["config.yaml"])
+        assert config["mcp"]["ledger"]["store"] == expected
+
+
 # -- the pod -----------------------------------------------------------------------------------
 
 

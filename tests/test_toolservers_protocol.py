@@ -18,6 +18,7 @@ from tests.toolservers_support import EVERYTHING, NODE_DIR, ROOT, ThreadedGatewa
 from toolservers.caller import Caller
 from toolservers.config import McpConfig
 from toolservers.jsonrpc import Notification
+from toolservers.verify import Verdict
 
 TOKENS = {
     "tok-a": Caller("a"),
@@ -307,13 +308,17 @@ async def test_agents_sdk_results_are_recognised_model_side(gateway: ThreadedGat
     service = gateway.service
     a, b = TOKENS["tok-a"], TOKENS["tok-b"]
     arguments = '{"b": 5, "a": 2}'  # the model's call: another key order, the same value
-    assert service.check_tool_message(a, "every__get-sum", arguments, content).genuine
-    assert service.check_tool_message(a, "every__get-sum", arguments, content[0]["text"]).genuine
+    assert (await service.check_tool_message(a, "every__get-sum", arguments, content)).genuine
+    assert (
+        await service.check_tool_message(a, "every__get-sum", arguments, content[0]["text"])
+    ).genuine
     altered = [{"type": "text", "text": content[0]["text"].replace("7", "8")}]
-    verdict = service.check_tool_message(a, "every__get-sum", arguments, altered)
+    verdict = await service.check_tool_message(a, "every__get-sum", arguments, altered)
     assert not verdict.genuine and "no result with this content" in (verdict.reason or "")
-    assert not service.check_tool_message(b, "every__get-sum", arguments, content).genuine
-    assert not service.check_tool_message(a, "every__get-sum", '{"a": 3, "b": 4}', content).genuine
+    assert not (await service.check_tool_message(b, "every__get-sum", arguments, content)).genuine
+    assert not (
+        await service.check_tool_message(a, "every__get-sum", '{"a": 3, "b": 4}', content)
+    ).genuine
     assert service.mcp_tool(a, "every__get-sum") == "every"
     assert service.mcp_tool(b, "every__get-sum") is None
 
@@ -331,21 +336,22 @@ def test_receipts_forwarded_by_the_agent_are_verified(gateway: ThreadedGateway) 
         )
     result = answer.json()["result"]
     service, a, b = gateway.service, TOKENS["tok-a"], TOKENS["tok-b"]
+
+    def check(*args: Any) -> Verdict:
+        # The memory ledger holds no I/O: its check runs on this thread's own loop.
+        return asyncio.run(service.check_tool_message(*args))
+
     text = result["content"][0]["text"]
     receipt = result["_meta"]["seawall_receipt"]
     structured = result["_meta"]["seawall_receipt_structured"]
-    assert (
-        service.check_tool_message(a, "calc__add", '{"a":1,"b":1}', text, receipt).how == "receipt"
-    )
-    assert service.check_tool_message(a, "calc__add", '{"a":1,"b":1}', text, receipt).genuine
+    assert check(a, "calc__add", '{"a":1,"b":1}', text, receipt).how == "receipt"
+    assert check(a, "calc__add", '{"a":1,"b":1}', text, receipt).genuine
     # The Agents SDK's use_structured_content form: json.dumps of structuredContent.
     dumped = json.dumps(result["structuredContent"])
-    assert service.check_tool_message(a, "calc__add", {"a": 1, "b": 1}, dumped, structured).genuine
-    assert not service.check_tool_message(
-        a, "calc__add", {"a": 1, "b": 1}, '{"total": 3}', receipt
-    ).genuine
-    assert not service.check_tool_message(b, "calc__add", {"a": 1, "b": 1}, text, receipt).genuine
-    assert not service.check_tool_message(a, "calc__echo", {"a": 1, "b": 1}, text, receipt).genuine
+    assert check(a, "calc__add", {"a": 1, "b": 1}, dumped, structured).genuine
+    assert not check(a, "calc__add", {"a": 1, "b": 1}, '{"total": 3}', receipt).genuine
+    assert not check(b, "calc__add", {"a": 1, "b": 1}, text, receipt).genuine
+    assert not check(a, "calc__echo", {"a": 1, "b": 1}, text, receipt).genuine
 
 
 async def restarted(connection: Any, starts: int) -> None:

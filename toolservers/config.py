@@ -28,7 +28,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from common.config import Frozen, Secret
-from common.secrets import SecretUrl, unresolved
+from common.secrets import SecretUrl, StoreUrl, unresolved
 from routing.config import BreakerSettings, RetrySettings
 from toolservers.names import check_server_name
 
@@ -208,6 +208,18 @@ class LedgerSettings(Frozen):
     gateway recognise an MCP result the agent sends to the model without a receipt."""
 
     enabled: bool = True
+    #: `memory` (this process) or a `redis://HOST:PORT/DB` URL (`rediss://`,
+    #: `unix://`): shared by every worker and replica, so a result served by one is
+    #: recognised by all. Its password may be an `env:` reference. Restart-only.
+    store: StoreUrl = SecretUrl.of("memory")
+    #: A Redis call slower than this fails: a result is not recorded (counted; it
+    #: still carries its receipts), a lookup answers per `on_store_failure`.
+    store_timeout_ms: int = Field(200, gt=0, le=10_000)
+    #: A tool message without a receipt, when the store cannot say whether its
+    #: result was served: `fail_closed` refuses the model request (503
+    #: `tool_result_ledger_unavailable`, which SDKs retry); `fail_open` lets it through
+    #: unverified (flagged in `x-seawall-tool-violations` and counted).
+    on_store_failure: Literal["fail_open", "fail_closed"] = "fail_closed"
     #: Results remembered per key; the oldest goes first.
     max_entries_per_key: int = Field(4096, ge=1, le=1_000_000)
     #: Bytes the entries of one key may take (fingerprints and names, not contents).
@@ -224,6 +236,11 @@ class LedgerSettings(Frozen):
     max_bytes_per_tenant: int = Field(64 * 1024 * 1024, ge=1024, le=64 * 1024 * 1024 * 1024)
     #: How long a served result is recognised.
     ttl_s: float = Field(3600, gt=0, le=30 * 86_400)
+
+    @property
+    def shared(self) -> bool:
+        """Is the ledger shared by other processes (Redis)?"""
+        return self.store != "memory"
 
 
 class CallLimits(Frozen):

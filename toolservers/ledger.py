@@ -4,27 +4,15 @@ When an agent sends an MCP tool's result on to the model (a `role: tool` message
 a `function_call_output`), it almost never forwards the receipt in `_meta`: agent
 frameworks keep the content and drop the rest. The ledger lets the gateway check
 the content anyway: every result `/mcp` served is remembered for its key as a few
-fingerprints, and a tool message is recognised when one of its fingerprints is
-among them.
+fingerprints (toolservers/fingerprints.py), and a tool message is recognised when
+one of its fingerprints is among them.
 
-A fingerprint is SHA-256 over (exposed tool name, canonical arguments, one *form*
-of the content), length-prefixed. The forms cover how agents turn a CallToolResult
-into a tool message (read in the OpenAI Agents SDK's `MCPUtil.invoke_mcp_tool`):
-
-- `text:` the text parts joined with a newline (one text part: its text; several
-  text parts sent as a list of parts: the gateway reads them joined the same way);
-- `json:` the canonical JSON of any text part, of the joined text, and of
-  `structuredContent` when they parse as JSON (the Agents SDK sends
-  `json.dumps(structuredContent)` with `use_structured_content`; other agents
-  re-indent or re-order keys), with null-valued object members dropped;
-- `json:` each non-text part's canonical JSON (the Agents SDK sends a non-text
-  block as its JSON dump, nulls included).
+Two stores keep it, with the same bounds and the same choices of what goes first:
+`MemoryLedger` (this process) and `RedisLedger` (toolservers/redis_ledger.py,
+`mcp.ledger.store: redis://...`), shared by every worker and replica, so a result
+served by one is recognised by any other.
 
 Limits (and why):
-- **Per process**: the ledger lives in the worker that served the result; a
-  result served by another worker or replica is unknown here. A receipt, which
-  any replica with the same keys verifies, does not have this limit (a shared
-  ledger in Redis is the next step for a fleet).
 - **Bounded**: `max_entries_per_key` results and `max_bytes_per_key` bytes of
   fingerprints per key (the oldest goes first); `max_keys_per_tenant` keys and
   `max_bytes_per_tenant` bytes per tenant (the tenant's least recently served key,
@@ -36,110 +24,53 @@ Limits (and why):
 - **Not bound to the model's call**: an MCP call has no tool_call_id, so a genuine
   result can be shown again (another conversation of the same key) while it is
   remembered; it is bound to the key, the tool and the arguments.
-- **Normalisation**: exact text, or the same JSON value; nothing else. An agent
-  that truncates, summarises or reformats text results is not recognised.
+- **In memory, per process**: a result served by another worker or replica is
+  unknown to a `MemoryLedger`; a receipt, which any replica with the same keys
+  verifies, does not have this limit.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Protocol
 
-import orjson
-
-from tools.receipts import canonical, canonical_arguments
 from toolservers.config import LedgerSettings
-
-#: Forms remembered per result at most (the first found).
-MAX_FORMS = 8
-#: What one entry costs beside its fingerprints (its record, its index slots).
-ENTRY_OVERHEAD = 64
-DIGEST_BYTES = 32
+from toolservers.fingerprints import entry_size
 
 
-def drop_nulls(value: Any) -> Any:
-    """`value` with null-valued object members removed, at every level."""
-    if isinstance(value, dict):
-        return {k: drop_nulls(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list):
-        return [drop_nulls(v) for v in value]
-    return value
+class LedgerUnavailable(Exception):
+    """The ledger's store did not answer in time: whether a result was served is
+    unknown (the gateway answers per `mcp.ledger.on_store_failure`)."""
 
 
-def json_form(text: str) -> bytes | None:
-    """The canonical JSON of `text` when it is JSON (and not a bare string or
-    number, which equal their text anyway)."""
-    stripped = text.strip()
-    if not stripped or stripped[0] not in "{[":
-        return None
-    try:
-        value = orjson.loads(stripped)
-    except orjson.JSONDecodeError:
-        return None
-    try:
-        return canonical(drop_nulls(value))
-    except orjson.JSONEncodeError:
-        return None
+class LedgerStore(Protocol):
+    """Where the results served per key are remembered."""
 
+    settings: LedgerSettings
+    #: Results evicted by a bound (not by expiry), results not recorded (the ledger
+    #: was full and their tenant had no key to give up), and store calls that failed:
+    #: metrics.
+    evicted: int
+    unrecorded: int
 
-def text_parts(result: dict[str, Any]) -> list[str]:
-    content = result.get("content")
-    parts = content if isinstance(content, list) else ()
-    return [
-        part["text"]
-        for part in parts
-        if isinstance(part, dict)
-        and part.get("type") == "text"
-        and isinstance(part.get("text"), str)
-    ]
+    @property
+    def failures(self) -> int: ...
 
+    async def record(self, key_id: str, tenant: str, prints: Sequence[bytes]) -> None:
+        """Remembers a result served to `key_id` (of `tenant`) by its fingerprints.
+        Never raises: a result the store could not record is counted, and still
+        carries its receipts."""
+        ...
 
-def result_forms(result: dict[str, Any]) -> list[bytes]:
-    """The forms of a CallToolResult an agent may send on to a model."""
-    forms: list[bytes] = []
-    texts = text_parts(result)
-    if texts:
-        joined = "\n".join(texts)
-        forms.append(b"text:" + joined.encode())
-        for text in [joined, *texts] if len(texts) > 1 else [joined]:
-            found = json_form(text)
-            if found is not None:
-                forms.append(b"json:" + found)
-    structured = result.get("structuredContent")
-    if structured is not None:
-        with contextlib.suppress(orjson.JSONEncodeError):
-            forms.append(b"json:" + canonical(drop_nulls(structured)))
-    content = result.get("content")
-    for part in content if isinstance(content, list) else ():
-        if isinstance(part, dict) and part.get("type") != "text":
-            try:
-                forms.append(b"json:" + canonical(drop_nulls(part)))
-            except orjson.JSONEncodeError:
-                continue
-    unique = list(dict.fromkeys(forms))
-    return unique[:MAX_FORMS]
+    async def recognises(self, key_id: str, prints: Sequence[bytes]) -> bool:
+        """Was `key_id` served, within the TTL, a result with one of `prints`?
+        Raises `LedgerUnavailable` when the store cannot say."""
+        ...
 
-
-def message_forms(text: str) -> list[bytes]:
-    """The forms of a tool message's text (its content, text parts joined)."""
-    forms = [b"text:" + text.encode()]
-    found = json_form(text)
-    if found is not None:
-        forms.append(b"json:" + found)
-    return forms
-
-
-def fingerprint(tool: str, arguments: bytes, form: bytes) -> bytes:
-    digest = hashlib.sha256()
-    for part in (tool.encode(), arguments, form):
-        digest.update(len(part).to_bytes(8, "big"))
-        digest.update(part)
-    return digest.digest()
+    async def aclose(self) -> None: ...
 
 
 @dataclass(slots=True)
@@ -149,7 +80,7 @@ class _Entry:
 
     @property
     def size(self) -> int:
-        return ENTRY_OVERHEAD + DIGEST_BYTES * len(self.prints)
+        return entry_size(len(self.prints))
 
 
 class _KeyLedger:
@@ -175,7 +106,9 @@ class _TenantLedger:
         self.bytes = 0
 
 
-class Ledger:
+class MemoryLedger:
+    """The ledger in this process's memory: O(1) per record and lookup."""
+
     def __init__(
         self, settings: LedgerSettings, clock: Callable[[], float] = time.monotonic
     ) -> None:
@@ -188,18 +121,12 @@ class Ledger:
         #: give up (a metric; such results are still recognised by their receipts).
         self.unrecorded = 0
 
-    def record(
-        self, key_id: str, tool: str, arguments: Any, result: dict[str, Any], tenant: str = ""
-    ) -> None:
-        """Remembers that `key_id` (of `tenant`) was served `result` for `tool` called
-        with `arguments`."""
-        if not self.settings.enabled:
-            return
-        args = canonical_arguments(arguments)
-        if args is None:
-            return
-        prints = tuple(fingerprint(tool, args, form) for form in result_forms(result))
-        if not prints:
+    async def record(self, key_id: str, tenant: str, prints: Sequence[bytes]) -> None:
+        self.record_now(key_id, tenant, prints)
+
+    def record_now(self, key_id: str, tenant: str, prints: Sequence[bytes]) -> None:
+        """`record`, for callers that are not coroutines."""
+        if not self.settings.enabled or not prints:
             return
         now = self._clock()
         ledger = self._keys.get(key_id)
@@ -210,7 +137,7 @@ class Ledger:
                 return
         owner = self._tenants[ledger.tenant]
         owner.keys.move_to_end(key_id)
-        entry = _Entry(now + self.settings.ttl_s, prints)
+        entry = _Entry(now + self.settings.ttl_s, tuple(prints))
         number = ledger.next
         ledger.next += 1
         ledger.entries[number] = entry
@@ -273,21 +200,28 @@ class Ledger:
         if not ledger.entries:
             self._forget_key(ledger.key_id)
 
-    def recognises(self, key_id: str, tool: str, arguments: Any, forms: Iterable[bytes]) -> bool:
-        """Was `key_id` served, for `tool` called with `arguments`, a result one of
-        whose forms is among `forms`, within the TTL?"""
+    async def recognises(self, key_id: str, prints: Sequence[bytes]) -> bool:
+        return self.recognises_now(key_id, prints)
+
+    def recognises_now(self, key_id: str, prints: Sequence[bytes]) -> bool:
+        """`recognises`, for callers that are not coroutines."""
         ledger = self._keys.get(key_id)
         if ledger is None:
             return False
-        args = canonical_arguments(arguments)
-        if args is None:
-            return False
         now = self._clock()
-        for form in forms:
-            number = ledger.index.get(fingerprint(tool, args, form))
+        for digest in prints:
+            number = ledger.index.get(digest)
             if number is not None and ledger.entries[number].expires > now:
                 return True
         return False
+
+    @property
+    def failures(self) -> int:
+        """Always 0: memory does not fail (the protocol's metric)."""
+        return 0
+
+    async def aclose(self) -> None:
+        return None
 
     def served(self, key_id: str) -> int:
         """Results remembered for `key_id` (expired ones included until trimmed)."""

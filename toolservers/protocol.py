@@ -241,7 +241,7 @@ class McpServer:
             meta = dict(result.get("_meta") or {})
             meta[VIOLATIONS_META] = violations_meta(findings + checked)
             result = {**result, "_meta": meta}
-        sealed = self.verifier.seal(
+        sealed = await self.verifier.seal(
             caller.key_id, tool, arguments, result, settings, tenant=caller.tenant
         )
         previous = session.attributes.get("last_result") if session is not None else None

@@ -23,7 +23,7 @@ from toolservers.caller import Caller
 from toolservers.catalog import Catalog
 from toolservers.config import HttpServer, LedgerSettings, McpConfig, SessionSettings, StdioServer
 from toolservers.http import McpHttp
-from toolservers.ledger import Ledger
+from toolservers.ledger import LedgerStore, MemoryLedger
 from toolservers.names import split
 from toolservers.protocol import Governance, McpServer
 from toolservers.sessions import SessionStore
@@ -103,12 +103,12 @@ class McpService:
         receipts: Receipts,
         *,
         sessions: SessionStore | None = None,
-        ledger: Ledger | None = None,
+        ledger: LedgerStore | None = None,
         governance: Governance | None = None,
     ) -> None:
         self.config = config
         self.sessions = sessions if sessions is not None else SessionStore(config.sessions)
-        self.ledger = ledger if ledger is not None else Ledger(config.ledger)
+        self.ledger = ledger if ledger is not None else MemoryLedger(config.ledger)
         ordered = [upstreams[server.name] for server in config.servers]
         self.catalog = Catalog(ordered)
         self.verifier = Verifier(receipts, self.ledger)
@@ -128,15 +128,22 @@ class McpService:
         upstream = self.catalog.upstreams.get(server)
         return "off" if upstream is None else upstream.config.verification.mode
 
-    def check_tool_message(
+    async def check_tool_message(
         self, caller: Caller, tool: str, arguments: Any, content: Any, receipt: Any = None
     ) -> Verdict:
-        return self.verifier.check_tool_message(caller.key_id, tool, arguments, content, receipt)
+        return await self.verifier.check_tool_message(
+            caller.key_id, tool, arguments, content, receipt
+        )
 
 
-def state_parts(config: McpConfig) -> tuple[SessionStore, Ledger]:
-    """The long-lived pieces for the gateway's State (sized by the first config)."""
-    return SessionStore(config.sessions), Ledger(config.ledger)
+def state_parts(config: McpConfig) -> tuple[SessionStore, LedgerStore]:
+    """The long-lived pieces for the gateway's State (sized by the first config); the
+    Redis ledger's module (and redis-py) is imported only when the config names one."""
+    if config.ledger.shared:
+        from toolservers.redis_ledger import RedisLedger
+
+        return SessionStore(config.sessions), RedisLedger(config.ledger)
+    return SessionStore(config.sessions), MemoryLedger(config.ledger)
 
 
 __all__ = [

@@ -51,7 +51,15 @@ from tools.receipts import Receipts, canonical
 from tools.schemas import SchemaCache, UnsafeSchema, problems
 from toolservers.catalog import CatalogTool
 from toolservers.config import Mode, Verification
-from toolservers.ledger import Ledger, drop_nulls, json_form, message_forms, text_parts
+from toolservers.fingerprints import (
+    drop_nulls,
+    json_form,
+    lookup_prints,
+    message_forms,
+    result_prints,
+    text_parts,
+)
+from toolservers.ledger import LedgerStore
 
 if TYPE_CHECKING:
     from jsonschema.protocols import Validator
@@ -99,7 +107,7 @@ class Verifier:
     def __init__(
         self,
         receipts: Receipts,
-        ledger: Ledger | None = None,
+        ledger: LedgerStore | None = None,
         cache: SchemaCache | None = None,
     ) -> None:
         self.receipts = receipts
@@ -191,7 +199,7 @@ class Verifier:
             for p in problems(validator, structured)[:MAX_PROBLEMS]
         ]
 
-    def seal(
+    async def seal(
         self,
         key_id: str,
         tool: CatalogTool,
@@ -227,12 +235,13 @@ class Verifier:
                         tool.exposed, call_id, arguments, structured_text
                     )
         if self.ledger is not None:
-            self.ledger.record(key_id, tool.exposed, arguments, result, tenant)
+            prints = result_prints(tool.exposed, arguments, result)
+            await self.ledger.record(key_id, tenant, prints)
         return {**result, "_meta": meta} if meta else result
 
     # -- when the agent shows the result to a model --------------------------------------
 
-    def check_tool_message(
+    async def check_tool_message(
         self,
         key_id: str,
         tool: str,
@@ -246,7 +255,9 @@ class Verifier:
 
         The gateway's tool-result stage calls this for every result whose call names
         an MCP tool the caller may use, and turns a False into a `forged` violation
-        in the server's mode. `receipt`: the message's `seawall_receipt`, if any."""
+        in the server's mode. `receipt`: the message's `seawall_receipt`, if any.
+        Raises `LedgerUnavailable` when only the ledger could say and its store
+        cannot."""
         if isinstance(content, list) and not all(_is_text_part(p) for p in content):
             text = None
         else:
@@ -259,7 +270,7 @@ class Verifier:
         if self.ledger is None or not self.ledger.settings.enabled:
             return Verdict(False, "ledger", "the result carries no receipt and no ledger is kept")
         forms = message_forms(text) if text is not None else _parts_forms(content)
-        if self.ledger.recognises(key_id, tool, arguments, forms):
+        if await self.ledger.recognises(key_id, lookup_prints(tool, arguments, forms)):
             return Verdict(True, "ledger")
         return Verdict(
             False,

@@ -52,12 +52,17 @@ from tools.results import RECEIPT_FIELD, ResultChecker, ToolResult, tool_results
 from tools.schemas import SchemaCache, UnsafeSchema
 from tools.violations import Violation, header_value, strictest
 from toolservers.caller import LOCAL, Caller
+from toolservers.ledger import LedgerUnavailable
 from toolservers.service import McpService
 
 #: A tool-call stream is held in memory up to this size; past it, it is refused.
 MAX_HELD_BYTES = 4 * 1024 * 1024
 
-RESULT_KINDS = {"forged": "tool_result_forged", "injection": "tool_result_injection"}
+RESULT_KINDS = {
+    "forged": "tool_result_forged",
+    "injection": "tool_result_injection",
+    "unverified": "tool_result_unverified",
+}
 
 
 class VerifyToolResults:
@@ -102,7 +107,7 @@ class VerifyToolResults:
             found = [
                 (result.index, v)
                 for result in results
-                for v in self._check(result, bindings, service, caller)
+                for v in await self._check(result, bindings, service, caller)
             ]
         else:
             found = [
@@ -136,10 +141,13 @@ class VerifyToolResults:
         if problems:
             exchange.headers[VIOLATIONS_HEADER] = header_value(problems)
 
-    def _check(
+    async def _check(
         self, result: ToolResult, bindings: Any, service: McpService, caller: Caller
     ) -> list[Violation]:
-        """An MCP tool's result by the MCP layer's rules; any other by the registry's."""
+        """An MCP tool's result by the MCP layer's rules; any other by the registry's.
+        When only the ledger could vouch for it and its store does not answer:
+        `mcp.ledger.on_store_failure` says whether the request is refused (503) or
+        the result passes unverified (flagged)."""
         server = service.mcp_tool(caller, result.tool) if result.tool is not None else None
         if server is None:
             return self.checker.check(result, bindings)
@@ -148,9 +156,28 @@ class VerifyToolResults:
         if mode == "off":
             return []
         content = result.parts if result.parts is not None else result.content
-        verdict = service.check_tool_message(
-            caller, result.tool, result.arguments, content, result.receipt
-        )
+        try:
+            verdict = await service.check_tool_message(
+                caller, result.tool, result.arguments, content, result.receipt
+            )
+        except LedgerUnavailable:
+            if service.config.ledger.on_store_failure == "fail_closed":
+                raise GatewayError(
+                    503,
+                    "The tool result could not be verified: the gateway's record of MCP "
+                    "results is unavailable. Retry shortly.",
+                    code="tool_result_ledger_unavailable",
+                    type="server_error",
+                ) from None
+            unverified = Violation(
+                result.tool,
+                "unverified",
+                "ledger_unavailable",
+                "not verified: the record of MCP results is unavailable",
+                "warn",
+                result.call_id,
+            )
+            return [unverified, *self.checker.injection_flags(result.tool, result)]
         found = []
         if not verdict.genuine:
             reason = verdict.reason or "not a result served through /mcp"

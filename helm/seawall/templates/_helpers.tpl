@@ -60,6 +60,13 @@ owns filled in (the listener, the Redis stores, the audit directory and key file
 {{- if not (hasKey $part "store") }}{{ $_ := set $part "store" $.Values.redis.url }}{{ end }}
 {{- $_ := set $cfg $section $part }}
 {{- end }}
+{{- if hasKey $cfg "mcp" }}
+{{- $mcp := index $cfg "mcp" }}
+{{- $ledger := dict }}
+{{- if hasKey $mcp "ledger" }}{{ $ledger = index $mcp "ledger" }}{{ end }}
+{{- if not (hasKey $ledger "store") }}{{ $_ := set $ledger "store" $.Values.redis.url }}{{ end }}
+{{- $_ := set $mcp "ledger" $ledger }}
+{{- end }}
 {{- end }}
 {{- if include "seawall.auditEnabled" . }}
 {{- $audit := index $cfg "audit" }}
