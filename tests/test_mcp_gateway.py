@@ -466,9 +466,10 @@ def test_get_streams_end_when_the_gateway_drains() -> None:
             assert list(lines) == [""]  # the event's blank line, then the end
 
 
-async def agent_run(url: str, chaos: str | None = None) -> Any:
+async def agent_run(url: str, chaos: str | None = None, model_url: str | None = None) -> Any:
     """OpenAI's Agents SDK, its MCP tools from `/mcp` and its model (the embedded mock,
-    which calls the first tool it is offered) through `/v1/responses`, one key."""
+    which calls the first tool it is offered) through `/v1/responses` (of `model_url`,
+    another replica, if given), one key."""
     import openai
     from agents import Agent, OpenAIResponsesModel, Runner, set_tracing_disabled
     from agents.mcp import MCPServerStreamableHttp
@@ -479,7 +480,8 @@ async def agent_run(url: str, chaos: str | None = None) -> Any:
         {"url": url + "/mcp", "headers": {"authorization": f"Bearer {BLUE}", **extra}},
         tool_filter={"allowed_tool_names": ["calc__add"]},
     )
-    model_client = openai.AsyncOpenAI(base_url=url + "/v1", api_key=BLUE, max_retries=0)
+    model_base = (model_url or url) + "/v1"
+    model_client = openai.AsyncOpenAI(base_url=model_base, api_key=BLUE, max_retries=0)
     await server.connect()
     try:
         agent = Agent(

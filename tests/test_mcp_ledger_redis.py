@@ -5,7 +5,8 @@ without its receipt; only the ledger can vouch for it, and the model request may
 reach another replica than the `/mcp` call did. Two gateways with their own State
 share one real `redis-server`: a result served by one is recognised by the other,
 and an altered one is still caught; a gateway with the memory ledger, the same
-request, says forged (what the shared ledger fixes). The wall: `red` (every role)
+request, says forged (what the shared ledger fixes); OpenAI's Agents SDK with its MCP
+server on one replica and its model on the other runs its loop through. The wall: `red` (every role)
 floods the ledger with its own results and shows `blue`'s result under its own key;
 `blue`'s results stay recognised and red's are refused. Redis down: a tool message
 without a receipt is refused at once with 503 (`fail_closed`) or passes flagged
@@ -25,7 +26,15 @@ import redis as sync_redis
 from tests.isolation import chat
 from tests.services import RedisServer, redis_server
 from tests.support import ServerThread, running_gateway
-from tests.test_mcp_gateway import BLUE, RED, call_tool, config, initialize, tool_turn
+from tests.test_mcp_gateway import (
+    BLUE,
+    RED,
+    agent_run,
+    call_tool,
+    config,
+    initialize,
+    tool_turn,
+)
 
 #: Red's flood: far more results than its tenant's bytes hold.
 FLOOD = 60
@@ -93,6 +102,22 @@ def test_a_result_served_by_one_replica_is_recognised_by_another(
     with running_gateway(config()) as alone:
         refused = shown(alone, BLUE, "calc__add", '{"b": 3, "a": 2}', text)
     assert refused.json()["error"]["code"] == "tool_result_forged"
+
+
+async def test_an_agent_whose_calls_land_on_two_replicas(
+    replicas: tuple[RedisServer, ServerThread, ServerThread],
+) -> None:
+    """OpenAI's Agents SDK with its MCP server on one replica and its model on the
+    other, as a load balancer may split them: the SDK drops `_meta`, the shared
+    ledger vouches for the result; forged on the way, it is refused."""
+    import openai
+
+    _, a, b = replicas
+    result = await agent_run(a.url, model_url=b.url)
+    assert str(result.final_output).startswith("The tool returned: ")
+    with pytest.raises(openai.BadRequestError) as refused:
+        await agent_run(a.url, "forge_tool;mode=wrong;target=tool:calc__add", model_url=b.url)
+    assert refused.value.code == "tool_result_forged"
 
 
 def test_a_sibling_flooding_the_ledger_evicts_only_its_own(
