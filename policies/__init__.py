@@ -6,14 +6,9 @@ event loop), fill an `Attributes` per request (`policy_headers` for its headers,
 `utc_hour_weekday` for the time) and call `CompiledPolicies.decide`. This package
 never imports the gateway.
 
-The CEL library is imported here first, without its command-line front end
-(common/imports.py): every module below then finds it loaded.
+The CEL library (policies/library.py) is imported only when a config has rules:
+nothing this package exports loads it.
 """
-
-from common.imports import placeholder
-
-with placeholder("cel.cli"):
-    import cel  # noqa: F401
 
 from policies.attributes import (
     ATTRIBUTES,

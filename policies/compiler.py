@@ -18,17 +18,20 @@ import hashlib
 import json
 import time
 from collections.abc import Iterable, Mapping
-
-import cel
+from typing import TYPE_CHECKING
 
 from policies.cache import Clock, DecisionCache
 from policies.compiled import CompiledPolicies, subtree_of
 from policies.config import PoliciesConfig, PolicyError, RuleConfig
 from policies.cost import MAX_CHAIN_STEPS
-from policies.expression import Expression, ExpressionError, compile_expression, probe_contexts
 from policies.known import KnownNames
 from policies.rule import CompiledRule
 from policies.ruleset import Cached, RuleSet, Timer
+
+if TYPE_CHECKING:
+    import cel
+
+    from policies.expression import Expression, ExpressionError
 
 #: Characters of the content hash used as a version when the config names none.
 VERSION_HASH_CHARS = 12
@@ -101,7 +104,9 @@ class _Compiler:
         self.headers = headers
         self.known = known
         self.problems = problems
-        self.contexts: tuple[cel.Context, ...] = probe_contexts(headers)
+        #: The trial contexts, made with the first condition compiled: a config
+        #: without rules never loads the CEL library (policies/library.py).
+        self.contexts: tuple[cel.Context, ...] | None = None
         self.compiled: dict[str, Expression | ExpressionError] = {}
 
     def rules(self, configs: tuple[RuleConfig, ...], path: str) -> tuple[CompiledRule, ...]:
@@ -150,6 +155,10 @@ class _Compiler:
         )
 
     def expression(self, text: str, path: str) -> Expression | None:
+        from policies.expression import ExpressionError, compile_expression, probe_contexts
+
+        if self.contexts is None:
+            self.contexts = probe_contexts(self.headers)
         result = self.compiled.get(text)
         if result is None:
             try:

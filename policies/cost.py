@@ -33,7 +33,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from policies.attributes import MAX_STRING, SPECS
-from policies.patterns import program_size
 from policies.syntax import (
     Call,
     Comprehension,
@@ -139,7 +138,11 @@ class _Walk:
 
     def program_size(self, pattern: str) -> int:
         size = self.program_sizes.get(pattern)
-        return size if size is not None else program_size(pattern)
+        if size is not None:
+            return size
+        from policies.patterns import program_size  # the library: a config with rules
+
+        return program_size(pattern)
 
 
 def _walk(node: Node, scope: Mapping[str, Bound], walk: _Walk) -> tuple[int, Bound]:

@@ -31,12 +31,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import cel
-
 from policies.attributes import ATTRIBUTE_NAMES, Attributes, cel_value
 from policies.checker import check
 from policies.cost import MAX_RULE_STEPS, estimate
 from policies.lexer import LexError, line_column, tokenize
+from policies.library import cel
 from policies.patterns import Pattern, PatternError, compile_pattern
 from policies.syntax import Call, Literal, Node, ParseError, parse, walk
 

@@ -37,8 +37,9 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-import cel
 import re2
+
+from policies.library import cel
 
 #: Instructions a compiled pattern may have: a memory bound (RE2 keeps ~16 bytes an
 #: instruction) and, with the subject's length, what a match costs (`policies.cost`).

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from policies.config import Effect, OnError
 from policies.decision import ErrorKind
-from policies.expression import Expression
+
+if TYPE_CHECKING:
+    from policies.expression import Expression
 
 #: A rule's outcome for one request: whether its condition held, or how it failed.
 Outcome = bool | tuple[ErrorKind, str]

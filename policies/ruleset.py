@@ -71,8 +71,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
-
-import cel
+from typing import TYPE_CHECKING, Any
 
 from policies.assemble import assemble
 from policies.attributes import (
@@ -87,9 +86,13 @@ from policies.attributes import (
 from policies.cache import DecisionCache
 from policies.cost import STEP_NS
 from policies.decision import Decision
-from policies.patterns import Pattern
 from policies.rule import CompiledRule, Outcome
 from policies.stats import RuleStats, RuleTimes, SetStats
+
+if TYPE_CHECKING:
+    import cel
+
+    from policies.patterns import Pattern
 
 #: Characters of an evaluation error kept in `RuleError.detail`.
 MAX_DETAIL = 200
@@ -103,9 +106,6 @@ CPU_CHECK_MARGIN = 20
 #: One run in this many of each combined program evaluates its rules one by one
 #: instead (the first run included), so each rule's time samples stay its own.
 TIMING_SAMPLE_EVERY = 64
-#: Evaluated once on each new context, so converting the attributes is not charged
-#: to whichever rule happens to run first.
-_WARM_UP = cel.compile("true")
 #: Decisions a `Partial` keeps, by the outcomes of the per-request rules.
 MAX_LIVE_DECISIONS = 16
 #: Is a value a bool (`isinstance` as a C function, mapped over a combined result).
@@ -232,6 +232,16 @@ class RuleSet:
         self.sample_every = TIMING_SAMPLE_EVERY
         combiner = _Combiner(self._index, self.times, self.cheap_steps)
         self.plans = {tenant: _plan(rules, chain, combiner) for tenant, chain in chains.items()}
+        #: The library's context type, and a program evaluated once on each new
+        #: context (so converting the attributes is not charged to whichever rule
+        #: runs first): only a set with rules loads the library (policies/library.py).
+        self._new_context: Any = None
+        self._warm_up: Any = None
+        if rules:
+            from policies.library import cel
+
+            self._new_context = cel.Context
+            self._warm_up = cel.compile("true")
         self._empty = Decision(version)
         self.decisions = 0
         self.evaluations = 0
@@ -272,7 +282,7 @@ class RuleSet:
     def _decide_all(self, plan: Plan, attrs: Attributes, key: Hashable) -> Decision:
         """A cache miss: every rule evaluated, and what can be cached, cached."""
         too_large = {name: why for name in plan.key_reads if (why := over_limit(attrs, name))}
-        context = _context(attrs, plan.key_reads, too_large, plan.functions)
+        context = _context(self._new_context, attrs, plan.key_reads, too_large, plan.functions)
         per_request = self._bind_per_request(plan, context, dict(too_large), attrs)
         outcomes, overran = self._run_all(
             plan.rules, plan.everything, context, per_request, attrs.tenant
@@ -288,7 +298,9 @@ class RuleSet:
                 live = tuple(outcomes[index] for index in plan.live)
                 if all(map(_IS_BOOL, live)):
                     decisions[live] = decision
-                live_context = _context(attrs, plan.live_key_reads, too_large, plan.functions)
+                live_context = _context(
+                    self._new_context, attrs, plan.live_key_reads, too_large, plan.functions
+                )
                 self.cache.put(key, Partial(kept, live_context, too_large, decisions))
             else:
                 self.cache.put(key, decision)
@@ -323,7 +335,7 @@ class RuleSet:
                 too_large[name] = why
             else:
                 context.add_variable(name, cel_value(attrs, name))
-        _WARM_UP.execute(context)
+        self._warm_up.execute(context)
         return too_large
 
     def _run_all(
@@ -541,6 +553,7 @@ class _Clocks:
 
 
 def _context(
+    new_context: type[cel.Context],
     attrs: Attributes,
     names: tuple[str, ...],
     leave_out: Mapping[str, str],
@@ -548,8 +561,8 @@ def _context(
 ) -> cel.Context:
     variables = {name: cel_value(attrs, name) for name in names if name not in leave_out}
     if not functions:
-        return cel.Context(variables)
-    return cel.Context(variables, functions=dict(functions))
+        return new_context(variables)
+    return new_context(variables, functions=dict(functions))
 
 
 def _plan(rules: tuple[CompiledRule, ...], chain: tuple[str, ...], combiner: _Combiner) -> Plan:
@@ -630,6 +643,8 @@ class _Combiner:
         will not compile it (nested deeper than it parses, say). Each condition is
         parenthesised on lines of its own, so a trailing `//` comment ends where it
         did."""
+        from policies.library import cel
+
         combined = "[" + ",".join(f"(\n{text}\n)" for text in texts) + "]"
         if combined not in self.programs:
             try:

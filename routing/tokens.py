@@ -14,10 +14,12 @@ import importlib.util
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-import tiktoken
+
+if TYPE_CHECKING:
+    import tiktoken
 
 #: Per-message framing tokens in OpenAI's chat format (see OpenAI's cookbook recipe).
 TOKENS_PER_MESSAGE = 3
@@ -71,7 +73,11 @@ def get_encoding(name: str) -> tiktoken.Encoding:
     """The encoding `name`, loaded once per process. tiktoken keeps the Python dict of
     its merge ranks beside the Rust tables built from it, only to pickle the encoding,
     which the gateway never does: dropped, it frees ~26 MB per encoding per worker
-    (docs/performance.md, "Start-up and idle memory")."""
+    (docs/performance.md, "Start-up and idle memory"). tiktoken itself (~1.2 MB of
+    native code) is imported with the first encoding: a worker that never counts
+    tokens never loads it."""
+    import tiktoken
+
     encoding = tiktoken.get_encoding(name)
     encoding._mergeable_ranks = {}
     _LOADED[name] = encoding
