@@ -58,11 +58,11 @@ def _worst_subject(rng: random.Random) -> str:
     return "".join(out[:1024])
 
 
-def _chat_body(model: str, tools: int = 0) -> dict[str, Any]:
+def _chat_body(model: str, tools: int = 0, prefix: str = "") -> dict[str, Any]:
     body: dict[str, Any] = {"model": model, "messages": [{"role": "user", "content": "hi"}]}
     if tools:
         body["tools"] = [
-            {"type": "function", "function": {"name": f"tool_{i}", "parameters": {}}}
+            {"type": "function", "function": {"name": f"{prefix}tool_{i}", "parameters": {}}}
             for i in range(tools)
         ]
     return body
@@ -221,15 +221,23 @@ def test_a_rule_red_makes_run_over_the_budget_is_cut_off_for_red_only() -> None:
     config = two_tenants(policies={"evaluation_budget_ms": 0.05, "rules": [rule]})
     with running_gateway(config) as server:
 
-        def send(tenant: str, tools: int) -> httpx.Response:
+        def send(tenant: str, tools: int, prefix: str = "") -> httpx.Response:
             return httpx.post(
                 server.url + "/v1/chat/completions",
-                json=_chat_body(f"{tenant}-chat", tools),
+                json=_chat_body(f"{tenant}-chat", tools, prefix),
                 headers={"authorization": f"Bearer {tenant}-user"},
                 timeout=10,
             )
 
-        overrun = send(ATTACKER, 128)
+        # A thread preempted between the decision's CPU-clock reading and the rule's
+        # start gets the benefit of the doubt (the result stands, counted as a
+        # recheck: docs/tenants-and-policies.md, "The time budget"), so on a loaded
+        # machine one try may not count as an overrun. Each try has tools of its own:
+        # a result that stood is cached for its tools.
+        for attempt in range(5):
+            overrun = send(ATTACKER, 128, f"try{attempt}_")
+            if overrun.status_code != 200:
+                break
         assert overrun.status_code == 403
         assert overrun.json()["error"]["code"] == "policy_denied"
         evaluations = _policies(server).stats().active.evaluations

@@ -372,7 +372,7 @@ async def test_the_first_answer_loads_the_tokenizer_off_the_event_loop(
         loaded_on.append(threading.current_thread())
         return real(encoding_name)
 
-    monkeypatch.setattr(tokens.tiktoken, "get_encoding", recording)
+    monkeypatch.setattr(tiktoken, "get_encoding", recording)
     transport = MockTransport("mock-gpt", MockSettings())
     assert loaded_on == []  # nothing at start
     body = {"model": "mock-gpt", "messages": [{"role": "user", "content": "hi"}]}
