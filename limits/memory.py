@@ -2,11 +2,14 @@
 
 The same buckets, with the same semantics, as the Redis store (limits/claims.py,
 limits/lua.py), in plain Python; one event loop runs one admission at a time, so
-an admission is atomic without a lock. Costs: a window keeps one entry per
-admission of its last `span_ms` (RPM 10,000 is at most 10,000 entries); a lease
-bucket one entry per held lease; a period one entry per unsettled reservation.
-Everything else is O(1) per bucket per admission (running sums), plus what has aged
-out since (each entry is dropped once: amortised O(1)).
+an admission is atomic without a lock. Costs: a request or token window keeps one
+slot per millisecond of its last `span_ms` that admitted anything (the sum of that
+millisecond's admissions: exact, since they age out together), so at most `span_ms`
+slots whatever the rate (a minute: 60,000), and a token window also one entry per
+reservation not settled yet (the requests in flight); a lease bucket one entry per
+held lease (and its heap at most twice that); a period one entry per unsettled
+reservation. Everything else is O(1) per bucket per admission (running sums), plus
+what has aged out since (each slot is dropped once: amortised O(1)).
 """
 
 from __future__ import annotations
@@ -22,67 +25,106 @@ from limits.store import LEASE_RETRY_MS, StoreAnswer
 
 #: (used, reserved, reset_ms)
 Look = tuple[int, int, int]
+#: A token window sweeps its unsettled reservations for aged-out ones past twice the
+#: count after its last sweep, and never below this.
+PENDING_SWEEP_MIN = 1024
+#: Stale entries a lease heap may hold beyond twice its held leases.
+HEAP_SLACK = 64
 
 
 class _Count:
-    """Requests: the admission times of the last `span_ms`, oldest first. Its length
-    is the count; an admitted request counts whatever became of it."""
+    """Requests: how many were admitted in each millisecond of the last `span_ms`
+    (one slot a millisecond that admitted any, oldest first), and their sum. An
+    admitted request counts whatever became of it. At most `span_ms` slots,
+    whatever the rate."""
 
-    __slots__ = ("log",)
+    __slots__ = ("counts", "times", "total")
 
     def __init__(self) -> None:
-        self.log: deque[int] = deque()
+        self.times: deque[int] = deque()
+        self.counts: deque[int] = deque()
+        self.total = 0
 
     def used(self, now: int, span: int) -> int:
-        log = self.log
-        while log and log[0] <= now - span:
-            log.popleft()
-        return len(log)
+        times = self.times
+        while times and times[0] <= now - span:
+            times.popleft()
+            self.total -= self.counts.popleft()
+        return self.total
 
     def reset(self, now: int, span: int) -> int:
-        log = self.log
-        return log[0] + span - now if log else 0
+        times = self.times
+        return times[0] + span - now if times else 0
 
     def look(self, now: int, claim: Claim) -> Look:
         return self.used(now, claim.span_ms), 0, self.reset(now, claim.span_ms)
 
     def wait(self, now: int, claim: Claim, amount: int, used: int) -> tuple[int, bool]:
         # The admission that must age out first is the (used + 1 - limit)th oldest.
-        at = self.log[used - claim.limit]
-        return max(1, at + claim.span_ms - now), False
+        over = used + amount - claim.limit
+        for at, count in zip(self.times, self.counts, strict=True):
+            over -= count
+            if over <= 0:
+                return max(1, at + claim.span_ms - now), False
+        return claim.span_ms, False  # unreachable while amount <= limit
 
     def add(self, now: int, rid: str, amount: int, span: int) -> None:
-        self.log.append(now)
+        times = self.times
+        if times and times[-1] == now:
+            self.counts[-1] += 1
+        else:
+            times.append(now)
+            self.counts.append(1)
+        self.total += 1
 
     def settle(self, rid: str, amount: int) -> None:
         return None
 
 
-class _Window:
-    """Tokens: a log of admission times, each reservation's charge (its estimate,
-    then its actual usage), which reservations are not settled yet, and the running
-    sums of both, so a look is O(what aged out since the last one)."""
+class _Slot:
+    """One millisecond of a token window: what its admissions were charged (their
+    estimates, then their actual usage as they settle) and how much of that is
+    still estimates."""
 
-    __slots__ = ("charges", "log", "pending", "reserved", "total")
+    __slots__ = ("at", "live", "reserved", "total")
+
+    def __init__(self, at: int) -> None:
+        self.at = at
+        self.total = 0
+        self.reserved = 0
+        #: False once it aged out of the window: a late settlement changes nothing.
+        self.live = True
+
+
+class _Window:
+    """Tokens: a slot per millisecond of the last `span_ms` that admitted any, oldest
+    first; the reservations not settled yet, each with its slot and estimate; and the
+    running sums, so a look is O(what aged out since the last one). At most `span_ms`
+    slots, whatever the rate; unsettled reservations are the requests in flight."""
+
+    __slots__ = ("pending", "pending_mark", "reserved", "slots", "total")
 
     def __init__(self) -> None:
-        self.log: deque[tuple[int, str]] = deque()
-        self.charges: dict[str, int] = {}
-        self.pending: dict[str, int] = {}  # rid -> estimate, until settled
+        self.slots: deque[_Slot] = deque()
+        self.pending: dict[str, tuple[_Slot, int]] = {}  # rid -> (slot, estimate)
+        #: Past this many, pending entries whose slot aged out are dropped (each
+        #: once: amortised O(1)); a reservation is normally settled long before.
+        self.pending_mark = PENDING_SWEEP_MIN
         self.total = 0
         self.reserved = 0
 
     def used(self, now: int, span: int) -> int:
-        log = self.log
-        while log and log[0][0] <= now - span:
-            _, rid = log.popleft()
-            self.total -= self.charges.pop(rid)
-            self.reserved -= self.pending.pop(rid, 0)
+        slots = self.slots
+        while slots and slots[0].at <= now - span:
+            slot = slots.popleft()
+            slot.live = False
+            self.total -= slot.total
+            self.reserved -= slot.reserved
         return self.total
 
     def reset(self, now: int, span: int) -> int:
-        log = self.log
-        return log[0][0] + span - now if log else 0
+        slots = self.slots
+        return slots[0].at + span - now if slots else 0
 
     def look(self, now: int, claim: Claim) -> Look:
         used = self.used(now, claim.span_ms)
@@ -92,30 +134,47 @@ class _Window:
         if amount > claim.limit:
             return claim.span_ms, True
         over = used + amount - claim.limit
-        for at, rid in self.log:
-            over -= self.charges[rid]
+        for slot in self.slots:
+            over -= slot.total
             if over <= 0:
-                return max(1, at + claim.span_ms - now), False
+                return max(1, slot.at + claim.span_ms - now), False
         return claim.span_ms, False  # unreachable while amount <= limit
 
     def add(self, now: int, rid: str, amount: int, span: int) -> None:
-        self.log.append((now, rid))
-        self.charges[rid] = self.pending[rid] = amount
+        slots = self.slots
+        if slots and slots[-1].at == now:
+            slot = slots[-1]
+        else:
+            slot = _Slot(now)
+            slots.append(slot)
+        slot.total += amount
+        slot.reserved += amount
         self.total += amount
         self.reserved += amount
+        pending = self.pending
+        pending[rid] = (slot, amount)
+        if len(pending) > self.pending_mark:
+            self.pending = {r: entry for r, entry in pending.items() if entry[0].live}
+            self.pending_mark = max(PENDING_SWEEP_MIN, 2 * len(self.pending))
 
     def settle(self, rid: str, amount: int) -> None:
-        estimate = self.pending.pop(rid, None)
-        if estimate is None:
-            return  # settled already, or aged out of the window
-        self.charges[rid] = amount
+        found = self.pending.pop(rid, None)
+        if found is None:
+            return  # settled already
+        slot, estimate = found
+        if not slot.live:
+            return  # aged out of the window
+        slot.total += amount - estimate
+        slot.reserved -= estimate
         self.total += amount - estimate
         self.reserved -= estimate
 
 
 class _Leases:
     """Concurrency: reservation -> expiry, and a heap of expiries for purging
-    (renewals and releases leave stale heap entries, skipped when they surface)."""
+    (renewals and releases leave stale heap entries, skipped when they surface, and
+    dropped all at once when they outnumber the held leases: the heap stays within
+    twice the leases held, plus `HEAP_SLACK`)."""
 
     __slots__ = ("expiries", "heap")
 
@@ -142,18 +201,31 @@ class _Leases:
     def wait(self, now: int, claim: Claim, amount: int, used: int) -> tuple[int, bool]:
         return max(1, min(LEASE_RETRY_MS, self.heap[0][0] - now)), False
 
+    def _compact(self) -> None:
+        """The heap rebuilt from the held leases, once stale entries outnumber them
+        (each stale entry is dropped once: amortised O(1))."""
+        self.heap = [(expiry, held) for held, expiry in self.expiries.items()]
+        heapq.heapify(self.heap)
+
     def add(self, now: int, rid: str, amount: int, span: int) -> None:
         self.expiries[rid] = now + span
-        heapq.heappush(self.heap, (now + span, rid))
+        heap = self.heap
+        heapq.heappush(heap, (now + span, rid))
+        if len(heap) > 2 * len(self.expiries) + HEAP_SLACK:
+            self._compact()
 
     def settle(self, rid: str, amount: int) -> None:
-        self.expiries.pop(rid, None)
+        expiries = self.expiries
+        if expiries.pop(rid, None) is not None and len(self.heap) > 2 * len(expiries) + HEAP_SLACK:
+            self._compact()
 
     def renew(self, now: int, rid: str, span_ms: int) -> bool:
         if self.expiries.get(rid, now) <= now:
             return False
         self.expiries[rid] = now + span_ms
         heapq.heappush(self.heap, (now + span_ms, rid))
+        if len(self.heap) > 2 * len(self.expiries) + HEAP_SLACK:
+            self._compact()
         return True
 
 

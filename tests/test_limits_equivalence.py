@@ -72,6 +72,8 @@ operations = st.lists(
         st.tuples(st.just("drop"), st.integers(0, 50)),
         st.tuples(st.just("wait"), st.integers(1, 4_000)),
         st.tuples(st.just("wait"), st.integers(4_000, 40_000)),
+        # Past a whole window: what aged out, with reservations still unsettled.
+        st.tuples(st.just("wait"), st.integers(40_000, 70_000)),
         st.tuples(st.just("renew")),
     ),
     max_size=60,
@@ -413,3 +415,66 @@ def test_a_tie_for_the_tightest_limit_goes_to_the_first_level() -> None:
     mine, theirs = asyncio.run(run())
     assert mine == theirs
     assert theirs["x-ratelimit-reset-tokens"] == "50s"  # the tenant's, admitted 10 s earlier
+
+
+async def test_the_memory_store_is_exact_past_its_window_and_bounded_at_any_rate() -> None:
+    """What the random sequences above reach only rarely, step by step against the
+    reference: a reservation settled after its window passed changes nothing, one
+    never settled stops counting as reserved when it ages out; many admissions in one
+    millisecond share one slot (a window holds at most one slot a millisecond,
+    whatever the rate), and a lease heap drops its stale entries."""
+    clock = FakeClock(START)
+    limiter = Limiter(MemoryStore(clock))
+    model = reference.ReferenceLimiter(clock)
+    level = Level(
+        "key:a",
+        LimitsConfig(requests_per_minute=10**6, tokens_per_minute=10**9, max_concurrent=10**6),
+    )
+    store = limiter.store
+    assert isinstance(store, MemoryStore)
+
+    async def same() -> None:
+        assert bucket_views(await limiter.usage([level])) == bucket_views(model.usage([level]))
+
+    def pair(tokens: int) -> tuple[Any, reference.Reservation]:
+        demand = Demand(tokens)
+        theirs = model.admit([level], demand).reservation
+        assert theirs is not None
+        return demand, theirs
+
+    # Settled after the window, and never settled: both age out cleanly.
+    demand, late_theirs = pair(100)
+    late = (await limiter.admit([level], demand)).reservation
+    demand, never_theirs = pair(40)
+    never = (await limiter.admit([level], demand)).reservation
+    await same()
+    clock.advance(61)
+    await same()
+    await limiter.settle(late, tokens=50)
+    model.settle(late_theirs, tokens=50)
+    await same()
+    # 1,000 admissions in one millisecond, then 1,000 more each a millisecond apart.
+    reservations = []
+    for step in range(2_000):
+        if step >= 1_000:
+            clock.advance(0.001)
+        demand, theirs = pair(3)
+        mine = (await limiter.admit([level], demand)).reservation
+        reservations.append((mine, theirs))
+    await same()
+    buckets = {type(b).__name__: b for b in store._buckets.values()}
+    assert len(buckets["_Count"].times) == 1 + 1_000
+    assert len(buckets["_Window"].slots) == 1 + 1_000
+    # Released leases leave stale heap entries: at most twice the held ones, plus
+    # slack. The newest go, so the oldest held ones keep them from the heap's top.
+    for mine, theirs in reservations[100:]:
+        await limiter.release(mine)
+        model.release(theirs)
+    await same()
+    leases = buckets["_Leases"]
+    assert len(leases.expiries) == 100  # `never`'s lease expired with the minute
+    assert len(leases.heap) <= 2 * len(leases.expiries) + 64
+    clock.advance(31)  # every lease expired
+    await same()
+    del never, never_theirs
+    await limiter.aclose()
