@@ -210,12 +210,18 @@ class SeawallProcess:
             self.args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=self.env
         )
         threading.Thread(target=self._pump, daemon=True).start()
-        while True:
-            line = self.lines.get(timeout=STARTUP_TIMEOUT)
-            if line is None:
-                raise RuntimeError("seawall exited before ready:\n" + "".join(self.output))
-            if ready_marker in line:
-                return self
+        try:
+            while True:
+                line = self.lines.get(timeout=STARTUP_TIMEOUT)
+                if line is None:
+                    raise RuntimeError("seawall exited before ready:\n" + "".join(self.output))
+                if ready_marker in line:
+                    return self
+        except BaseException:
+            # Never ready (or the test was interrupted): no process outlives the test.
+            self.proc.kill()
+            self.proc.wait()
+            raise
 
     @property
     def url(self) -> str:

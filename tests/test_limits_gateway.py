@@ -206,10 +206,11 @@ def test_four_gateways_on_one_redis_are_exact(redis: RedisServer, tmp_path: Path
         "limits": {"store": redis.url},
     }
     path = write_config(tmp_path / "c.yaml", cfg)
-    processes = [
-        SeawallProcess(["serve", "--config", str(path), "--port", "0"]).start() for _ in range(4)
-    ]
+    # Started inside the `try`: when one fails to start, the others are still stopped.
+    processes = [SeawallProcess(["serve", "--config", str(path), "--port", "0"]) for _ in range(4)]
     try:
+        for process in processes:
+            process.start()
         for process in processes:
             process.wait_ready()
         urls = [process.url for process in processes]
