@@ -23,6 +23,13 @@ from redis.exceptions import RedisError
 
 T = TypeVar("T")
 
+#: Lua that sets `now` to Redis's clock in milliseconds: every store's scripts decide
+#: by the server's clock, one for every replica, never by a caller's.
+LUA_NOW_MS = r"""
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+"""
+
 #: What a store call may raise when Redis does not answer: catch these, all of them.
 FAILURES: tuple[type[BaseException], ...] = (TimeoutError, RedisError, OSError)
 

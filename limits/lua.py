@@ -29,9 +29,11 @@ one Redis (a primary, with replicas or Sentinel), not Redis Cluster.
 
 from __future__ import annotations
 
-PRELUDE = r"""
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+from common.redis_client import LUA_NOW_MS
+
+PRELUDE = (
+    LUA_NOW_MS
+    + r"""
 local GRACE = tonumber(ARGV[2])
 local LEASE_RETRY = tonumber(ARGV[3])
 local floor, DAY = math.floor, 86400000
@@ -136,6 +138,7 @@ local function look(kind, bucket, span, ends)
   return tonumber(totals[1]) or 0, tonumber(totals[2]) or 0, ends - now
 end
 """
+)
 
 ADMIT = (
     PRELUDE

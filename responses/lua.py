@@ -40,16 +40,18 @@ would break the accounting: docs/responses.md says so.
 
 from __future__ import annotations
 
+from common.redis_client import LUA_NOW_MS
+
 #: How long the bookkeeping keys outlive the last record put (ms).
 GRACE_MS = 60_000
 #: Expired records a put uncounts at most (bounds one script's time after a long
 #: idle period; the rest go with the next puts).
 PURGE_BATCH = 1000
 
-PRELUDE = r"""
+PRELUDE = (
+    LUA_NOW_MS
+    + r"""
 local P = ARGV[1]
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 local IDX, EXP, BYTES, TICK = P .. 'idx', P .. 'exp', P .. 'bytes', P .. 'tick'
 local XS = P .. 'xs'
 
@@ -97,6 +99,7 @@ local function touch(id, t, k)
   redis.call('ZADD', kkey(t, k), 'XX', tick, id)
 end
 """
+)
 
 #: ARGV: P, id, tenant, key, response, items, inputs, previous, depth, chain bytes,
 #: ttl ms, key max entries, key max bytes, tenant max entries, tenant max bytes,

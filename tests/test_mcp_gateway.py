@@ -312,6 +312,24 @@ def test_results_are_verified_when_the_agent_shows_them_to_the_model(
     assert other.json()["error"]["code"] == "tool_result_forged"
 
 
+def responses_turn(
+    url: str, name: str, arguments: str, output: str, ask: str = "go"
+) -> httpx.Response:
+    """A Responses API turn (blue's) whose input ends with the model's call of `name`
+    and its result, `output`, as a `function_call_output`: no receipt can ride along."""
+    items = [
+        {"role": "user", "content": ask},
+        {"type": "function_call", "call_id": "call_9", "name": name, "arguments": arguments},
+        {"type": "function_call_output", "call_id": "call_9", "output": output},
+    ]
+    return httpx.post(
+        f"{url}/v1/responses",
+        json={"model": "chat", "input": items},
+        headers={"authorization": f"Bearer {BLUE}"},
+        timeout=30,
+    )
+
+
 def test_results_are_verified_through_the_responses_api(
     client: httpx.Client, gateway: ServerThread
 ) -> None:
@@ -322,20 +340,8 @@ def test_results_are_verified_through_the_responses_api(
     text = result["content"][0]["text"]
 
     def respond(output: str) -> httpx.Response:
-        items = [
-            {"role": "user", "content": "add 20 and 22"},
-            {
-                "type": "function_call",
-                "call_id": "call_9",
-                "name": "calc__add",
-                "arguments": '{"a": 20, "b": 22}',
-            },
-            {"type": "function_call_output", "call_id": "call_9", "output": output},
-        ]
-        return client.post(
-            "/v1/responses",
-            json={"model": "chat", "input": items},
-            headers={"authorization": f"Bearer {BLUE}"},
+        return responses_turn(
+            gateway.url, "calc__add", '{"a": 20, "b": 22}', output, "add 20 and 22"
         )
 
     assert respond(text).status_code == 200, respond(text).text

@@ -33,6 +33,7 @@ from tests.test_mcp_gateway import (
     call_tool,
     config,
     initialize,
+    responses_turn,
     tool_turn,
 )
 
@@ -80,22 +81,7 @@ def test_a_result_served_by_one_replica_is_recognised_by_another(
     forged = shown(b, BLUE, "calc__add", '{"a": 2, "b": 3}', text.replace("5", "6"))
     assert forged.status_code == 400 and forged.json()["error"]["code"] == "tool_result_forged"
     # The Responses API (an Agents SDK's turn): the result as a function_call_output.
-    items = [
-        {"role": "user", "content": "add"},
-        {
-            "type": "function_call",
-            "call_id": "c1",
-            "name": "calc__add",
-            "arguments": '{"a":2,"b":3}',
-        },
-        {"type": "function_call_output", "call_id": "c1", "output": text},
-    ]
-    answer = httpx.post(
-        f"{b.url}/v1/responses",
-        json={"model": "chat", "input": items},
-        headers={"authorization": f"Bearer {BLUE}"},
-        timeout=30,
-    )
+    answer = responses_turn(b.url, "calc__add", '{"a":2,"b":3}', text)
     assert answer.status_code == 200, answer.text
     # Each replica keeps its own memory ledger without the shared one: the same turn
     # on another gateway is a forgery there.

@@ -44,7 +44,7 @@ from typing import Any
 
 from redis.commands.core import AsyncScript
 
-from common.redis_client import Reachability, RedisDown, connect
+from common.redis_client import LUA_NOW_MS, Reachability, RedisDown, connect
 from common.secrets import mask_url
 from toolservers.config import LedgerSettings
 from toolservers.fingerprints import DIGEST_BYTES, ENTRY_OVERHEAD
@@ -60,10 +60,10 @@ GRACE_MS = 60_000
 #: script's time after an idle period; the rest go with the next records).
 PURGE_BATCH = 100
 
-PRELUDE = r"""
+PRELUDE = (
+    LUA_NOW_MS
+    + r"""
 local P = ARGV[1]
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 local function fkey(k) return P .. 'f:' .. k end
 local function ekey(k) return P .. 'e:' .. k end
 -- An entry's expiry (ms) and its fingerprints.
@@ -72,6 +72,7 @@ local function entry(v)
   return tonumber(string.sub(v, 1, at - 1)), string.sub(v, at + 1)
 end
 """
+)
 
 #: ARGV: P, key, tenant, ttl ms, grace ms, max entries per key, max bytes per key,
 #: max keys, max keys per tenant, max bytes per tenant, purge batch, entry overhead,
