@@ -19,7 +19,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from common.headers import CONFIG_VERSION_HEADER, REQUEST_ID_HEADER
 from common.redact import LOG_REDACTION, Redactor
@@ -275,6 +275,9 @@ async def _unexpected_error(request: Request, exc: Exception) -> Response:
     return error_response(internal_error())
 
 
+VERSION_HEADER_BYTES = CONFIG_VERSION_HEADER.encode()
+
+
 class GatewayApp(Starlette):
     """Starlette, with the inference endpoints reached around it.
 
@@ -293,13 +296,32 @@ class GatewayApp(Starlette):
         self.direct = dict(direct)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST":
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        if scope["method"] == "POST":
             endpoint = self.direct.get(scope["path"])
             if endpoint is not None:
                 scope["app"] = self
                 await endpoint(scope, receive, send)
                 return
-        await super().__call__(scope, receive, send)
+        await super().__call__(scope, receive, self._versioned(send))
+
+    def _versioned(self, send: Send) -> Send:
+        """`send` adding `x-seawall-config-version` to a response that lacks it (a 404,
+        a 405, an admin API error): every response names the version that served it,
+        not only the ones an endpoint answers itself."""
+        gateway: Gateway = self.state.gateway
+
+        async def versioned(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = message.get("headers", [])
+                if not any(name == VERSION_HEADER_BYTES for name, _ in headers):
+                    version = gateway.runtime.version.id.encode()
+                    message = {**message, "headers": [*headers, (VERSION_HEADER_BYTES, version)]}
+            await send(message)
+
+        return versioned
 
 
 def create_app(

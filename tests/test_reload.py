@@ -208,3 +208,25 @@ def test_a_config_object_version_rolls_back_with_its_secrets(upstream: Any) -> N
         assert back.status_code == 200, back.text
         assert ask(gateway).status_code == 200
     assert upstream[0].headers[-1]["authorization"] == "Bearer sk-upstream-secret"
+
+
+def test_every_response_names_the_version_that_served_it() -> None:
+    """Not only the endpoints that answer themselves: a 404, a 405, an admin API error
+    and an admin answer name the serving version too, and a new version at once."""
+    mock = {"id": "m", "provider": "mock", "model": "mock-gpt"}
+    with running_gateway(config_with(mock)) as gateway:
+        first = serving(gateway)
+        answers = [
+            httpx.get(gateway.url + "/no/such/path"),
+            httpx.get(gateway.url + "/v1/chat/completions"),
+            httpx.get(gateway.url + "/admin/config/versions/no-such-version"),
+            httpx.put(gateway.url + "/admin/config", content=b"models: [", timeout=10),
+            httpx.get(gateway.url + "/admin/routing"),
+            httpx.get(gateway.url + "/v1/models"),
+        ]
+        assert [a.status_code for a in answers] == [404, 405, 404, 400, 200, 200]
+        assert {a.headers.get("x-seawall-config-version") for a in answers} == {first}
+        assert put(gateway, config_with(mock, routing={"request_timeout_ms": 5000})).is_success
+        second = serving(gateway)
+        assert second != first
+        assert httpx.get(gateway.url + "/nope").headers["x-seawall-config-version"] == second
