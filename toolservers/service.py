@@ -139,11 +139,14 @@ class McpService:
 def state_parts(config: McpConfig) -> tuple[SessionStore, LedgerStore]:
     """The long-lived pieces for the gateway's State (sized by the first config); the
     Redis ledger's module (and redis-py) is imported only when the config names one."""
+    ledger: LedgerStore
     if config.ledger.shared:
         from toolservers.redis_ledger import RedisLedger
 
-        return SessionStore(config.sessions), RedisLedger(config.ledger)
-    return SessionStore(config.sessions), MemoryLedger(config.ledger)
+        ledger = RedisLedger(config.ledger)
+    else:
+        ledger = MemoryLedger(config.ledger)
+    return SessionStore(config.sessions), ledger
 
 
 __all__ = [
