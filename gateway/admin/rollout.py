@@ -9,6 +9,8 @@ changes what every tenant is served. gateway/rollouts.py does the work.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -16,7 +18,8 @@ from gateway.admin.base import AdminResource
 from gateway.admin.body import read_body
 from gateway.errors import GatewayError
 from gateway.stages.body import json_object
-from rollouts.machine import NotRunning
+from rollouts.machine import NotRunning, Step
+from tenants.identity import Identity
 
 #: A reason given for a promotion or an abort, at most (characters).
 MAX_REASON = 200
@@ -28,19 +31,20 @@ class RolloutAdmin(AdminResource):
         return self.respond(self.gateway.rollouts.describe())
 
     async def promote(self, request: Request) -> Response:
-        identity = self.authorize_root(request)
-        reason = await _reason(request)
-        try:
-            await self.gateway.rollouts.promote(identity, reason)
-        except NotRunning as exc:
-            raise _no_rollout(exc) from None
-        return self.respond(self.gateway.rollouts.describe())
+        return await self._end(request, self.gateway.rollouts.promote)
 
     async def abort(self, request: Request) -> Response:
+        return await self._end(request, self.gateway.rollouts.abort)
+
+    async def _end(
+        self, request: Request, end: Callable[[Identity, str], Awaitable[Step]]
+    ) -> Response:
+        """Ends the running rollout by hand with `end` (promote or abort), for the
+        root admin who asked, with their reason; 409 when none is running."""
         identity = self.authorize_root(request)
         reason = await _reason(request)
         try:
-            await self.gateway.rollouts.abort(identity, reason)
+            await end(identity, reason)
         except NotRunning as exc:
             raise _no_rollout(exc) from None
         return self.respond(self.gateway.rollouts.describe())
