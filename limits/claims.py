@@ -203,7 +203,10 @@ class Plan:
         "claims",
         "counts_tokens",
         "lease_claims",
+        "limit_texts",
+        "limits",
         "periods",
+        "reported",
         "requests",
         "settles",
         "sources",
@@ -217,6 +220,11 @@ class Plan:
         #: Indices of the claims OpenAI's headers report: requests, and tokens.
         self.requests = tuple(i for i, c in enumerate(self.claims) if c.name == REQUESTS)
         self.tokens = tuple(i for i, c in enumerate(self.claims) if c.name == TOKENS)
+        #: Per claim: its limit, and that written out (for the headers).
+        self.limits = tuple(c.limit for c in self.claims)
+        self.limit_texts = tuple(str(c.limit) for c in self.claims)
+        #: Per claim: is it one of those (whose reset the headers may report)?
+        self.reported = tuple(i in self.requests or i in self.tokens for i in range(len(claims)))
         #: Indices of the spend claims, whose bucket is the period of the admission.
         self.periods = tuple(i for i, c in enumerate(self.claims) if c.kind == "period")
         #: Indices of the claims a settlement touches (all but requests), in order.

@@ -30,19 +30,19 @@ _NAMES = (
 
 
 def duration(ms: int) -> str:
-    """A duration as OpenAI writes it (Go's `time.Duration`, to the millisecond)."""
+    """A duration as OpenAI writes it (Go's `time.Duration`, to the millisecond):
+    integer arithmetic, no float formatting (every limited response writes two)."""
     if ms <= 0:
         return "0s"
     if ms < 1000:
         return f"{ms}ms"
-    hours, rest = divmod(ms, 3_600_000)
-    minutes, rest = divmod(rest, 60_000)
-    seconds = f"{rest / 1000:.3f}".rstrip("0").rstrip(".")
-    if hours:
-        return f"{hours}h{minutes}m{seconds}s"
-    if minutes:
-        return f"{minutes}m{seconds}s"
-    return f"{seconds}s"
+    minutes, rest = divmod(ms, 60_000)
+    whole, fraction = divmod(rest, 1000)
+    seconds = f"{whole}.{fraction:03d}".rstrip("0") + "s" if fraction else f"{whole}s"
+    if not minutes:
+        return seconds
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes}m{seconds}" if hours else f"{minutes}m{seconds}"
 
 
 def rate_headers(states: Iterable[BucketState]) -> dict[str, str]:
@@ -63,9 +63,9 @@ def rate_headers(states: Iterable[BucketState]) -> dict[str, str]:
 def plan_headers(plan: Plan, used: Sequence[int], resets: Sequence[int]) -> dict[str, str]:
     """`rate_headers` for an admission of `plan`, read off the store's answer (each
     claim's `used` and `resets`): only the requests and tokens claims are looked at,
-    and only the tightest of each is written out."""
+    and only the tightest of each is written out (its reset the only one read)."""
     headers: dict[str, str] = {}
-    claims = plan.claims
+    limits = plan.limits
     for indices, (_, limit, remaining, reset) in zip(
         (plan.requests, plan.tokens), _NAMES, strict=True
     ):
@@ -74,13 +74,13 @@ def plan_headers(plan: Plan, used: Sequence[int], resets: Sequence[int]) -> dict
         best = -1
         best_left = best_limit = 0
         for index in indices:
-            cap = claims[index].limit
+            cap = limits[index]
             left = cap - used[index]
             if left < 0:
                 left = 0
             if best < 0 or left < best_left or (left == best_left and cap < best_limit):
                 best, best_left, best_limit = index, left, cap
-        headers[limit] = str(best_limit)
+        headers[limit] = plan.limit_texts[best]
         headers[remaining] = str(best_left)
         headers[reset] = duration(resets[best])
     return headers

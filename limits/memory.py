@@ -18,6 +18,7 @@ import heapq
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from typing import overload
 
 from limits.claims import BucketState, Claim, Plan
 from limits.periods import DAY_MS, period_of
@@ -266,6 +267,10 @@ class _Period:
 
 Bucket = _Count | _Window | _Leases | _Period
 
+#: Plans whose buckets a store remembers, at most (emptied when full: a plan's
+#: buckets are found again in microseconds).
+_RESOLVED = 10_000
+
 #: Period placements remembered (claim key, per, UTC day) -> bucket key, at most this
 #: many (a month's bucket is the same all day, and so is a day's).
 _PLACEMENTS = 4096
@@ -280,6 +285,8 @@ class MemoryStore:
         self._clock = clock
         self._buckets: dict[str, Bucket] = {}
         self._placements: dict[tuple[str, str, int], str] = {}
+        #: Each plan's buckets (`_resolve`), for at most `_RESOLVED` plans.
+        self._resolved: dict[Plan, tuple[Bucket | None, ...]] = {}
 
     def _now(self) -> int:
         return round(self._clock() * 1000)
@@ -313,60 +320,71 @@ class MemoryStore:
         for key in ended:
             del self._buckets[key]
 
+    def _resolve(self, plan: Plan) -> tuple[Bucket | None, ...]:
+        """The bucket of each of `plan`'s claims (None for a spend claim, whose bucket
+        is the period of each admission): found once per plan, since a window or
+        lease bucket, once made, is never dropped."""
+        resolved = self._resolved.get(plan)
+        if resolved is None:
+            if len(self._resolved) >= _RESOLVED:
+                self._resolved.clear()
+            now = self._now()
+            resolved = self._resolved[plan] = tuple(
+                None if claim.kind == "period" else self._bucket(claim, now)[1]
+                for claim in plan.claims
+            )
+        return resolved
+
     async def admit(self, rid: str, plan: Plan, tokens: int, cost: int) -> StoreAnswer:
         """One pass over the plan's buckets to look (each prunes what aged out and
         reads its running sum), one to add: O(1) per bucket, amortised."""
         now = self._now()
         amounts = (1, tokens, cost)
-        buckets = self._buckets
-        found: list[Bucket] = []
+        found = list(self._resolve(plan))
+        claims = plan.claims
         used: list[int] = []
         periods: tuple[str, ...] = ()
         refused = -1
-        for index, (claim, source) in enumerate(zip(plan.claims, plan.sources, strict=True)):
-            if claim.kind == "period":
+        for index, (claim, source, bucket) in enumerate(
+            zip(claims, plan.sources, found, strict=True)
+        ):
+            if bucket is None:
                 key, bucket = self._period(claim, now)
+                found[index] = bucket
                 periods += (key,)
-            else:
-                bucket = buckets.get(claim.key)  # type: ignore[assignment]
-                if bucket is None:
-                    bucket = buckets[claim.key] = _KINDS[claim.kind]()
             count = bucket.used(now, claim.span_ms)
             if count + amounts[source] > claim.limit and refused < 0:
                 refused = index
-            found.append(bucket)
             used.append(count)
-        claims = plan.claims
+        buckets: list[Bucket] = found  # type: ignore[assignment]
         if refused >= 0:
             # Every bucket as it stands (a refusal reserves nothing anywhere).
-            resets = [b.reset(now, c.span_ms) for b, c in zip(found, claims, strict=True)]
+            resets = [b.reset(now, c.span_ms) for b, c in zip(buckets, claims, strict=True)]
             claim = claims[refused]
             amount = amounts[plan.sources[refused]]
-            retry, too_large = found[refused].wait(now, claim, amount, used[refused])
+            retry, too_large = buckets[refused].wait(now, claim, amount, used[refused])
             return StoreAnswer(False, now, used, resets, periods, refused, retry, too_large)
-        for index, (bucket, source) in enumerate(zip(found, plan.sources, strict=True)):
+        for index, (bucket, source, claim) in enumerate(
+            zip(buckets, plan.sources, claims, strict=True)
+        ):
             amount = amounts[source]
-            bucket.add(now, rid, amount, claims[index].span_ms)
+            bucket.add(now, rid, amount, claim.span_ms)
             used[index] += amount
-        # The reset of what the headers report: the oldest admission, or this one.
-        resets = [0] * len(claims)
-        for index in plan.requests + plan.tokens:
-            span = claims[index].span_ms
-            resets[index] = min(found[index].reset(now, span), span)
-        return StoreAnswer(True, now, used, resets, periods)
+        return StoreAnswer(True, now, used, _Resets(now, plan, buckets), periods)
 
     async def settle(
         self, rid: str, plan: Plan, periods: Sequence[str], tokens: int, cost: int
     ) -> None:
-        buckets, claims = self._buckets, plan.claims
+        buckets, resolved = self._buckets, self._resolve(plan)
         amounts = (1, tokens, cost)
         spent = iter(periods)
         for index in plan.settles:
-            claim = claims[index]
-            key = next(spent) if claim.kind == "period" else claim.key
-            bucket = buckets.get(key)
-            if bucket is not None:
-                bucket.settle(rid, amounts[plan.sources[index]])
+            bucket = resolved[index]
+            if bucket is None:
+                bucket = buckets.get(next(spent))
+                if bucket is None:
+                    continue  # the period ended and was forgotten
+            bucket.settle(rid, amounts[plan.sources[index]])
 
     async def renew(self, leases: Sequence[tuple[str, Claim]]) -> set[str]:
         now = self._now()
@@ -388,6 +406,38 @@ class MemoryStore:
 
     async def aclose(self) -> None:
         return None
+
+
+class _Resets(Sequence[int]):
+    """An admitted request's reset per claim (`StoreAnswer.resets`), worked out only
+    for the claims it is asked for, and read at once (the buckets move on): the
+    headers read two of a dozen, the tightest requests and tokens limits. For those
+    claims, when the oldest admission (or this one) ages out of the window; 0 for
+    the others, which no header reports."""
+
+    __slots__ = ("buckets", "claims", "now", "reported")
+
+    def __init__(self, now: int, plan: Plan, buckets: Sequence[Bucket]) -> None:
+        self.now = now
+        self.claims = plan.claims
+        self.buckets = buckets
+        self.reported = plan.reported
+
+    def __len__(self) -> int:
+        return len(self.claims)
+
+    @overload
+    def __getitem__(self, index: int) -> int: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[int]: ...
+
+    def __getitem__(self, index: int | slice) -> int | list[int]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(len(self.claims))[index]]
+        if not self.reported[index]:
+            return 0
+        span = self.claims[index].span_ms
+        return min(self.buckets[index].reset(self.now, span), span)
 
 
 _KINDS: dict[str, type[_Count] | type[_Window] | type[_Leases]] = {

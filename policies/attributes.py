@@ -14,9 +14,9 @@ rules fail as evaluation errors and their `on_error` decides.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from operator import attrgetter
 
 from policies.celtypes import BOOL, INT, STRING, CelType, list_of, map_of
@@ -226,13 +226,18 @@ def raw_policy_headers(
 ) -> dict[str, str]:
     """`policy_headers` from a request's raw (ASGI) header pairs: only the allowed
     ones are decoded (decoding all of them, as a header mapping does, cost ~9 µs a
-    request)."""
+    request), in one loop over the pairs."""
     wanted = _encoded_names(allowed)
-    return policy_headers(
-        ((name.decode("latin-1"), value.decode("latin-1")) for name, value in headers
-         if name.lower() in wanted),
-        allowed,
-    )  # fmt: skip
+    found = dict.fromkeys(allowed, "")
+    seen: set[bytes] = set()
+    for name, value in headers:
+        lowered = name.lower()
+        if lowered in wanted:
+            if lowered in seen:
+                raise RepeatedHeader(lowered.decode("latin-1"))
+            seen.add(lowered)
+            found[lowered.decode("latin-1")] = value.decode("latin-1")
+    return found
 
 
 @functools.lru_cache(maxsize=64)
@@ -240,10 +245,17 @@ def _encoded_names(allowed: tuple[str, ...]) -> frozenset[bytes]:
     return frozenset(name.lower().encode("latin-1") for name in allowed)
 
 
+#: The weekday of the epoch's first day (1970-01-01 was a Thursday; Monday is 0).
+_EPOCH_WEEKDAY = 3
+
+
 def utc_hour_weekday(epoch_seconds: float) -> tuple[int, int]:
-    """`hour` and `weekday` for a wall-clock time in seconds since the epoch."""
-    moment = datetime.fromtimestamp(epoch_seconds, UTC)
-    return moment.hour, moment.weekday()
+    """`hour` and `weekday` (Monday 0) for a wall-clock time in seconds since the
+    epoch, in UTC: plain arithmetic, as a POSIX day is 86,400 seconds (no datetime
+    built per request; a test holds it to `datetime`'s answer)."""
+    seconds = math.floor(epoch_seconds)
+    days, rest = divmod(seconds, 86_400)
+    return rest // 3600, (days + _EPOCH_WEEKDAY) % 7
 
 
 def over_limit(attributes: Attributes, name: str) -> str | None:

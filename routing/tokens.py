@@ -48,9 +48,18 @@ def configure_offline_encodings() -> None:
 configure_offline_encodings()
 
 
+@functools.lru_cache(maxsize=1024)
 def encoding_name_for(model: str) -> str:
+    """The encoding that counts `model`'s tokens (remembered: the stages that count
+    ask once per request, with the few model names of the config)."""
     name = model.rsplit("/", 1)[-1].lower()
     return "o200k_base" if name.startswith(O200K_PREFIXES) else "cl100k_base"
+
+
+def encoding_loaded(model: str) -> bool:
+    """Is `model`'s encoding loaded (so counting with it never blocks)? A counting
+    stage asks this before awaiting `load_encoding`, which it rarely needs."""
+    return encoding_name_for(model) in _LOADED
 
 
 async def load_encoding(model: str) -> None:
@@ -114,7 +123,7 @@ def message_tokens(message: Mapping[str, Any], encoding: tiktoken.Encoding) -> i
     total = TOKENS_PER_MESSAGE + count_text(content_text(message.get("content")), encoding)
     role = message.get("role")
     if isinstance(role, str):
-        total += count_text(role, encoding)
+        total += role_tokens(role, encoding)
     name = message.get("name")
     if isinstance(name, str):
         total += TOKENS_PER_NAME + count_text(name, encoding)
@@ -122,6 +131,23 @@ def message_tokens(message: Mapping[str, Any], encoding: tiktoken.Encoding) -> i
     if tool_calls:
         total += count_text(orjson.dumps(tool_calls).decode(), encoding)
     return total
+
+
+#: Roles counted, by (encoding, role): a message's role is one of a handful.
+_ROLE_TOKENS: dict[tuple[str, str], int] = {}
+#: Roles remembered at most (a role outside OpenAI's few is counted each time).
+_ROLES_KEPT = 64
+
+
+def role_tokens(role: str, encoding: tiktoken.Encoding) -> int:
+    """`count_text(role)`, remembered for the few roles there are."""
+    key = (encoding.name, role)
+    count = _ROLE_TOKENS.get(key)
+    if count is None:
+        count = count_text(role, encoding)
+        if len(_ROLE_TOKENS) < _ROLES_KEPT:
+            _ROLE_TOKENS[key] = count
+    return count
 
 
 def count_messages(messages: Iterable[Mapping[str, Any]], encoding: tiktoken.Encoding) -> int:

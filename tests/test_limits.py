@@ -529,6 +529,26 @@ def test_durations_are_written_as_openai_writes_them() -> None:
     assert {ms: duration(ms) for ms in cases} == cases
 
 
+def _duration_by_float(ms: int) -> str:
+    """Go's format worked out through seconds as a float, the plain way: what the
+    integer arithmetic of `duration` must always agree with."""
+    if ms <= 0:
+        return "0s"
+    if ms < 1000:
+        return f"{ms}ms"
+    hours, rest = divmod(ms, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    seconds = f"{rest / 1000:.3f}".rstrip("0").rstrip(".")
+    if hours:
+        return f"{hours}h{minutes}m{seconds}s"
+    return f"{minutes}m{seconds}s" if minutes else f"{seconds}s"
+
+
+@given(st.one_of(st.integers(-10, 200_000), st.integers(0, 10**12)))
+def test_durations_agree_with_the_float_formula(ms: int) -> None:
+    assert duration(ms) == _duration_by_float(ms)
+
+
 def test_levels_without_limits_admit_with_nothing_to_settle() -> None:
     async def run() -> None:
         limiter, _ = limiter_at()

@@ -7,7 +7,9 @@ time to live, and one wall clock that jumps to imitate a preempted thread).
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -733,6 +735,13 @@ def test_raw_policy_headers_decide_as_policy_headers(pairs: list[tuple[str, str]
 def test_utc_hour_and_weekday() -> None:
     # 2026-11-30 is a Monday; 23:30 UTC
     assert utc_hour_weekday(1796081400) == (23, 0)
+
+
+@given(st.floats(min_value=-(10**10), max_value=10**11, allow_nan=False))
+def test_utc_hour_and_weekday_agree_with_datetime(epoch_seconds: float) -> None:
+    """The arithmetic is held to `datetime`'s UTC calendar, before 1970 included."""
+    moment = datetime.fromtimestamp(math.floor(epoch_seconds), UTC)
+    assert utc_hour_weekday(epoch_seconds) == (moment.hour, moment.weekday())
 
 
 def test_the_reference_table_names_every_attribute() -> None:

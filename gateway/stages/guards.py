@@ -34,6 +34,7 @@ from routing.tokens import (
     content_text,
     count_tools,
     encoding_for,
+    encoding_loaded,
     encoding_name_for,
     load_encoding,
     message_tokens,
@@ -120,7 +121,8 @@ class PromptGuard:
         if bound > OFFLOAD_BYTES:
             costs, fixed = await asyncio.to_thread(count_prompt, exchange.body, model)
         else:
-            await load_encoding(model)
+            if not encoding_loaded(model):
+                await load_encoding(model)
             costs, fixed = count_prompt(exchange.body, model)
         tokens = fixed + sum(costs)
         exchange.prompt_count = PromptCount(

@@ -43,7 +43,7 @@ from limits.claims import NO_DEMAND, Demand, Level, Plan
 from limits.config import LimitSettings
 from limits.limiter import Admission, Limiter
 from limits.prices import TokenPrice
-from routing.tokens import load_encoding
+from routing.tokens import encoding_loaded, load_encoding
 from tenants.identity import Identity
 
 #: Plans kept per Runtime, at most (one per key and set of limit classes; the cache
@@ -138,7 +138,8 @@ class AdmitLimits:
             if len(exchange.raw) > OFFLOAD_BYTES:
                 costs, fixed = await asyncio.to_thread(count_prompt, body, model)
             else:
-                await load_encoding(model)
+                if not encoding_loaded(model):
+                    await load_encoding(model)
                 costs, fixed = count_prompt(body, model)
             counted = fixed + sum(costs)
         # A continued conversation (Responses' `previous_response_id`) is not in the

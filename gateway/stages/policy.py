@@ -83,8 +83,8 @@ class PolicyGate:
         assert identity is not None and exchange.group is not None
         body, shape = exchange.body, exchange.shape
         hour, weekday = utc_hour_weekday(time.time())
-        request = exchange.request
-        client = request.client
+        scope = exchange.request.scope
+        client = scope.get("client")  # (host, port), without Starlette's Address
         return Attributes(
             tenant=identity.tenant_id,
             tenants=identity.chain,
@@ -97,10 +97,10 @@ class PolicyGate:
             stream=exchange.stream,
             tools=shape.tool_names(body),
             tool_results=shape.has_tool_results(body),
-            headers=raw_policy_headers(request.scope["headers"], self.policies.headers),
+            headers=raw_policy_headers(scope["headers"], self.policies.headers),
             hour=hour,
             weekday=weekday,
-            client_ip=client.host if client is not None else "",
+            client_ip=client[0] if client is not None else "",
             server="",
             tool="",
             argument_names=(),
