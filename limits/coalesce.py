@@ -139,6 +139,12 @@ class Coalescer(Generic[Item, Result]):
             elif not pending.future.done():
                 pending.future.set_result(result)
 
+    async def idle(self) -> None:
+        """Returns once nothing is queued or in flight (what was submitted has been
+        answered, or has failed): for a caller that must see it applied."""
+        while self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
     async def aclose(self) -> None:
         """Stop: calls in flight are cancelled (their items are lost), queued ones
         are never sent."""

@@ -145,8 +145,8 @@ ADMIT = (
     + r"""
 -- ms until a claim that does not fit would (if nothing is settled meanwhile), and
 -- whether it never will (it exceeds the limit on its own).
-local function wait(c, bucket, used, reset, ends)
-  local kind, limit, amount, span = c[2], c[3], c[4], c[5]
+local function wait(c, amount, bucket, used, reset, ends)
+  local kind, limit, span = c[2], c[3], c[5]
   if kind == 'count' then
     local e = redis.call('ZRANGE', bucket, used - limit, used - limit, 'WITHSCORES')
     return math.max(1, tonumber(e[2]) + span - now), 0
@@ -171,8 +171,8 @@ local function wait(c, bucket, used, reset, ends)
   end
 end
 
-local function add(c, bucket, rid, ends)
-  local kind, amount, span = c[2], c[4], c[5]
+local function add(c, amount, bucket, rid, ends)
+  local kind, span = c[2], c[5]
   if kind == 'count' then
     redis.call('ZADD', bucket, now, rid)
     redis.call('PEXPIRE', bucket, span + GRACE)
@@ -205,26 +205,49 @@ local function admitted_before(c, bucket, rid)
   return redis.call('ZSCORE', bucket, rid) ~= false
 end
 
--- A request is {rid, plan, tokens, cost}: the plan's claims are {key, kind, limit,
--- source, span, per}, and a claim's amount is one (source 0), the tokens (1) or the
--- cost (2). Each result: {admitted, used per claim, reset per claim, the period
--- bucket of each spend claim, [refused claim (0-based), retry ms, too large]}.
+-- ARGV[1] is {plans, requests}: each plan a list of claims {key, kind, limit,
+-- source, span, per}, sent once per call however many requests name it; each
+-- request {rid, plan index (0-based), tokens, cost}, and a claim's amount is one
+-- (source 0), the tokens (1) or the cost (2). Each result: {admitted, used per
+-- claim, reset per claim, the period bucket of each spend claim, [refused claim
+-- (0-based), retry ms, too large]}.
+--
+-- Every bucket is looked at once per call (pruned, its totals read): `now` does not
+-- move within a script, so what a bucket holds after each admission of the call is
+-- what it held before plus what that admission added, kept in `seen`. A call of
+-- one admission does what it always did; a call of many shares the looks.
+local payload = cjson.decode(ARGV[1])
+local plans = payload[1]
+local seen, placed = {}, {}  -- bucket -> {used, reset}; claim -> {bucket, ends}
 local results = {}
-for i, request in ipairs(cjson.decode(ARGV[1])) do
-  local rid, claims, tokens, cost = request[1], request[2], request[3], request[4]
-  local used, resets, periods, places = {}, {}, {}, {}
+for i, request in ipairs(payload[2]) do
+  local rid, claims, tokens, cost = request[1], plans[request[2] + 1], request[3], request[4]
+  local used, resets, periods, places, amounts = {}, {}, {}, {}, {}
   local refused, retry, large = -1, 0, 0
   for j, c in ipairs(claims) do
-    local source = c[4]
-    if source == 0 then c[4] = 1 elseif source == 1 then c[4] = tokens else c[4] = cost end
-    local bucket, ends = place(c)
-    local u, _, reset = look(c[2], bucket, c[5], ends)
-    places[j] = {bucket, ends}
+    local source, amount = c[4], 1
+    if source == 1 then amount = tokens elseif source == 2 then amount = cost end
+    amounts[j] = amount
+    local where = placed[c]
+    if not where then
+      local bucket, ends = place(c)
+      where = {bucket, ends}
+      placed[c] = where
+    end
+    local bucket, ends = where[1], where[2]
+    local state = seen[bucket]
+    if not state then
+      local u, _, reset = look(c[2], bucket, c[5], ends)
+      state = {u, reset}
+      seen[bucket] = state
+    end
+    local u, reset = state[1], state[2]
+    places[j] = where
     used[j], resets[j] = u, reset
     if ends > 0 then periods[#periods + 1] = bucket end
-    if refused < 0 and u + c[4] > c[3] then
+    if refused < 0 and u + amount > c[3] then
       refused = j - 1
-      retry, large = wait(c, bucket, u, reset, ends)
+      retry, large = wait(c, amount, bucket, u, reset, ends)
     end
   end
   if admitted_before(claims[1], places[1][1], rid) then
@@ -233,12 +256,15 @@ for i, request in ipairs(cjson.decode(ARGV[1])) do
     results[i] = {0, used, resets, periods, refused, retry, large}
   else
     for j, c in ipairs(claims) do
-      local kind, amount, span = c[2], c[4], c[5]
-      add(c, places[j][1], rid, places[j][2])
+      local kind, amount, span = c[2], amounts[j], c[5]
+      local bucket = places[j][1]
+      add(c, amount, bucket, rid, places[j][2])
       used[j] = used[j] + amount
       -- The first entry of an empty bucket resets a span from now; otherwise the
       -- oldest entry still leaves first. A period's end does not move.
       if kind ~= 'period' and resets[j] == 0 then resets[j] = span end
+      local state = seen[bucket]
+      state[1], state[2] = used[j], resets[j]
     end
     results[i] = {1, used, resets, periods}
   end

@@ -163,8 +163,17 @@ class RedisStore:
             raise self._failed(f"no answer within {self.timeout_s:g} s") from None
 
     async def _admit_batch(self, batch: list[Admit]) -> list[StoreAnswer]:
+        # Each plan once, however many of the batch's requests name it (the script
+        # decodes a plan's claims once per call).
+        plans: dict[Plan, int] = {}
+        requests = []
+        for rid, plan, tokens, cost in batch:
+            index = plans.get(plan)
+            if index is None:
+                index = plans[plan] = len(plans)
+            requests.append([rid, index, tokens, cost])
         wire = self._wire
-        payload = [[rid, wire(plan), tokens, cost] for rid, plan, tokens, cost in batch]
+        payload = [[wire(plan) for plan in plans], requests]
         at, results = orjson.loads(await self._call(self._admit, payload))
         now = int(at)
         answers = []

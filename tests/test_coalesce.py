@@ -101,7 +101,7 @@ def test_an_answer_after_the_timeout_is_orphaned() -> None:
         with pytest.raises(TimeoutError):
             await made.submit(7, 0.01)  # sent, and the call is still in flight
         gate.open.set()
-        await asyncio.gather(*made._tasks)
+        await made.idle()
         assert seen == {"orphaned": [(7, 70)], "lost": []}
 
     asyncio.run(run())
@@ -117,7 +117,7 @@ def test_an_answer_for_a_cancelled_caller_is_orphaned() -> None:
         with pytest.raises(asyncio.CancelledError):
             await caller
         gate.open.set()
-        await asyncio.gather(*made._tasks)
+        await made.idle()
         assert seen == {"orphaned": [(3, 30)], "lost": []}
 
     asyncio.run(run())

@@ -235,6 +235,68 @@ def test_redis_decides_exactly_as_the_memory_store(
     asyncio.run(run())
 
 
+def test_a_batch_decides_as_its_admissions_would_one_by_one(redis: RedisServer) -> None:
+    """Admissions that arrive together go to Redis in one call, which looks at each
+    bucket once and carries the counts from one admission to the next: 40 of them,
+    on two keys sharing their tenant's buckets, with limits that refuse part of
+    them, decide exactly as the same admissions one at a time on the memory store,
+    in arrival order, and leave the same counts behind."""
+
+    async def run() -> None:
+        tenant = level("tenant:t", requests_per_minute=30, tokens_per_minute=2_000)
+        keys = [level("key:a", max_concurrent=12), level("key:b", tokens_per_minute=900)]
+        store = RedisStore(redis.url, timeout_s=5.0)
+        shared = Limiter(store, key_prefix=fresh_prefix())
+        at = time.time()
+        memory = Limiter(MemoryStore(lambda: at), key_prefix=fresh_prefix())
+        asks = [([tenant, keys[n % 2]], Demand(20 + 7 * n)) for n in range(40)]
+        await shared.usage([tenant])  # connected, so the first call goes at once
+        calls = store.admissions.calls
+        together = await asyncio.gather(*(shared.admit(chain, demand) for chain, demand in asks))
+        alone = [await memory.admit(chain, demand) for chain, demand in asks]
+        assert store.admissions.calls - calls < len(asks)  # they were batched
+        assert [_decision(a) for a in together] == [_decision(a) for a in alone]
+        assert {_decision(a)[0] for a in together} >= {"admitted", 429}  # both happened
+        for mine, theirs in zip(alone, together, strict=True):
+            assert dict(theirs.headers).keys() == dict(mine.headers).keys()
+            remaining = [k for k in mine.headers if k.startswith("x-ratelimit-remaining")]
+            assert {k: theirs.headers[k] for k in remaining} == {
+                k: mine.headers[k] for k in remaining
+            }
+        everything = [tenant, *keys]
+        expected = [(s.claim.key, s.used, s.reserved) for s in await memory.usage(everything)]
+        actual = [(s.claim.key, s.used, s.reserved) for s in await shared.usage(everything)]
+        assert [u[1:] for u in actual] == [u[1:] for u in expected]
+        await shared.aclose()
+        await memory.aclose()
+
+    asyncio.run(run())
+
+
+def test_a_settlement_reaches_redis_though_its_caller_is_cancelled(redis: RedisServer) -> None:
+    """The completion hook settles without a shield: a hook cancelled as it settles
+    (a server shutting down) still has its settlement applied, as it was queued
+    before the hook could be interrupted."""
+
+    async def run() -> None:
+        store = RedisStore(redis.url)
+        limiter = Limiter(store, key_prefix=fresh_prefix())
+        levels = [level(tokens_per_minute=10_000, max_concurrent=5)]
+        admission = await limiter.admit(levels, Demand(1_000))
+        assert admission.allowed
+        hook = asyncio.ensure_future(limiter.settle(admission.reservation, tokens=10))
+        await asyncio.sleep(0)  # the hook starts, queues its settlement and waits
+        hook.cancel()
+        await asyncio.wait([hook])
+        assert hook.cancelled()
+        await store.settlements.idle()  # sent by the coalescer's own task
+        tokens, slots = await limiter.usage(levels)
+        assert (tokens.used, tokens.reserved, slots.used) == (10, 0, 0)
+        await limiter.aclose()
+
+    asyncio.run(run())
+
+
 # -- Redis down ----------------------------------------------------------------------------------
 
 

@@ -190,15 +190,13 @@ class SettleLimits:
             cost = price.cost(prompt, completion) if price is not None else 0.0
         elif exchange.status >= 400 and exchange.error_code != STREAM_INTERRUPTED:
             tokens, cost = 0, 0.0  # the provider refused before generating: nothing used
-        settling = self.limiter.settle(reservation, tokens, cost)
-        if self.limiter.store.shared:
-            # Shielded: a completion hook may run while its task is being cancelled
-            # (a server shutdown), and a settlement must still reach the store.
-            await asyncio.shield(settling)
-        else:
-            # The in-process store settles without yielding to the loop: nothing can
-            # cancel it half-way, and a shield's task would cost ~10 µs a request.
-            await settling
+        # Not shielded, though a completion hook may run while its task is being
+        # cancelled (a server shutdown): the in-process store settles without
+        # yielding to the loop, and the Redis store queues the settlement before its
+        # first suspension and sends it whether or not anyone still waits
+        # (limits/coalesce.py, `drop_unsent=False`). A shield's task would cost
+        # ~10 µs a request.
+        await self.limiter.settle(reservation, tokens, cost)
 
 
 def _int(value: Any) -> int:
