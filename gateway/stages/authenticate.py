@@ -50,7 +50,7 @@ class Authenticate:
         self.role = role
 
     async def __call__(self, exchange: Exchange) -> None:
-        identity = identify(self.tenants, exchange.request.headers.get("authorization"))
+        identity = identify(self.tenants, exchange.request_headers.get("authorization"))
         if self.role not in identity.roles:
             raise lacks_role(identity, self.role)
         exchange.identity = identity

@@ -77,7 +77,7 @@ class Chaos:
 
     async def __call__(self, exchange: Exchange) -> None:
         plan, color = requested_plan(
-            self.engine, exchange.request.headers, exchange.identity, exchange.headers
+            self.engine, exchange.request_headers, exchange.identity, exchange.headers
         )
         if color is not None and color.deployments:
             exchange.restrict(color.deployments)

@@ -16,7 +16,7 @@ class Deadline:
         self.router = router
 
     async def __call__(self, exchange: Exchange) -> None:
-        raw = exchange.request.headers.get(TIMEOUT_HEADER)
+        raw = exchange.request_headers.get(TIMEOUT_HEADER)
         requested: float | None = None
         if raw is not None:
             try:
