@@ -17,6 +17,7 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
+from common.fields import FieldProblem, check_fields
 from common.headers import CHAOS_HEADER, CONFIG_VERSION_HEADER, REQUEST_ID_HEADER
 from gateway.errors import MAX_ECHO_CHARS, echoed
 from gateway.stages.validate import CHAT_FIELDS, INT_MAX, INTEGER
@@ -220,3 +221,53 @@ def test_chat_still_says_when_it_ignores_a_chaos_header(keyed_gateway: ServerThr
     )
     assert response.status_code == 200
     assert response.headers[CHAOS_HEADER] == "ignored"
+
+
+def _fields_in_order(body: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+    """The reference: every chat field in `CHAT_FIELDS`' order, as the check was
+    written first; what the body becomes, or the first problem's parameter."""
+    body = dict(body)
+    for name, kind in CHAT_FIELDS.items():
+        value = body.get(name)
+        if value is not None:
+            try:
+                kept = kind.read(name, value)
+            except FieldProblem as problem:
+                return body, problem.param
+            if kept is not value:
+                body[name] = kept
+    return body, None
+
+
+_field_values = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=5),
+    st.lists(st.text(max_size=3), max_size=2),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+)
+
+
+@given(
+    st.dictionaries(
+        st.one_of(st.sampled_from(sorted(CHAT_FIELDS)), st.text(max_size=6)),
+        _field_values,
+        max_size=8,
+    )
+)
+def test_check_fields_walks_the_body_and_names_the_first_problem_in_field_order(
+    body: dict[str, Any],
+) -> None:
+    """Walking the body's own keys (the fast way) decides as walking every field in
+    order does: the same body after, or the same parameter named when refused."""
+    expected_body, expected_param = _fields_in_order(body)
+    checked = dict(body)
+    if expected_param is None:
+        check_fields(checked, CHAT_FIELDS)
+        assert checked == expected_body
+    else:
+        with pytest.raises(FieldProblem) as refused:
+            check_fields(checked, CHAT_FIELDS)
+        assert refused.value.param == expected_param
