@@ -15,7 +15,7 @@ from dataclasses import dataclass, fields
 log = logging.getLogger("seawall.events")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class GuardEvent:
     """`kind` says what was found, `action` what the gateway did about it.
 
@@ -30,6 +30,11 @@ class GuardEvent:
     (the repair produced a valid call).
 
     `tenant`, `key`, `rule` and `version` say who and what decided, where known.
+
+    Not frozen, though nothing changes one after it is made: the governed path makes
+    one per matched rule per request, and a frozen dataclass's `__init__` sets each
+    of its nine fields through `object.__setattr__` (~1.0 µs against ~0.26 µs).
+    Nothing hashes one.
     """
 
     kind: str
