@@ -13,7 +13,8 @@ own). Then, in `--rounds` rounds, wrk measures every target in turn (c=32 for
 requests per second, c=1 for the median latency), so the machine's drift falls on all
 of them alike; each ratio is taken within a round and the table shows the median of
 the rounds' ratios. Also measured: /v1/responses (non-stream) against chat on the plain
-server, in the same rounds, and the idle RSS of a fresh `seawall serve` (the embedded
+server, in the same rounds, with `store: false` and with `store` at its default (each
+response kept, within the caller's quota), and the idle RSS of a fresh `seawall serve` (the embedded
 default, whose mock provider counts tokens) and of one serving a config that never
 counts tokens (no tokenizer loaded), ready and idle.
 
@@ -52,6 +53,9 @@ from targets import (
 BENCH = Path(__file__).resolve().parent
 CHAT = '{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hello!"}]}'
 RESPONSES = '{"model": "gpt-4o-mini", "input": "Hello!", "store": false}'
+#: The same with `store` left at its default (true): each response is kept, within the
+#: caller's quota (the oldest evicted), as a client that does not opt out gets.
+RESPONSES_STORED = '{"model": "gpt-4o-mini", "input": "Hello!"}'
 READY_TIMEOUT_S = 60
 
 
@@ -199,6 +203,9 @@ def main() -> int:
         targets["responses"] = Target(
             "responses", f"http://127.0.0.1:{plain_port}/v1/responses", RESPONSES, json
         )
+        targets["stored"] = Target(
+            "stored", f"http://127.0.0.1:{plain_port}/v1/responses", RESPONSES_STORED, json
+        )
         if not args.no_portkey:
             try:
                 ensure_portkey(folder / "portkey-install.log")
@@ -241,9 +248,14 @@ def main() -> int:
         ("idle RSS of one worker, a config that never counts tokens (MB)", rss[1], "<= 80"),
         ("idle RSS of one worker, the embedded default (MB; its mock counts)", rss[0], ""),
         (
-            "/v1/responses non-stream c=32 / chat c=32",
+            "/v1/responses non-stream, store false, c=32 / chat c=32",
             round_ratio(t["responses"], t["plain"], lambda x: x.rps),
             ">= 0.9",
+        ),
+        (
+            "/v1/responses non-stream, stored (the default), c=32 / chat c=32",
+            round_ratio(t["stored"], t["plain"], lambda x: x.rps),
+            "",
         ),
     ]
     if "portkey" in t:
