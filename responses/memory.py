@@ -27,7 +27,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from responses.config import ResponsesConfig
+from responses.config import Quota, ResponsesConfig
 from responses.store import (
     Chain,
     Encoded,
@@ -47,6 +47,8 @@ class _Entry:
     owner: Owner
     record: Encoded
     expires: float
+    #: `record.size`, taken once at the put: every eviction plan and removal reads it.
+    size: int
 
 
 @dataclass(slots=True)
@@ -55,6 +57,11 @@ class _Share:
 
     lru: OrderedDict[str, None] = field(default_factory=OrderedDict)
     bytes: int = 0
+
+
+#: What an owner with no records holds: read, never changed (a fresh `_Share` per
+#: lookup would cost an `OrderedDict` each time).
+_NOTHING = _Share()
 
 
 class MemoryResponseStore:
@@ -80,8 +87,8 @@ class MemoryResponseStore:
         """((entries, bytes) of the key, (entries, bytes) of the tenant), for tests
         and the admin view."""
         self._expire()
-        key = self._keys.get((owner.tenant, owner.key), _Share())
-        tenant = self._tenants.get(owner.tenant, _Share())
+        key = self._keys.get((owner.tenant, owner.key), _NOTHING)
+        tenant = self._tenants.get(owner.tenant, _NOTHING)
         return (len(key.lru), key.bytes), (len(tenant.lru), tenant.bytes)
 
     def ids(self) -> set[str]:
@@ -135,33 +142,42 @@ class MemoryResponseStore:
             return Put.TOO_LARGE
         self._expire()
         owner, response_id = record.owner, record.id
-        existing = self._records.get(response_id)
+        records = self._records
+        existing = records.get(response_id)
         if existing is not None and existing.owner != owner:
             return Put.CONFLICT
-        victims = self._victims(owner, response_id, size)
-        freed = sum(self._records[v].record.size for v in victims)
+        name = (owner.tenant, owner.key)
+        key = self._keys.get(name)
+        tenant = self._tenants.get(owner.tenant)
+        victims = self._victims(key, tenant, response_id, size)
+        freed = 0
+        for victim in victims:
+            freed += records[victim].size
         if existing is not None:
             victims.append(response_id)
-            freed += existing.record.size
+            freed += existing.size
         total = config.total
         if (
-            len(self._records) - len(victims) + 1 > total.max_entries
+            len(records) - len(victims) + 1 > total.max_entries
             or self.bytes - freed + size > total.max_bytes
         ):
             return Put.STORE_FULL
         for victim in victims:
             self._remove(victim)
-        self._records[response_id] = _Entry(owner, encoded, self._clock() + config.ttl_seconds)
+        records[response_id] = _Entry(owner, encoded, self._clock() + config.ttl_seconds, size)
         self._by_age[response_id] = None
-        key, tenant = self._shares(owner)
+        key, tenant = self._shares(name)
         key.lru[response_id] = None
         key.bytes += size
         tenant.lru[response_id] = None
         tenant.bytes += size
         self.bytes += size
         if encoded.index:
-            index = self._items.setdefault((owner.tenant, owner.key), {})
-            index.update(dict.fromkeys(encoded.index, response_id))  # the last put wins
+            index = self._items.get(name)
+            if index is None:
+                index = self._items[name] = {}
+            for item_id in encoded.index:
+                index[item_id] = response_id  # the last put wins
         return Put.STORED
 
     async def delete(self, response_id: str, owner: Owner) -> bool:
@@ -214,28 +230,44 @@ class MemoryResponseStore:
                 out.append((response_id, entry.record.index[item_id]))
         return out
 
-    def _shares(self, owner: Owner) -> tuple[_Share, _Share]:
-        key = self._keys.get((owner.tenant, owner.key))
+    def _shares(self, name: tuple[str, str]) -> tuple[_Share, _Share]:
+        """The shares of the key `name` (tenant, key) and of its tenant, made if new."""
+        key = self._keys.get(name)
         if key is None:
-            key = self._keys[(owner.tenant, owner.key)] = _Share()
-        tenant = self._tenants.get(owner.tenant)
+            key = self._keys[name] = _Share()
+        tenant = self._tenants.get(name[0])
         if tenant is None:
-            tenant = self._tenants[owner.tenant] = _Share()
+            tenant = self._tenants[name[0]] = _Share()
         return key, tenant
 
-    def _victims(self, owner: Owner, replacing: str, size: int) -> list[str]:
+    def _victims(
+        self, key: _Share | None, tenant: _Share | None, replacing: str, size: int
+    ) -> list[str]:
         """The owner's own records a put of `size` bytes must evict, in order: the
         key's least recently used until the key's quota has room, then the tenant's
-        until the tenant's has. `replacing` (the same id, put again) leaves anyway."""
+        until the tenant's has. `replacing` (the same id, put again) leaves anyway.
+        `key` and `tenant` are the owner's shares (None: it holds nothing yet)."""
         config = self.config
-        key = self._keys.get((owner.tenant, owner.key), _Share())
-        tenant = self._tenants.get(owner.tenant, _Share())
+        if not (_over(key, config.per_key, size) or _over(tenant, config.per_tenant, size)):
+            # The usual put: room in both shares even before a record it replaces
+            # leaves, so a plan would find nothing to evict.
+            return []
+        return self._plan(key, tenant, replacing, size)
+
+    def _plan(
+        self, key: _Share | None, tenant: _Share | None, replacing: str, size: int
+    ) -> list[str]:
+        """`_victims`, worked out in full: each share's least recently used first,
+        until it has room."""
+        config = self.config
+        gone = self._records.get(replacing)
         victims: list[str] = []
         chosen: set[str] = set()
-        gone = self._records.get(replacing)
-        gone_count, gone_size = (1, gone.record.size) if gone is not None else (0, 0)
+        gone_count, gone_size = (1, gone.size) if gone is not None else (0, 0)
         freed = 0
         for share, quota in ((key, config.per_key), (tenant, config.per_tenant)):
+            if share is None:
+                continue  # it holds nothing: nothing to evict
             # The key's victims are the tenant's too: they count for both.
             entries = len(share.lru) - gone_count - len(victims)
             used = share.bytes - gone_size - freed
@@ -246,7 +278,7 @@ class MemoryResponseStore:
                     continue
                 victims.append(candidate)
                 chosen.add(candidate)
-                size_of = self._records[candidate].record.size
+                size_of = self._records[candidate].size
                 entries -= 1
                 used -= size_of
                 freed += size_of
@@ -261,7 +293,7 @@ class MemoryResponseStore:
         if entry is None:
             return
         del self._by_age[response_id]
-        size = entry.record.size
+        size = entry.size
         self.bytes -= size
         owner = entry.owner
         key = (owner.tenant, owner.key)
@@ -286,6 +318,14 @@ class MemoryResponseStore:
             if self._records[oldest].expires > now:
                 return
             self._remove(oldest)
+
+
+def _over(share: _Share | None, quota: Quota, size: int) -> bool:
+    """Does one more record of `size` bytes take `share` (None: an empty one) over
+    `quota`? When neither the key's nor the tenant's is, a put evicts nothing, and
+    `_victims` says so without planning."""
+    entries, used = (len(share.lru), share.bytes) if share is not None else (0, 0)
+    return entries + 1 > quota.max_entries or used + size > quota.max_bytes
 
 
 def _release(share: _Share, response_id: str, size: int) -> bool:

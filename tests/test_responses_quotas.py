@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import orjson
 import pytest
 import redis as sync_redis
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -235,6 +235,39 @@ def test_memory_store_quotas() -> None:
         make = staticmethod(MemoryResponseStore)
 
     run_state_machine_as_test(Memory, settings=settings(MACHINE_SETTINGS, max_examples=100))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    key=st.tuples(st.integers(1, 4), st.integers(1000, 4000)),
+    tenant_extra=st.tuples(st.integers(0, 3), st.integers(0, 3000)),
+    puts=st.lists(
+        st.tuples(st.integers(0, 9), st.sampled_from(OWNERS), st.text(max_size=400)),
+        max_size=40,
+    ),
+)
+def test_memory_store_skips_a_plan_only_when_it_would_evict_nothing(
+    key: tuple[int, int], tenant_extra: tuple[int, int], puts: list[tuple[int, Owner, str]]
+) -> None:
+    """`MemoryResponseStore._victims` answers "nothing to evict" without planning when
+    both shares have room for one more record; before every put of a random sequence
+    (new ids and ids put again), it decides exactly as the full plan (`_plan`, what
+    every put used to run) does."""
+    tenant = (key[0] + tenant_extra[0], key[1] + tenant_extra[1])
+    store = MemoryResponseStore(config(key=key, tenant=tenant, record_bytes=key[1]))
+    loop = asyncio.new_event_loop()
+    try:
+        for n, owner, text in puts:
+            stored = record(f"resp_{n}", owner, text=text)
+            shares = (
+                store._keys.get((owner.tenant, owner.key)),
+                store._tenants.get(owner.tenant),
+            )
+            size = size_of(stored)
+            assert store._victims(*shares, stored.id, size) == store._plan(*shares, stored.id, size)
+            loop.run_until_complete(store.put(stored))
+    finally:
+        loop.close()
 
 
 def test_redis_store_quotas(redis: RedisServer) -> None:
