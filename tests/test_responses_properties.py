@@ -19,9 +19,10 @@ from hypothesis import strategies as st
 from openai.types.responses import Response, ResponseStreamEvent
 from pydantic import TypeAdapter
 
+from common.fields import FieldProblem, check_fields
 from responses.errors import BadUpstreamReply, InvalidRequest
 from responses.listing import input_items_page
-from responses.request import PARAMETERS, to_chat
+from responses.request import PARAMETERS, RESPONSES_FIELDS, _check_types, to_chat
 from responses.response import from_chat
 from responses.stream import StreamTranslator
 
@@ -288,6 +289,29 @@ def test_any_body_translates_or_is_refused(body: dict[str, Any]) -> None:
         return
     orjson.dumps(translation.chat)
     assert translation.chat["messages"]
+
+
+@FAST
+@given(bodies, st.randoms(use_true_random=False))
+def test_types_are_checked_as_a_check_of_every_field_would(body: dict[str, Any], rng: Any) -> None:
+    """`to_chat` checks the types of the fields a body has only, in `RESPONSES_FIELDS`
+    order: whatever order a client sends them in, the same field is refused with the
+    same problem, and the same values are kept, as checking every field did."""
+    keys = list(body)
+    rng.shuffle(keys)
+    every, present = ({key: body[key] for key in keys} for _ in range(2))
+
+    def problem(check: Any, checked: dict[str, Any]) -> tuple[str, str | None, str] | None:
+        try:
+            check(checked)
+        except FieldProblem as found:
+            return found.message, found.param, found.code
+        return None
+
+    assert problem(lambda b: check_fields(b, RESPONSES_FIELDS), every) == problem(
+        _check_types, present
+    )
+    assert repr(every) == repr(present)  # integral numbers kept as integers alike
 
 
 upstream_messages = st.fixed_dictionaries(
