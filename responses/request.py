@@ -174,7 +174,7 @@ _FIELD_ORDER = {key: place for place, key in enumerate(RESPONSES_FIELDS)}
 _SHARED = frozenset(SHARED_WITH_CHAT)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ChatTranslation:
     """A translated request: the chat body to send, and what the response needs.
 
@@ -190,6 +190,10 @@ class ChatTranslation:
     provisional (the input without them, unchecked for calls a referenced item may
     answer): `resolve_references` makes the translation whole once the items are
     read (after admission, like a history).
+
+    Read-only by convention, not `frozen`: a frozen dataclass sets each field with
+    `object.__setattr__`, which made the one built per request cost four times as
+    much (its dicts and lists were never frozen anyway). `replace` makes a changed one.
     """
 
     chat: Json

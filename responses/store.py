@@ -96,10 +96,14 @@ class Put(StrEnum):
     CONFLICT = "conflict"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StoredResponse:
     """One stored response: what it said, what it was asked, whose it is, and the
-    conversation it continues (`history`: its predecessor's `Chain`)."""
+    conversation it continues (`history`: its predecessor's `Chain`).
+
+    Read-only by convention, not `frozen`: one is built for every stored response,
+    and a frozen dataclass's `object.__setattr__` per field made that cost nearly
+    three times as much (`response` and `input_items` were never frozen anyway)."""
 
     response: Json
     input_items: list[Json]
@@ -134,10 +138,13 @@ class StoredResponse:
 INDEX_ENTRY_BYTES = 320
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Encoded:
     """A record as stores keep it: JSON bytes, so the byte quotas bound real memory
-    and nothing a caller mutates after a put or a get changes what is stored."""
+    and nothing a caller mutates after a put or a get changes what is stored.
+
+    Read-only by convention, not `frozen`, like `StoredResponse`: every put builds
+    one, and frozen, building it cost as much as encoding the response object."""
 
     #: The Response object with `output` emptied (its place kept).
     response: bytes
