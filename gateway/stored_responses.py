@@ -20,7 +20,7 @@ from starlette.responses import Response
 from gateway.errors import GatewayError
 from responses.errors import ResponsesError, StoreUnavailable
 from responses.listing import input_items_page, parse_page_query
-from responses.store import Owner, Put, ResponseStore, StoredResponse
+from responses.store import Encoded, Owner, Put, ResponseStore, StoredResponse
 from tenants.config import ROOT
 from tenants.identity import Identity
 
@@ -57,9 +57,13 @@ class PutOutcomes:
         self.counts: dict[str, int] = {}
         self._said: set[str] = set()
 
-    async def put(self, store: ResponseStore, record: StoredResponse) -> str:
+    async def put(
+        self, store: ResponseStore, record: StoredResponse, encoded: Encoded | None = None
+    ) -> str:
+        """Puts `record` (`encoded`: its encoding, if made already) and counts what
+        became of it."""
         try:
-            result = str(await store.put(record))
+            result = str(await store.put(record, encoded))
         except StoreUnavailable:
             result = FAILED  # the store logged it
         self.counts[result] = self.counts.get(result, 0) + 1

@@ -132,10 +132,11 @@ class MemoryResponseStore:
         blobs.reverse()
         return History(blobs)
 
-    async def put(self, record: StoredResponse) -> Put:
+    async def put(self, record: StoredResponse, encoded: Encoded | None = None) -> Put:
         if record.response.get("store") is False:
             return Put.NOT_REQUESTED
-        encoded = encode(record)
+        if encoded is None:
+            encoded = encode(record)
         size = encoded.size
         config = self.config
         if size > config.max_record_bytes:

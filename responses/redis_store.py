@@ -32,7 +32,16 @@ from common.secrets import mask_url
 from responses import lua
 from responses.config import ResponsesConfig
 from responses.errors import StoreUnavailable
-from responses.store import Chain, History, Owner, Put, StoredResponse, decode, encode
+from responses.store import (
+    Chain,
+    Encoded,
+    History,
+    Owner,
+    Put,
+    StoredResponse,
+    decode,
+    encode,
+)
 
 log = logging.getLogger("seawall.responses")
 
@@ -109,10 +118,11 @@ class RedisResponseStore:
             return History([], over=True)
         return History(found[:0:-1])  # newest first from Redis, oldest first here
 
-    async def put(self, record: StoredResponse) -> Put:
+    async def put(self, record: StoredResponse, encoded: Encoded | None = None) -> Put:
         if record.response.get("store") is False:
             return Put.NOT_REQUESTED
-        encoded = encode(record)
+        if encoded is None:
+            encoded = encode(record)
         config = self.config
         if encoded.size > config.max_record_bytes:
             return Put.TOO_LARGE

@@ -160,6 +160,9 @@ class Encoded:
     index: Mapping[str, tuple[int, int]] = field(default_factory=dict)
     #: What the index entries cost (`INDEX_ENTRY_BYTES` and the id's bytes each).
     index_bytes: int = 0
+    #: Where in `items` the output items' JSON starts (`len(items)` when there are
+    #: none); -1 when the Response object had no `output` (see `whole`).
+    outputs_at: int = -1
 
     @property
     def size(self) -> int:
@@ -171,6 +174,29 @@ class Encoded:
         start, length = place
         return self.items[start : start + length]
 
+    def whole(self) -> bytes | None:
+        """The Response object's JSON, output and all, exactly as `orjson.dumps` of
+        the record's response gives it: the response blob with the output items'
+        JSON put back between its emptied output's brackets. The gateway sends this
+        to the client, so a stored response is encoded once, not twice.
+
+        None when the place is not certain: no `output`, or `"output":[]` more than
+        once in the blob (a value before the output holding an empty `output`, or a
+        key ending in an escaped quote and `output`). The key itself is always there,
+        and a JSON string cannot hold an unescaped quote, so a lone one is it."""
+        if self.outputs_at < 0:
+            return None
+        response = self.response
+        at = response.find(EMPTY_OUTPUT)
+        if at < 0 or response.find(EMPTY_OUTPUT, at + 1) >= 0:
+            return None
+        at += len(EMPTY_OUTPUT) - 1  # between the brackets
+        return response[:at] + self.items[self.outputs_at : -1] + response[at:]
+
+
+#: How an emptied `output` reads in a response blob (orjson writes no spaces).
+EMPTY_OUTPUT = b'"output":[]'
+
 
 def encode(record: StoredResponse) -> Encoded:
     conversation = record.conversation_items
@@ -180,26 +206,32 @@ def encode(record: StoredResponse) -> Encoded:
     # at once) costs about one more encoding of the list; keeping each item's bytes to
     # join them was measured 15 times slower (an allocation per item that lives on).
     places: dict[str, tuple[int, int]] = {}
+    inputs = len(record.input_items)
+    outputs_at = len(items)
     start = 1
-    for item in conversation:
+    for k, item in enumerate(conversation):
+        if k == inputs:
+            outputs_at = start
         length = len(orjson.dumps(item))
         item_id = item.get("id")
         if item_id.__class__ is str and item_id:
             places[item_id] = (start, length)  # a later item with the id replaces it
         start += length + 1
-    index_bytes = sum(len(item_id.encode()) for item_id in places)
-    index_bytes += INDEX_ENTRY_BYTES * len(places)
+    index_bytes = INDEX_ENTRY_BYTES * len(places)
+    for item_id in places:
+        index_bytes += len(item_id.encode())
     response = orjson.dumps({**record.response, "output": []})
     history = record.history
     chain = Chain(history.depth + 1, history.bytes + len(items))
     return Encoded(
         response,
         items,
-        len(record.input_items),
+        inputs,
         record.previous_response_id,
         chain,
         places,
         index_bytes,
+        outputs_at if "output" in record.response else -1,
     )
 
 
@@ -250,10 +282,11 @@ class ResponseStore(Protocol):
         Raises `StoreUnavailable`."""
         ...
 
-    async def put(self, record: StoredResponse) -> Put:
+    async def put(self, record: StoredResponse, encoded: Encoded | None = None) -> Put:
         """Keep `record` (replacing the owner's record with the same id), evicting the
         owner's own least recently used records past its key's and its tenant's
-        quotas. Raises `StoreUnavailable`."""
+        quotas. `encoded` is `encode(record)` when the caller has made it already
+        (the gateway does, for the client's body too). Raises `StoreUnavailable`."""
         ...
 
     async def delete(self, response_id: str, owner: Owner) -> bool:

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from openai.types.responses import ResponseItemList
 from pydantic import ValidationError
 
@@ -18,13 +21,63 @@ from responses.conversation import Bounds, check_head, conversation_history
 from responses.errors import InvalidRequest
 from responses.listing import input_items_page, parse_page_query
 from responses.memory import MemoryResponseStore
-from responses.store import EMPTY, Chain, Owner, Put, encode
+from responses.request import to_chat
+from responses.response import from_chat
+from responses.store import EMPTY, EMPTY_OUTPUT, Chain, Owner, Put, StoredResponse, encode
 from tests.response_records import A, config, record, size_of
 from tests.support import FakeClock
 
 DAY = 24 * 3600
 B = Owner("tenant-b", "key-b")
 BOUNDS = Bounds(max_depth=1000, max_bytes=1 << 30)
+
+
+# --- encoding ----------------------------------------------------------------------------
+
+#: Keys that make an emptied `output` appear more than once in a response blob.
+AWKWARD_KEYS = st.sampled_from(["output", 'a"output', "id", "text"]) | st.text(max_size=4)
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(max_size=6) | st.just([]),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(AWKWARD_KEYS, children, max_size=3)
+    ),
+    max_leaves=8,
+)
+items = st.lists(
+    st.fixed_dictionaries(
+        {"type": st.just("message")},
+        optional={"id": st.text(max_size=6) | json_values, "content": json_values},
+    ),
+    max_size=3,
+)
+others = st.dictionaries(AWKWARD_KEYS.filter(lambda key: key != "output"), json_values, max_size=4)
+
+
+@settings(max_examples=300, deadline=None)
+@given(others, st.none() | items, others, items)
+def test_a_record_encoded_gives_back_its_response_json(
+    before: dict[str, Any], output: list[Any] | None, after: dict[str, Any], inputs: list[Any]
+) -> None:
+    """`Encoded.whole` (what the gateway sends instead of encoding the response again)
+    is exactly `orjson.dumps` of the response, wherever `output` is and whatever the
+    other values hold; it declines (None) only when there is no `output` or its
+    emptied form is not unique in the response blob."""
+    response = {**before, **({} if output is None else {"output": output}), **after}
+    encoded = encode(StoredResponse(response, inputs, A))
+    whole = encoded.whole()
+    if whole is not None:
+        assert whole == orjson.dumps(response)
+    else:
+        assert output is None or encoded.response.count(EMPTY_OUTPUT) > 1
+
+
+def test_a_translated_response_is_encoded_once() -> None:
+    """A Response `from_chat` made always comes back whole from its stored blobs."""
+    translation = to_chat({"model": "m", "input": [{"role": "user", "content": "hi"}]})
+    chat = {"choices": [{"message": {"content": "hello", "tool_calls": None}}], "usage": {}}
+    response = from_chat(chat, translation, "resp_1", 1)
+    encoded = encode(StoredResponse(response, translation.input_items, A))
+    assert encoded.whole() == orjson.dumps(response)
 
 
 # --- the memory store ------------------------------------------------------------------

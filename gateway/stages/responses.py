@@ -51,7 +51,7 @@ from responses.errors import ResponsesError
 from responses.ids import new_response_id
 from responses.request import ChatTranslation, resolve_references, to_chat
 from responses.response import from_chat
-from responses.store import EMPTY, Chain, Owner, ResponseStore, StoredResponse
+from responses.store import EMPTY, Chain, Owner, ResponseStore, StoredResponse, encode
 from responses.stream import StreamTranslator
 from routing.call import Reply
 from routing.outcomes import Failure, UpstreamError
@@ -228,7 +228,8 @@ class ResponsesStream:
 class RenderResponses:
     """Reads `exchange.routed` (the chat reply), `exchange.responses`. Writes
     `exchange.usage`, `exchange.response`; stores the Response (a put refused or
-    failed is counted, and the response still served)."""
+    failed is counted, and the response still served). A stored Response is
+    encoded once: the client's body is the store's blobs joined (`Encoded.whole`)."""
 
     def __init__(
         self, store: ResponseStore, outcomes: PutOutcomes, errors: UpstreamErrors, drain: Drain
@@ -256,10 +257,17 @@ class RenderResponses:
         response = self._translate(reply, call)
         usage = (reply.data or {}).get("usage")
         exchange.usage = usage if isinstance(usage, dict) else None
+        body = None
         if call.translation.store:
-            await self.outcomes.put(self.store, stored(call, response))
+            # Encoded once: the store keeps the blobs, the client gets them joined.
+            record = stored(call, response)
+            encoded = encode(record)
+            await self.outcomes.put(self.store, record, encoded)
+            body = encoded.whole()
         exchange.response = Response(
-            orjson.dumps(response), headers=exchange.headers, media_type="application/json"
+            orjson.dumps(response) if body is None else body,
+            headers=exchange.headers,
+            media_type="application/json",
         )
 
     def _translate(self, reply: Reply, call: ResponsesCall) -> dict[str, Any]:
