@@ -23,7 +23,7 @@ from common.fields import FieldProblem, check_fields
 from responses.errors import BadUpstreamReply, InvalidRequest
 from responses.listing import input_items_page
 from responses.request import PARAMETERS, RESPONSES_FIELDS, _check_types, to_chat
-from responses.response import from_chat
+from responses.response import from_chat, message_item, output_text_part
 from responses.stream import StreamTranslator
 
 EVENT = TypeAdapter(ResponseStreamEvent)
@@ -312,6 +312,34 @@ def test_types_are_checked_as_a_check_of_every_field_would(body: dict[str, Any],
         _check_types, present
     )
     assert repr(every) == repr(present)  # integral numbers kept as integers alike
+
+
+@FAST
+@given(
+    st.text(max_size=8),
+    st.none() | st.text(max_size=4),
+    st.none() | st.just("resp_prev"),
+    st.sampled_from([None, [], [message_item("msg_h", [output_text_part("a")], "completed")]]),
+)
+def test_a_string_input_translates_as_the_message_it_stands_for(
+    text: str, instructions: str | None, previous: str | None, history: list[Any] | None
+) -> None:
+    """`to_chat` translates a string input without a `Conversation` (`_text_input`):
+    the same chat messages, continuation and stored items (ids aside) as the user
+    message of one text part it stands for, continued or not, with a history or not."""
+    if previous is None:
+        history = None
+    body: dict[str, Any] = {"model": "m", "instructions": instructions}
+    if previous is not None:
+        body["previous_response_id"] = previous
+    message = {"role": "user", "content": [{"type": "input_text", "text": text}]}
+    as_text = to_chat({**body, "input": text}, copy.deepcopy(history))
+    as_message = to_chat({**body, "input": [message]}, copy.deepcopy(history))
+    assert as_text.chat == as_message.chat
+    assert as_text.continuation == as_message.continuation
+    assert [{**item, "id": None} for item in as_text.input_items] == [
+        {**item, "id": None} for item in as_message.input_items
+    ]
 
 
 upstream_messages = st.fixed_dictionaries(
