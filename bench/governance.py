@@ -14,7 +14,8 @@ requests per second, c=1 for the median latency), so the machine's drift falls o
 of them alike; each ratio is taken within a round and the table shows the median of
 the rounds' ratios. Also measured: /v1/responses (non-stream) against chat on the plain
 server, in the same rounds, with `store: false` and with `store` at its default (each
-response kept, within the caller's quota), and the idle RSS of a fresh `seawall serve` (the embedded
+response kept, within the caller's quota; on a plain server of its own, so the others
+hold no stored responses), and the idle RSS of a fresh `seawall serve` (the embedded
 default, whose mock provider counts tokens) and of one serving a config that never
 counts tokens (no tokenizer loaded), ready and idle.
 
@@ -203,8 +204,14 @@ def main() -> int:
         targets["responses"] = Target(
             "responses", f"http://127.0.0.1:{plain_port}/v1/responses", RESPONSES, json
         )
+        # Stored responses fill a store: on a server of their own, so the other
+        # targets' process holds none of them.
+        stored_port = free_port()
+        argv = [sys.executable, "-m", "gateway", "serve", "--config", str(folder / "plain.yaml"),
+                "--port", str(stored_port), "--log-level", "warning"]  # fmt: skip
+        stack.enter_context(spawn("stored", argv, folder, folder))
         targets["stored"] = Target(
-            "stored", f"http://127.0.0.1:{plain_port}/v1/responses", RESPONSES_STORED, json
+            "stored", f"http://127.0.0.1:{stored_port}/v1/responses", RESPONSES_STORED, json
         )
         if not args.no_portkey:
             try:
