@@ -198,9 +198,19 @@ class Encoded:
 EMPTY_OUTPUT = b'"output":[]'
 
 
+def exact(blob: bytes) -> bytes:
+    """`blob` in a bytes object of its own size. orjson writes into a buffer of at
+    least 4 KiB, grown by doubling, and hands that buffer back as the bytes object:
+    a 100-byte blob kept as it came holds 4 KiB, a 9 KiB one 16 KiB. A store that
+    keeps blobs keeps them exact, or its byte quotas would count a fraction of the
+    memory they bound (measured: ~20 KiB held per small stored response, ~3 KiB
+    counted)."""
+    return memoryview(blob).tobytes()
+
+
 def encode(record: StoredResponse) -> Encoded:
     conversation = record.conversation_items
-    items = orjson.dumps(conversation)
+    items = exact(orjson.dumps(conversation))
     # The list's JSON is `[`, each item's JSON joined by `,`, then `]`: each item's
     # place follows from its own JSON's length. Measuring each item (its bytes freed
     # at once) costs about one more encoding of the list; keeping each item's bytes to
@@ -220,7 +230,7 @@ def encode(record: StoredResponse) -> Encoded:
     index_bytes = INDEX_ENTRY_BYTES * len(places)
     for item_id in places:
         index_bytes += len(item_id.encode())
-    response = orjson.dumps({**record.response, "output": []})
+    response = exact(orjson.dumps({**record.response, "output": []}))
     history = record.history
     chain = Chain(history.depth + 1, history.bytes + len(items))
     return Encoded(
