@@ -372,7 +372,6 @@ class Runtime:
         for model in counting_models(self.config, self.prompt_limits):
             await load_encoding(model)
         await self.upstreams.start()
-        await self.state.tool_pool.start()
 
     async def adopt(self) -> None:
         """Makes this version the process's: what it sets in State for every version

@@ -43,7 +43,7 @@ from routing.budget import RetryBudget
 from routing.config import RoutingSettings
 from routing.health import HealthRegistry
 from routing.stats import Clock
-from routing.transport import AiohttpTransport
+from routing.transport import PoolTransport
 from routing.upstreams import Pools, SharedTransport
 from toolservers.config import McpConfig
 from toolservers.service import UpstreamPool, state_parts
@@ -67,7 +67,7 @@ class State:
         self.health = HealthRegistry(clock)
         self.pools = Pools()
         #: Where the invoke proxy's requests to tool endpoints go out (one pool).
-        self.tool_pool = AiohttpTransport()
+        self.tool_pool = PoolTransport()
         self.budget = RetryBudget(RoutingSettings().retry_budget, clock)
         self.fallbacks: dict[tuple[str, str], int] = {}
         self.hedges: dict[str, int] = {}
@@ -107,10 +107,10 @@ class State:
         self.limiter = Limiter(store, settings.lease_s)
         #: MCP: the upstream servers, kept by name and identity across reloads (each
         #: Runtime's `start` syncs them to its config; HTTP ones over the tool
-        #: endpoints' aiohttp pool: measured here, a `tools/call`'s added p50 fell
-        #: from ~1.5 ms to ~0.85 ms against httpx's own pool), and the `/mcp`
-        #: sessions and served-result ledger, bounded by the first config's settings
-        #: (restart-only).
+        #: endpoints' pool, routing/http1.py: on aiohttp's pool before it, a
+        #: `tools/call`'s added p50 fell from ~1.5 ms to ~0.85 ms against httpx's
+        #: own pool), and the `/mcp` sessions and served-result ledger, bounded by
+        #: the first config's settings (restart-only).
         self.mcp_pool = UpstreamPool(SharedTransport(self.tool_pool))
         self.mcp_sessions, self.mcp_ledger = state_parts(mcp or McpConfig())
         #: The audit log's writer (one chain per process: `-w<worker>` in its stream

@@ -7,6 +7,7 @@ config never changes under a running request.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, model_validator
@@ -62,6 +63,10 @@ class MockSettings(Frozen):
 Provider = Annotated[str, AfterValidator(identifier)]
 OPENAI_COMPATIBLE = frozenset({"openai", "mock"})
 OPENAI_API_BASE = "https://api.openai.com/v1"
+#: A header name as HTTP/1.1 defines it (a token).
+HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+#: What no header value may hold: it would end the header (or the head) early.
+_LINE_BREAKS = re.compile(r"[\r\n\0]")
 
 
 class Price(Frozen):
@@ -115,6 +120,19 @@ class DeploymentConfig(Frozen):
                 f"api: responses needs an OpenAI-compatible provider "
                 f"({', '.join(sorted(OPENAI_COMPATIBLE))}), not {self.provider!r}"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _check_headers(self) -> DeploymentConfig:
+        """Names and values go into the request head as they are: a line break in
+        one (an `env:` key file ending in a newline) would split it."""
+        for name, value in self.headers.items():
+            if not HEADER_NAME.fullmatch(name):
+                raise ValueError(f"headers: {name[:64]!r} is not a valid header name")
+            if _LINE_BREAKS.search(value.get_secret_value()):
+                raise ValueError(f"headers: the value of {name!r} holds a line break or NUL")
+        if self.api_key is not None and _LINE_BREAKS.search(self.api_key.get_secret_value()):
+            raise ValueError("api_key holds a line break or NUL (a key file's last newline?)")
         return self
 
     @model_validator(mode="after")

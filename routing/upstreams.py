@@ -19,7 +19,7 @@ from routing.config import DeploymentConfig
 from routing.mock.transport import MockTransport
 from routing.providers.base import Provider
 from routing.providers.openai import OpenAICompatible
-from routing.transport import AiohttpTransport, SharedTransport
+from routing.transport import PoolTransport, SharedTransport
 
 __all__ = ["Pools", "SharedTransport", "TransportWrapper", "Upstreams"]
 
@@ -33,13 +33,13 @@ class Pools:
     """Connection pools by origin, counted by the config versions that use them."""
 
     def __init__(self) -> None:
-        self._pools: dict[Origin, AiohttpTransport] = {}
+        self._pools: dict[Origin, PoolTransport] = {}
         self._users: dict[Origin, int] = {}
 
-    def acquire(self, origin: Origin) -> AiohttpTransport:
+    def acquire(self, origin: Origin) -> PoolTransport:
         pool = self._pools.get(origin)
         if pool is None:
-            pool = self._pools[origin] = AiohttpTransport()
+            pool = self._pools[origin] = PoolTransport()
         self._users[origin] = self._users.get(origin, 0) + 1
         return pool
 

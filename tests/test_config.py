@@ -207,3 +207,22 @@ def test_config_is_immutable() -> None:
 )
 def test_loopback_detection(host: str, loopback: bool) -> None:
     assert is_loopback(host) is loopback
+
+
+@pytest.mark.parametrize(
+    ("deployment", "problem"),
+    [
+        ({"headers": {"x-api-key": "abc\r\nx-injected: 1"}}, "'x-api-key' holds a line break"),
+        ({"headers": {"x api key": "abc"}}, "is not a valid header name"),
+        ({"headers": {"x-a:b": "abc"}}, "is not a valid header name"),
+        ({"api_key": "env:SEAWALL_TEST_KEY_FILE_LINE"}, "api_key holds a line break"),
+    ],
+)
+def test_what_would_split_a_request_head_is_a_config_error(
+    deployment: dict[str, object], problem: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SEAWALL_TEST_KEY_FILE_LINE", "sk-abc\n")  # `echo key > file` style
+    data = {"models": [{"name": "g", "deployments": [{"id": "d", "model": "m", **deployment}]}]}
+    (message,) = problems_of(data)
+    assert problem in message
+    assert "sk-abc" not in message and "injected" not in message

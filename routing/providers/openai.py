@@ -14,14 +14,13 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, Protocol
 
-import aiohttp
 import httpx
 import orjson
-import yarl
 
 from common.headers import DEPLOYMENT_EXTENSION, relayed_headers
 from routing.call import Reply, UpstreamRequest
 from routing.config import DeploymentConfig
+from routing.http1 import Timeouts, head_lines, origin_of
 from routing.outcomes import (
     Failure,
     UpstreamError,
@@ -31,13 +30,7 @@ from routing.outcomes import (
 )
 from routing.providers.base import attempt_limit
 from routing.sse import STREAM_ENDS, EventRelay
-from routing.transport import (
-    AiohttpTransport,
-    SharedTransport,
-    read_response,
-    response_chunks,
-    start_transport,
-)
+from routing.transport import PoolTransport, SharedTransport, start_transport
 
 USER_AGENT = b"seawall/0.1"
 #: Upstream error bodies are read up to this size; the rest is discarded.
@@ -82,19 +75,23 @@ class OpenAICompatible:
         ttft = min(t.ttft_ms / 1000, self._total)
         self._stream_timeouts = {"connect": connect, "read": ttft, "write": ttft, "pool": connect}
         #: The pool itself when nothing is stacked on it (no chaos layer, no tracing):
-        #: then requests skip httpx's Request and Response (routing/transport.py).
-        self._pool: AiohttpTransport | None = (
+        #: then requests skip httpx's Request and Response (routing/transport.py),
+        #: and their heads are made from templates written here, once.
+        self._pool: PoolTransport | None = (
             transport.pool if isinstance(transport, SharedTransport) else None
         )
         if self._pool is not None:
-            self._direct_urls = {
-                name: yarl.URL(str(url), encoded=True) for name, url in self._urls.items()
+            self._origin = origin_of(self._urls["chat"])
+            self._heads = {
+                (name, stream): head_lines(
+                    b"POST", url.raw_path, self._stream_headers if stream else self._headers
+                )
+                + b"content-length: "
+                for name, url in self._urls.items()
+                for stream in (False, True)
             }
-            as_text = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in self._headers]
-            self._direct_headers = as_text
-            self._direct_stream_headers = [*as_text, ("accept", "text/event-stream")]
-            self._direct_timeout = self._pool.timeout(connect, self._total, connect)
-            self._direct_stream_timeout = self._pool.timeout(connect, ttft, connect)
+            self._direct_timeouts = Timeouts(connect, self._total, connect)
+            self._direct_stream_timeouts = Timeouts(connect, ttft, connect)
 
     async def start(self) -> None:
         await start_transport(self.transport)
@@ -156,14 +153,9 @@ class OpenAICompatible:
             return HttpxAnswer(await self.transport.handle_async_request(self._build(request)))
         content = self._content(request)
         stream = request.stream
-        headers = self._direct_stream_headers if stream else self._direct_headers
-        response = await pool.post(
-            self._direct_urls[request.endpoint],
-            [*headers, ("content-length", str(len(content)))],
-            content,
-            self._direct_stream_timeout if stream else self._direct_timeout,
-        )
-        return PoolAnswer(response)
+        head = self._heads[request.endpoint, stream] + b"%d\r\n\r\n" % len(content)
+        timeouts = self._direct_stream_timeouts if stream else self._direct_timeouts
+        return await pool.post(self._origin, head, content, timeouts)
 
     def _reply(self, status: int, raw: bytes, raw_headers: Sequence[tuple[bytes, bytes]]) -> Reply:
         try:
@@ -257,10 +249,13 @@ class OpenAICompatible:
 
 
 class Answer(Protocol):
-    """An upstream response as the provider reads it, whichever client made it."""
+    """An upstream response as the provider reads it, whichever client made it: the
+    bare pool's `routing.http1.Response`, or an `HttpxAnswer`."""
 
     status: int
-    raw_headers: Sequence[tuple[bytes, bytes]]
+
+    @property
+    def raw_headers(self) -> Sequence[tuple[bytes, bytes]]: ...
 
     @property
     def content_type(self) -> str: ...
@@ -308,30 +303,6 @@ class HttpxAnswer:
 
     async def close(self) -> None:
         await self.response.aclose()
-
-
-class PoolAnswer:
-    """An `aiohttp.ClientResponse` from the bare pool (routing/transport.py)."""
-
-    __slots__ = ("raw_headers", "response", "status")
-
-    def __init__(self, response: aiohttp.ClientResponse) -> None:
-        self.response = response
-        self.status = response.status
-        self.raw_headers: Sequence[tuple[bytes, bytes]] = response.raw_headers
-
-    @property
-    def content_type(self) -> str:
-        return self.response.headers.get("content-type", "")
-
-    def chunks(self) -> AsyncIterator[bytes]:
-        return response_chunks(self.response)
-
-    async def read(self) -> bytes:
-        return await read_response(self.response)
-
-    async def close(self) -> None:
-        self.response.release()
 
 
 async def _prepend(first: bytes, rest: EventRelay) -> Any:

@@ -20,7 +20,7 @@ a request is answered with one JSON body, or an SSE stream carrying notification
   handshake and answer); a body or SSE event over `max_message_bytes` is refused.
   A timed-out request is followed by `notifications/cancelled`, best effort.
 - **Close**: DELETE with the session id (best effort, `timeout_ms`), as the spec asks.
-- **Pool**: any `httpx.AsyncBaseTransport`; the gateway passes its pooled aiohttp
+- **Pool**: any `httpx.AsyncBaseTransport`; the gateway passes its pooled HTTP/1.1
   transport (routing/transport.py), tests plain httpx. A transport passed in is
   shared and not closed here.
 
