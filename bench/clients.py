@@ -110,7 +110,7 @@ def main() -> None:
     argv = [sys.executable, str(Path(__file__).parent / "upstream.py"), "--port", str(port)]
     with spawn("upstream", argv, folder, folder) as upstream:
         wait_ready(
-            Endpoint(f"http://127.0.0.1:{port}{PATH}", "", MODEL, prompt_of(0)),
+            Endpoint(f"http://127.0.0.1:{port}{PATH}", "sk-bench", MODEL, prompt_of(0)),
             False,
             upstream,
             timeout_s=30,

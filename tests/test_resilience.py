@@ -617,6 +617,25 @@ def test_hedging_stream_winner_and_loser_stream_closed() -> None:
         assert routing_state(gateway)["slow"]["in_flight"] == 0
 
 
+def test_a_client_leaving_a_stream_closes_its_upstream_connection() -> None:
+    # What the provider sees when the agent goes away: its connection closes, so it
+    # stops generating (and the gateway's pool does not reuse a half-read connection).
+    trickle = Answer(events=text_events([f"w{i} " for i in range(200)]), event_delay=0.05)
+    with upstreams(a=trickle) as up:
+        config = {"models": [group("g", deployment("a", up["a"][1]))]}
+        with running_gateway(config) as gateway:
+            stream = sdk(gateway.url).chat.completions.create(
+                model="g", messages=[{"role": "user", "content": "x"}], stream=True
+            )
+            first = next(iter(stream))
+            stream.close()
+            assert up["a"][0].abandoned.wait(10)
+            assert first.choices[0].delta.content == "w0 "
+            # The next request gets a fresh connection and a whole answer.
+            up["a"][0].script = lambda n, body: Answer(body=chat_body("again"))
+            assert chat(gateway).json()["choices"][0]["message"]["content"] == "again"
+
+
 # -- deadlines ----------------------------------------------------------------------------
 
 

@@ -74,6 +74,8 @@ class ScriptedUpstream:
         self.calls = 0
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
+        #: Set when a client left a stream with `event_delay` before its end.
+        self.abandoned = threading.Event()
         self._lock = threading.Lock()
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -100,7 +102,7 @@ class ScriptedUpstream:
         if answer.delay and await _client_left_within(answer.delay, receive):
             return
         if answer.events is not None:
-            await self._stream(answer, send)
+            await self._stream(answer, send, receive)
             return
         payload = answer.raw if answer.raw is not None else orjson.dumps(answer.body or {})
         headers = [(b"content-type", (answer.content_type or "application/json").encode())]
@@ -108,7 +110,7 @@ class ScriptedUpstream:
         await send({"type": "http.response.start", "status": answer.status, "headers": headers})
         await send({"type": "http.response.body", "body": payload})
 
-    async def _stream(self, answer: Answer, send: Any) -> None:
+    async def _stream(self, answer: Answer, send: Any, receive: Any) -> None:
         headers = [(b"content-type", (answer.content_type or "text/event-stream").encode())]
         headers += [(k.encode(), v.encode()) for k, v in answer.headers.items()]
         await send({"type": "http.response.start", "status": answer.status, "headers": headers})
@@ -126,8 +128,9 @@ class ScriptedUpstream:
                     "more_body": True,
                 }
             )
-            if answer.event_delay:
-                await asyncio.sleep(answer.event_delay)
+            if answer.event_delay and await _client_left_within(answer.event_delay, receive):
+                self.abandoned.set()
+                return
         if answer.done:
             await send(
                 {"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": True}
