@@ -4,7 +4,8 @@ Each case starts a gateway from a config in a fresh interpreter (its lifespan, a
 `seawall serve` does) and reports which of the optional libraries got imported: the
 CEL library and RE2 only for a config with policy rules (and never the library's
 command-line front end), redis-py only for a config naming a Redis store, litellm
-only for a litellm-backed deployment, tiktoken only for a config that counts tokens.
+(and aiohttp, which only litellm's provider uses) only for a litellm-backed
+deployment, tiktoken only for a config that counts tokens.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ async def main():
         pass
 
 asyncio.run(main())
-watched = ["cel", "cel.cli", "prompt_toolkit", "re2", "redis", "litellm", "tiktoken"]
+watched = ["cel", "cel.cli", "prompt_toolkit", "re2", "redis", "litellm", "tiktoken", "aiohttp"]
 print(json.dumps({name: name in sys.modules for name in watched}))
 """
 
@@ -83,7 +84,14 @@ def imported(config: dict[str, Any]) -> dict[str, bool]:
     [
         (
             PLAIN,
-            {"cel": False, "re2": False, "redis": False, "litellm": False, "tiktoken": False},
+            {
+                "cel": False,
+                "re2": False,
+                "redis": False,
+                "litellm": False,
+                "tiktoken": False,
+                "aiohttp": False,
+            },
         ),
         (RULES, {"cel": True, "re2": True, "cel.cli": False, "prompt_toolkit": False}),
         (SHARED_LEDGER, {"redis": True, "cel": False}),
