@@ -432,6 +432,8 @@ class _Connection(asyncio.Protocol):
                 f"upstream response head over {MAX_HEADERS} fields or {MAX_HEAD_BYTES} bytes"
             )
             raise self.error
+        if response.status:  # a chunked body's trailer: counted, not a header
+            return
         headers.append((name, value))
 
     def on_headers_complete(self) -> None:

@@ -288,6 +288,25 @@ async def test_a_body_read_whole_is_bounded(monkeypatch: pytest.MonkeyPatch) -> 
         await pool.aclose()
 
 
+async def test_a_trailer_is_not_taken_for_a_header() -> None:
+    head, *chunks, _ = chunked(b"hello")
+    reply = head + b"".join(chunks) + b"0\r\nx-ratelimit-remaining: 0\r\n\r\n"
+    answers = iter([reply, fixed(b"next")])
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(next(answers))
+
+    async with serving(handler) as (server, port):
+        pool = Http1Pool()
+        response = await post(pool, port)
+        assert await response.read() == b"hello"
+        assert all(name != b"x-ratelimit-remaining" for name, _ in response.raw_headers)
+        await response.close()
+        assert await post_and_read(pool, port) == b"next"  # the connection was reusable
+        assert server.connections == 1
+        await pool.aclose()
+
+
 async def test_an_interim_response_is_skipped() -> None:
     reply = b"HTTP/1.1 100 Continue\r\nx-interim: 1\r\n\r\n" + fixed(b"done")
     async with serving(replying(reply)) as (_, port):
