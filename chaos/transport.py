@@ -24,7 +24,6 @@ from chaos.plan import ChaosPlan
 from common.headers import DEPLOYMENT_EXTENSION, PLAN_EXTENSION, TOOL_EXTENSION
 from routing.mock.transport import wait_or_time_out
 from routing.sse import split_complete
-from routing.transport import start_transport
 
 CONNECT_ERRORS = {
     "connect_refused": "[Errno 111] Connection refused",
@@ -327,9 +326,6 @@ class ChaosTransport(httpx.AsyncBaseTransport):
 
     def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
         self.inner = inner
-
-    async def start(self) -> None:
-        await start_transport(self.inner)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         plan: ChaosPlan | None = request.extensions.get(PLAN_EXTENSION)

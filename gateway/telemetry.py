@@ -27,7 +27,6 @@ from typing import Any
 import httpx
 
 from common.headers import DEPLOYMENT_EXTENSION
-from routing.transport import start_transport
 
 #: How long shutdown waits for the tracer provider to export what it still holds.
 FLUSH_TIMEOUT_MS = 5000
@@ -45,25 +44,7 @@ def traced(transport: httpx.AsyncBaseTransport, target: str) -> httpx.AsyncBaseT
         if span.is_recording():
             span.set_attribute(DEPLOYMENT_ATTRIBUTE, target)
 
-    return TracedTransport(AsyncOpenTelemetryTransport(transport, request_hook=tag), transport)
-
-
-class TracedTransport(httpx.AsyncBaseTransport):
-    """Keeps the wrapped transport's `start` reachable: the instrumentation's wrapper
-    only forwards requests and `aclose`, and pools are opened at start-up."""
-
-    def __init__(self, outer: httpx.AsyncBaseTransport, inner: httpx.AsyncBaseTransport) -> None:
-        self.outer = outer
-        self.inner = inner
-
-    async def start(self) -> None:
-        await start_transport(self.inner)
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        return await self.outer.handle_async_request(request)
-
-    async def aclose(self) -> None:
-        await self.outer.aclose()
+    return AsyncOpenTelemetryTransport(transport, request_hook=tag)
 
 
 async def flush_spans() -> None:

@@ -108,10 +108,3 @@ class SharedTransport(httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         return None
-
-
-async def start_transport(transport: httpx.AsyncBaseTransport) -> None:
-    """Start a transport stack that needs it (a layer whose state lives in the loop)."""
-    start = getattr(transport, "start", None)
-    if start is not None:
-        await start()

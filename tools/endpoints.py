@@ -14,8 +14,6 @@ from typing import Any
 import httpx
 import orjson
 
-from routing.transport import start_transport
-
 MOCK_SCHEME = "mock"
 
 
@@ -39,9 +37,6 @@ class ToolEndpoints(httpx.AsyncBaseTransport):
 
     def __init__(self, network: httpx.AsyncBaseTransport) -> None:
         self.network = network
-
-    async def start(self) -> None:
-        await start_transport(self.network)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         if request.url.scheme != MOCK_SCHEME:

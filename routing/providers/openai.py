@@ -30,7 +30,7 @@ from routing.outcomes import (
 )
 from routing.providers.base import attempt_limit
 from routing.sse import STREAM_ENDS, EventRelay
-from routing.transport import PoolTransport, SharedTransport, start_transport
+from routing.transport import PoolTransport, SharedTransport
 
 USER_AGENT = b"seawall/0.1"
 #: Upstream error bodies are read up to this size; the rest is discarded.
@@ -94,7 +94,7 @@ class OpenAICompatible:
             self._direct_stream_timeouts = Timeouts(connect, ttft, connect)
 
     async def start(self) -> None:
-        await start_transport(self.transport)
+        """Nothing to open ahead: the pool connects on a deployment's first request."""
 
     async def aclose(self) -> None:
         await self.transport.aclose()
