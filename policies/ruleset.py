@@ -86,6 +86,7 @@ from policies.attributes import (
 from policies.cache import DecisionCache
 from policies.cost import STEP_NS
 from policies.decision import Decision
+from policies.native import Condition, native
 from policies.rule import CompiledRule, Outcome
 from policies.stats import RuleStats, RuleTimes, SetStats
 
@@ -195,6 +196,10 @@ class Plan:
     #: How every rule is evaluated (a cache miss), and the `live` ones (a hit).
     everything: Schedule
     live_schedule: Schedule
+    #: The `live` rules as Python conditions (index, condition, its `RuleTimes`),
+    #: when every one of them is in the subset that cannot fail (`policies.native`):
+    #: a hit then makes no library call. None otherwise.
+    native_live: tuple[tuple[int, Condition, RuleTimes], ...] | None = None
 
 
 class RuleSet:
@@ -307,11 +312,16 @@ class RuleSet:
         return decision
 
     def _decide_live(self, plan: Plan, partial: Partial, attrs: Attributes) -> Decision:
-        """A cache hit for a tenant with per-request rules: only those are evaluated."""
-        too_large = self._bind_per_request(plan, partial.context, dict(partial.too_large), attrs)
-        live, _ = self._run_all(
-            plan.rules, plan.live_schedule, partial.context, too_large, attrs.tenant
-        )
+        """A cache hit for a tenant with per-request rules: only those are evaluated,
+        in Python when they all can be (`Plan.native_live`), else by the library."""
+        live = self._run_native(plan, partial, attrs)
+        if live is None:
+            too_large = self._bind_per_request(
+                plan, partial.context, dict(partial.too_large), attrs
+            )
+            live, _ = self._run_all(
+                plan.rules, plan.live_schedule, partial.context, too_large, attrs.tenant
+            )
         pattern = tuple(live[index] for index in plan.live)
         decision = partial.decisions.get(pattern)
         if decision is not None:
@@ -323,6 +333,31 @@ class RuleSet:
         if len(partial.decisions) < MAX_LIVE_DECISIONS and all(map(_IS_BOOL, pattern)):
             partial.decisions[pattern] = decision
         return decision
+
+    def _run_native(
+        self, plan: Plan, partial: Partial, attrs: Attributes
+    ) -> list[Outcome | None] | None:
+        """The live rules' outcomes computed in Python (counted as evaluations, as the
+        library's are; not timed: they cannot approach the budget), or None when the
+        library must evaluate them: some rule is not in the subset, batching is off
+        (the reference the tests compare with), a rule is cut off for some tenant, or
+        an attribute they read is over its limit (each such rule then fails by its
+        `on_error`, which only the library path decides)."""
+        conditions = plan.native_live
+        if conditions is None or not self.combine or self._cut_off or partial.too_large:
+            return None
+        for name in plan.per_request_reads:
+            if over_limit(attrs, name):
+                return None
+        outcomes: list[Outcome | None] = [None] * len(plan.rules)
+        for index, condition, times in conditions:
+            result = condition(attrs)
+            times.evaluations += 1
+            if result:
+                times.matches += 1
+            outcomes[index] = result
+        self.evaluations += len(conditions)
+        return outcomes
 
     def _bind_per_request(
         self, plan: Plan, context: cel.Context, too_large: dict[str, str], attrs: Attributes
@@ -588,6 +623,7 @@ def _plan(rules: tuple[CompiledRule, ...], chain: tuple[str, ...], combiner: _Co
         functions=functions,
         everything=combiner.schedule(applying, tuple(range(len(applying)))),
         live_schedule=combiner.schedule(applying, live),
+        native_live=combiner.native(applying, live),
     )
 
 
@@ -605,6 +641,7 @@ class _Combiner:
         self.times = times
         self.cheap_steps = cheap_steps
         self.programs: dict[str, cel.Program | None] = {}
+        self.conditions: dict[str, Condition | None] = {}
 
     def schedule(self, rules: tuple[CompiledRule, ...], indices: tuple[int, ...]) -> Schedule:
         groups: list[list[int]] = []
@@ -626,6 +663,25 @@ class _Combiner:
             tuple(self.batch(rules, tuple(group)) for group in groups),
             any(rules[index].expression.steps > self.cheap_steps for index in indices),
         )
+
+    def native(
+        self, rules: tuple[CompiledRule, ...], indices: tuple[int, ...]
+    ) -> tuple[tuple[int, Condition, RuleTimes], ...] | None:
+        """`rules[i]` for each of `indices` as Python conditions, or None unless every
+        one is in `policies.native`'s subset (each source is compiled once)."""
+        if not indices:
+            return None
+        found = []
+        for index in indices:
+            rule = rules[index]
+            source = rule.expression.source
+            if source not in self.conditions:
+                self.conditions[source] = native(source)
+            condition = self.conditions[source]
+            if condition is None:
+                return None
+            found.append((index, condition, self.times[rule.id]))
+        return tuple(found)
 
     def batch(self, rules: tuple[CompiledRule, ...], indices: tuple[int, ...]) -> Batch:
         chosen = [rules[index] for index in indices]
