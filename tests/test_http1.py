@@ -536,7 +536,7 @@ def _framings(body: bytes, cuts: list[int], framing: str) -> list[bytes]:
 
 
 @settings(
-    max_examples=60,
+    max_examples=40,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )

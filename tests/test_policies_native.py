@@ -57,7 +57,7 @@ def numbers() -> st.SearchStrategy[int]:
     return st.sampled_from(EDGES[2:]) | st.integers(INT_RANGE.start, INT_RANGE.stop - 1)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(
     subset(),
     attributes(prompt_tokens=numbers(), max_tokens=numbers(), hour=numbers(), weekday=numbers()),
