@@ -27,7 +27,7 @@ deps: $(INSTALLED)  ## install what the tests need (Python, Debian and npm packa
 # In parallel processes: the suite mostly waits on real servers and sockets (serially
 # it used 40% of one core), so four processes on two cores take a third of the time.
 # Tests that must run in one process alone (`serial`) run after, in a pass of their own.
-test: deps  ## run the test suite (~4 min on 2 cores)
+test: deps  ## run the test suite (~6 min on 2 cores)
 	status=0; \
 	$(BIN)/pytest -n 4 -m "not serial" || status=1; \
 	$(BIN)/pytest -m serial -q || status=1; \
