@@ -171,9 +171,7 @@ class Response:
         self._collecting = True
         if self._paused:
             self._resume()
-        while not self._complete:
-            if self._error is not None:
-                raise self._error
+        while not self._complete and self._error is None:
             await self._wait()
         if self._error is not None:
             raise self._error
@@ -227,7 +225,9 @@ class Response:
             self._head.cancel()
 
     async def _wait(self) -> None:
-        waiter = self._waiter = asyncio.get_running_loop().create_future()
+        # The head's loop is the pool's: no `get_running_loop` (a getpid system call
+        # in CPython 3.11) on every wait of a stream.
+        waiter = self._waiter = self._head.get_loop().create_future()
         try:
             await waiter
         finally:
