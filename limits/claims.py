@@ -206,6 +206,7 @@ class Plan:
         "limit_texts",
         "limits",
         "periods",
+        "ranked",
         "reported",
         "requests",
         "settles",
@@ -223,6 +224,12 @@ class Plan:
         #: Per claim: its limit, and that written out (for the headers).
         self.limits = tuple(c.limit for c in self.claims)
         self.limit_texts = tuple(str(c.limit) for c in self.claims)
+        #: The requests claims and the tokens claims, each ordered by limit (claim
+        #: order among equal limits): the headers' tie-break, the smaller limit first.
+        self.ranked = tuple(
+            tuple(sorted(indices, key=lambda i: self.claims[i].limit))
+            for indices in (self.requests, self.tokens)
+        )
         #: Per claim: is it one of those (whose reset the headers may report)?
         self.reported = tuple(i in self.requests or i in self.tokens for i in range(len(claims)))
         #: Indices of the spend claims, whose bucket is the period of the admission.

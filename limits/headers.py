@@ -29,9 +29,25 @@ _NAMES = (
 )
 
 
+#: Durations written out, by milliseconds, at most `_DURATIONS_KEPT` of them (emptied
+#: when full): a window's reset under load is one of a few values near the window's
+#: length, and writing one out costs more than the rest of the headers.
+_DURATIONS: dict[int, str] = {}
+_DURATIONS_KEPT = 4096
+
+
 def duration(ms: int) -> str:
     """A duration as OpenAI writes it (Go's `time.Duration`, to the millisecond):
     integer arithmetic, no float formatting (every limited response writes two)."""
+    written = _DURATIONS.get(ms)
+    if written is None:
+        if len(_DURATIONS) >= _DURATIONS_KEPT:
+            _DURATIONS.clear()
+        written = _DURATIONS[ms] = _duration(ms)
+    return written
+
+
+def _duration(ms: int) -> str:
     if ms <= 0:
         return "0s"
     if ms < 1000:
@@ -63,24 +79,25 @@ def rate_headers(states: Iterable[BucketState]) -> dict[str, str]:
 def plan_headers(plan: Plan, used: Sequence[int], resets: Sequence[int]) -> dict[str, str]:
     """`rate_headers` for an admission of `plan`, read off the store's answer (each
     claim's `used` and `resets`): only the requests and tokens claims are looked at,
-    and only the tightest of each is written out (its reset the only one read)."""
+    and only the tightest of each is written out (its reset the only one read).
+
+    The tightest: the least remaining, and of those the smallest limit, then the
+    first. `plan.ranked` orders each kind's claims by limit, so it is the first
+    with the least remaining; remaining is never below 0, so when any claim is
+    over its limit (settlement debt), the first of those."""
     headers: dict[str, str] = {}
     limits = plan.limits
-    for indices, (_, limit, remaining, reset) in zip(
-        (plan.requests, plan.tokens), _NAMES, strict=True
-    ):
-        if not indices:
+    for ranked, (_, limit, remaining, reset) in zip(plan.ranked, _NAMES, strict=True):
+        if not ranked:
             continue
-        best = -1
-        best_left = best_limit = 0
-        for index in indices:
-            cap = limits[index]
-            left = cap - used[index]
-            if left < 0:
-                left = 0
-            if best < 0 or left < best_left or (left == best_left and cap < best_limit):
-                best, best_left, best_limit = index, left, cap
+        lefts = [limits[index] - used[index] for index in ranked]
+        least = min(lefts)
+        if least < 0:
+            least = 0
+            best = next(i for i, left in zip(ranked, lefts, strict=True) if left <= 0)
+        else:
+            best = ranked[lefts.index(least)]
         headers[limit] = plan.limit_texts[best]
-        headers[remaining] = str(best_left)
+        headers[remaining] = str(least)
         headers[reset] = duration(resets[best])
     return headers

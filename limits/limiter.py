@@ -125,10 +125,14 @@ class Refusal:
     too_large: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Admission:
     """Admitted (with a reservation to settle; none when nothing limits the request
-    or the store was down and every level fails open) or refused."""
+    or the store was down and every level fails open) or refused.
+
+    Not frozen, though nothing changes one after it is made: every limited request
+    makes one, and a frozen dataclass's `__init__` sets each field through
+    `object.__setattr__`."""
 
     reservation: Reservation | None = None
     refusal: Refusal | None = None

@@ -31,6 +31,8 @@ Look = tuple[int, int, int]
 PENDING_SWEEP_MIN = 1024
 #: Stale entries a lease heap may hold beyond twice its held leases.
 HEAP_SLACK = 64
+#: A bucket's `first` when it holds nothing that could age out or expire.
+NEVER = 1 << 62
 
 
 class _Count:
@@ -39,18 +41,22 @@ class _Count:
     admitted request counts whatever became of it. At most `span_ms` slots,
     whatever the rate."""
 
-    __slots__ = ("counts", "times", "total")
+    __slots__ = ("counts", "first", "times", "total")
 
     def __init__(self) -> None:
         self.times: deque[int] = deque()
         self.counts: deque[int] = deque()
         self.total = 0
+        #: The oldest slot's millisecond (`NEVER` when empty): nothing ages out
+        #: before `first + span`, so an admission reads `total` without a call.
+        self.first = NEVER
 
     def used(self, now: int, span: int) -> int:
         times = self.times
         while times and times[0] <= now - span:
             times.popleft()
             self.total -= self.counts.popleft()
+        self.first = times[0] if times else NEVER
         return self.total
 
     def reset(self, now: int, span: int) -> int:
@@ -74,6 +80,8 @@ class _Count:
         if times and times[-1] == now:
             self.counts[-1] += 1
         else:
+            if not times:
+                self.first = now
             times.append(now)
             self.counts.append(1)
         self.total += 1
@@ -82,32 +90,31 @@ class _Count:
         return None
 
 
-class _Slot:
-    """One millisecond of a token window: what its admissions were charged (their
-    estimates, then their actual usage as they settle) and how much of that is
-    still estimates."""
-
-    __slots__ = ("at", "live", "reserved", "total")
-
-    def __init__(self, at: int) -> None:
-        self.at = at
-        self.total = 0
-        self.reserved = 0
-        #: False once it aged out of the window: a late settlement changes nothing.
-        self.live = True
-
-
 class _Window:
     """Tokens: a slot per millisecond of the last `span_ms` that admitted any, oldest
-    first; the reservations not settled yet, each with its slot and estimate; and the
-    running sums, so a look is O(what aged out since the last one). At most `span_ms`
-    slots, whatever the rate; unsettled reservations are the requests in flight."""
+    first, with what its admissions were charged (their estimates, then their actual
+    usage as they settle) and how much of that is still estimates; the reservations
+    not settled yet, each with its slot's millisecond and estimate; and the running
+    sums, so a look is O(what aged out since the last one). At most `span_ms` slots,
+    whatever the rate; unsettled reservations are the requests in flight.
 
-    __slots__ = ("pending", "pending_mark", "reserved", "slots", "total")
+    A slot is two integers in two dicts keyed by its millisecond, not an object: a
+    window holds up to 60,000 of them for a minute, and objects would be the
+    garbage collector's to traverse, ints and dicts of ints are not."""
+
+    __slots__ = (
+        "first", "pending", "pending_mark", "reserved", "reserved_at", "times", "total",
+        "totals",
+    )  # fmt: skip
 
     def __init__(self) -> None:
-        self.slots: deque[_Slot] = deque()
-        self.pending: dict[str, tuple[_Slot, int]] = {}  # rid -> (slot, estimate)
+        self.times: deque[int] = deque()
+        #: Per slot (by its millisecond): what it is charged, and of that the estimates.
+        self.totals: dict[int, int] = {}
+        self.reserved_at: dict[int, int] = {}
+        #: The oldest slot's millisecond, or `NEVER` (as `_Count.first`).
+        self.first = NEVER
+        self.pending: dict[str, tuple[int, int]] = {}  # rid -> (slot, estimate)
         #: Past this many, pending entries whose slot aged out are dropped (each
         #: once: amortised O(1)); a reservation is normally settled long before.
         self.pending_mark = PENDING_SWEEP_MIN
@@ -115,17 +122,17 @@ class _Window:
         self.reserved = 0
 
     def used(self, now: int, span: int) -> int:
-        slots = self.slots
-        while slots and slots[0].at <= now - span:
-            slot = slots.popleft()
-            slot.live = False
-            self.total -= slot.total
-            self.reserved -= slot.reserved
+        times = self.times
+        while times and times[0] <= now - span:
+            at = times.popleft()
+            self.total -= self.totals.pop(at)
+            self.reserved -= self.reserved_at.pop(at)
+        self.first = times[0] if times else NEVER
         return self.total
 
     def reset(self, now: int, span: int) -> int:
-        slots = self.slots
-        return slots[0].at + span - now if slots else 0
+        times = self.times
+        return times[0] + span - now if times else 0
 
     def look(self, now: int, claim: Claim) -> Look:
         used = self.used(now, claim.span_ms)
@@ -135,38 +142,41 @@ class _Window:
         if amount > claim.limit:
             return claim.span_ms, True
         over = used + amount - claim.limit
-        for slot in self.slots:
-            over -= slot.total
+        totals = self.totals
+        for at in self.times:
+            over -= totals[at]
             if over <= 0:
-                return max(1, slot.at + claim.span_ms - now), False
+                return max(1, at + claim.span_ms - now), False
         return claim.span_ms, False  # unreachable while amount <= limit
 
     def add(self, now: int, rid: str, amount: int, span: int) -> None:
-        slots = self.slots
-        if slots and slots[-1].at == now:
-            slot = slots[-1]
+        times, totals, reserved = self.times, self.totals, self.reserved_at
+        if times and times[-1] == now:
+            totals[now] += amount
+            reserved[now] += amount
         else:
-            slot = _Slot(now)
-            slots.append(slot)
-        slot.total += amount
-        slot.reserved += amount
+            if not times:
+                self.first = now
+            times.append(now)
+            totals[now] = amount
+            reserved[now] = amount
         self.total += amount
         self.reserved += amount
         pending = self.pending
-        pending[rid] = (slot, amount)
+        pending[rid] = (now, amount)
         if len(pending) > self.pending_mark:
-            self.pending = {r: entry for r, entry in pending.items() if entry[0].live}
+            self.pending = {r: entry for r, entry in pending.items() if entry[0] in totals}
             self.pending_mark = max(PENDING_SWEEP_MIN, 2 * len(self.pending))
 
     def settle(self, rid: str, amount: int) -> None:
         found = self.pending.pop(rid, None)
         if found is None:
             return  # settled already
-        slot, estimate = found
-        if not slot.live:
-            return  # aged out of the window
-        slot.total += amount - estimate
-        slot.reserved -= estimate
+        at, estimate = found
+        if at not in self.totals:
+            return  # its slot aged out of the window: a late settlement changes nothing
+        self.totals[at] += amount - estimate
+        self.reserved_at[at] -= estimate
         self.total += amount - estimate
         self.reserved -= estimate
 
@@ -177,11 +187,16 @@ class _Leases:
     dropped all at once when they outnumber the held leases: the heap stays within
     twice the leases held, plus `HEAP_SLACK`)."""
 
-    __slots__ = ("expiries", "heap")
+    __slots__ = ("expiries", "first", "heap", "total")
 
     def __init__(self) -> None:
         self.expiries: dict[str, int] = {}
         self.heap: list[tuple[int, str]] = []
+        #: The leases held (`len(expiries)`), and the heap's earliest expiry
+        #: (`NEVER` when empty): until then nothing expires, so an admission reads
+        #: `total` without a call.
+        self.total = 0
+        self.first = NEVER
 
     def used(self, now: int, span: int) -> int:
         heap, expiries = self.heap, self.expiries
@@ -189,7 +204,9 @@ class _Leases:
             at, rid = heapq.heappop(heap)
             if expiries.get(rid) == at:
                 del expiries[rid]
-        return len(expiries)
+        self.first = heap[0][0] if heap else NEVER
+        self.total = len(expiries)
+        return self.total
 
     def reset(self, now: int, span: int) -> int:
         heap = self.heap
@@ -205,26 +222,33 @@ class _Leases:
     def _compact(self) -> None:
         """The heap rebuilt from the held leases, once stale entries outnumber them
         (each stale entry is dropped once: amortised O(1))."""
-        self.heap = [(expiry, held) for held, expiry in self.expiries.items()]
-        heapq.heapify(self.heap)
+        heap = self.heap = [(expiry, held) for held, expiry in self.expiries.items()]
+        heapq.heapify(heap)
+        self.first = heap[0][0] if heap else NEVER
 
     def add(self, now: int, rid: str, amount: int, span: int) -> None:
-        self.expiries[rid] = now + span
+        expiries = self.expiries
+        expiries[rid] = now + span
+        self.total = len(expiries)
         heap = self.heap
         heapq.heappush(heap, (now + span, rid))
-        if len(heap) > 2 * len(self.expiries) + HEAP_SLACK:
+        self.first = heap[0][0]
+        if len(heap) > 2 * len(expiries) + HEAP_SLACK:
             self._compact()
 
     def settle(self, rid: str, amount: int) -> None:
         expiries = self.expiries
-        if expiries.pop(rid, None) is not None and len(self.heap) > 2 * len(expiries) + HEAP_SLACK:
-            self._compact()
+        if expiries.pop(rid, None) is not None:
+            self.total = len(expiries)
+            if len(self.heap) > 2 * len(expiries) + HEAP_SLACK:
+                self._compact()
 
     def renew(self, now: int, rid: str, span_ms: int) -> bool:
         if self.expiries.get(rid, now) <= now:
             return False
         self.expiries[rid] = now + span_ms
         heapq.heappush(self.heap, (now + span_ms, rid))
+        self.first = self.heap[0][0]
         if len(self.heap) > 2 * len(self.expiries) + HEAP_SLACK:
             self._compact()
         return True
@@ -266,6 +290,8 @@ class _Period:
 
 
 Bucket = _Count | _Window | _Leases | _Period
+#: The buckets whose claims an admission reads without a call (not periods).
+Timed = _Count | _Window | _Leases
 
 #: Plans whose buckets a store remembers, at most (emptied when full: a plan's
 #: buckets are found again in microseconds).
@@ -285,8 +311,8 @@ class MemoryStore:
         self._clock = clock
         self._buckets: dict[str, Bucket] = {}
         self._placements: dict[tuple[str, str, int], str] = {}
-        #: Each plan's buckets (`_resolve`), for at most `_RESOLVED` plans.
-        self._resolved: dict[Plan, tuple[Bucket | None, ...]] = {}
+        #: Each plan's buckets (`_rows`), for at most `_RESOLVED` plans.
+        self._resolved: dict[Plan, _Rows] = {}
 
     def _now(self) -> int:
         return round(self._clock() * 1000)
@@ -320,27 +346,50 @@ class MemoryStore:
         for key in ended:
             del self._buckets[key]
 
-    def _resolve(self, plan: Plan) -> tuple[Bucket | None, ...]:
-        """The bucket of each of `plan`'s claims (None for a spend claim, whose bucket
-        is the period of each admission): found once per plan, since a window or
-        lease bucket, once made, is never dropped."""
-        resolved = self._resolved.get(plan)
-        if resolved is None:
+    def _rows(self, plan: Plan) -> _Rows:
+        """`plan`'s buckets, with what an admission reads of each claim beside them."""
+        rows = self._resolved.get(plan)
+        if rows is None:
             if len(self._resolved) >= _RESOLVED:
                 self._resolved.clear()
             now = self._now()
-            resolved = self._resolved[plan] = tuple(
+            buckets = tuple(
                 None if claim.kind == "period" else self._bucket(claim, now)[1]
                 for claim in plan.claims
             )
-        return resolved
+            rows = self._resolved[plan] = _Rows(plan, buckets)
+        return rows
 
     async def admit(self, rid: str, plan: Plan, tokens: int, cost: int) -> StoreAnswer:
-        """One pass over the plan's buckets to look (each prunes what aged out and
-        reads its running sum), one to add: O(1) per bucket, amortised."""
+        """One pass over the plan's buckets to look (each reads its running sum,
+        pruning first only when something may have aged out), one to add: O(1) per
+        bucket, amortised."""
         now = self._now()
         amounts = (1, tokens, cost)
-        found = list(self._resolve(plan))
+        rows = self._rows(plan)
+        if rows.fast is None:
+            return self._admit_with_periods(rid, plan, rows, now, amounts)
+        used: list[int] = []
+        refused = -1
+        for bucket, source, limit, lag, span in rows.fast:
+            count = bucket.used(now, span) if bucket.first <= now - lag else bucket.total
+            if count + amounts[source] > limit and refused < 0:
+                refused = len(used)
+            used.append(count)
+        buckets: tuple[Bucket, ...] = rows.buckets  # type: ignore[assignment]
+        if refused >= 0:
+            return self._refused(plan, list(buckets), now, amounts, used, (), refused)
+        for index, (bucket, source, _, _, span) in enumerate(rows.fast):
+            amount = amounts[source]
+            bucket.add(now, rid, amount, span)
+            used[index] += amount
+        return StoreAnswer(True, now, used, _Resets(now, plan, buckets))
+
+    def _admit_with_periods(
+        self, rid: str, plan: Plan, rows: _Rows, now: int, amounts: tuple[int, int, int]
+    ) -> StoreAnswer:
+        """`admit` for a plan with spend claims: each admission finds its period."""
+        found = list(rows.buckets)
         claims = plan.claims
         used: list[int] = []
         periods: tuple[str, ...] = ()
@@ -358,12 +407,7 @@ class MemoryStore:
             used.append(count)
         buckets: list[Bucket] = found  # type: ignore[assignment]
         if refused >= 0:
-            # Every bucket as it stands (a refusal reserves nothing anywhere).
-            resets = [b.reset(now, c.span_ms) for b, c in zip(buckets, claims, strict=True)]
-            claim = claims[refused]
-            amount = amounts[plan.sources[refused]]
-            retry, too_large = buckets[refused].wait(now, claim, amount, used[refused])
-            return StoreAnswer(False, now, used, resets, periods, refused, retry, too_large)
+            return self._refused(plan, buckets, now, amounts, used, periods, refused)
         for index, (bucket, source, claim) in enumerate(
             zip(buckets, plan.sources, claims, strict=True)
         ):
@@ -372,11 +416,36 @@ class MemoryStore:
             used[index] += amount
         return StoreAnswer(True, now, used, _Resets(now, plan, buckets), periods)
 
+    @staticmethod
+    def _refused(
+        plan: Plan,
+        buckets: Sequence[Bucket],
+        now: int,
+        amounts: tuple[int, int, int],
+        used: list[int],
+        periods: tuple[str, ...],
+        refused: int,
+    ) -> StoreAnswer:
+        """A refusal: every bucket as it stands (it reserves nothing anywhere)."""
+        claims = plan.claims
+        for bucket, claim in zip(buckets, claims, strict=True):
+            bucket.used(now, claim.span_ms)  # pruned, so its reset is the true one
+        resets = [b.reset(now, c.span_ms) for b, c in zip(buckets, claims, strict=True)]
+        claim = claims[refused]
+        amount = amounts[plan.sources[refused]]
+        retry, too_large = buckets[refused].wait(now, claim, amount, used[refused])
+        return StoreAnswer(False, now, used, resets, periods, refused, retry, too_large)
+
     async def settle(
         self, rid: str, plan: Plan, periods: Sequence[str], tokens: int, cost: int
     ) -> None:
-        buckets, resolved = self._buckets, self._resolve(plan)
+        rows = self._rows(plan)
         amounts = (1, tokens, cost)
+        if rows.settled is not None:
+            for timed, source in rows.settled:
+                timed.settle(rid, amounts[source])
+            return
+        buckets, resolved = self._buckets, rows.buckets
         spent = iter(periods)
         for index in plan.settles:
             bucket = resolved[index]
@@ -408,6 +477,34 @@ class MemoryStore:
         return None
 
 
+class _Rows:
+    """A plan's buckets as this store holds them, and for a plan without spend
+    claims (whose buckets never change) a row per claim of what an admission reads,
+    (bucket, amount source, limit, lag, span), and of what a settlement changes. A
+    bucket needs pruning only once `first <= now - lag` (lag: the window for
+    requests and tokens, 0 for a lease, whose `first` is an expiry)."""
+
+    __slots__ = ("buckets", "fast", "settled")
+
+    def __init__(self, plan: Plan, buckets: tuple[Bucket | None, ...]) -> None:
+        self.buckets = buckets
+        self.fast: tuple[tuple[Timed, int, int, int, int], ...] | None = None
+        #: For such a plan, (bucket, amount source) of each claim a settlement touches.
+        self.settled: tuple[tuple[Timed, int], ...] | None = None
+        if all(bucket is not None for bucket in buckets):
+            self.settled = tuple(
+                (bucket, plan.sources[index])
+                for index in plan.settles
+                if not isinstance(bucket := buckets[index], (_Period, type(None)))
+            )
+            self.fast = tuple(
+                (bucket, source, claim.limit, 0 if claim.kind == "lease" else claim.span_ms,
+                 claim.span_ms)
+                for bucket, source, claim in zip(buckets, plan.sources, plan.claims, strict=True)
+                if not isinstance(bucket, (_Period, type(None)))
+            )  # fmt: skip
+
+
 class _Resets(Sequence[int]):
     """An admitted request's reset per claim (`StoreAnswer.resets`), worked out only
     for the claims it is asked for, and read at once (the buckets move on): the
@@ -436,8 +533,14 @@ class _Resets(Sequence[int]):
             return [self[i] for i in range(len(self.claims))[index]]
         if not self.reported[index]:
             return 0
+        # A requests or tokens bucket: its oldest slot (pruned, or with nothing to
+        # prune, by the admission) ages out at `first + span` (its `reset`).
+        first = self.buckets[index].first  # type: ignore[union-attr]
+        if first == NEVER:
+            return 0
         span = self.claims[index].span_ms
-        return min(self.buckets[index].reset(self.now, span), span)
+        reset = first + span - self.now
+        return reset if reset < span else span
 
 
 _KINDS: dict[str, type[_Count] | type[_Window] | type[_Leases]] = {
