@@ -37,8 +37,20 @@ from policies import (
     utc_hour_weekday,
 )
 from routing.router import Router
+from tenants.identity import Identity
 
 log = logging.getLogger("seawall")
+
+
+#: (decision, (group, identity), header value or None, events): what a decision
+#: reports, by the decision's id (the decision is kept, so an id is never reused
+#: while its entry stands).
+_Report = tuple[Decision, tuple[str | None, Identity], str | None, tuple[GuardEvent, ...]]
+
+#: Reports remembered per Runtime, at most (emptied when full: one is rebuilt in
+#: microseconds). The decision cache's entries and their live variants are the
+#: decisions that recur.
+MAX_REPORTS = 4096
 
 
 class PolicyGate:
@@ -46,6 +58,7 @@ class PolicyGate:
         self.policies = policies
         self.router = router
         self.events = events
+        self._reports: dict[int, _Report] = {}
 
     async def __call__(self, exchange: Exchange) -> None:
         identity = exchange.identity
@@ -136,26 +149,42 @@ class PolicyGate:
     def _report(self, exchange: Exchange, decision: Decision) -> None:
         identity = exchange.identity
         assert identity is not None
+        group = exchange.group.name if exchange.group else None
+        report = self._reports.get(id(decision))
+        if report is None or report[0] is not decision or report[1] != (group, identity):
+            report = self._remember(decision, group, identity)
+        header = report[2]
+        if header is not None:
+            exchange.headers[POLICY_HEADER] = header
+        emit = self.events.emit
+        for event in report[3]:
+            emit(event)
+
+    def _remember(self, decision: Decision, group: str | None, identity: Identity) -> _Report:
+        """What `decision` reports for this group and caller: its header and events,
+        worked out once. A decision-cache hit returns the same decision object, so
+        the next request like this one only emits them (events are never changed
+        once made: sinks and audit trails may share one)."""
+        header = None
         if decision.matched or decision.canary:
             canary = "; canary" if decision.canary else ""
             matched = ", ".join(decision.matched) or "-"
-            exchange.headers[POLICY_HEADER] = f"{matched}; version={decision.version}{canary}"
-        group = exchange.group.name if exchange.group else None
-        for effect, rule in decision.effects():
-            self.events.emit(
-                GuardEvent(
-                    "policy",
-                    effect,
-                    group,
-                    tenant=identity.tenant_id,
-                    key=identity.key_id,
-                    rule=rule,
-                    version=decision.version,
-                )
+            header = f"{matched}; version={decision.version}{canary}"
+        events = [
+            GuardEvent(
+                "policy",
+                effect,
+                group,
+                tenant=identity.tenant_id,
+                key=identity.key_id,
+                rule=rule,
+                version=decision.version,
             )
+            for effect, rule in decision.effects()
+        ]
         shadow = decision.shadow
         if shadow is not None and not decision.agrees_with(shadow):
-            self.events.emit(
+            events.append(
                 GuardEvent(
                     "policy",
                     "shadow_disagrees",
@@ -168,3 +197,9 @@ class PolicyGate:
                     version=shadow.version,
                 )
             )
+        report = (decision, (group, identity), header, tuple(events))
+        if shadow is None and not decision.canary:  # else a new object per request
+            if len(self._reports) >= MAX_REPORTS:
+                self._reports.clear()
+            self._reports[id(decision)] = report
+        return report
