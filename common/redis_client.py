@@ -36,11 +36,19 @@ FAILURES: tuple[type[BaseException], ...] = (TimeoutError, RedisError, OSError)
 
 def connect(url: str, timeout_s: float) -> aioredis.Redis:
     """A client of the Redis at `url` (`redis://`, `rediss://`, `unix://`); it
-    connects on first use."""
+    connects on first use.
+
+    Connecting is bounded by `timeout_s`; a command is not, here: every store call
+    runs under `asyncio.timeout` (`Reachability.call`, the limit store's `_call`),
+    which bounds the whole call, queueing and retry included. A socket timeout as
+    well made redis-py wrap every write in `asyncio.wait_for`, a task per command
+    (a tenth of a limited request's work on the Redis path). A call cut off by the
+    outer timeout is cancelled, and redis-py drops the connection it was on (an
+    answer left unread would otherwise go to the next command)."""
     return aioredis.Redis.from_url(
         url,
         socket_connect_timeout=timeout_s,
-        socket_timeout=timeout_s,
+        socket_timeout=None,
         retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
     )
 
