@@ -504,17 +504,21 @@ def test_blue_is_not_held_up_while_red_continues_conversations_at_the_bounds(
         for _ in range(depth - 1):
             head = created(url, RED, "red-chat", dense, previous_response_id=head)
         baseline = blue_median(url)
-        # Twice, and the better of the two counts: a busy host only ever adds to a
-        # median (these machines drift 2-3x), while the bug this wall answers makes
-        # every measurement slow.
-        under_attack, codes = min(_under_attack(url, head), _under_attack(url, head))
+        # Blue's median stays within a small multiple of its own baseline (below).
+        bound = 3 * baseline + 0.015
+        under_attack, codes = _under_attack(url, head)
+        if under_attack >= bound:
+            # Once more, and the better of the two counts: a busy host only ever adds
+            # to a median (these machines drift 2-3x), while the bug this wall
+            # answers makes every measurement slow.
+            under_attack, codes = min((under_attack, codes), _under_attack(url, head))
     assert len(codes) >= 2 and set(codes) == {200}, codes[:5]
     # Each of red's requests replays 32 responses (~1.9 MB of tiny parts) into a chat
     # request of that size. Blue's median stays within a small multiple of its own
     # baseline: measured ~1 ms, and 8-9 ms under the attack, against 30-34 ms when
     # the same conversations are rebuilt and freed in one piece (and 3 ms to 900 ms
     # for an unbounded rebuild before admission, the bug this wall answers).
-    assert under_attack < 3 * baseline + 0.015, (baseline, under_attack, len(codes))
+    assert under_attack < bound, (baseline, under_attack, len(codes))
 
 
 # --- red cannot touch blue's responses ----------------------------------------------------------
