@@ -37,13 +37,18 @@ class Recording(asyncio.Transport):
         return ("127.0.0.1", 1) if name == "peername" else default
 
 
+def coalescing() -> tuple[Recording, CoalescingTransport]:
+    """A recording transport, and the coalescing one over it on this loop."""
+    real = Recording()
+    return real, CoalescingTransport(real, asyncio.get_running_loop())
+
+
 async def turn() -> None:
     await asyncio.sleep(0)  # lets the loop run what was scheduled: the flush
 
 
 async def test_the_writes_of_one_turn_reach_the_socket_as_one() -> None:
-    real = Recording()
-    transport = CoalescingTransport(real, asyncio.get_running_loop())
+    real, transport = coalescing()
     transport.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n")
     transport.write(b"{}")
     assert real.events == []
@@ -52,8 +57,7 @@ async def test_the_writes_of_one_turn_reach_the_socket_as_one() -> None:
 
 
 async def test_writes_of_separate_turns_stay_separate_and_in_order() -> None:
-    real = Recording()
-    transport = CoalescingTransport(real, asyncio.get_running_loop())
+    real, transport = coalescing()
     for event in (b"data: 1\n\n", b"data: 2\n\n"):
         transport.write(event)
         await turn()
@@ -64,8 +68,7 @@ async def test_writes_of_separate_turns_stay_separate_and_in_order() -> None:
 
 
 async def test_closing_sends_what_is_held_first() -> None:
-    real = Recording()
-    transport = CoalescingTransport(real, asyncio.get_running_loop())
+    real, transport = coalescing()
     transport.write(b"refused")
     transport.close()
     await turn()
@@ -76,16 +79,14 @@ async def test_closing_sends_what_is_held_first() -> None:
 
 
 async def test_an_end_of_stream_sends_what_is_held_first() -> None:
-    real = Recording()
-    transport = CoalescingTransport(real, asyncio.get_running_loop())
+    real, transport = coalescing()
     transport.write(b"tail")
     transport.write_eof()
     assert real.events == [b"tail", "eof"]
 
 
 async def test_aborting_drops_what_is_held() -> None:
-    real = Recording()
-    transport = CoalescingTransport(real, asyncio.get_running_loop())
+    real, transport = coalescing()
     transport.write(b"never sent")
     transport.abort()
     await turn()
@@ -93,8 +94,7 @@ async def test_aborting_drops_what_is_held() -> None:
 
 
 async def test_the_rest_is_the_real_transports() -> None:
-    real = Recording()
-    transport = CoalescingTransport(real, asyncio.get_running_loop())
+    real, transport = coalescing()
     assert transport.get_extra_info("peername") == ("127.0.0.1", 1)
     assert not transport.is_closing()
     real.closing = True
