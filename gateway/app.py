@@ -49,10 +49,11 @@ log = logging.getLogger("seawall")
 
 #: The cyclic collector's young-generation threshold (Python's default is 700). A
 #: request leaves no cyclic garbage (tests/test_gc.py; a failed upstream call leaves
-#: its exception's traceback, ~60 objects), so a young collection mostly rescans the
-#: objects of the requests in flight and frees nothing: at 700 net allocations that
-#: happened every ~20-30 requests at c=32, ~3% of the CPU; at 10,000, a few times a
-#: minute (docs/performance.md, "The governed path, third pass").
+#: its connection and that connection's parser, 7 objects), so a young collection
+#: mostly rescans the objects of the requests in flight and frees nothing: at 700 net
+#: allocations that happened every ~20-30 requests at c=32, ~3% of the CPU; at
+#: 10,000, a few times a minute (docs/performance.md, "The governed path, third
+#: pass").
 GC_YOUNG_THRESHOLD = 10_000
 
 

@@ -23,7 +23,6 @@ adds what it lacks:
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -163,8 +162,12 @@ class Breaker:
         if state == HALF_OPEN and not (permit.probe or permit.forced):
             return  # only the half-open trials decide (resilience4j's rule)
         self._clean = False
-        with contextlib.suppress(_Failed, pybreaker.CircuitBreakerError):
+        try:
             self._cb.call(_fail)
+        except (_Failed, pybreaker.CircuitBreakerError) as exc:
+            # pybreaker's frames keep the exception they handled, and its traceback
+            # keeps those frames: dropped here, so no reference cycle is left behind.
+            exc.__traceback__ = None
 
     def cancelled(self, permit: Permit) -> None:
         """The attempt was abandoned: no verdict, but its probe slot is free again."""
