@@ -277,7 +277,7 @@ class Router:
                         raise last
                     finally:
                         # The traceback holds this frame: a frame that still held
-                        # its own exception would be a reference cycle, ~60 objects
+                        # its own exception would be a reference cycle, dozens of objects
                         # left to the cyclic collector per failed request.
                         last = None
                 raise UpstreamError(

@@ -72,3 +72,23 @@ def test_reds_flood_of_decisions_never_reaches_blues_reports(
         # One flag event per request of each: blue's were neither lost nor doubled
         # while red's churned the map.
         assert events.counts[("policy", "flag")] - before == 2 * 6 * BOUND
+
+
+def test_two_keys_sharing_a_decision_keep_a_report_each() -> None:
+    """No rule reads `key`, so blue's two keys get the same decision object; each
+    key's report names its own key in its events and is remembered once, not
+    rebuilt each time the other key was last."""
+    rules = [{"id": "blue-tag", "tenant": VICTIM, "when": "true", "effect": "flag", "flag": "b"}]
+    with running_gateway(two_tenants(policies={"rules": rules})) as server:
+        gate = _gate(server)
+        for _ in range(3):
+            for key in (f"{VICTIM}-user", f"{VICTIM}-all"):
+                reply = _chat(server.url, key, VICTIM, "")
+                assert reply.status_code == 200, reply.text
+                assert reply.headers[POLICY_HEADER].startswith("blue-tag; version=")
+        reports = list(gate._reports.items())
+        assert len(reports) == 2
+        (first_key, first), (second_key, second) = reports
+        assert first[0] is second[0]  # one decision, two callers
+        assert {first_key[2].key_id, second_key[2].key_id} == {"blue-user", "blue-all"}
+        assert {first[2][0].key, second[2][0].key} == {"blue-user", "blue-all"}

@@ -42,10 +42,13 @@ from tenants.identity import Identity
 log = logging.getLogger("seawall")
 
 
-#: (decision, (group, identity), header value or None, events): what a decision
-#: reports, by the decision's id (the decision is kept, so an id is never reused
-#: while its entry stands).
-_Report = tuple[Decision, tuple[str | None, Identity], str | None, tuple[GuardEvent, ...]]
+#: What a decision reports to one group and caller: (the decision, kept so its id is
+#: never reused while its entry stands; the header value or None; the events).
+_Report = tuple[Decision, str | None, tuple[GuardEvent, ...]]
+#: A report's key: the decision's id, the group, the caller. Two keys of one tenant
+#: often share a decision object (the decision cache keys on what rules read), so
+#: the caller is part of the key, not a check that would make them evict each other.
+_ReportKey = tuple[int, str | None, Identity]
 
 #: Reports remembered per Runtime, at most (emptied when full: one is rebuilt in
 #: microseconds). The decision cache's entries and their live variants are the
@@ -58,7 +61,7 @@ class PolicyGate:
         self.policies = policies
         self.router = router
         self.events = events
-        self._reports: dict[int, _Report] = {}
+        self._reports: dict[_ReportKey, _Report] = {}
 
     async def __call__(self, exchange: Exchange) -> None:
         identity = exchange.identity
@@ -149,22 +152,23 @@ class PolicyGate:
     def _report(self, exchange: Exchange, decision: Decision) -> None:
         identity = exchange.identity
         assert identity is not None
-        group = exchange.group.name if exchange.group else None
-        report = self._reports.get(id(decision))
-        if report is None or report[0] is not decision or report[1] != (group, identity):
-            report = self._remember(decision, group, identity)
-        header = report[2]
+        key = (id(decision), exchange.group.name if exchange.group else None, identity)
+        report = self._reports.get(key)
+        if report is None:
+            report = self._remember(decision, key)
+        header = report[1]
         if header is not None:
             exchange.headers[POLICY_HEADER] = header
         emit = self.events.emit
-        for event in report[3]:
+        for event in report[2]:
             emit(event)
 
-    def _remember(self, decision: Decision, group: str | None, identity: Identity) -> _Report:
+    def _remember(self, decision: Decision, key: _ReportKey) -> _Report:
         """What `decision` reports for this group and caller: its header and events,
         worked out once. A decision-cache hit returns the same decision object, so
         the next request like this one only emits them (events are never changed
         once made: sinks and audit trails may share one)."""
+        _, group, identity = key
         header = None
         if decision.matched or decision.canary:
             canary = "; canary" if decision.canary else ""
@@ -197,9 +201,9 @@ class PolicyGate:
                     version=shadow.version,
                 )
             )
-        report = (decision, (group, identity), header, tuple(events))
+        report = (decision, header, tuple(events))
         if shadow is None and not decision.canary:  # else a new object per request
             if len(self._reports) >= MAX_REPORTS:
                 self._reports.clear()
-            self._reports[id(decision)] = report
+            self._reports[key] = report
         return report
