@@ -21,9 +21,14 @@ item whose caller stopped waiting is decided by its outcome, not guessed:
 from __future__ import annotations
 
 import asyncio
+import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
+
+#: How early asyncio may run a timer (it runs those due within the clock's resolution).
+CLOCK_RESOLUTION_S = time.get_clock_info("monotonic").resolution
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
@@ -71,6 +76,9 @@ class Coalescer(Generic[Item, Result]):
         self._queue: list[_Pending[Item, Result]] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._draining = False
+        #: (deadline, caller) in arrival order, and the timer at the first unanswered.
+        self._waiting: deque[tuple[float, _Pending[Item, Result]]] = deque()
+        self._watchdog: asyncio.TimerHandle | None = None
         #: Calls made and items they carried: items / calls is the batching achieved.
         self.calls = 0
         self.items = 0
@@ -86,13 +94,12 @@ class Coalescer(Generic[Item, Result]):
             if not self._draining:
                 self._draining = True
                 self._spawn(self._drain())
+        self._watch(pending, timeout_s)
         future = pending.future
-        # One timer, not `wait_for(shield(...))` (a waiter, a shield's outer future
-        # and their callbacks: ~4 µs more per call, two calls per request). The
-        # caller awaits the future itself: when the caller is cancelled, so is the
-        # future, and `abandoned` (set below, before anything else can run) routes
-        # a late answer to `orphaned` as a shield would have.
-        timer = asyncio.get_running_loop().call_later(timeout_s, _time_out, pending)
+        # The caller awaits the future itself (no `wait_for(shield(...))`: a waiter,
+        # a shield's outer future and their callbacks per call): when the caller is
+        # cancelled, so is the future, and `abandoned` (set below, before anything
+        # else can run) routes a late answer to `orphaned` as a shield would have.
         try:
             return await future
         except TimeoutError:
@@ -102,8 +109,51 @@ class Coalescer(Generic[Item, Result]):
             if future.done() and not future.cancelled() and future.exception() is None:
                 self._orphaned(pending.item, future.result())
             raise
-        finally:
-            timer.cancel()
+
+    # -- deadlines -------------------------------------------------------------------
+    # Callers that pass the same timeout have deadlines in arrival order, so one
+    # timer, at the oldest unanswered deadline, times them all out: not a timer per
+    # item (a heap push, a cancel and a pop: two items per limited request). A
+    # deadline earlier than one before it gets a timer of its own.
+
+    def _watch(self, pending: _Pending[Item, Result], timeout_s: float) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        waiting = self._waiting
+        while waiting and waiting[0][1].future.done():
+            waiting.popleft()
+        if waiting and deadline < waiting[-1][0]:
+            loop.call_at(deadline, _time_out, pending)
+            return
+        waiting.append((deadline, pending))
+        if self._watchdog is None:
+            self._watchdog = loop.call_at(deadline, self._expire)
+
+    def _expire(self) -> None:
+        """Time out every caller whose deadline passed; wait for the next one."""
+        self._watchdog = None
+        loop = asyncio.get_running_loop()
+        # As asyncio runs a timer: due within the clock's resolution.
+        now = loop.time() + CLOCK_RESOLUTION_S
+        waiting = self._waiting
+        while waiting:
+            deadline, pending = waiting[0]
+            if not pending.future.done():
+                if deadline > now:
+                    self._watchdog = loop.call_at(deadline, self._expire)
+                    return
+                _time_out(pending)
+            waiting.popleft()
+
+    def _forget_answered(self) -> None:
+        """Drop the answered callers from the head of the deadlines; with none left
+        unanswered, no timer stays behind."""
+        waiting = self._waiting
+        while waiting and waiting[0][1].future.done():
+            waiting.popleft()
+        if not waiting and self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
 
     def _spawn(self, work: Awaitable[None]) -> None:
         task = asyncio.ensure_future(work)
@@ -132,12 +182,14 @@ class Coalescer(Generic[Item, Result]):
                 self._lost(pending.item)
                 if not (pending.abandoned or pending.future.done()):
                     pending.future.set_exception(exc)
+            self._forget_answered()
             return
         for pending, result in zip(live, results, strict=True):
             if pending.abandoned:
                 self._orphaned(pending.item, result)
             elif not pending.future.done():
                 pending.future.set_result(result)
+        self._forget_answered()
 
     async def idle(self) -> None:
         """Returns once nothing is queued or in flight (what was submitted has been
@@ -149,6 +201,9 @@ class Coalescer(Generic[Item, Result]):
         """Stop: calls in flight are cancelled (their items are lost), queued ones
         are never sent."""
         self._queue.clear()
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

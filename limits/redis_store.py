@@ -45,7 +45,7 @@ from redis.commands.core import AsyncScript
 from common.redis_client import FAILURES, connect, failure_reason
 from common.secrets import mask_url
 from limits import lua
-from limits.claims import BY_COST, BY_TOKENS, BucketState, Claim, Plan
+from limits.claims import BucketState, Claim, Plan
 from limits.coalesce import Coalescer
 from limits.store import LEASE_RETRY_MS, StoreAnswer, StoreUnavailable
 
@@ -66,8 +66,10 @@ REDELIVER_EVERY_S = 1.0
 REDELIVER_FOR_S = 3600.0
 #: ...and at most this many are kept (the oldest is dropped first).
 MAX_REDELIVERIES = 100_000
-#: A settle payload's amount that voids a claim instead.
+#: A settlement's tokens that void the reservation instead (as if never admitted).
 VOID = -1
+#: Which of a plan's two serialisations (`RedisStore._wire`) a script reads.
+ADMITTING, SETTLING = 0, 1
 
 #: Plans whose claims are kept serialised, at most this many (the cache is emptied
 #: when full: a plan is serialised again in microseconds).
@@ -75,8 +77,8 @@ MAX_WIRE_PLANS = 4096
 
 #: (reservation id, plan, tokens, cost): an admission.
 Admit = tuple[str, Plan, int, int]
-#: (reservation id, [[bucket or key, kind, amount, per], ...]): a settlement or a void.
-Settle = tuple[str, list[list[Any]]]
+#: (reservation id, plan, tokens, cost): a settlement, or a void when tokens is `VOID`.
+Settle = tuple[str, Plan, int, int]
 
 
 class RedisStore:
@@ -121,20 +123,39 @@ class RedisStore:
         self.redeliveries_dropped = 0
         self._redeliveries: deque[tuple[float, Settle]] = deque()
         self._redeliverer: asyncio.Task[None] | None = None
-        self._wires: dict[Plan, orjson.Fragment] = {}
+        self._wires: dict[Plan, tuple[orjson.Fragment, orjson.Fragment]] = {}
 
-    def _wire(self, plan: Plan) -> orjson.Fragment:
-        """`plan`'s claims as the admission script reads them, serialised once."""
+    def _wire(self, plan: Plan) -> tuple[orjson.Fragment, orjson.Fragment]:
+        """`plan`'s claims as the admission script and the settlement script read
+        them, serialised once."""
         wire = self._wires.get(plan)
         if wire is None:
             if len(self._wires) >= MAX_WIRE_PLANS:
                 self._wires.clear()
-            claims = [
+            claims = plan.claims
+            admit = [
                 [c.key, c.kind, c.limit, source, c.span_ms, c.per]
-                for c, source in zip(plan.claims, plan.sources, strict=True)
+                for c, source in zip(claims, plan.sources, strict=True)
             ]
-            wire = self._wires[plan] = orjson.Fragment(orjson.dumps(claims))
+            settle = [[c.key, c.kind, c.span_ms, c.per] for c in claims]
+            wire = self._wires[plan] = (
+                orjson.Fragment(orjson.dumps(admit)),
+                orjson.Fragment(orjson.dumps(settle)),
+            )
         return wire
+
+    def _payload(self, batch: Sequence[Admit] | Sequence[Settle], script: int) -> Any:
+        """A batch as a script reads it: each plan's claims once, however many of
+        the batch's requests name it, then the requests by plan index."""
+        plans: dict[Plan, int] = {}
+        requests = []
+        for rid, plan, tokens, cost in batch:
+            index = plans.get(plan)
+            if index is None:
+                index = plans[plan] = len(plans)
+            requests.append([rid, index, tokens, cost])
+        wire = self._wire
+        return [[wire(plan)[script] for plan in plans], requests]
 
     @property
     def where(self) -> str:
@@ -163,17 +184,7 @@ class RedisStore:
             raise self._failed(f"no answer within {self.timeout_s:g} s") from None
 
     async def _admit_batch(self, batch: list[Admit]) -> list[StoreAnswer]:
-        # Each plan once, however many of the batch's requests name it (the script
-        # decodes a plan's claims once per call).
-        plans: dict[Plan, int] = {}
-        requests = []
-        for rid, plan, tokens, cost in batch:
-            index = plans.get(plan)
-            if index is None:
-                index = plans[plan] = len(plans)
-            requests.append([rid, index, tokens, cost])
-        wire = self._wire
-        payload = [[wire(plan) for plan in plans], requests]
+        payload = self._payload(batch, ADMITTING)
         at, results = orjson.loads(await self._call(self._admit, payload))
         now = int(at)
         answers = []
@@ -191,41 +202,28 @@ class RedisStore:
 
     def _void_if_admitted(self, item: Admit, answer: StoreAnswer) -> None:
         if answer.admitted:
-            rid, plan = item[0], item[1]
-            spent = iter(answer.periods)
-            voids = [
-                [next(spent) if c.kind == "period" else c.key, c.kind, VOID, ""]
-                for c in plan.claims
-            ]
-            self._redeliver_later((rid, voids))
+            self._void(item)
 
     def _void(self, item: Admit) -> None:
-        rid, plan = item[0], item[1]
-        self._redeliver_later((rid, [[c.key, c.kind, VOID, c.per] for c in plan.claims]))
+        """Void an admission that may have run: its record, if Redis has one, says
+        what to give back (nothing, if it never ran)."""
+        self._redeliver_later((item[0], item[1], VOID, 0))
 
     # -- settlements -----------------------------------------------------------------
 
     async def settle(
         self, rid: str, plan: Plan, periods: Sequence[str], tokens: int, cost: int
     ) -> None:
-        claims, sources, spent = plan.claims, plan.sources, iter(periods)
-        updates = []
-        for index in plan.settles:
-            claim, source = claims[index], sources[index]
-            if source == BY_TOKENS:
-                updates.append([claim.key, "window", tokens, ""])
-            elif source == BY_COST:
-                updates.append([next(spent), "period", cost, ""])
-            else:
-                updates.append([claim.key, "lease", 1, ""])
-        item = (rid, updates)
+        # The reservation's record in Redis says which slots and periods to correct
+        # (`periods` is for stores that keep none).
+        item = (rid, plan, tokens, cost)
         # Past the timeout it is applied late, or lost and redelivered: the
         # coalescer's hooks see to it either way.
         with contextlib.suppress(StoreUnavailable, TimeoutError):
             await self.settlements.submit(item, self.timeout_s)
 
     async def _settle_batch(self, batch: list[Settle]) -> list[None]:
-        await self._call(self._settle, batch)
+        await self._call(self._settle, self._payload(batch, SETTLING))
         return [None] * len(batch)
 
     def _redeliver_later(self, item: Settle) -> None:
@@ -251,7 +249,7 @@ class RedisStore:
             if not batch:
                 continue
             try:
-                await self._call(self._settle, [item for _, item in batch])
+                await self._settle_batch([item for _, item in batch])
             except StoreUnavailable:
                 self._redeliveries.extendleft(reversed(batch))
                 await asyncio.sleep(REDELIVER_EVERY_S)

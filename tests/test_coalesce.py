@@ -157,3 +157,34 @@ def test_no_timer_outlives_its_call() -> None:
         assert not [h for h in loop._scheduled if not h.cancelled()]  # type: ignore[attr-defined]
 
     asyncio.run(run())
+
+
+def test_callers_with_one_timeout_share_one_timer_and_none_times_out_early() -> None:
+    """Deadlines of one timeout come in arrival order: one timer serves them all
+    (not one per caller), each caller still times out at its own deadline, never
+    before, and once none is left waiting no timer is."""
+
+    async def run() -> None:
+        gate = Gate()
+        made, _ = coalescer(gate)
+        loop = asyncio.get_running_loop()
+
+        async def caller(n: int) -> float:
+            started = loop.time()
+            with pytest.raises(TimeoutError):
+                await made.submit(n, 0.05)
+            return loop.time() - started
+
+        callers = []
+        for n in range(40):
+            callers.append(asyncio.ensure_future(caller(n)))
+            await asyncio.sleep(0)  # arrivals spread over loop iterations
+        await gate.entered.wait()
+        assert len([h for h in loop._scheduled if not h.cancelled()]) == 1  # type: ignore[attr-defined]
+        waited = await asyncio.gather(*callers)
+        assert min(waited) >= 0.05 - 1e-6, waited
+        assert not [h for h in loop._scheduled if not h.cancelled()]  # type: ignore[attr-defined]
+        gate.open.set()
+        await made.aclose()
+
+    asyncio.run(run())

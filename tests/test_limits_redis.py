@@ -485,6 +485,7 @@ def test_every_key_the_store_writes_has_a_ttl(redis: RedisServer) -> None:
     """After admissions of every limit kind, a settlement, a release and a refusal,
     every key under the limiter's prefix expires by itself."""
     prefix = fresh_prefix()
+    periods: list[str] = []
 
     async def run() -> None:
         limiter = Limiter(RedisStore(redis.url), key_prefix=prefix)
@@ -505,7 +506,8 @@ def test_every_key_the_store_writes_has_a_ttl(redis: RedisServer) -> None:
         await limiter.settle(first.reservation, tokens=350, cost_usd=0.3)
         await limiter.release(second.reservation)
         held = await limiter.admit(levels, Demand(100, 0.1))  # its lease stays held
-        assert held.allowed
+        assert held.allowed and held.at_ms is not None
+        periods.extend(period_of(per, held.at_ms)[0] for per in ("day", "month"))
         await limiter.aclose()
 
     asyncio.run(run())
@@ -515,8 +517,20 @@ def test_every_key_the_store_writes_has_a_ttl(redis: RedisServer) -> None:
         ttls = {key: client.pttl(key) for key in keys}
     finally:
         client.close()
-    # count; window's set and hash; lease set; a day's and a month's spend hash.
-    assert len(keys) == 6, keys
+    day, month = periods
+    # The count's and the window's slot sets and hashes; the lease set; a day's and
+    # a month's spend hash; and the record of the one reservation not settled (the
+    # settled and the released ones' are gone).
+    t, k = f"{prefix}tenant:t:", f"{prefix}key:k:"
+    record = f"{t}requests_per_minute:r:"
+    expected = {
+        f"{t}requests_per_minute:z", f"{t}requests_per_minute:h",
+        f"{t}tokens_per_minute:z", f"{t}tokens_per_minute:h",
+        f"{t}max_concurrent", f"{t}spend_usd:{day}", f"{k}spend_usd:{month}",
+    }  # fmt: skip
+    assert set(keys) - expected == {key for key in keys if key.startswith(record)}, keys
+    assert expected <= set(keys), keys
+    assert len(keys) == len(expected) + 1, keys
     assert all(ttl > 0 for ttl in ttls.values()), ttls
 
 
