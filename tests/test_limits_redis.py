@@ -446,6 +446,56 @@ def test_redis_spend_settles_to_the_actual_cost(redis: RedisServer) -> None:
     asyncio.run(run())
 
 
+def test_a_voided_admission_gives_every_bucket_back(redis: RedisServer) -> None:
+    """An admission Redis made but nobody will settle (its caller was cancelled
+    while the call was in flight) is voided: its request, tokens, slot and spend
+    are given back, as if it never happened, and its record is gone. Voiding it
+    again, or voiding one Redis never admitted, changes nothing; a settled
+    reservation's void is nothing either."""
+    prefix = fresh_prefix()
+
+    async def run() -> None:
+        store = RedisStore(redis.url)
+        limiter = Limiter(store, key_prefix=prefix)
+        levels = [
+            level(
+                requests_per_minute=10,
+                tokens_per_minute=1000,
+                max_concurrent=2,
+                spend_usd=SpendLimit(amount=1.0, per="day"),
+            )
+        ]
+        kept = await limiter.admit(levels, Demand(100, 0.1))  # stays, settled
+        assert kept.reservation is not None
+        await limiter.settle(kept.reservation, tokens=60, cost_usd=0.05)
+        settled = [(s.used, s.reserved) for s in await limiter.usage(levels)]
+        assert settled == [(1, 0), (60, 0), (0, 0), (50_000, 0)]
+
+        orphan = asyncio.ensure_future(limiter.admit(levels, Demand(300, 0.2)))
+        while store.admissions.calls < 2:  # sent: the call is in flight
+            await asyncio.sleep(0)
+        orphan.cancel()
+        await store.admissions.idle()  # answered: admitted, and orphaned
+        assert store._redeliverer is not None
+        await store._redeliverer
+        assert [(s.used, s.reserved) for s in await limiter.usage(levels)] == settled
+
+        plan = limiter.plan(levels)
+        store._void(("never-admitted", plan, 300, 200_000))
+        store._void((kept.reservation.rid, plan, 100, 100_000))
+        await store._redeliverer
+        assert [(s.used, s.reserved) for s in await limiter.usage(levels)] == settled
+        assert store.redeliveries_pending == 0 and store.failures == 0
+        await limiter.aclose()
+
+    asyncio.run(run())
+    client = redis_py.Redis.from_url(redis.url)
+    try:
+        assert not list(client.scan_iter(match=f"{prefix}*:r:*"))  # no record left
+    finally:
+        client.close()
+
+
 # -- calendar periods -----------------------------------------------------------------------------
 
 
