@@ -471,9 +471,15 @@ def test_a_voided_admission_gives_every_bucket_back(redis: RedisServer) -> None:
         settled = [(s.used, s.reserved) for s in await limiter.usage(levels)]
         assert settled == [(1, 0), (60, 0), (0, 0), (50_000, 0)]
 
+        sent, call = asyncio.Event(), store.admissions._call
+
+        async def sending(batch: list[Any]) -> list[Any]:
+            sent.set()
+            return await call(batch)
+
+        store.admissions._call = sending
         orphan = asyncio.ensure_future(limiter.admit(levels, Demand(300, 0.2)))
-        while store.admissions.calls < 2:  # sent: the call is in flight
-            await asyncio.sleep(0)
+        await sent.wait()  # the call is in flight
         orphan.cancel()
         await store.admissions.idle()  # answered: admitted, and orphaned
         assert store._redeliverer is not None
