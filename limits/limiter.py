@@ -386,7 +386,7 @@ class Limiter:
                 del self._held[rid]  # dropped unsettled (a bug): its lease expires
             elif not reservation.settled:
                 held.append(reservation)
-        leases = [(r.rid, claim) for r in held for claim in r.leases]
+        leases = [(r.rid, r.plan) for r in held if r.plan.lease_claims]
         if not leases:
             return 0
         try:

@@ -15,22 +15,25 @@ store coalesces admissions into one call, limits/coalesce.py) Redis's work per
 request falls with the batch. What must be per request lives in one key per
 reservation. Bucket layout (`K` is a claim's key):
 
-- count (requests) and window (tokens): sorted set `K:z` of slot milliseconds
-  (score and member); hash `K:h` with each slot's sum (field `<ms>`), for a window
-  each slot's unsettled estimates (`r<ms>`), and the bucket's totals: `_t`
-  (counted), `_r` (of which unsettled), `_f` (the oldest slot's ms, `NEVER` when
-  empty: until `_f + span` nothing ages out, and a look is one HMGET) and `_e` (when
-  the TTLs were last set).
-- lease (concurrency): sorted set `K`, reservation id -> expiry.
+- count (requests), window (tokens) and lease (concurrency): sorted set `K:z` of
+  slot milliseconds (score and member); hash `K:h` with each slot's sum (field
+  `<ms>`), for a window each slot's unsettled estimates (`r<ms>`), and the bucket's
+  totals: `_t` (counted), `_r` (of which unsettled), `_f` (the first slot, `NEVER`
+  when empty: nothing leaves before it does, so a look is one HMGET until then) and
+  `_e` (when the TTLs were last set). A requests or tokens slot is the millisecond
+  of its admissions, and leaves the window `span` later; a lease slot is the
+  millisecond its leases expire, and leaves then. A requests or lease slot that
+  a release or a void empties is removed (it holds no request and no lease).
 - period (spend): hash `K:<period id>` with `_t` and `_r`.
-- reservation: string `<first claim's key>:r:<rid>` = `<ms>:<tokens>:<cost>`, its
-  admission's millisecond and estimates, from admission until it is settled or
-  voided. A settlement finds there which slot and which period to correct and by how
-  much; an admission retried after a lost connection finds it there and is not
-  counted twice; a settlement applied twice finds it gone the second time.
+- reservation: string `<first claim's key>:r:<rid>` = `<ms>:<tokens>:<cost>:<lease
+  expiry>`, its admission's millisecond, its estimates and when its leases expire
+  (0 without leases), from admission until it is settled or voided. A settlement
+  finds there which slots and which period to correct and by how much; a renewal
+  which lease slots to move; an admission retried after a lost connection finds it
+  there and is not counted twice; a settlement applied twice finds it gone.
 
-Every key has a TTL: a window's its span plus the grace (refreshed once per half
-grace), a lease set its lease plus the grace, a period its end plus the grace, a
+Every key has a TTL: a window's or a lease bucket's its span plus the grace
+(refreshed once per half grace, and by every renewal), a period its end plus the grace, a
 reservation the longest of its buckets' plus the grace. Nothing is left behind.
 
 A script takes its keys from its payload rather than KEYS: one admission touches
@@ -102,9 +105,11 @@ local function place(c, at)
   return c[1], 0
 end
 
--- Drops the slots that aged out of a count or tokens window (`s` its state).
+-- Drops the slots that left a bucket (`s` its state): aged out of a window, or
+-- expired leases.
 local function purge(s)
-  local old = call('ZRANGEBYSCORE', s.z, '-inf', now - s.span)
+  local edge = now - s.age
+  local old = call('ZRANGEBYSCORE', s.z, '-inf', edge)
   local total, reserved, window = 0, 0, s.kind == 'window'
   for i = 1, #old, 256 do
     local fields = {}
@@ -120,7 +125,7 @@ local function purge(s)
     end
     call('HDEL', s.h, unpack(fields))
   end
-  call('ZREMRANGEBYSCORE', s.z, '-inf', now - s.span)
+  call('ZREMRANGEBYSCORE', s.z, '-inf', edge)
   local first = call('ZRANGE', s.z, 0, 0)
   s.used, s.reserved = s.used - total, s.reserved - reserved
   s.first = tonumber(first[1]) or NEVER
@@ -132,38 +137,37 @@ end
 local function look(c, bucket, ends)
   local kind, span = c[2], c[5]
   local s = {kind = kind, bucket = bucket, span = span, ends = ends, added = 0, n = 0}
-  if kind == 'count' or kind == 'window' then
-    s.h, s.z = bucket .. ':h', bucket .. ':z'
-    local v = call('HMGET', s.h, '_t', '_r', '_f', '_e')
-    s.used, s.reserved = tonumber(v[1]) or 0, tonumber(v[2]) or 0
-    s.first, s.expires = tonumber(v[3]) or NEVER, tonumber(v[4]) or 0
-    if s.first <= now - span then purge(s) end
-    s.reset = (s.first < NEVER) and (s.first + span - now) or 0
-  elseif kind == 'lease' then
-    call('ZREMRANGEBYSCORE', bucket, '-inf', now)
-    local held = call('ZCARD', bucket)
-    local first = call('ZRANGE', bucket, 0, 0, 'WITHSCORES')
-    s.used, s.reserved = held, held
-    s.reset = (#first > 0) and (tonumber(first[2]) - now) or 0
-  else
+  if kind == 'period' then
     local v = call('HMGET', bucket, '_t', '_r')
     s.used, s.reserved = tonumber(v[1]) or 0, tonumber(v[2]) or 0
     s.reset = ends - now
+    return s
   end
+  -- A slot leaves `age` after its millisecond: what it admitted ages out of the
+  -- window; a lease slot is its expiry. This call's admissions go to slot `slot`.
+  s.h, s.z, s.age, s.slot = bucket .. ':h', bucket .. ':z', span, now
+  if kind == 'lease' then s.age, s.slot = 0, now + span end
+  local v = call('HMGET', s.h, '_t', '_r', '_f', '_e')
+  s.used, s.reserved = tonumber(v[1]) or 0, tonumber(v[2]) or 0
+  s.first, s.expires = tonumber(v[3]) or NEVER, tonumber(v[4]) or 0
+  if s.first <= now - s.age then purge(s) end
+  if kind == 'lease' then s.reserved = s.used end
+  s.reset = (s.first < NEVER) and (s.first + s.age - now) or 0
   return s
 end
 
 -- Writes what a call changed in a bucket: this millisecond's slot, the totals, the TTLs.
 local function flush(s)
   local kind = s.kind
-  if kind == 'count' or kind == 'window' then
+  if kind ~= 'period' then
     local h = s.h
     if s.n > 0 then
-      local slot = int(now)
+      local slot = int(s.slot)
       call('HINCRBY', h, slot, int(s.added))
       if kind == 'window' then call('HINCRBY', h, 'r' .. slot, int(s.added)) end
-      call('ZADD', s.z, now, slot)
-      if s.first == NEVER then s.first = now end
+      call('ZADD', s.z, s.slot, slot)
+      -- An empty bucket's slot set was deleted with its last slot: this made it anew.
+      if s.first == NEVER then s.first, s.expires = s.slot, 0 end
     elseif not s.dirty then
       return
     end
@@ -174,14 +178,36 @@ local function flush(s)
     end
     call('HSET', h, '_t', int(s.used), '_r', int(s.reserved), '_f', int(s.first),
       '_e', int(s.expires))
-  elseif s.n == 0 then
-    return
-  elseif kind == 'lease' then
-    call('PEXPIRE', s.bucket, s.span + GRACE)
-  else
+  elseif s.n > 0 then
     call('HSET', s.bucket, '_t', int(s.used), '_r', int(s.reserved))
     call('PEXPIREAT', s.bucket, s.ends + GRACE)
   end
+end
+
+-- A reservation's record: {admitted at, tokens, cost, lease expiry}, or nothing.
+local function record_of(value)
+  if not value then return nil end
+  local a, t, k, e = string.match(value, '^(%d+):(%d+):(%d+):(%d+)$')
+  return {tonumber(a), tonumber(t), tonumber(k), tonumber(e)}
+end
+
+-- Adds `delta` to slot `at` of a requests or lease bucket and its total; a slot
+-- left empty is removed. Returns whether one was.
+local function move(h, z, at, delta)
+  local slot = int(at)
+  if call('HINCRBY', h, slot, int(delta)) > 0 then
+    if delta > 0 then call('ZADD', z, at, slot) end
+    return false
+  end
+  call('HDEL', h, slot)
+  call('ZREM', z, slot)
+  return true
+end
+
+-- After slots were removed: the bucket's first slot again.
+local function refirst(h, z)
+  local first = call('ZRANGE', z, 0, 0)
+  call('HSET', h, '_f', first[1] or int(NEVER))
 end
 """
 )
@@ -229,6 +255,7 @@ end
 local payload = cjson.decode(ARGV[1])
 local plans = payload[1]
 local seen, placed, lives = {}, {}, {}  -- bucket -> state; claim -> {bucket, ends}; plan -> ms
+local expiries = {}  -- plan -> its leases' expiry (0 without)
 local results = {}
 for i, request in ipairs(payload[2]) do
   local rid, claims, tokens, cost = request[1], plans[request[2] + 1], request[3], request[4]
@@ -261,10 +288,11 @@ for i, request in ipairs(payload[2]) do
   end
   if not life then
     -- A reservation's record outlives every bucket it could still correct.
-    life = 0
+    life, expiries[claims] = 0, 0
     for j, c in ipairs(claims) do
       local span = c[5]
       if c[2] == 'period' then span = placed[c][2] - now end
+      if c[2] == 'lease' then expiries[claims] = now + span end
       if span > life then life = span end
     end
     life = life + GRACE
@@ -277,13 +305,13 @@ for i, request in ipairs(payload[2]) do
     else
       results[i] = {0, used, resets, periods, refused, retry, large}
     end
-  elseif not call('SET', record, format('%d:%d:%d', now, tokens, cost), 'PX', life, 'NX') then
+  elseif not call('SET', record, format('%d:%d:%d:%d', now, tokens, cost, expiries[claims]),
+                  'PX', life, 'NX') then
     results[i] = {1, used, resets, periods}  -- admitted before: a retried call
   else
     for j, c in ipairs(claims) do
       local s, amount = states[j], amounts[j]
-      if s.kind == 'lease' then call('ZADD', s.bucket, now + s.span, rid) end
-      if s.kind ~= 'count' and s.kind ~= 'lease' then s.reserved = s.reserved + amount end
+      if s.kind ~= 'count' then s.reserved = s.reserved + amount end
       s.used, s.added, s.n = s.used + amount, s.added + amount, s.n + 1
       used[j] = s.used
       -- The first entry of an empty bucket resets a span from now; otherwise the
@@ -305,21 +333,21 @@ SETTLE = (
 -- ARGV[1] is {plans, requests}: each plan a list of claims {key, kind, span, per};
 -- each request {rid, plan index (0-based), tokens, cost}: settle the reservation to
 -- those amounts, or, with tokens < 0, void it (as if never admitted). The
--- reservation's record says when it was admitted and what it reserved; it is
--- deleted here, so twice is once, and a reservation settled already, voided, or
--- never admitted changes nothing but its leases (released either way).
+-- reservation's record says when it was admitted, what it reserved and when its
+-- leases expire; it is deleted here, so twice is once, and a reservation settled
+-- already, voided, or never admitted changes nothing.
 --
--- A slot that aged out of its window is left alone (the next look drops it with
--- what it held). Corrections to one bucket are summed, and written once per call.
+-- A slot that left its bucket is left alone (the next look drops it with what it
+-- held). Corrections to one bucket are summed, and written once per call.
 local payload = cjson.decode(ARGV[1])
 local plans = payload[1]
-local deltas = {}  -- hash -> {kind, total, reserved, slots = {ms -> {sum, reserved}}, ends}
+local deltas = {}  -- key -> {kind, total, reserved, slots = {ms -> {sum, reserved}}, ends}
 
-local function correct(h, kind, at, total, reserved, ends)
-  local d = deltas[h]
+local function correct(key, kind, at, total, reserved, ends)
+  local d = deltas[key]
   if not d then
     d = {kind = kind, total = 0, reserved = 0, slots = {}, ends = ends}
-    deltas[h] = d
+    deltas[key] = d
   end
   d.total, d.reserved = d.total + total, d.reserved + reserved
   if at then
@@ -334,43 +362,46 @@ end
 
 for _, request in ipairs(payload[2]) do
   local rid, claims, tokens, cost = request[1], plans[request[2] + 1], request[3], request[4]
-  local record = call('GETDEL', claims[1][1] .. ':r:' .. rid)
-  local void = tokens < 0
-  local at, reserved_tokens, reserved_cost
-  if record then
-    local a, t, k = string.match(record, '^(%d+):(%d+):(%d+)$')
-    at, reserved_tokens, reserved_cost = tonumber(a), tonumber(t), tonumber(k)
-  end
-  for _, c in ipairs(claims) do
-    local key, kind, span = c[1], c[2], c[3]
-    if kind == 'lease' then
-      call('ZREM', key, rid)
-    elseif at then
-      if kind == 'period' then
+  local r = record_of(call('GETDEL', claims[1][1] .. ':r:' .. rid))
+  if r then
+    local at, void = r[1], tokens < 0
+    for _, c in ipairs(claims) do
+      local key, kind, span = c[1], c[2], c[3]
+      if kind == 'lease' then
+        if r[4] > now then correct(key, kind, r[4], -1, -1) end
+      elseif kind == 'period' then
         local id, ends = period(c[4], at)
         if now < ends + GRACE then
           local spent = void and 0 or cost
-          correct(key .. ':' .. id, kind, nil, spent - reserved_cost, 0 - reserved_cost, ends)
+          correct(key .. ':' .. id, kind, nil, spent - r[3], 0 - r[3], ends)
         end
       elseif at > now - span then
         if kind == 'window' then
           local counted = void and 0 or tokens
-          correct(key .. ':h', kind, at, counted - reserved_tokens, 0 - reserved_tokens)
+          correct(key, kind, at, counted - r[2], 0 - r[2])
         elseif void then
-          correct(key .. ':h', kind, at, -1, 0)
+          correct(key, kind, at, -1, 0)
         end
       end
     end
   end
 end
 
-for h, d in pairs(deltas) do
+for key, d in pairs(deltas) do
+  local kind, h, z = d.kind, key, nil
+  if kind ~= 'period' then h, z = key .. ':h', key .. ':z' end
+  local removed = false
   for at, slot in pairs(d.slots) do
-    call('HINCRBY', h, int(at), int(slot[1]))
-    if d.kind == 'window' then call('HINCRBY', h, 'r' .. int(at), int(slot[2])) end
+    if kind == 'window' then
+      call('HINCRBY', h, int(at), int(slot[1]))
+      call('HINCRBY', h, 'r' .. int(at), int(slot[2]))
+    elseif move(h, z, at, slot[1]) then
+      removed = true
+    end
   end
   call('HINCRBY', h, '_t', int(d.total))
   if d.reserved ~= 0 then call('HINCRBY', h, '_r', int(d.reserved)) end
+  if removed then refirst(h, z) end
   if d.ends then call('PEXPIREAT', h, d.ends + GRACE) end
 end
 return now
@@ -380,19 +411,41 @@ return now
 RENEW = (
     PRELUDE
     + r"""
--- {rid, key, span} each: extend a held lease; 0 for one no longer held.
-local held = {}
+-- {rid, the plan's first claim key, its lease claims' keys, lease span} each:
+-- extend a held reservation's leases (move them to the slot of their new expiry);
+-- 0 for one no longer held (expired, settled, or never admitted).
+local held, buckets = {}, {}  -- key -> {span, slots = {ms -> delta}}
 for i, lease in ipairs(cjson.decode(ARGV[1])) do
-  local rid, key, span = lease[1], lease[2], lease[3]
-  local expiry = tonumber(call('ZSCORE', key, rid))
-  if expiry and expiry > now then
-    call('ZADD', key, 'XX', now + span, rid)
-    if call('PTTL', key) < span + GRACE then call('PEXPIRE', key, span + GRACE) end
+  local rid, keys, span = lease[1], lease[3], lease[4]
+  local record = lease[2] .. ':r:' .. rid
+  local r = record_of(call('GET', record))
+  if r and r[4] > now then
+    local renewed = now + span
+    for _, key in ipairs(keys) do
+      local b = buckets[key]
+      if not b then
+        b = {span = span, slots = {}}
+        buckets[key] = b
+      end
+      b.slots[r[4]] = (b.slots[r[4]] or 0) - 1
+      b.slots[renewed] = (b.slots[renewed] or 0) + 1
+    end
+    call('SET', record, format('%d:%d:%d:%d', r[1], r[2], r[3], renewed), 'KEEPTTL')
+    if call('PTTL', record) < span + GRACE then call('PEXPIRE', record, span + GRACE) end
     held[i] = 1
   else
-    if expiry then call('ZREM', key, rid) end
     held[i] = 0
   end
+end
+for key, b in pairs(buckets) do
+  local h, z = key .. ':h', key .. ':z'
+  for at, delta in pairs(b.slots) do
+    if delta ~= 0 then move(h, z, at, delta) end
+  end
+  refirst(h, z)
+  call('HSET', h, '_e', int(now))
+  call('PEXPIRE', h, b.span + GRACE)
+  call('PEXPIRE', z, b.span + GRACE)
 end
 return cjson.encode(held)
 """

@@ -455,13 +455,14 @@ class MemoryStore:
                     continue  # the period ended and was forgotten
             bucket.settle(rid, amounts[plan.sources[index]])
 
-    async def renew(self, leases: Sequence[tuple[str, Claim]]) -> set[str]:
+    async def renew(self, leases: Sequence[tuple[str, Plan]]) -> set[str]:
         now = self._now()
         lost = set()
-        for rid, claim in leases:
-            bucket = self._buckets.get(claim.key)
-            if not (isinstance(bucket, _Leases) and bucket.renew(now, rid, claim.span_ms)):
-                lost.add(rid)
+        for rid, plan in leases:
+            for claim in plan.lease_claims:
+                bucket = self._buckets.get(claim.key)
+                if not (isinstance(bucket, _Leases) and bucket.renew(now, rid, claim.span_ms)):
+                    lost.add(rid)
         return lost
 
     async def usage(self, claims: Sequence[Claim]) -> list[BucketState]:

@@ -260,11 +260,15 @@ class RedisStore:
 
     # -- leases and the admin view ------------------------------------------------------
 
-    async def renew(self, leases: Sequence[tuple[str, Claim]]) -> set[str]:
+    async def renew(self, leases: Sequence[tuple[str, Plan]]) -> set[str]:
         lost = set()
         for start in range(0, len(leases), RENEW_CHUNK):
             chunk = leases[start : start + RENEW_CHUNK]
-            payload = [[rid, claim.key, claim.span_ms] for rid, claim in chunk]
+            payload = [
+                [rid, plan.claims[0].key, [c.key for c in plan.lease_claims],
+                 plan.lease_claims[0].span_ms]
+                for rid, plan in chunk
+            ]  # fmt: skip
             held = orjson.loads(await self._call(self._renew, payload))
             lost |= {rid for (rid, _), ok in zip(chunk, held, strict=True) if not ok}
         return lost

@@ -72,10 +72,11 @@ class Store(Protocol):
         cannot apply it now applies it later (or says why it gave up)."""
         ...
 
-    async def renew(self, leases: Sequence[tuple[str, Claim]]) -> set[str]:
-        """Extend each (reservation id, lease claim) by the claim's `span_ms` from
-        now; returns the reservation ids whose lease was no longer held (expired
-        or never taken). Raises `StoreUnavailable`."""
+    async def renew(self, leases: Sequence[tuple[str, Plan]]) -> set[str]:
+        """Extend the leases of each (reservation id, plan it was admitted for), each
+        lease claim's by its `span_ms` from now; returns the reservation ids whose
+        leases were no longer held (expired, released, or never taken). Raises
+        `StoreUnavailable`."""
         ...
 
     async def usage(self, claims: Sequence[Claim]) -> list[BucketState]:

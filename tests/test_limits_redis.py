@@ -418,6 +418,48 @@ def test_redis_leases_are_freed_by_release(redis: RedisServer) -> None:
     asyncio.run(run())
 
 
+def test_redis_leases_renew_expire_and_release_across_levels(redis: RedisServer) -> None:
+    """Leases of 0.4 s on two levels (max_concurrent 1 each): a renewal moves both
+    to a new expiry (the reset counts from the renewal), a release frees both; a
+    lease not renewed expires by Redis's clock, frees both slots, and its renewal
+    then reports it lost while the one still held is renewed. (The background
+    renewer is slowed to never: this test renews by hand. The waits are for
+    Redis's clock to pass an expiry.)"""
+
+    async def run() -> None:
+        limiter = Limiter(RedisStore(redis.url), lease_s=0.4, key_prefix=fresh_prefix())
+        limiter.renew_every_s = 3600
+        levels = [level("tenant:t", max_concurrent=1), level("key:k", max_concurrent=1)]
+        first = await limiter.admit(levels, Demand(0))
+        assert first.allowed and first.at_ms is not None
+        await asyncio.sleep(0.2)
+        assert await limiter.renew_leases() == 1
+        states = await limiter.usage(levels)
+        assert [s.used for s in states] == [1, 1]
+        assert all(300 < s.reset_ms <= 400 for s in states), states  # from the renewal
+        await asyncio.sleep(0.3)  # past the first expiry, not the renewed one
+        refused = await limiter.admit(levels, Demand(0))
+        assert refused.refusal is not None and refused.refusal.limit == "max_concurrent"
+        await limiter.release(first.reservation)
+        assert [s.used for s in await limiter.usage(levels)] == [0, 0]
+
+        lapsed = await limiter.admit(levels, Demand(0))
+        assert lapsed.allowed
+        await asyncio.sleep(0.5)  # not renewed: it expires
+        assert [s.used for s in await limiter.usage(levels)] == [0, 0]
+        held = await limiter.admit(levels, Demand(0))
+        assert held.allowed
+        assert await limiter.renew_leases() == 1  # `held` renewed, `lapsed` lost
+        assert limiter.leases_lost == 1
+        assert [s.used for s in await limiter.usage(levels)] == [1, 1]
+        await limiter.release(held.reservation)
+        await limiter.release(lapsed.reservation)  # long expired: changes nothing
+        assert [s.used for s in await limiter.usage(levels)] == [0, 0]
+        await limiter.aclose()
+
+    asyncio.run(run())
+
+
 def test_redis_spend_settles_to_the_actual_cost(redis: RedisServer) -> None:
     """$1 a month: $0.90 estimated leaves no room for $0.20; settled at $0.10 it
     leaves room for $0.90 and not a cent more; a request above $1 alone is too large."""
@@ -574,7 +616,7 @@ def test_every_key_the_store_writes_has_a_ttl(redis: RedisServer) -> None:
     finally:
         client.close()
     day, month = periods
-    # The count's and the window's slot sets and hashes; the lease set; a day's and
+    # The requests', tokens' and leases' slot sets and hashes; a day's and
     # a month's spend hash; and the record of the one reservation not settled (the
     # settled and the released ones' are gone).
     t, k = f"{prefix}tenant:t:", f"{prefix}key:k:"
@@ -582,7 +624,8 @@ def test_every_key_the_store_writes_has_a_ttl(redis: RedisServer) -> None:
     expected = {
         f"{t}requests_per_minute:z", f"{t}requests_per_minute:h",
         f"{t}tokens_per_minute:z", f"{t}tokens_per_minute:h",
-        f"{t}max_concurrent", f"{t}spend_usd:{day}", f"{k}spend_usd:{month}",
+        f"{t}max_concurrent:z", f"{t}max_concurrent:h",
+        f"{t}spend_usd:{day}", f"{k}spend_usd:{month}",
     }  # fmt: skip
     assert set(keys) - expected == {key for key in keys if key.startswith(record)}, keys
     assert expected <= set(keys), keys
@@ -621,18 +664,27 @@ def test_an_admission_after_settled_ones_aged_out(redis: RedisServer) -> None:
     """Once settled admissions age out of a tokens window (so nothing unsettled
     leaves it: `reserved` drops by 0), the next admission is decided, not failed
     as a store outage (503 for a fail_closed level). The window is shortened to
-    0.2 s; the wait is for Redis's clock to move past it."""
+    0.2 s; the wait is for Redis's clock to move past it. The buckets' slot sets,
+    emptied when their last slot aged out, are made anew with a TTL."""
+    prefix = fresh_prefix()
 
     async def run() -> None:
-        limiter = Limiter(RedisStore(redis.url), window_ms=200, key_prefix=fresh_prefix())
-        levels = [level(tokens_per_minute=1000)]
+        limiter = Limiter(RedisStore(redis.url), window_ms=200, key_prefix=prefix)
+        levels = [level(tokens_per_minute=1000, requests_per_minute=10)]
         first = await limiter.admit(levels, Demand(100))
         await limiter.settle(first.reservation, tokens=80)
         await asyncio.sleep(0.3)
         try:
             second = await limiter.admit(levels, Demand(100))
             assert second.allowed, (second.refusal, limiter.last_store_error)
+            assert [s.used for s in await limiter.usage(levels)] == [1, 100]
         finally:
             await limiter.aclose()
 
     asyncio.run(run())
+    client = redis_py.Redis.from_url(redis.url)
+    try:
+        ttls = {key: client.pttl(key) for key in client.scan_iter(match=f"{prefix}*")}
+    finally:
+        client.close()
+    assert len(ttls) == 5 and all(ttl > 0 for ttl in ttls.values()), ttls
