@@ -30,8 +30,10 @@ Guarantees and limits (each a constant below):
   read whole (`read`) of at most `MAX_BODY_BYTES`; a body read in chunks is held at
   most ~`HIGH_WATER` bytes ahead of its reader (the socket is paused beyond that);
 - a connection is reused only after its response was read to the end with
-  keep-alive, and not after `keepalive_seconds` idle; a response released early
-  closes its connection, which tells the upstream to stop generating;
+  keep-alive, and not after `keepalive_seconds` idle; one idle longer than
+  `QUIET_REUSE_S` is first asked whether the upstream closed it meanwhile (see
+  there); a response released early closes its connection, which tells the
+  upstream to stop generating;
 - bodies are relayed as they come, or decoded (`decode=True`) for `gzip` and
   `deflate`; another content coding is refused when decoding is asked for;
 - TLS for `https` origins with the system's trust store (or a context passed in),
@@ -47,6 +49,7 @@ fallbacks decide what to try again).
 from __future__ import annotations
 
 import asyncio
+import select
 import ssl
 import zlib
 from collections import deque
@@ -55,6 +58,15 @@ from typing import NamedTuple
 
 import httptools
 import httpx
+
+#: A connection idle longer than this is polled before it is reused. Servers close
+#: idle connections after a few seconds (uvicorn, so vLLM's server, and Node: 5 s;
+#: gunicorn: 2 s); a close that reached the socket while the event loop was busy is
+#: not known to the pool yet, and a request sent on that connection fails without
+#: the upstream ever reading it (counted against the deployment, retried). A
+#: connection reused sooner (under load, all of them) is not polled: no server
+#: closes one that young.
+QUIET_REUSE_S = 1.0
 
 #: Header fields a response head may have.
 MAX_HEADERS = 128
@@ -303,6 +315,7 @@ class _Connection(asyncio.Protocol):
         self.response: Response | None = None
         self.closed = False
         self.idle_since = 0.0
+        self.fd = -1
         self.head_bytes = 0
         self.informational = False
         #: The read timeout: when a byte last arrived, the limit, and its timer.
@@ -382,6 +395,17 @@ class _Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it.
         self.transport = transport  # type: ignore[assignment]
+        sock = transport.get_extra_info("socket")
+        self.fd = sock.fileno() if sock is not None else -1
+
+    def quiet(self) -> bool:
+        """Nothing arrived on the idle socket: no close from the upstream that the
+        event loop has not handled yet (one poll, not waiting)."""
+        if self.fd < 0:
+            return True
+        poller = select.poll()
+        poller.register(self.fd, select.POLLIN)
+        return not poller.poll(0)
 
     def data_received(self, data: bytes) -> None:
         response = self.response
@@ -539,7 +563,12 @@ class Http1Pool:
         idle = self._idle.get(origin)
         while idle:
             connection = idle.pop()
-            if not connection.closed and now - connection.idle_since < self.keepalive_seconds:
+            idle_for = now - connection.idle_since
+            if (
+                not connection.closed
+                and idle_for < self.keepalive_seconds
+                and (idle_for < QUIET_REUSE_S or connection.quiet())
+            ):
                 return connection
             connection.abort()
         return None

@@ -356,3 +356,21 @@ def test_a_client_that_leaves_mid_body_is_one_info_line(caplog: pytest.LogCaptur
     aborts = [r for r in caplog.records if "closed the connection" in r.getMessage()]
     assert len(aborts) == 1 and aborts[0].levelno == logging.INFO
     assert "Traceback" not in caplog.text
+
+
+def test_idle_connections_outlive_the_openai_sdks_keep_alive() -> None:
+    """The OpenAI Python SDK (httpx) drops a pooled connection after 5 s idle; the
+    gateway keeps one longer, so the SDK never sends a request on a connection the
+    gateway is closing (with equal timeouts, one sent at the moment of expiry meets
+    the close and fails unanswered: seen as a rare `ReadError` under load)."""
+    from openai._constants import DEFAULT_CONNECTION_LIMITS
+
+    from gateway.server.config import ServerConfig
+    from gateway.server.serve import ServeOptions, uvicorn_config
+
+    expiry = DEFAULT_CONNECTION_LIMITS.keepalive_expiry
+    assert expiry is not None
+    with running_gateway({"models": [mock_group("demo")]}) as server:
+        options = ServeOptions(host="127.0.0.1", port=0)
+        config = uvicorn_config(server.app, ServerConfig(), options)
+    assert config.timeout_keep_alive >= 2 * expiry

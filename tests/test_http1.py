@@ -12,7 +12,9 @@ import datetime
 import gzip
 import ipaddress
 import itertools
+import socket
 import ssl
+import threading
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -588,3 +590,54 @@ async def test_bytes_after_a_response_break_the_connection_not_the_response() ->
             await response.close()
         assert server.connections == 2  # the first connection was not reused
         await pool.aclose()
+
+
+def _answer_one_request(conn: socket.socket) -> None:
+    """Reads one request (head and its 2-byte body) and answers it, keeping the
+    connection (a blocking server in a thread, so it runs while the loop does not)."""
+    received = b""
+    while not received.endswith(b"\r\n\r\n{}"):
+        received += conn.recv(65536)
+    conn.sendall(fixed(b'{"a":1}'))
+
+
+async def test_a_connection_the_upstream_closed_while_the_loop_was_busy_is_not_reused() -> None:
+    """An upstream closes an idle keep-alive connection (as uvicorn does after 5 s)
+    at a moment the event loop is busy, so the pool has not handled the close yet.
+    The next request polls the connection, finds the close, and goes out on a new
+    one: answered, and the upstream read both requests. Without the poll it is
+    written to the closed connection and fails without the upstream reading it."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    close_now, closed = threading.Event(), threading.Event()
+    served: list[int] = []
+
+    def upstream() -> None:
+        first, _ = listener.accept()
+        _answer_one_request(first)
+        served.append(1)
+        close_now.wait(10)
+        first.close()
+        closed.set()
+        second, _ = listener.accept()
+        _answer_one_request(second)
+        served.append(2)
+        second.close()
+
+    thread = threading.Thread(target=upstream, daemon=True)
+    thread.start()
+    pool = Http1Pool()
+    try:
+        assert await post_and_read(pool, port) == b'{"a":1}'
+        (connection,) = pool._idle[("http", "127.0.0.1", port)]
+        close_now.set()
+        assert closed.wait(10)  # blocks the loop: the close is not handled
+        connection.idle_since -= 2 * http1.QUIET_REUSE_S
+        assert not connection.closed
+        assert await post_and_read(pool, port) == b'{"a":1}'
+        assert connection.closed
+        thread.join(10)
+        assert served == [1, 2]
+    finally:
+        await pool.aclose()
+        listener.close()

@@ -26,8 +26,12 @@ DEFAULT_MAX_HEADERS = 100
 DEFAULT_HEADER_TIMEOUT_S = 10.0
 #: Longest silence while a request body is being received.
 DEFAULT_BODY_TIMEOUT_S = 10.0
-#: An idle keep-alive connection is closed after this long.
-DEFAULT_KEEPALIVE_TIMEOUT_S = 5.0
+#: An idle keep-alive connection is closed after this long: longer than the clients
+#: agents use keep an idle connection (httpx, so the OpenAI Python SDK: 5 s; Node's
+#: fetch: 4 s), so a client never sends a request on a connection the gateway is
+#: closing. With equal timeouts (uvicorn's default is 5 s) a request sent at the
+#: moment of expiry meets the close and fails without an answer. nginx's default.
+DEFAULT_KEEPALIVE_TIMEOUT_S = 75.0
 #: Open connections per worker process; the next one is answered 503 and closed.
 DEFAULT_MAX_CONNECTIONS = 4096
 
