@@ -33,6 +33,7 @@ from audit.segments import (
     segment_path,
     torn_tail,
 )
+from tests.examples import examples
 
 # JSON values a record field can hold (orjson: 64-bit integers, finite floats)
 json_values = st.recursive(
@@ -83,7 +84,7 @@ def test_the_prefix_reader_refuses_other_forms(line: bytes) -> None:
     assert parse_record_prefix(line) is None
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(record=records, seq=st.integers(min_value=1, max_value=10**12))
 def test_record_lines_round_trip(record: dict[str, Any], seq: int) -> None:
     prev = hashlib.sha256(str(seq).encode()).hexdigest()

@@ -39,6 +39,7 @@ from audit.query import (
     search,
     summarize,
 )
+from tests.examples import examples
 
 PREV = "ab" * 32
 
@@ -377,7 +378,7 @@ def search_all(index: AuditIndex, f: Filter, limit: int) -> list[tuple[str, int]
 
 
 FAST = settings(
-    max_examples=40,
+    max_examples=examples(40),
     deadline=None,
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],

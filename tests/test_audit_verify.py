@@ -19,6 +19,7 @@ from audit.chain import GENESIS, line_hash, record_line
 from audit.keys import KeyRing, Signer
 from audit.segments import segment_name
 from audit.verify import Reason, Report, render_report, verify
+from tests.examples import examples
 from tests.test_audit_chain import records
 
 STREAM = "w"
@@ -398,7 +399,7 @@ def test_key_rotation_verifies_with_both_keys(tmp_path: Path) -> None:
 
 
 @settings(
-    max_examples=60,
+    max_examples=examples(60),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
@@ -451,7 +452,7 @@ def _lines_with_positions(stream: Path) -> list[tuple[int, int, int, int]]:
 
 
 @settings(
-    max_examples=150,
+    max_examples=examples(150),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )

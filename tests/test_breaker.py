@@ -18,6 +18,7 @@ from hypothesis.stateful import (
 
 from routing.breaker import CLOSED, FORCED, HALF_OPEN, NORMAL, OPEN, Breaker, Permit
 from routing.config import BreakerSettings
+from tests.examples import examples
 
 PROBE = Permit(probe=True)
 DEFAULTS = {
@@ -563,5 +564,7 @@ class BreakerMachine(RuleBasedStateMachine):
             assert b._cb.success_counter == m.successes
 
 
-BreakerMachine.TestCase.settings = settings(max_examples=300, stateful_step_count=60, deadline=None)
+BreakerMachine.TestCase.settings = settings(
+    max_examples=examples(300), stateful_step_count=60, deadline=None
+)
 TestBreakerMachine = BreakerMachine.TestCase

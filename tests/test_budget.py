@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from routing.budget import RetryBudget
 from routing.config import RetryBudgetSettings
 from routing.stats import SlidingCounter
+from tests.examples import examples
 
 
 class Rig:
@@ -143,7 +144,7 @@ steps = st.lists(
 )
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(
     ratio=st.sampled_from([0.0, 0.1, 0.2, 0.5, 1.0]),
     floor=st.sampled_from([0.0, 0.25, 1.0]),

@@ -43,6 +43,7 @@ from chaos.runner.timeline import Point, Timeline
 from gateway.app import create_app
 from gateway.cli import main
 from gateway.config import load_config
+from tests.examples import examples
 from tests.support import ServerThread, bound_socket, running_gateway
 
 SHIPPED = [entry.name for entry in shipped()]
@@ -344,7 +345,7 @@ def measure(probe: str, data: list[Sample], **params: Any) -> float | None:
     return PROBES[probe].measure(spec, Evidence("demo", data))
 
 
-@settings(max_examples=200)
+@settings(max_examples=examples(200))
 @given(
     samples,
     st.sampled_from([(), ("chat",), ("stream", "tool")]),

@@ -31,6 +31,7 @@ from responses.request import to_chat
 from responses.response import from_chat
 from responses.stream import StreamTranslator
 from routing.tokens import count_tools, get_encoding
+from tests.examples import examples
 from tests.openai_schemas import check, check_event
 from tests.servers.scripted import Answer, ScriptedUpstream, chat_body
 from tests.support import (
@@ -344,7 +345,12 @@ def _places(value: Any, where: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     return places
 
 
-@settings(max_examples=150, database=None, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(
+    max_examples=examples(150),
+    database=None,
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+)
 @given(st.sampled_from(ACCEPTED), st.data())
 def test_they_agree_on_custom_shapes_broken_anywhere(body: dict[str, Any], data: Any) -> None:
     """A valid body with a custom tool, call or choice, one value inside it replaced

@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 
 from routing import http1
 from routing.http1 import Http1Pool, Timeouts, request_head
+from tests.examples import examples
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 TIMEOUTS = Timeouts(connect=5.0, read=5.0, pool=5.0)
@@ -538,7 +539,7 @@ def _framings(body: bytes, cuts: list[int], framing: str) -> list[bytes]:
 
 
 @settings(
-    max_examples=40,
+    max_examples=examples(40),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )

@@ -139,7 +139,7 @@ def fleets(test: Callable[..., None]) -> Callable[..., None]:
         repeats=st.integers(1, 4),
     )(test)
     slow = [HealthCheck.too_slow]
-    return settings(max_examples=150, deadline=None, suppress_health_check=slow)(examples)
+    return settings(max_examples=examples(150), deadline=None, suppress_health_check=slow)(examples)
 
 
 @fleets

@@ -20,6 +20,7 @@ from limits.claims import MICRO, micro_usd
 from limits.config import LimitsConfig, SpendLimit
 from limits.headers import duration, rate_headers
 from limits.periods import period_of
+from tests.examples import examples
 from tests.limit_strategies import admits, configs
 from tests.support import FakeClock
 
@@ -170,7 +171,7 @@ operations = st.lists(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(configs, configs, configs, operations)
 def test_the_limiter_decides_exactly_as_a_naive_model(
     tenant: LimitsConfig, key_a: LimitsConfig, key_b: LimitsConfig, ops: list[tuple[Any, ...]]
@@ -288,7 +289,7 @@ def check_history(model: Model) -> None:
 # -- the bounds under sustained overload ---------------------------------------------------
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=examples(30), deadline=None)
 @given(
     st.integers(1, 50),
     st.integers(100, 2_000),

@@ -31,6 +31,7 @@ from limits.periods import DAY_MS
 from limits.redis_store import RedisStore
 from limits.store import StoreUnavailable
 from tests import limits_reference as reference
+from tests.examples import examples
 from tests.limit_strategies import configs
 from tests.services import RedisServer
 from tests.support import FakeClock
@@ -117,7 +118,7 @@ class Held:
         self.theirs = theirs
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(any_configs, any_configs, any_configs, any_configs, operations)
 def test_the_memory_limiter_decides_as_the_reference(
     tenant: LimitsConfig,
@@ -202,7 +203,7 @@ class DownStore(MemoryStore):
         raise StoreUnavailable("down")
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(any_configs, any_configs, any_configs, any_configs, st.lists(admits, max_size=8))
 def test_a_store_failure_is_decided_as_the_reference_decides_it(
     tenant: LimitsConfig,
@@ -249,7 +250,9 @@ SAME_INSTANT_MS = 30_000
 
 
 @settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=examples(40),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(configs, configs, configs, configs, operations)
 def test_the_redis_limiter_decides_as_the_reference(

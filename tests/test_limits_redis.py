@@ -25,6 +25,7 @@ from limits.config import LimitsConfig, SpendLimit
 from limits.limiter import STORE_FAILURE_CLOSED, STORE_FAILURE_OPEN
 from limits.periods import DAY_MS, period_of
 from limits.redis_store import RedisStore
+from tests.examples import examples
 from tests.limit_strategies import admits, configs
 from tests.services import RedisServer
 
@@ -150,7 +151,9 @@ def _decision(admission: Admission) -> tuple[Any, ...]:
 
 # One server serves every example; each example counts on keys of its own.
 @settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=examples(40),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(configs, configs, configs, operations)
 def test_redis_decides_exactly_as_the_memory_store(

@@ -16,6 +16,7 @@ from routing.config import MockSettings
 from routing.mock.errors import MockError
 from routing.mock.llm import MockLLM
 from routing.mock.schema_example import example_for, example_json
+from tests.examples import examples
 from tests.support import ServerThread, one_deployment, running_gateway
 
 
@@ -169,7 +170,7 @@ object_schemas = st.recursive(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(object_schemas)
 def test_generated_examples_validate(schema: dict[str, Any]) -> None:
     jsonschema.Draft202012Validator(schema).validate(example_for(schema))

@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field, create_model
 
 from routing.mock.pattern_example import pattern_example
 from routing.mock.schema_example import example_for
+from tests.examples import examples
 
 _names = itertools.count()
 
@@ -131,7 +132,7 @@ models = st.dictionaries(
 ).map(model_of)
 
 
-@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(250), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(models)
 def test_examples_of_pydantic_models_validate_as_json_and_as_the_model(model: Any) -> None:
     schema = model.model_json_schema()
@@ -140,7 +141,7 @@ def test_examples_of_pydantic_models_validate_as_json_and_as_the_model(model: An
     model.model_validate_json(orjson.dumps(value))
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(models)
 def test_examples_of_strict_schemas_validate(model: Any) -> None:
     """What `client.chat.completions.parse(response_format=Model)` sends."""
@@ -274,7 +275,7 @@ referring = st.builds(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.one_of(shapes, referring))
 def test_examples_of_schema_shapes_validate(schema: dict[str, Any]) -> None:
     check(schema, example_for(schema))

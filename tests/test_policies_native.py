@@ -18,6 +18,7 @@ from policies import Attributes, compile_policies, parse_policies
 from policies.attributes import INT_RANGE, cel_value
 from policies.expression import compile_expression
 from policies.native import native
+from tests.examples import examples
 from tests.test_policies_properties import CONTEXTS, HEADERS, KNOWN, attributes
 
 INTS = ["prompt_tokens", "max_tokens", "hour", "weekday"]
@@ -57,7 +58,7 @@ def numbers() -> st.SearchStrategy[int]:
     return st.sampled_from(EDGES[2:]) | st.integers(INT_RANGE.start, INT_RANGE.stop - 1)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(
     subset(),
     attributes(prompt_tokens=numbers(), max_tokens=numbers(), hour=numbers(), weekday=numbers()),

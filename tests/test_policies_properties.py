@@ -27,6 +27,7 @@ from policies.attributes import ATTRIBUTE_NAMES, SPECS
 from policies.expression import Expression, ExpressionError, compile_expression, probe_contexts
 from policies.lexer import tokenize
 from policies.syntax import parse
+from tests.examples import examples
 
 HEADERS = ("x-team",)
 CONTEXTS = probe_contexts(HEADERS)
@@ -38,9 +39,9 @@ CHAINS = {
 }
 KNOWN = KnownNames.of(CHAINS, ["d1", "d2", "d3"], ["tight"])
 TENANTS = sorted(KNOWN.chains)
-SETTINGS = settings(max_examples=300, deadline=None)
+SETTINGS = settings(max_examples=examples(300), deadline=None)
 #: Each example of a decision property compiles a rule set (a few ms).
-DECISIONS = settings(max_examples=150, deadline=None)
+DECISIONS = settings(max_examples=examples(150), deadline=None)
 
 # -- attribute values ----------------------------------------------------------------
 

@@ -36,6 +36,7 @@ from policies.expression import ExpressionError, compile_expression, probe_conte
 from policies.patterns import MAX_PROGRAM_SIZE, PatternError, compile_pattern, dialect_problem
 from policies.ruleset import COOL_DOWN_SECONDS
 from policies.syntax import parse
+from tests.examples import examples
 from tests.policy_support import ordinary
 
 LIBRARY_MATCHES = cel.compile("subject.matches(pattern)")
@@ -115,7 +116,7 @@ def regexes(draw: st.DrawFn, depth: int = 3) -> str:
     return f"(?i:{inner})"
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=examples(500), deadline=None)
 @given(regexes(), st.lists(st.text(ALPHABET, max_size=12), min_size=1, max_size=6))
 def test_seawalls_matches_decides_as_the_cel_librarys_own(
     pattern: str, subjects: list[str]
@@ -133,7 +134,7 @@ def cel_literal(text: str) -> str:
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n") + "'"
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(regexes(), st.text(ALPHABET, max_size=12), st.text(ALPHABET, max_size=12))
 def test_a_rule_with_matches_decides_as_the_library_with_its_own_matches(
     pattern: str, subject: str, other: str

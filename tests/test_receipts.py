@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.examples import examples
 from tools.config import ReceiptKey, ReceiptsConfig
 from tools.receipts import Receipts, canonical, canonical_arguments
 
@@ -338,7 +339,7 @@ json_values = st.recursive(
 arguments_objects = st.dictionaries(texts, json_values, max_size=4)
 
 
-@settings(max_examples=200)
+@settings(max_examples=examples(200))
 @given(tool=texts, call_id=texts, arguments=arguments_objects, content=texts, data=st.data())
 def test_round_trip_and_single_character_changes(
     tool: str, call_id: str, arguments: dict[str, Any], content: str, data: st.DataObject

@@ -36,11 +36,12 @@ from responses.request import to_chat
 from responses.response import from_chat
 from responses.store import Owner, StoredResponse
 from responses.stream import StreamTranslator
+from tests.examples import examples
 from tests.openai_schemas import check, check_event, problems
 from tests.support import ServerThread, sdk
 
 PROPERTY_SETTINGS = settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    max_examples=examples(40), deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 WEATHER = {
     "type": "object",

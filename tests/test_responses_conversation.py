@@ -25,6 +25,7 @@ from responses.conversation import rebuild, release
 from responses.errors import InvalidRequest
 from responses.items import Conversation, normalize_input
 from responses.request import to_chat
+from tests.examples import examples
 
 OPENAPI = json.loads((Path(__file__).parent / "data" / "openai_input_items_2.3.0.json").read_text())
 SCHEMAS: dict[str, set[str]] = {name: set(fields) for name, fields in OPENAPI["schemas"].items()}
@@ -103,7 +104,7 @@ def two_steps(
         return exc.code
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=examples(500), deadline=None)
 @given(
     raw=conversations(),
     split=st.integers(0, 30),

@@ -25,10 +25,13 @@ from responses.listing import input_items_page
 from responses.request import PARAMETERS, RESPONSES_FIELDS, _check_types, to_chat
 from responses.response import from_chat, message_item, output_text_part
 from responses.stream import StreamTranslator
+from tests.examples import examples
 
 EVENT = TypeAdapter(ResponseStreamEvent)
 TOOLS = [{"type": "function", "name": "f", "parameters": {"type": "object"}, "strict": False}]
-FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FAST = settings(
+    max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
@@ -275,7 +278,7 @@ bodies = st.fixed_dictionaries(
 )
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(400), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(bodies)
 def test_any_body_translates_or_is_refused(body: dict[str, Any]) -> None:
     refused: InvalidRequest | None = None

@@ -36,12 +36,13 @@ from responses.errors import StoreUnavailable
 from responses.memory import MemoryResponseStore
 from responses.redis_store import RedisResponseStore
 from responses.store import Owner, Put, ResponseStore, StoredResponse
+from tests.examples import examples
 from tests.response_records import config, record, size_of
 from tests.services import RedisServer
 
 OWNERS = [Owner(tenant, key) for tenant in ("t1", "t2") for key in ("k1", "k2")]
 MACHINE_SETTINGS = settings(
-    max_examples=40,
+    max_examples=examples(40),
     stateful_step_count=40,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
@@ -234,10 +235,12 @@ def test_memory_store_quotas() -> None:
     class Memory(QuotaMachine):
         make = staticmethod(MemoryResponseStore)
 
-    run_state_machine_as_test(Memory, settings=settings(MACHINE_SETTINGS, max_examples=100))
+    run_state_machine_as_test(
+        Memory, settings=settings(MACHINE_SETTINGS, max_examples=examples(100))
+    )
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(
     key=st.tuples(st.integers(1, 4), st.integers(1000, 4000)),
     tenant_extra=st.tuples(st.integers(0, 3), st.integers(0, 3000)),

@@ -33,6 +33,7 @@ from responses.errors import InvalidRequest
 from responses.items import normalize_input
 from responses.request import resolve_references, to_chat
 from responses.store import Owner, StoredResponse, encode
+from tests.examples import examples
 from tests.servers.scripted import Answer, ScriptedUpstream, chat_body, text_events
 from tests.services import RedisServer
 from tests.support import ServerThread, one_deployment, running_gateway, sdk
@@ -140,7 +141,7 @@ def outcome(run: Any) -> Any:
 
 
 @given(items=inputs(), chosen=st.sets(st.integers(0, 6)))
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 def test_references_translate_exactly_as_the_items_they_name(
     items: list[dict[str, Any]], chosen: set[int]
 ) -> None:
@@ -172,7 +173,7 @@ JSON = st.recursive(
 
 
 @given(st.lists(st.tuples(st.sampled_from(["a", "b", "c", "é", "d\n"]), JSON), max_size=8))
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 def test_each_indexed_item_is_cut_from_its_record_exactly(pairs: list[tuple[str, Any]]) -> None:
     """The index's places cut each item's own JSON out of the record's items blob,
     whatever the items hold; an id used twice is the later item's."""

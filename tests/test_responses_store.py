@@ -25,6 +25,7 @@ from responses.memory import MemoryResponseStore
 from responses.request import to_chat
 from responses.response import from_chat
 from responses.store import EMPTY, EMPTY_OUTPUT, Chain, Owner, Put, StoredResponse, encode
+from tests.examples import examples
 from tests.response_records import A, config, record, size_of
 from tests.support import FakeClock
 
@@ -54,7 +55,7 @@ items = st.lists(
 others = st.dictionaries(AWKWARD_KEYS.filter(lambda key: key != "output"), json_values, max_size=4)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(others, st.none() | items, others, items)
 def test_a_record_encoded_gives_back_its_response_json(
     before: dict[str, Any], output: list[Any] | None, after: dict[str, Any], inputs: list[Any]

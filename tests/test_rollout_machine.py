@@ -24,6 +24,7 @@ from rollouts.judge import Evidence, Judgement, judge
 from rollouts.machine import FINAL, NotRunning, Rollout, VersionRef
 from rollouts.split import Split
 from slo.events import Outcome
+from tests.examples import examples
 from tests.slo_support import make_outcome
 
 SETTINGS = RolloutSettings(bake_s=10, max_s=100, min_samples=5)
@@ -49,7 +50,7 @@ def verdict(result: str) -> Judgement:
     return Judgement(result, (f"judged {result}",), 10, 10)  # type: ignore[arg-type]
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.lists(events, max_size=40))
 def test_any_sequence_keeps_the_invariants(sequence: list[tuple[str, str | None, float]]) -> None:
     now = 0.0
@@ -112,7 +113,7 @@ def test_a_promotion_by_the_judge_needs_the_bake_time() -> None:
     assert rollout.describe()["samples"] == {"baseline": 10, "candidate": 10}
 
 
-@settings(max_examples=50, deadline=None)
+@settings(max_examples=examples(50), deadline=None)
 @given(st.floats(0.01, 0.99), st.integers(0, 2**32))
 def test_the_split_draws_its_share(share: float, seed: int) -> None:
     split = Split(share, (), str(seed))

@@ -39,6 +39,7 @@ from slo.rules import (
     prometheus_rules,
     render,
 )
+from tests.examples import examples
 
 AVAILABILITY = SloConfig(name="chat-availability", kind="availability", objective=0.999)
 LATENCY = SloConfig(name="chat-latency", kind="latency", objective=0.99, threshold_ms=2000)
@@ -413,7 +414,7 @@ def label(seconds: int) -> str:
     return LABELS.get(seconds) or f"{seconds // 86400}d"
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(slo=ANY_SLO)
 def test_every_expression_reads_only_the_contract_metric(slo: SloConfig) -> None:
     """Each group is one SLO; an expression reads the contract metric of that SLO, with
@@ -446,7 +447,7 @@ def test_every_expression_reads_only_the_contract_metric(slo: SloConfig) -> None
     assert {"slo:error_budget:remaining", "slo:objective:ratio"} <= recorded
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(slo=ANY_SLO)
 def test_thresholds_are_the_workbooks_scaled_to_the_period(slo: SloConfig) -> None:
     """Row by row: above 14.4/6/3/1 x period/30 x (1 - objective) error ratio over
@@ -474,7 +475,7 @@ def test_thresholds_are_the_workbooks_scaled_to_the_period(slo: SloConfig) -> No
         )
 
 
-@settings(max_examples=5, deadline=None)
+@settings(max_examples=examples(5), deadline=None)
 @given(slos=st.lists(ANY_SLO, min_size=1, max_size=4, unique_by=lambda slo: slo.name))
 def test_promtool_accepts_any_config(
     slos: list[SloConfig], tmp_path_factory: pytest.TempPathFactory

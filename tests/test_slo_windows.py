@@ -20,6 +20,7 @@ from slo.windows import (
     scaled_threshold,
     window_label,
 )
+from tests.examples import examples
 from tests.slo_support import make_outcome
 
 T0 = 1_800_000_000.0
@@ -92,7 +93,7 @@ operations = st.lists(
 )
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(operations)
 def test_windows_match_a_brute_force_reference(ops: list) -> None:
     clock = Clock()

@@ -37,6 +37,7 @@ from gateway.sources import (
 from gateway.sources.backoff import Backoff
 from gateway.sources.etcd import EtcdSource, parse_endpoints, prefix_end
 from gateway.sources.merge import MAX_DEPTH
+from tests.examples import examples
 
 #: Time the tests give a source to notice one change. Detection takes ~0.1 s here;
 #: the margin is for a loaded 2-core machine, not part of any claim.
@@ -242,7 +243,7 @@ def test_merge_refuses_alias_bombs_loops_and_deep_nesting() -> None:
     assert problems == [] and data["use"] == {"x": 1, "y": 2} and data["again"] == {"x": 1}
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.dictionaries(st.text(max_size=8), st.text(max_size=80), max_size=3))
 def test_merge_never_raises(files: dict[str, str]) -> None:
     data, problems = merge(files)

@@ -20,6 +20,7 @@ from routing.stats import (
     latency_bin,
     quantile,
 )
+from tests.examples import examples
 
 WINDOW = 10
 START = 1000.0
@@ -123,7 +124,7 @@ def test_a_long_idle_gap_empties_the_window_without_negative_totals() -> None:
     assert rig.stats.snapshot().p99 == bound(0.5)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(
     st.lists(
         st.tuples(st.sampled_from([0.0, 0.3, 1.0, 2.5, 7.0, 25.0]), latencies, outcomes),
@@ -157,7 +158,7 @@ def test_the_window_matches_a_brute_force_count(
 # -- percentiles ----------------------------------------------------------------------
 
 
-@settings(max_examples=300)
+@settings(max_examples=examples(300))
 @given(st.lists(latencies, min_size=1, max_size=300))
 def test_percentiles_are_the_upper_bound_of_the_true_quantiles_bin(samples: list[float]) -> None:
     rig = Rig()

@@ -28,6 +28,7 @@ from tenants.keys import INCORRECT_KEY, MALFORMED_HEADER, MISSING_KEY, Unauthent
 from tenants.known import Known
 from tenants.permissions import Permissions, narrow
 from tenants.tree import Tenants
+from tests.examples import examples
 
 GROUPS = {f"g{i}": [f"d{i}a", f"d{i}b"] for i in range(5)}
 TOOLS = ["t0", "t1", "t2", "t3"]
@@ -35,7 +36,7 @@ KNOWN = Known.of(GROUPS, TOOLS)
 FIELDS = ("models", "tools", "chaos_targets", "deployments")
 CAPS = ("max_tokens", "max_prompt_tokens")
 DEFAULT_KEYS = ("model", "tier", "stream")
-SETTINGS = settings(max_examples=300, deadline=None)
+SETTINGS = settings(max_examples=examples(300), deadline=None)
 
 
 def universe(field: str) -> list[str]:
@@ -136,7 +137,7 @@ def build(raw: list[dict[str, Any]], keys: list[KeyConfig] | None = None) -> Ten
         return exc.problems
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(trees())
 def test_a_child_never_exceeds_an_ancestor(raw: list[dict[str, Any]]) -> None:
     tree = build(raw)

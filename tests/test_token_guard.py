@@ -25,6 +25,7 @@ from routing.tokens import (
     get_encoding,
     message_tokens,
 )
+from tests.examples import examples
 
 MODELS = ["gpt-4o-mini", "mock-gpt"]
 
@@ -117,7 +118,7 @@ def guard_bound(raw: bytes, body: dict[str, Any]) -> int:
 
 
 @pytest.mark.parametrize("model", MODELS)
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(body=bodies)
 def test_byte_bound_is_an_upper_bound_of_the_exact_count(model: str, body: dict[str, Any]) -> None:
     costs, fixed = count_prompt(body, model)
@@ -155,7 +156,7 @@ def test_count_prompt_splits_messages_and_fixed_part() -> None:
 
 
 @pytest.mark.parametrize("model", MODELS)
-@settings(max_examples=50, deadline=None)
+@settings(max_examples=examples(50), deadline=None)
 @given(items=st.lists(messages, max_size=4))
 def test_count_messages_is_priming_plus_message_tokens(
     model: str, items: list[dict[str, Any]]

@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from common.chat import offered_tools
+from tests.examples import examples
 from tools.binding import Bindings
 from tools.calls import OfferedTools, ToolCall, ToolCallAssembler, calls_in_reply
 from tools.config import Mode, ToolConfig, ToolPolicy
@@ -204,7 +205,7 @@ def into_chunks(data: st.DataObject, deltas: list[dict]) -> list[dict[str, Any]]
     return chunks
 
 
-@settings(max_examples=200)
+@settings(max_examples=examples(200))
 @given(calls=generated_calls, data=st.data())
 def test_assembler_rebuilds_streamed_calls(
     calls: list[tuple[str, str, str]], data: st.DataObject

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.examples import examples
 from tools.binding import Bindings
 from tools.config import Mode, ReceiptKey, ReceiptsConfig, ToolConfig, ToolPolicy
 from tools.injection import SCAN_LIMIT, scan
@@ -484,7 +485,7 @@ PHRASES = [
 ]
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(
     st.sampled_from(PHRASES),
     st.lists(

@@ -18,6 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from tests.examples import examples
 from tests.servers.scripted import Answer, ScriptedUpstream, chat_body, tool_call_body
 from tests.support import SeawallProcess, ServerThread, running_gateway
 from tools import patterns
@@ -211,13 +212,13 @@ PATTERNS = st.builds(
 TEXTS = st.text(alphabet="ab1 \n!é", max_size=12)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(PATTERNS, TEXTS)
 def test_timed_search_agrees_with_re_search(pattern: str, text: str) -> None:
     assert patterns.search(pattern, text) == (re.search(pattern, text) is not None)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(
     PATTERNS,
     st.one_of(TEXTS, st.integers()),

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from tests.examples import examples
 from tools.config import ToolConfig, check_schema
 from tools.schemas import (
     MAX_DEPTH,
@@ -249,7 +250,7 @@ json_values = st.recursive(
 )
 
 
-@settings(max_examples=300)
+@settings(max_examples=examples(300))
 @given(value=json_values, limit=st.integers(1, 20))
 def test_depth_exceeds_matches_a_recursive_reference(value: Any, limit: int) -> None:
     assert depth_exceeds(value, limit) == (reference_depth(value) > limit)

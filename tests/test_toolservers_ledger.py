@@ -22,6 +22,7 @@ import redis as sync_redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.examples import examples
 from tests.services import RedisServer
 from toolservers.config import LedgerSettings
 from toolservers.fingerprints import lookup_prints, message_forms, result_prints, text_parts
@@ -80,7 +81,7 @@ def key_of(who: str, k: int) -> str:
     return f"{who}{k % (5 if who == 'red' else 2)}"
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(ledger_ops)
 def test_a_tenant_only_ever_evicts_its_own_ledger(ops: list[tuple[str, int, int]]) -> None:
     """Five red keys and two blue ones record results under tight per-tenant and total
@@ -156,7 +157,9 @@ async def tenant_bytes(redis: Any, prefix: str) -> dict[str, int]:
 
 
 @settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=examples(60),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(parity_ops)
 def test_redis_decides_exactly_as_memory(

@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from tests.examples import examples
 from tests.toolservers_support import receipts
 from toolservers.caller import Caller
 from toolservers.catalog import Catalog
@@ -123,7 +124,7 @@ operations = st.lists(
 )
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(operations)
 def test_session_bounds_hold_whatever_happens(ops: list[tuple[str, int, int]]) -> None:
     clock = Clock()
@@ -153,7 +154,7 @@ def test_session_bounds_hold_whatever_happens(ops: list[tuple[str, int, int]]) -
 TENANT_OF = {"k0": "red", "k1": "red", "k2": "red", "k3": "blue", "k4": "blue"}
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(operations)
 def test_a_tenant_only_ever_evicts_its_own_sessions(ops: list[tuple[str, int, int]]) -> None:
     """Three red keys against two blue ones, a tenant cap under the total: whatever

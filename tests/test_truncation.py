@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.truncation import PINNED_ROLES, truncate, turns
+from tests.examples import examples
 
 
 @dataclass
@@ -63,7 +64,7 @@ def kept_indexes(messages: list[dict[str, Any]], kept: list[dict[str, Any]]) -> 
     return [position[id(m)] for m in kept]
 
 
-@settings(max_examples=300)
+@settings(max_examples=examples(300))
 @given(conversation=conversations(), fixed=st.integers(0, 20), data=st.data())
 def test_truncate_properties(conversation: Conversation, fixed: int, data: st.DataObject) -> None:
     messages, costs, groups = conversation.messages, conversation.costs, conversation.groups

@@ -21,6 +21,7 @@ from gateway.errors import GatewayError
 from gateway.exchange import Exchange
 from gateway.openapi import openapi_document
 from gateway.stages.validate import ValidateChat, ValidateEmbeddings, check_invocation
+from tests.examples import examples
 
 DOCUMENT = openapi_document(load_config(None))
 SCHEMA = schemathesis.openapi.from_dict(DOCUMENT)
@@ -47,7 +48,7 @@ def _invocation(body: dict[str, Any]) -> None:
 
 
 EXAMPLES = settings(
-    max_examples=40, database=None, deadline=None, suppress_health_check=list(HealthCheck)
+    max_examples=examples(40), database=None, deadline=None, suppress_health_check=list(HealthCheck)
 )
 
 STAGES = {
