@@ -26,6 +26,7 @@ from routing.config import ModelGroupConfig, RoutingSettings
 from routing.health import HealthRegistry
 from routing.outcomes import Failure, UpstreamError
 from routing.router import Router, RoutingError, build_router
+from tests.examples import examples
 
 GROUPS = {"main": ["m1", "m2", "m3"], "spill": ["s1", "s2"], "long": ["l1"]}
 DEPLOYMENTS = [d for ids in GROUPS.values() for d in ids]
@@ -131,7 +132,7 @@ def fleets(test: Callable[..., None]) -> Callable[..., None]:
     """Runs `test` over random fleets: what each deployment answers, the request's
     restriction, hedging, retries, and how many requests in a row (breakers open
     between them)."""
-    examples = given(
+    drawn = given(
         outcomes=outcome_maps,
         only=restrictions,
         hedge=st.booleans(),
@@ -139,7 +140,7 @@ def fleets(test: Callable[..., None]) -> Callable[..., None]:
         repeats=st.integers(1, 4),
     )(test)
     slow = [HealthCheck.too_slow]
-    return settings(max_examples=examples(150), deadline=None, suppress_health_check=slow)(examples)
+    return settings(max_examples=examples(150), deadline=None, suppress_health_check=slow)(drawn)
 
 
 @fleets
