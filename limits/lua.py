@@ -147,9 +147,12 @@ local function look(c, bucket, ends)
   -- window; a lease slot is its expiry. This call's admissions go to slot `slot`.
   s.h, s.z, s.age, s.slot = bucket .. ':h', bucket .. ':z', span, now
   if kind == 'lease' then s.age, s.slot = 0, now + span end
-  local v = call('HMGET', s.h, '_t', '_r', '_f', '_e')
+  -- The totals, and what this call's slot holds already (a call earlier in the same
+  -- millisecond): the write is then one HSET of absolute values.
+  local v = call('HMGET', s.h, '_t', '_r', '_f', '_e', int(s.slot), 'r' .. int(s.slot))
   s.used, s.reserved = tonumber(v[1]) or 0, tonumber(v[2]) or 0
   s.first, s.expires = tonumber(v[3]) or NEVER, tonumber(v[4]) or 0
+  s.held, s.held_reserved = tonumber(v[5]), tonumber(v[6]) or 0
   if s.first <= now - s.age then purge(s) end
   if kind == 'lease' then s.reserved = s.used end
   s.reset = (s.first < NEVER) and (s.first + s.age - now) or 0
@@ -161,23 +164,31 @@ local function flush(s)
   local kind = s.kind
   if kind ~= 'period' then
     local h = s.h
+    local slot = int(s.slot)
     if s.n > 0 then
-      local slot = int(s.slot)
-      call('HINCRBY', h, slot, int(s.added))
-      if kind == 'window' then call('HINCRBY', h, 'r' .. slot, int(s.added)) end
-      call('ZADD', s.z, s.slot, slot)
+      if not s.held then call('ZADD', s.z, s.slot, slot) end
       -- An empty bucket's slot set was deleted with its last slot: this made it anew.
       if s.first == NEVER then s.first, s.expires = s.slot, 0 end
     elseif not s.dirty then
       return
     end
-    if s.n > 0 and now - s.expires >= GRACE / 2 then
+    local refresh = s.n > 0 and now - s.expires >= GRACE / 2
+    if refresh then s.expires = now end
+    if s.n == 0 then
+      call('HSET', h, '_t', int(s.used), '_r', int(s.reserved), '_f', int(s.first),
+        '_e', int(s.expires))
+    elseif kind == 'window' then
+      call('HSET', h, '_t', int(s.used), '_r', int(s.reserved), '_f', int(s.first),
+        '_e', int(s.expires), slot, int((s.held or 0) + s.added),
+        'r' .. slot, int(s.held_reserved + s.added))
+    else
+      call('HSET', h, '_t', int(s.used), '_r', int(s.reserved), '_f', int(s.first),
+        '_e', int(s.expires), slot, int((s.held or 0) + s.added))
+    end
+    if refresh then  -- after the writes: a key made by them has a TTL too
       call('PEXPIRE', s.z, s.span + GRACE)
       call('PEXPIRE', h, s.span + GRACE)
-      s.expires = now
     end
-    call('HSET', h, '_t', int(s.used), '_r', int(s.reserved), '_f', int(s.first),
-      '_e', int(s.expires))
   elseif s.n > 0 then
     call('HSET', s.bucket, '_t', int(s.used), '_r', int(s.reserved))
     call('PEXPIREAT', s.bucket, s.ends + GRACE)
@@ -191,17 +202,32 @@ local function record_of(value)
   return {tonumber(a), tonumber(t), tonumber(k), tonumber(e)}
 end
 
--- Adds `delta` to slot `at` of a requests or lease bucket and its total; a slot
--- left empty is removed. Returns whether one was.
-local function move(h, z, at, delta)
+-- Adds `delta` to slot `at` of a requests or lease bucket. A requests slot left
+-- empty (a void) is removed, and true returned; a lease slot left empty stays until
+-- its expiry passes (a release is then one call per bucket; `first_held` skips it).
+local function move(h, z, at, delta, keep)
   local slot = int(at)
-  if call('HINCRBY', h, slot, int(delta)) > 0 then
-    if delta > 0 then call('ZADD', z, at, slot) end
-    return false
-  end
+  local left = call('HINCRBY', h, slot, int(delta))
+  if left == delta and delta > 0 then call('ZADD', z, at, slot) end
+  if left > 0 or keep then return false end
   call('HDEL', h, slot)
   call('ZREM', z, slot)
   return true
+end
+
+-- The first lease slot that holds a lease (released ones leave empty slots until
+-- they expire): ms until it expires, or 0 when none does.
+local function first_held(s)
+  local i = 0
+  while true do
+    local slots = call('ZRANGE', s.z, i, i + 63)
+    if #slots == 0 then return 0 end
+    local values = call('HMGET', s.h, unpack(slots))
+    for k = 1, #slots do
+      if (tonumber(values[k]) or 0) > 0 then return tonumber(slots[k]) - now end
+    end
+    i = i + 64
+  end
 end
 
 -- After slots were removed: the bucket's first slot again.
@@ -220,7 +246,7 @@ ADMIT = (
 local function wait(c, amount, s)
   local kind, limit, span = c[2], c[3], c[5]
   if kind == 'lease' then
-    return math.max(1, math.min(LEASE_RETRY, s.reset)), 0
+    return math.max(1, math.min(LEASE_RETRY, first_held(s))), 0
   elseif kind == 'period' then
     return math.max(1, s.ends - now), (amount > limit) and 1 or 0
   end
@@ -390,19 +416,30 @@ end
 for key, d in pairs(deltas) do
   local kind, h, z = d.kind, key, nil
   if kind ~= 'period' then h, z = key .. ':h', key .. ':z' end
-  local removed = false
-  for at, slot in pairs(d.slots) do
-    if kind == 'window' then
-      call('HINCRBY', h, int(at), int(slot[1]))
-      call('HINCRBY', h, 'r' .. int(at), int(slot[2]))
-    elseif move(h, z, at, slot[1]) then
-      removed = true
+  if kind == 'window' then
+    -- One read and one write: the totals and every slot corrected (each still in
+    -- the window, so in the hash).
+    local fields, adds = {'_t', '_r'}, {d.total, d.reserved}
+    for at, slot in pairs(d.slots) do
+      fields[#fields + 1], adds[#adds + 1] = int(at), slot[1]
+      fields[#fields + 1], adds[#adds + 1] = 'r' .. int(at), slot[2]
     end
+    local values, pairs_ = call('HMGET', h, unpack(fields)), {}
+    for i = 1, #fields do
+      pairs_[2 * i - 1], pairs_[2 * i] = fields[i], int((tonumber(values[i]) or 0) + adds[i])
+    end
+    call('HSET', h, unpack(pairs_))
+  else
+    local removed = false
+    for at, slot in pairs(d.slots) do
+      if move(h, z, at, slot[1], kind == 'lease') then removed = true end
+    end
+    call('HINCRBY', h, '_t', int(d.total))
+    -- A lease bucket's `_r` is its `_t` (a look sets it): not written here.
+    if kind == 'period' and d.reserved ~= 0 then call('HINCRBY', h, '_r', int(d.reserved)) end
+    if removed then refirst(h, z) end
+    if d.ends then call('PEXPIREAT', h, d.ends + GRACE) end
   end
-  call('HINCRBY', h, '_t', int(d.total))
-  if d.reserved ~= 0 then call('HINCRBY', h, '_r', int(d.reserved)) end
-  if removed then refirst(h, z) end
-  if d.ends then call('PEXPIREAT', h, d.ends + GRACE) end
 end
 return now
 """
@@ -440,9 +477,8 @@ end
 for key, b in pairs(buckets) do
   local h, z = key .. ':h', key .. ':z'
   for at, delta in pairs(b.slots) do
-    if delta ~= 0 then move(h, z, at, delta) end
+    if delta ~= 0 then move(h, z, at, delta, true) end
   end
-  refirst(h, z)
   call('HSET', h, '_e', int(now))
   call('PEXPIRE', h, b.span + GRACE)
   call('PEXPIRE', z, b.span + GRACE)
@@ -459,6 +495,7 @@ for j, c in ipairs(cjson.decode(ARGV[1])) do
   local bucket, ends = place(c, now)
   local s = look(c, bucket, ends)
   flush(s)
+  if s.kind == 'lease' then s.reset = first_held(s) end
   states[j] = {bucket, s.used, s.reserved, s.reset}
 end
 return cjson.encode({now, states})

@@ -422,25 +422,26 @@ def test_redis_leases_are_freed_by_release(redis: RedisServer) -> None:
 
 
 def test_redis_leases_renew_expire_and_release_across_levels(redis: RedisServer) -> None:
-    """Leases of 0.4 s on two levels (max_concurrent 1 each): a renewal moves both
-    to a new expiry (the reset counts from the renewal), a release frees both; a
-    lease not renewed expires by Redis's clock, frees both slots, and its renewal
-    then reports it lost while the one still held is renewed. (The background
-    renewer is slowed to never: this test renews by hand. The waits are for
-    Redis's clock to pass an expiry.)"""
+    """Leases of 1 s on two levels (max_concurrent 1 each): a renewal moves both to
+    a new expiry (the reset counts from the renewal), a release frees both; a lease
+    not renewed expires by Redis's clock, frees both slots, and its renewal then
+    reports it lost while the one still held is renewed. (The background renewer is
+    slowed to never: this test renews by hand. The waits are for Redis's clock to
+    pass an expiry, each with 400 ms to spare.)"""
 
     async def run() -> None:
-        limiter = Limiter(RedisStore(redis.url), lease_s=0.4, key_prefix=fresh_prefix())
+        limiter = Limiter(RedisStore(redis.url), lease_s=1.0, key_prefix=fresh_prefix())
         limiter.renew_every_s = 3600
         levels = [level("tenant:t", max_concurrent=1), level("key:k", max_concurrent=1)]
         first = await limiter.admit(levels, Demand(0))
-        assert first.allowed and first.at_ms is not None
-        await asyncio.sleep(0.2)
+        assert first.allowed
+        await asyncio.sleep(0.5)
         assert await limiter.renew_leases() == 1
         states = await limiter.usage(levels)
         assert [s.used for s in states] == [1, 1]
-        assert all(300 < s.reset_ms <= 400 for s in states), states  # from the renewal
-        await asyncio.sleep(0.3)  # past the first expiry, not the renewed one
+        # From the renewal (~1,000 ms), not from the admission (~500 ms).
+        assert all(600 < s.reset_ms <= 1000 for s in states), states
+        await asyncio.sleep(0.6)  # past the first expiry, not the renewed one
         refused = await limiter.admit(levels, Demand(0))
         assert refused.refusal is not None and refused.refusal.limit == "max_concurrent"
         await limiter.release(first.reservation)
@@ -448,7 +449,7 @@ def test_redis_leases_renew_expire_and_release_across_levels(redis: RedisServer)
 
         lapsed = await limiter.admit(levels, Demand(0))
         assert lapsed.allowed
-        await asyncio.sleep(0.5)  # not renewed: it expires
+        await asyncio.sleep(1.4)  # not renewed: it expires
         assert [s.used for s in await limiter.usage(levels)] == [0, 0]
         held = await limiter.admit(levels, Demand(0))
         assert held.allowed
@@ -458,6 +459,33 @@ def test_redis_leases_renew_expire_and_release_across_levels(redis: RedisServer)
         await limiter.release(held.reservation)
         await limiter.release(lapsed.reservation)  # long expired: changes nothing
         assert [s.used for s in await limiter.usage(levels)] == [0, 0]
+        await limiter.aclose()
+
+    asyncio.run(run())
+
+
+def test_a_released_leases_empty_slot_is_not_the_retry_hint(redis: RedisServer) -> None:
+    """A release leaves its lease slot empty until it expires: the refusal's retry
+    hint is the earliest lease still held (B's expiry), not the released one's (A's,
+    earlier). Leases of 0.8 s, so the hint is below the 1 s cap."""
+
+    async def run() -> None:
+        limiter = Limiter(RedisStore(redis.url), lease_s=0.8, key_prefix=fresh_prefix())
+        limiter.renew_every_s = 3600
+        levels = [level(max_concurrent=1)]
+        a = await limiter.admit(levels, Demand(0))
+        await limiter.release(a.reservation)
+        await asyncio.sleep(0.1)
+        b = await limiter.admit(levels, Demand(0))
+        refused = await limiter.admit(levels, Demand(0))
+        assert a.at_ms is not None and b.at_ms is not None and refused.at_ms is not None
+        assert b.at_ms - a.at_ms >= 100
+        assert refused.refusal is not None and refused.refusal.limit == "max_concurrent"
+        expected = max(1, min(1000, b.at_ms + 800 - refused.at_ms))
+        assert refused.refusal.retry_after_s * 1000 == expected
+        (state,) = await limiter.usage(levels)
+        assert 0 < state.reset_ms <= b.at_ms + 800 - refused.at_ms
+        await limiter.release(b.reservation)
         await limiter.aclose()
 
     asyncio.run(run())
