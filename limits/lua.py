@@ -22,8 +22,9 @@ reservation. Bucket layout (`K` is a claim's key):
   when empty: nothing leaves before it does, so a look is one HMGET until then) and
   `_e` (when the TTLs were last set). A requests or tokens slot is the millisecond
   of its admissions, and leaves the window `span` later; a lease slot is the
-  millisecond its leases expire, and leaves then. A requests or lease slot that
-  a release or a void empties is removed (it holds no request and no lease).
+  millisecond its leases expire, and leaves then. A requests slot
+  that a void empties is removed; a lease slot that releases empty stays until its
+  expiry passes (the retry hint and the admin view skip it).
 - period (spend): hash `K:<period id>` with `_t` and `_r`.
 - reservation: string `<first claim's key>:r:<rid>` = `<ms>:<tokens>:<cost>:<lease
   expiry>`, its admission's millisecond, its estimates and when its leases expire
