@@ -78,7 +78,7 @@ fuzz: $(INSTALLED)  ## fuzz every documented endpoint (>= 2,000 cases, ~1 min)
 
 # Every property test (hypothesis) at its full count of examples: the suite draws
 # half (SEAWALL_PROPERTY_SCALE, tests/examples.py). SEAWALL_PROPERTY_SCALE=N for N times.
-properties: deps  ## every property test at its full example count (~4 min)
+properties: deps  ## every property test at its full example count (~2 min)
 	unset PYTHONDONTWRITEBYTECODE; \
 	SEAWALL_PROPERTY_SCALE=$${SEAWALL_PROPERTY_SCALE:-1} \
 		$(BIN)/pytest -n 4 -q $$(grep -l "examples(" tests/test_*.py)
