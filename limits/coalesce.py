@@ -119,9 +119,7 @@ class Coalescer(Generic[Item, Result]):
     def _watch(self, pending: _Pending[Item, Result], timeout_s: float) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
-        waiting = self._waiting
-        while waiting and waiting[0][1].future.done():
-            waiting.popleft()
+        waiting = self._drop_answered()
         if waiting and deadline < waiting[-1][0]:
             loop.call_at(deadline, _time_out, pending)
             return
@@ -145,13 +143,17 @@ class Coalescer(Generic[Item, Result]):
                 _time_out(pending)
             waiting.popleft()
 
-    def _forget_answered(self) -> None:
-        """Drop the answered callers from the head of the deadlines; with none left
-        unanswered, no timer stays behind."""
+    def _drop_answered(self) -> deque[tuple[float, _Pending[Item, Result]]]:
+        """The deadlines without the answered callers at their head."""
         waiting = self._waiting
         while waiting and waiting[0][1].future.done():
             waiting.popleft()
-        if not waiting and self._watchdog is not None:
+        return waiting
+
+    def _forget_answered(self) -> None:
+        """After a call: drop the answered callers; with none left unanswered, no
+        timer stays behind."""
+        if not self._drop_answered() and self._watchdog is not None:
             self._watchdog.cancel()
             self._watchdog = None
 
