@@ -153,7 +153,7 @@ local function look(c, bucket, ends)
   local v = call('HMGET', s.h, '_t', '_r', '_f', '_e', int(s.slot), 'r' .. int(s.slot))
   s.used, s.reserved = tonumber(v[1]) or 0, tonumber(v[2]) or 0
   s.first, s.expires = tonumber(v[3]) or NEVER, tonumber(v[4]) or 0
-  s.held, s.held_reserved = tonumber(v[5]), tonumber(v[6]) or 0
+  s.in_slot, s.in_slot_reserved = tonumber(v[5]), tonumber(v[6]) or 0
   if s.first <= now - s.age then purge(s) end
   if kind == 'lease' then s.reserved = s.used end
   s.reset = (s.first < NEVER) and (s.first + s.age - now) or 0
@@ -167,7 +167,7 @@ local function flush(s)
     local h = s.h
     local slot = int(s.slot)
     if s.n > 0 then
-      if not s.held then call('ZADD', s.z, s.slot, slot) end
+      if not s.in_slot then call('ZADD', s.z, s.slot, slot) end
       -- An empty bucket's slot set was deleted with its last slot: this made it anew.
       if s.first == NEVER then s.first, s.expires = s.slot, 0 end
     elseif not s.dirty then
@@ -175,17 +175,15 @@ local function flush(s)
     end
     local refresh = s.n > 0 and now - s.expires >= GRACE / 2
     if refresh then s.expires = now end
-    if s.n == 0 then
-      call('HSET', h, '_t', int(s.used), '_r', int(s.reserved), '_f', int(s.first),
-        '_e', int(s.expires))
-    elseif kind == 'window' then
-      call('HSET', h, '_t', int(s.used), '_r', int(s.reserved), '_f', int(s.first),
-        '_e', int(s.expires), slot, int((s.held or 0) + s.added),
-        'r' .. slot, int(s.held_reserved + s.added))
-    else
-      call('HSET', h, '_t', int(s.used), '_r', int(s.reserved), '_f', int(s.first),
-        '_e', int(s.expires), slot, int((s.held or 0) + s.added))
+    local fields = {'_t', int(s.used), '_r', int(s.reserved), '_f', int(s.first),
+      '_e', int(s.expires)}
+    if s.n > 0 then
+      fields[9], fields[10] = slot, int((s.in_slot or 0) + s.added)
+      if kind == 'window' then
+        fields[11], fields[12] = 'r' .. slot, int(s.in_slot_reserved + s.added)
+      end
     end
+    call('HSET', h, unpack(fields))
     if refresh then  -- after the writes: a key made by them has a TTL too
       call('PEXPIRE', s.z, s.span + GRACE)
       call('PEXPIRE', h, s.span + GRACE)
@@ -216,19 +214,26 @@ local function move(h, z, at, delta, keep)
   return true
 end
 
--- The first lease slot that holds a lease (released ones leave empty slots until
--- they expire): ms until it expires, or 0 when none does.
-local function first_held(s)
+-- A bucket's slots from the first, 64 at a time: the ms of the first slot whose sum
+-- `stop` accepts (it is handed each sum in turn), or nil.
+local function scan(s, stop)
   local i = 0
   while true do
     local slots = call('ZRANGE', s.z, i, i + 63)
-    if #slots == 0 then return 0 end
+    if #slots == 0 then return nil end
     local values = call('HMGET', s.h, unpack(slots))
     for k = 1, #slots do
-      if (tonumber(values[k]) or 0) > 0 then return tonumber(slots[k]) - now end
+      if stop(tonumber(values[k]) or 0) then return tonumber(slots[k]) end
     end
     i = i + 64
   end
+end
+
+-- The first lease slot that holds a lease (released ones leave empty slots until
+-- they expire): ms until it expires, or 0 when none does.
+local function first_held(s)
+  local at = scan(s, function(sum) return sum > 0 end)
+  return at and at - now or 0
 end
 
 -- After slots were removed: the bucket's first slot again.
@@ -254,17 +259,13 @@ local function wait(c, amount, s)
   if amount > limit then return span, 1 end
   -- The oldest slots first, until enough has aged out; what this call admitted
   -- is in the slot of `now`, not written yet: it frees room last, in `span`.
-  local over, i = s.used + amount - limit, 0
-  while true do
-    local slots = call('ZRANGE', s.z, i, i + 63)
-    if #slots == 0 then return span, 0 end
-    local values = call('HMGET', s.h, unpack(slots))
-    for k = 1, #slots do
-      over = over - (tonumber(values[k]) or 0)
-      if over <= 0 then return math.max(1, tonumber(slots[k]) + span - now), 0 end
-    end
-    i = i + 64
-  end
+  local over = s.used + amount - limit
+  local at = scan(s, function(sum)
+    over = over - sum
+    return over <= 0
+  end)
+  if not at then return span, 0 end
+  return math.max(1, at + span - now), 0
 end
 
 -- ARGV[1] is {plans, requests}: each plan a list of claims {key, kind, limit,
