@@ -19,6 +19,7 @@ and imports cancel out:
     .venv/bin/python bench/instructions.py --policies-only   # tenants, 20 rules, no limits
     .venv/bin/python bench/instructions.py --governed --audit   # and the audit log on
     .venv/bin/python bench/instructions.py --canary     # governed, a config canary running
+    .venv/bin/python bench/instructions.py --responses  # /v1/responses, `store: false`
 
 `--governed` serves bench/policy_limits.py's config: a 3-level tenant tree with the key
 on its leaf, the 20 rules of bench/cel_libraries.py across the chain (some reading
@@ -30,6 +31,7 @@ To compare two revisions, run it in a worktree of each (see bench/README.md).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import subprocess
@@ -78,10 +80,11 @@ from gateway.app import create_app
 from gateway.config import load_config
 
 BODY = os.environ["BENCH_BODY"].encode()
+PATH = os.environ.get("BENCH_PATH", "/v1/chat/completions")
 SCOPE = {
     "type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"}, "http_version": "1.1",
-    "method": "POST", "scheme": "http", "path": "/v1/chat/completions",
-    "raw_path": b"/v1/chat/completions", "query_string": b"", "root_path": "",
+    "method": "POST", "scheme": "http", "path": PATH,
+    "raw_path": PATH.encode(), "query_string": b"", "root_path": "",
     "headers": [(b"host", b"gw"), (b"content-type", b"application/json"),
                 (b"content-length", str(len(BODY)).encode())]
                + ([(b"authorization", os.environ["BENCH_AUTH"].encode())]
@@ -207,7 +210,13 @@ def main() -> int:
     parser.add_argument(
         "--canary", action="store_true", help="--governed with a config canary running"
     )
+    parser.add_argument(
+        "--responses", action="store_true",
+        help="POST /v1/responses (non-stream, store false), translated to chat",
+    )
     args = parser.parse_args()
+    if args.responses and args.stream:
+        parser.error("--responses counts non-stream responses only")
     args.governed = args.governed or args.policies_only or args.audit or args.canary
     if subprocess.run(["which", "valgrind"], capture_output=True).returncode != 0:
         subprocess.run(["apt-get", "install", "-y", "-q", "valgrind"], check=True)
@@ -221,6 +230,9 @@ def main() -> int:
             wait_ready(endpoint, args.stream, upstream, timeout_s=30)
             group = MODEL if args.governed else "bench"
             body = Endpoint(url, "sk-bench", group, endpoint.prompt).encoded_body(args.stream)
+            if args.responses:
+                request = {"model": group, "input": endpoint.prompt, "store": False}
+                body = json.dumps(request).encode()
             limits = None if args.policies_only else "memory"
             config = write_config(
                 folder, port, args.max_prompt_tokens, args.governed, limits, args.audit,
@@ -232,6 +244,7 @@ def main() -> int:
                 "BENCH_BODY": body.decode(),
                 "BENCH_AUTH": f"Bearer {policy_limits.TOKEN}" if args.governed else "",
                 "PYTHONPATH": str(REPO),
+                "BENCH_PATH": "/v1/responses" if args.responses else "/v1/chat/completions",
             }
             if args.canary:
                 env["BENCH_CANARY"] = str(folder / "candidate.yaml")
@@ -240,6 +253,7 @@ def main() -> int:
             long = count_instructions(LONG, env)
     per_request = (long - short) / (LONG - SHORT)
     unit = f"stream of {STREAM_EVENTS} events" if args.stream else "request"
+    unit += " to /v1/responses (store false)" if args.responses else ""
     prompt = f"a ~{args.prompt_tokens}-token prompt" if args.prompt_tokens else "a short prompt"
     limit = f", max_prompt_tokens {args.max_prompt_tokens}" if args.max_prompt_tokens else ""
     if args.governed:
