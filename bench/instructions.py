@@ -211,7 +211,8 @@ def main() -> int:
         "--canary", action="store_true", help="--governed with a config canary running"
     )
     parser.add_argument(
-        "--responses", action="store_true",
+        "--responses",
+        action="store_true",
         help="POST /v1/responses (non-stream, store false), translated to chat",
     )
     args = parser.parse_args()

@@ -374,6 +374,12 @@ class RoutingCollector(Collector):
         )
         for reason, count in state.front_door.refusals.items():
             refusals.add_metric([reason], count)
+        waiting_closed = CounterMetricFamily(
+            "seawall_front_door_waiting_closed",
+            "Connections waiting for a request (idle kept alive, or new and silent), "
+            "closed at the connection cap to admit a new one.",
+        )
+        waiting_closed.add_metric([], state.front_door.waiting_closed)
         guards = CounterMetricFamily(
             "seawall_guard_events",
             "Guard decisions and tool-check findings, by kind and action.",
@@ -397,7 +403,7 @@ class RoutingCollector(Collector):
         )
         for step in ROLLOUT_STEPS:
             rollouts.add_metric([step], state.rollout_steps.get(step, 0))
-        yield from (denied, refusals, guards, reloads, rollouts)
+        yield from (denied, refusals, waiting_closed, guards, reloads, rollouts)
 
 
 def limit_metrics(state: State) -> Iterator[Metric]:

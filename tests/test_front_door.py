@@ -20,7 +20,11 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from gateway.server.frontdoor import Waiting
+from tests.examples import examples
 from tests.support import ServerThread, mock_group, running_gateway
 
 FAST = {
@@ -235,20 +239,93 @@ def test_malformed_http_gets_the_error_envelope(gateway: ServerThread, raw: byte
 # -- the connection cap --------------------------------------------------------------------
 
 
-def test_connections_over_the_cap_get_503() -> None:
-    config = {"models": [mock_group("demo")], "server": {**FAST, "max_connections": 4}}
-    with running_gateway(config) as server:
+#: A cap of 4 connections; heads and keep-alive that outlast any test's wait, so
+#: only the cap decides what is closed.
+CAPPED = {**FAST, "max_connections": 4, "header_timeout_s": 30.0, "keepalive_timeout_s": 30.0}
+HEALTH = b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n"  # keep-alive by default in 1.1
+
+
+def served(sock: socket.socket, request: bytes = HEALTH) -> int:
+    """Sends `request` on `sock` and reads its answer: the connection then waits."""
+    sock.sendall(request)
+    status, _, _ = read_response(sock)
+    return status
+
+
+def front_door_metrics(server: ServerThread) -> str:
+    # Its own connection: /metrics is a request like any other at the cap.
+    return httpx.get(server.url + "/metrics", headers={"connection": "close"}).text
+
+
+def test_connections_over_the_cap_all_busy_get_503() -> None:
+    """Every connection is busy with a request (its head half sent): none may be
+    closed to make room, so the next one is refused, and the busy ones finish."""
+    with running_gateway({"models": [mock_group("demo")], "server": CAPPED}) as server:
         held = [connect(server) for _ in range(4)]
         try:
+            for sock in held:
+                sock.sendall(b"GET /healthz HTTP/1.1\r\n")  # busy: a head under way
             with connect(server) as extra:
                 status, headers, body = read_response(extra)
             assert status == 503
             assert_envelope(headers, body, "too_many_connections")
+            for sock in held:  # none of them was touched
+                sock.sendall(b"Host: test\r\n\r\n")
+                assert read_response(sock)[0] == 200
         finally:
             for sock in held:
                 sock.close()
-        metrics = httpx.get(server.url + "/metrics").text
+        metrics = front_door_metrics(server)
     assert 'seawall_front_door_refusals_total{reason="too_many_connections"} 1.0' in metrics
+    assert "seawall_front_door_waiting_closed_total 0.0" in metrics
+
+
+def test_idle_connections_at_the_cap_cannot_lock_a_new_client_out() -> None:
+    """An attacker holds every slot with kept-alive connections that each made one
+    cheap request. A victim's new connection is served; the attacker's connection
+    that has waited longest is the one closed (one that asked again since is not),
+    and the others stay usable."""
+    with running_gateway({"models": [mock_group("demo")], "server": CAPPED}) as server:
+        attacker = [connect(server) for _ in range(4)]
+        try:
+            for sock in attacker:
+                assert served(sock) == 200
+            assert served(attacker[0]) == 200  # a asked again: b now waited longest
+            with connect(server) as victim:
+                victim.sendall(request_head(**{"Content-Length": str(len(CHAT))}) + CHAT)
+                status, _, body = read_response(victim)
+                assert status == 200, body
+                assert json.loads(body)["object"] == "chat.completion"
+            attacker[1].settimeout(5)
+            assert closed_by_peer(attacker[1])
+            for sock in (attacker[0], attacker[2], attacker[3]):
+                assert served(sock) == 200
+        finally:
+            for sock in attacker:
+                sock.close()
+        metrics = front_door_metrics(server)
+    assert "seawall_front_door_waiting_closed_total 1.0" in metrics
+    assert 'seawall_front_door_refusals_total{reason="too_many_connections"} 0.0' in metrics
+
+
+def test_silent_new_connections_at_the_cap_are_closed_oldest_first() -> None:
+    """Connections opened and never used hold no request: at the cap the oldest goes."""
+    with running_gateway({"models": [mock_group("demo")], "server": CAPPED}) as server:
+        silent = [connect(server) for _ in range(4)]
+        newcomers: list[socket.socket] = []
+        try:
+            for k in range(2):  # each newcomer stays open: the cap stays reached
+                newcomers.append(connect(server))
+                assert served(newcomers[k]) == 200
+                silent[k].settimeout(5)
+                assert closed_by_peer(silent[k])
+            for sock in [*silent[2:], *newcomers]:
+                assert served(sock) == 200
+        finally:
+            for sock in [*silent, *newcomers]:
+                sock.close()
+        metrics = front_door_metrics(server)
+    assert "seawall_front_door_waiting_closed_total 2.0" in metrics
 
 
 # -- nobody else pays for an attack ---------------------------------------------------------
@@ -374,3 +451,28 @@ def test_idle_connections_outlive_the_openai_sdks_keep_alive() -> None:
         options = ServeOptions(host="127.0.0.1", port=0)
         config = uvicorn_config(server.app, ServerConfig(), options)
     assert config.timeout_keep_alive >= 2 * expiry
+
+
+# -- the waiting order ---------------------------------------------------------------------
+
+
+@given(st.lists(st.tuples(st.sampled_from(["add", "discard", "longest"]), st.integers(0, 5))))
+@settings(max_examples=examples(200), deadline=None)
+def test_waiting_hands_out_the_longest_waiting_connection(
+    steps: list[tuple[str, int]],
+) -> None:
+    """`Waiting` against a list kept in the order connections last started waiting."""
+    waiting, model = Waiting(), list[int]()
+    for action, connection in steps:
+        if action == "add":
+            waiting.add(connection)
+            if connection in model:
+                model.remove(connection)
+            model.append(connection)
+        elif action == "discard":
+            waiting.discard(connection)
+            if connection in model:
+                model.remove(connection)
+        else:
+            assert waiting.longest() == (model.pop(0) if model else None)
+        assert len(waiting) == len(model)

@@ -19,6 +19,7 @@ from tests.support import ServerThread, running_gateway
 GATEWAY_WIDE = {
     "seawall_retry_budget_denied",
     "seawall_front_door_refusals",
+    "seawall_front_door_waiting_closed",
     "seawall_guard_events",
     "seawall_config_reloads",
     "seawall_policy_decisions",

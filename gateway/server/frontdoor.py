@@ -16,6 +16,7 @@ letting one connection hold megabytes.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 
@@ -32,7 +33,9 @@ DEFAULT_BODY_TIMEOUT_S = 10.0
 #: closing. With equal timeouts (uvicorn's default is 5 s) a request sent at the
 #: moment of expiry meets the close and fails without an answer. nginx's default.
 DEFAULT_KEEPALIVE_TIMEOUT_S = 75.0
-#: Open connections per worker process; the next one is answered 503 and closed.
+#: Open connections per worker process. At the cap a new connection closes the one
+#: that has waited longest for a request (idle between requests, or new and silent);
+#: when every connection is busy with a request, the new one is answered 503 and closed.
 DEFAULT_MAX_CONNECTIONS = 4096
 
 
@@ -62,9 +65,51 @@ class FrontDoorStats:
     """Counters the protocol bumps and the metrics collector reads (plain ints)."""
 
     refusals: dict[str, int] = field(default_factory=lambda: dict.fromkeys(REASONS, 0))
+    #: Connections waiting for a request, closed at the cap to admit a new one.
+    waiting_closed: int = 0
 
     def refused(self, reason: str) -> None:
         self.refusals[reason] += 1
+
+
+class Waiting:
+    """The connections waiting for a request, longest-waiting first: new ones that
+    have sent nothing yet, and kept-alive ones between requests.
+
+    With a 75 s keep-alive an idle connection holds one of a worker's connection
+    slots for long, so a client could hold them all with a few cheap requests a
+    second. At the cap the longest-waiting connection is closed to admit the new
+    one, as nginx reuses its "reusable" connections: what a waiting connection loses
+    is a socket its client reopens (an HTTP/1.1 client expects an idle connection to
+    be closed at any time), while a refusal would lose the new client's request.
+    Only when every connection is busy with a request is the new one refused.
+
+    Kept in a dict's insertion order (a connection that waits again is moved to the
+    end): O(1) as a connection starts and stops waiting, so nothing is scanned when
+    the cap is reached."""
+
+    __slots__ = ("_order",)
+
+    def __init__(self) -> None:
+        self._order: dict[Any, None] = {}
+
+    def __len__(self) -> int:
+        return len(self._order)
+
+    def add(self, connection: Any) -> None:
+        order = self._order
+        order.pop(connection, None)
+        order[connection] = None
+
+    def discard(self, connection: Any) -> None:
+        self._order.pop(connection, None)
+
+    def longest(self) -> Any | None:
+        """The connection that has waited longest, taken out (None: none waits)."""
+        for connection in self._order:
+            del self._order[connection]
+            return connection
+        return None
 
 
 STATUS_TEXT = {

@@ -11,7 +11,9 @@ subclass keeps httptools' speed and adds, per connection (limits in `FrontDoorLi
   of a request, or from accepting the connection, to the end of its headers) and the
   body idle timeout (the longest silence between body chunks); a timeout is a 408, or
   a silent close when the client sent nothing at all;
-- a cap on open connections (503 and close);
+- a cap on open connections: at the cap the connection that has waited longest for
+  a request is closed to admit the new one (`Waiting`); with every connection busy,
+  the new one is answered 503 and closed;
 - protocol-level refusals in OpenAI's error envelope (`raw_error_response`);
 - the writes of one event-loop turn sent as one (`CoalescingTransport`): uvicorn
   writes a response's head and its body apart, a system call each.
@@ -36,7 +38,12 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
-from gateway.server.frontdoor import FrontDoorLimits, FrontDoorStats, raw_error_response
+from gateway.server.frontdoor import (
+    FrontDoorLimits,
+    FrontDoorStats,
+    Waiting,
+    raw_error_response,
+)
 
 log = logging.getLogger("seawall.frontdoor")
 
@@ -54,10 +61,15 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         *,
         limits: FrontDoorLimits,
         stats: FrontDoorStats,
+        waiting: Waiting,
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
         self.limits = limits
         self.stats = stats
+        #: The worker's connections waiting for a request; this one is among them
+        #: while `_waits`.
+        self.waiting = waiting
+        self._waits = False
         self._phase = HEAD
         self._deadline = 0.0
         self._watchdog: asyncio.TimerHandle | None = None
@@ -72,7 +84,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_made(transport)
         # What the cycles write goes through it; flow control keeps the real one.
         self.transport = CoalescingTransport(transport, self.loop)  # type: ignore[assignment]
-        if len(self.connections) > self.limits.max_connections:
+        if len(self.connections) > self.limits.max_connections and not self._make_room():
             self._refuse(
                 503,
                 "The gateway has too many open connections; retry shortly.",
@@ -80,8 +92,38 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             )
             return
         self._enter(HEAD, self.limits.header_timeout_s)
+        self._wait()
+
+    def _make_room(self) -> bool:
+        """Close the connection that has waited longest for a request, if any waits."""
+        longest = self.waiting.longest()
+        if longest is None:
+            return False
+        longest._waits = False
+        longest._close_waiting()
+        self.stats.waiting_closed += 1
+        return True
+
+    def _close_waiting(self) -> None:
+        """Closed at the cap while waiting for a request: silently, as a keep-alive
+        expiry closes it (nothing was asked, so nothing is answered)."""
+        self._refused = True
+        self._phase = IDLE
+        self.transport.close()
+
+    def _wait(self) -> None:
+        self._waits = True
+        self.waiting.add(self)
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if self.timeout_keep_alive_task is not None:  # kept alive, waiting for the next
+            self._wait()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._waits:
+            self._waits = False
+            self.waiting.discard(self)
         self._phase = IDLE
         if self._watchdog is not None:
             self._watchdog.cancel()
@@ -89,6 +131,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if self._waits:  # a request is coming: no longer a connection to close at the cap
+            self._waits = False
+            self.waiting.discard(self)
         if self._refused:
             return
         self._unset_keepalive_if_required()

@@ -40,6 +40,7 @@ from starlette.applications import Starlette
 from uvicorn.config import LOGGING_CONFIG
 
 from gateway.server.config import ServerConfig
+from gateway.server.frontdoor import Waiting
 from gateway.server.logs import JSON, JsonFormatter, TextFormatter
 from gateway.server.protocol import GuardedHttpToolsProtocol
 
@@ -119,7 +120,10 @@ def configure_logging(options: ServeOptions) -> None:
 def uvicorn_config(app: Starlette, server: ServerConfig, options: ServeOptions) -> uvicorn.Config:
     gateway = app.state.gateway
     protocol = functools.partial(
-        GuardedHttpToolsProtocol, limits=server.front_door(), stats=gateway.state.front_door
+        GuardedHttpToolsProtocol,
+        limits=server.front_door(),
+        stats=gateway.state.front_door,
+        waiting=Waiting(),  # this worker's connections waiting for a request
     )
     return uvicorn.Config(
         app,
