@@ -65,6 +65,7 @@ from routing.context_windows import prompt_limits
 from routing.health import Identity as UpstreamIdentity
 from routing.router import Router, build_router
 from routing.tokens import load_encoding
+from routing.turn_counts import TurnCounts
 from routing.upstreams import SharedTransport, Upstreams
 from tenants.build import build_tenants
 from tools.endpoints import ToolEndpoints
@@ -259,7 +260,10 @@ class Runtime:
                 tracer=tracer,
             )
 
-        limits = AdmitLimits(state.limiter, config.limits, self.group_prices)
+        # Earlier turns' token counts, per caller: the guard and the limits count
+        # the same conversations.
+        turns = TurnCounts()
+        limits = AdmitLimits(state.limiter, config.limits, self.group_prices, turns)
         # Everything a chat request goes through once it is a chat request: the
         # Responses API joins here, translated.
         admission: list[Stage] = [
@@ -275,7 +279,7 @@ class Runtime:
                 events,
                 mcp=lambda: self.mcp,
             ),
-            PromptGuard(self.router, self.prompt_limits, events),
+            PromptGuard(self.router, self.prompt_limits, events, turns),
         ]
         upstream: list[Stage] = [
             Deadline(self.router),

@@ -12,7 +12,7 @@ import asyncio
 import functools
 import importlib.util
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -98,9 +98,10 @@ def encoding_for(model: str) -> tiktoken.Encoding:
 
 
 def count_text(text: str, encoding: tiktoken.Encoding) -> int:
-    # disallowed_special=() counts "<|endoftext|>" in user text as plain text instead
-    # of raising: user input must never crash the counter.
-    return len(encoding.encode(text, disallowed_special=()))
+    """Special tokens in user text ("<|endoftext|>") count as plain text instead of
+    raising: user input must never crash the counter. tiktoken's `encode_ordinary`
+    is `encode(text, disallowed_special=())` without its special-token bookkeeping."""
+    return len(encoding.encode_ordinary(text))
 
 
 def content_text(content: Any) -> str:
@@ -118,18 +119,24 @@ def content_text(content: Any) -> str:
     return orjson.dumps(content).decode()
 
 
-def message_tokens(message: Mapping[str, Any], encoding: tiktoken.Encoding) -> int:
+#: Counts a text's tokens: `count_text`, or a remembering one (routing/turn_counts.py).
+TextCounter = Callable[[str, "tiktoken.Encoding"], int]
+
+
+def message_tokens(
+    message: Mapping[str, Any], encoding: tiktoken.Encoding, count: TextCounter = count_text
+) -> int:
     """One message's tokens in OpenAI's chat framing (images are not counted)."""
-    total = TOKENS_PER_MESSAGE + count_text(content_text(message.get("content")), encoding)
+    total = TOKENS_PER_MESSAGE + count(content_text(message.get("content")), encoding)
     role = message.get("role")
     if isinstance(role, str):
         total += role_tokens(role, encoding)
     name = message.get("name")
     if isinstance(name, str):
-        total += TOKENS_PER_NAME + count_text(name, encoding)
+        total += TOKENS_PER_NAME + count(name, encoding)
     tool_calls = message.get("tool_calls")
     if tool_calls:
-        total += count_text(orjson.dumps(tool_calls).decode(), encoding)
+        total += count(orjson.dumps(tool_calls).decode(), encoding)
     return total
 
 

@@ -39,6 +39,7 @@ from routing.tokens import (
     load_encoding,
     message_tokens,
 )
+from routing.turn_counts import CallerCounts, TurnCounts
 from tools.shapes import as_list
 
 #: Prompts whose byte bound exceeds this are counted in a worker thread:
@@ -66,20 +67,47 @@ class PromptCount(NamedTuple):
         return None
 
 
-def count_prompt(body: Mapping[str, Any], model: str) -> tuple[list[int], int]:
-    """(tokens per message, tokens outside the messages: tool definitions, priming)."""
+def count_prompt(
+    body: Mapping[str, Any], model: str, remembered: CallerCounts | None = None
+) -> tuple[list[int], int]:
+    """(tokens per message, tokens outside the messages: tool definitions, priming).
+    With the caller's `remembered` counts, the messages before the last (the
+    conversation so far, sent again every turn) are counted once per caller."""
     encoding = encoding_for(model)
-    costs = [message_tokens(m, encoding) for m in body["messages"]]
+    messages = body["messages"]
+    if remembered is None or len(messages) < 2:
+        costs = [message_tokens(m, encoding) for m in messages]
+    else:
+        count = remembered.count
+        costs = [message_tokens(m, encoding, count) for m in messages[:-1]]
+        costs.append(message_tokens(messages[-1], encoding))
     # Every tool definition the model is shown: `tools`, and the legacy `functions`.
     offered = [*as_list(body.get("tools")), *as_list(body.get("functions"))]
     return costs, REPLY_PRIMING_TOKENS + count_tools(offered, encoding)
 
 
+def remembered_counts(turns: TurnCounts | None, exchange: Exchange) -> CallerCounts | None:
+    """The counts remembered for this request's caller (its key's identity; one
+    caller for a gateway without keys). None for a prompt of one message: only
+    messages before the last are remembered."""
+    if turns is None or len(exchange.body["messages"]) < 2:
+        return None
+    return turns.of(exchange.identity)
+
+
 class PromptGuard:
-    def __init__(self, router: Router, limits: Mapping[str, int | None], events: Events) -> None:
+    def __init__(
+        self,
+        router: Router,
+        limits: Mapping[str, int | None],
+        events: Events,
+        turns: TurnCounts | None = None,
+    ) -> None:
         self.router = router
         self.limits = limits
         self.events = events
+        #: Earlier turns' counts per caller, shared with the limits stage.
+        self.turns = turns
 
     def _refuse(self, exchange: Exchange, kind: str, error: GatewayError) -> GatewayError:
         group = exchange.group.name if exchange.group else None
@@ -118,12 +146,13 @@ class PromptGuard:
         if bound <= limit:
             return
         model = group.deployments[0].config.model
+        remembered = remembered_counts(self.turns, exchange)
         if bound > OFFLOAD_BYTES:
-            costs, fixed = await asyncio.to_thread(count_prompt, exchange.body, model)
+            costs, fixed = await asyncio.to_thread(count_prompt, exchange.body, model, remembered)
         else:
             if not encoding_loaded(model):
                 await load_encoding(model)
-            costs, fixed = count_prompt(exchange.body, model)
+            costs, fixed = count_prompt(exchange.body, model, remembered)
         tokens = fixed + sum(costs)
         exchange.prompt_count = PromptCount(
             exchange.body["messages"], encoding_name_for(model), tokens

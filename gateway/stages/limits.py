@@ -20,7 +20,9 @@ reported, and the usage chunk is kept from a client that did not ask for it.
 What a request's levels claim is worked out once per caller and set of limit
 classes (a `Plan`, limits/claims.py), not per request: a request fills in its tokens
 and cost. The prompt is counted once per request: when the prompt guard counted it
-(near its limit, right before this stage), its count is the one reserved.
+(near its limit, right before this stage), its count is the one reserved. The
+messages before the last (the conversation so far) are counted once per caller:
+their counts are remembered (routing/turn_counts.py).
 
 Reads `exchange.identity`, `exchange.policy`, `exchange.group`, `exchange.body`,
 `exchange.history_bytes`, `exchange.prompt_count`.
@@ -38,12 +40,13 @@ from common.chat import RESPONSES, estimated_tokens
 from common.headers import LIMIT_HEADER
 from gateway.errors import STREAM_INTERRUPTED, GatewayError
 from gateway.exchange import Exchange
-from gateway.stages.guards import OFFLOAD_BYTES, PromptCount, count_prompt
+from gateway.stages.guards import OFFLOAD_BYTES, PromptCount, count_prompt, remembered_counts
 from limits.claims import NO_DEMAND, Demand, Level, Plan
 from limits.config import LimitSettings
 from limits.limiter import Admission, Limiter
 from limits.prices import TokenPrice
 from routing.tokens import encoding_loaded, load_encoding
+from routing.turn_counts import TurnCounts
 from tenants.identity import Identity
 
 #: Plans kept per Runtime, at most (one per key and set of limit classes; the cache
@@ -57,8 +60,11 @@ class AdmitLimits:
         limiter: Limiter,
         settings: LimitSettings,
         group_prices: Mapping[str, TokenPrice],
+        turns: TurnCounts | None = None,
     ) -> None:
         self.limiter = limiter
+        #: Earlier turns' counts per caller, shared with the prompt guard.
+        self.turns = turns
         self.settings = settings
         self.classes = settings.classes
         self.group_prices = group_prices
@@ -135,12 +141,13 @@ class AdmitLimits:
         shared: PromptCount | None = exchange.prompt_count
         counted = None if shared is None else shared.tokens_of(body, model)
         if counted is None:
+            remembered = remembered_counts(self.turns, exchange)
             if len(exchange.raw) > OFFLOAD_BYTES:
-                costs, fixed = await asyncio.to_thread(count_prompt, body, model)
+                costs, fixed = await asyncio.to_thread(count_prompt, body, model, remembered)
             else:
                 if not encoding_loaded(model):
                     await load_encoding(model)
-                costs, fixed = count_prompt(body, model)
+                costs, fixed = count_prompt(body, model, remembered)
             counted = fixed + sum(costs)
         # A continued conversation (Responses' `previous_response_id`) is not in the
         # body yet: its stored bytes are counted at the policies' rate.
