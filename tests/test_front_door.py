@@ -257,24 +257,33 @@ def front_door_metrics(server: ServerThread) -> str:
     return httpx.get(server.url + "/metrics", headers={"connection": "close"}).text
 
 
+@contextlib.contextmanager
+def capped_gateway() -> Iterator[tuple[ServerThread, list[socket.socket]]]:
+    """A gateway capped at 4 connections, and a list for the sockets a test opens
+    (closed when it ends)."""
+    with running_gateway({"models": [mock_group("demo")], "server": CAPPED}) as server:
+        opened: list[socket.socket] = []
+        try:
+            yield server, opened
+        finally:
+            for sock in opened:
+                sock.close()
+
+
 def test_connections_over_the_cap_all_busy_get_503() -> None:
     """Every connection is busy with a request (its head half sent): none may be
     closed to make room, so the next one is refused, and the busy ones finish."""
-    with running_gateway({"models": [mock_group("demo")], "server": CAPPED}) as server:
-        held = [connect(server) for _ in range(4)]
-        try:
-            for sock in held:
-                sock.sendall(b"GET /healthz HTTP/1.1\r\n")  # busy: a head under way
-            with connect(server) as extra:
-                status, headers, body = read_response(extra)
-            assert status == 503
-            assert_envelope(headers, body, "too_many_connections")
-            for sock in held:  # none of them was touched
-                sock.sendall(b"Host: test\r\n\r\n")
-                assert read_response(sock)[0] == 200
-        finally:
-            for sock in held:
-                sock.close()
+    with capped_gateway() as (server, held):
+        held += [connect(server) for _ in range(4)]
+        for sock in held:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\n")  # busy: a head under way
+        with connect(server) as extra:
+            status, headers, body = read_response(extra)
+        assert status == 503
+        assert_envelope(headers, body, "too_many_connections")
+        for sock in held:  # none of them was touched
+            sock.sendall(b"Host: test\r\n\r\n")
+            assert read_response(sock)[0] == 200
         metrics = front_door_metrics(server)
     assert 'seawall_front_door_refusals_total{reason="too_many_connections"} 1.0' in metrics
     assert "seawall_front_door_waiting_closed_total 0.0" in metrics
@@ -285,24 +294,20 @@ def test_idle_connections_at_the_cap_cannot_lock_a_new_client_out() -> None:
     cheap request. A victim's new connection is served; the attacker's connection
     that has waited longest is the one closed (one that asked again since is not),
     and the others stay usable."""
-    with running_gateway({"models": [mock_group("demo")], "server": CAPPED}) as server:
-        attacker = [connect(server) for _ in range(4)]
-        try:
-            for sock in attacker:
-                assert served(sock) == 200
-            assert served(attacker[0]) == 200  # a asked again: b now waited longest
-            with connect(server) as victim:
-                victim.sendall(request_head(**{"Content-Length": str(len(CHAT))}) + CHAT)
-                status, _, body = read_response(victim)
-                assert status == 200, body
-                assert json.loads(body)["object"] == "chat.completion"
-            attacker[1].settimeout(5)
-            assert closed_by_peer(attacker[1])
-            for sock in (attacker[0], attacker[2], attacker[3]):
-                assert served(sock) == 200
-        finally:
-            for sock in attacker:
-                sock.close()
+    with capped_gateway() as (server, attacker):
+        attacker += [connect(server) for _ in range(4)]
+        for sock in attacker:
+            assert served(sock) == 200
+        assert served(attacker[0]) == 200  # a asked again: b now waited longest
+        with connect(server) as victim:
+            victim.sendall(request_head(**{"Content-Length": str(len(CHAT))}) + CHAT)
+            status, _, body = read_response(victim)
+            assert status == 200, body
+            assert json.loads(body)["object"] == "chat.completion"
+        attacker[1].settimeout(5)
+        assert closed_by_peer(attacker[1])
+        for sock in (attacker[0], attacker[2], attacker[3]):
+            assert served(sock) == 200
         metrics = front_door_metrics(server)
     assert "seawall_front_door_waiting_closed_total 1.0" in metrics
     assert 'seawall_front_door_refusals_total{reason="too_many_connections"} 0.0' in metrics
@@ -310,20 +315,16 @@ def test_idle_connections_at_the_cap_cannot_lock_a_new_client_out() -> None:
 
 def test_silent_new_connections_at_the_cap_are_closed_oldest_first() -> None:
     """Connections opened and never used hold no request: at the cap the oldest goes."""
-    with running_gateway({"models": [mock_group("demo")], "server": CAPPED}) as server:
+    with capped_gateway() as (server, opened):
         silent = [connect(server) for _ in range(4)]
-        newcomers: list[socket.socket] = []
-        try:
-            for k in range(2):  # each newcomer stays open: the cap stays reached
-                newcomers.append(connect(server))
-                assert served(newcomers[k]) == 200
-                silent[k].settimeout(5)
-                assert closed_by_peer(silent[k])
-            for sock in [*silent[2:], *newcomers]:
-                assert served(sock) == 200
-        finally:
-            for sock in [*silent, *newcomers]:
-                sock.close()
+        opened += silent
+        for k in range(2):  # each newcomer stays open: the cap stays reached
+            opened.append(connect(server))
+            assert served(opened[-1]) == 200
+            silent[k].settimeout(5)
+            assert closed_by_peer(silent[k])
+        for sock in [*silent[2:], *opened[4:]]:
+            assert served(sock) == 200
         metrics = front_door_metrics(server)
     assert "seawall_front_door_waiting_closed_total 2.0" in metrics
 
