@@ -16,9 +16,9 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from limits import Demand, Level, Limiter, MemoryStore
-from limits.claims import MICRO, micro_usd
+from limits.claims import MICRO, BucketState, micro_usd
 from limits.config import LimitsConfig, SpendLimit
-from limits.headers import duration, rate_headers
+from limits.headers import duration, plan_headers, rate_headers
 from limits.periods import period_of
 from tests.examples import examples
 from tests.limit_strategies import admits, configs
@@ -522,6 +522,33 @@ def test_openai_headers_speak_for_the_tightest_limits() -> None:
         "x-ratelimit-reset-tokens": "59.75s",
     }
     assert rate_headers([]) == {}
+
+
+@given(
+    st.lists(st.tuples(st.integers(1, 50), st.booleans(), st.booleans()), min_size=1, max_size=6),
+    st.data(),
+)
+@settings(max_examples=examples(300), deadline=None)
+def test_plan_headers_are_the_headers_of_every_bucket_state(
+    levels: list[tuple[int, bool, bool]], data: st.DataObject
+) -> None:
+    """The one-pass headers of an admission (`plan_headers`, read off the store's
+    answer) against `rate_headers` over every bucket's state: any mix of levels
+    with requests and tokens limits, small limits so that ties and settlement debt
+    (used past the limit, on several levels at once) come up."""
+    chosen = [
+        Level(f"tenant:l{n}", LimitsConfig(
+            requests_per_minute=limit if requests else None,
+            tokens_per_minute=limit * 2 if tokens else None,
+            max_concurrent=3,
+        ))
+        for n, (limit, requests, tokens) in enumerate(levels)
+    ]  # fmt: skip
+    plan = Limiter(MemoryStore()).plan(chosen)
+    used = [data.draw(st.integers(0, 120)) for _ in plan.claims]
+    resets = [data.draw(st.integers(0, WINDOW)) for _ in plan.claims]
+    states = [BucketState(claim, used[i], 0, resets[i]) for i, claim in enumerate(plan.claims)]
+    assert plan_headers(plan, used, resets) == rate_headers(states)
 
 
 def test_durations_are_written_as_openai_writes_them() -> None:
