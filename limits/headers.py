@@ -89,8 +89,7 @@ def plan_headers(plan: Plan, used: Sequence[int], resets: Sequence[int]) -> dict
     `index` cost a third more)."""
     headers: dict[str, str] = {}
     limits = plan.limits
-    kind = 0
-    for ranked in plan.ranked:
+    for kind, ranked in enumerate(plan.ranked):
         if ranked:
             best = ranked[0]
             least = limits[best] - used[best]
@@ -105,5 +104,4 @@ def plan_headers(plan: Plan, used: Sequence[int], resets: Sequence[int]) -> dict
             headers[limit] = plan.limit_texts[best]
             headers[remaining] = str(least) if least > 0 else "0"
             headers[reset] = duration(resets[best])
-        kind += 1
     return headers
