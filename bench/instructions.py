@@ -20,6 +20,13 @@ and imports cancel out:
     .venv/bin/python bench/instructions.py --governed --audit   # and the audit log on
     .venv/bin/python bench/instructions.py --canary     # governed, a config canary running
     .venv/bin/python bench/instructions.py --responses  # /v1/responses, `store: false`
+    .venv/bin/python bench/instructions.py --governed --history 40   # an agent's 41st turn
+
+`--history N` puts N earlier messages (a conversation so far, ~100 tokens each,
+user and assistant in turn) before the request's user message: an agent sends its
+conversation again on every turn. Every request sends the same history, as the next
+turn of one conversation would (a real turn also sends the two messages the turn
+before it added, which it counts anew).
 
 `--governed` serves bench/policy_limits.py's config: a 3-level tenant tree with the key
 on its leaf, the 20 rules of bench/cel_libraries.py across the chain (some reading
@@ -195,6 +202,18 @@ def write_config(
     return config
 
 
+def history(count: int) -> list[dict[str, str]]:
+    """`count` earlier messages of a conversation, ~100 tokens each, each different."""
+    words = "the agent called a tool read its result and wrote the next step of the plan"
+    return [
+        {
+            "role": "assistant" if n % 2 else "user",
+            "content": f"Turn {n}: " + " ".join([words] * 6),
+        }
+        for n in range(count)
+    ]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--stream", action="store_true", help="200-event streams")
@@ -211,6 +230,9 @@ def main() -> int:
         "--canary", action="store_true", help="--governed with a config canary running"
     )
     parser.add_argument(
+        "--history", type=int, default=0, help="N earlier messages before the user's"
+    )
+    parser.add_argument(
         "--responses",
         action="store_true",
         help="POST /v1/responses (non-stream, store false), translated to chat",
@@ -218,6 +240,8 @@ def main() -> int:
     args = parser.parse_args()
     if args.responses and args.stream:
         parser.error("--responses counts non-stream responses only")
+    if args.responses and args.history:
+        parser.error("--history is for chat completions")
     args.governed = args.governed or args.policies_only or args.audit or args.canary
     if subprocess.run(["which", "valgrind"], capture_output=True).returncode != 0:
         subprocess.run(["apt-get", "install", "-y", "-q", "valgrind"], check=True)
@@ -234,6 +258,10 @@ def main() -> int:
             if args.responses:
                 request = {"model": group, "input": endpoint.prompt, "store": False}
                 body = json.dumps(request).encode()
+            if args.history:
+                chat = json.loads(body)
+                chat["messages"] = history(args.history) + chat["messages"]
+                body = json.dumps(chat).encode()
             limits = None if args.policies_only else "memory"
             config = write_config(
                 folder, port, args.max_prompt_tokens, args.governed, limits, args.audit,
@@ -256,6 +284,8 @@ def main() -> int:
     unit = f"stream of {STREAM_EVENTS} events" if args.stream else "request"
     unit += " to /v1/responses (store false)" if args.responses else ""
     prompt = f"a ~{args.prompt_tokens}-token prompt" if args.prompt_tokens else "a short prompt"
+    if args.history:
+        prompt += f" after {args.history} earlier messages of ~100 tokens"
     limit = f", max_prompt_tokens {args.max_prompt_tokens}" if args.max_prompt_tokens else ""
     if args.governed:
         limit += ", tenants and 20 rules" + ("" if args.policies_only else ", memory limits")
