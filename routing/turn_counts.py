@@ -20,7 +20,9 @@ What is remembered, and why it cannot leak or grow:
 - Bounded in count, so in bytes: `MAX_CALLERS` callers (the least recently seen is
   forgotten) of `MAX_COUNTS` counts each (the least recently used is forgotten),
   ~100 bytes a count: at most ~13 MB per worker. A caller that floods its own counts
-  pushes out only its own; a forgotten count is counted again, exactly.
+  pushes out only its own. Callers past `MAX_CALLERS` (a tenant with more keys in use
+  than that, say) push out the least recently seen callers' counts: a cost, never a
+  wrong count, since a forgotten count is counted again, exactly.
 
 Thread-safe: a large prompt is counted in a worker thread (tiktoken releases the
 GIL) while the event loop counts others.
