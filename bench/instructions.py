@@ -169,8 +169,6 @@ def write_config(
                 "batch_window_ms": 2_500,
                 "checkpoint_interval_ms": 50_000,
             }
-        if limits is None:  # policies alone: the classes rules select limit nothing
-            document["limits"]["classes"] = {key: {} for key in document["limits"]["classes"]}
         # Under valgrind everything runs ~50x slower: the default 1 ms evaluation budget
         # would cut rules off (and deny). The budget is a wall-clock bound, not work.
         document["policies"]["evaluation_budget_ms"] = 100

@@ -77,7 +77,15 @@ def config(upstream: int, *, policies: bool, limits: str | None) -> dict[str, An
         {"id": "bench", "key": TOKEN, "tenant": "acme-search-crawler", "roles": ["user"], **levels}
     ]
     document["policies"] = {"rules": policy_rules(), "headers": list(HEADERS)}
-    classes = {name: dict(LIMITS) for name in ("night", "tight", "batch")}
+    # The `night` rule (hour >= 22 || hour < 6 UTC) matches every request at night;
+    # its class limits nothing, so what a request costs does not depend on the hour
+    # the bench runs at (with limits, from 22:00 UTC the rules-only target paid for
+    # a limited level and the limited targets for a fifth one). The other classes are
+    # selected by no bench request (max_tokens > 8000, a `batch-` key).
+    classes: dict[str, Any] = {name: dict(LIMITS) for name in ("tight", "batch")}
+    classes["night"] = {}
+    if not limits:  # policies alone: no class limits anything either
+        classes = {name: {} for name in classes}
     document["limits"] = {"store": limits or "memory", "classes": classes}
     return document
 
