@@ -86,6 +86,19 @@ def count_prompt(
     return costs, REPLY_PRIMING_TOKENS + count_tools(offered, encoding)
 
 
+async def count_prompt_off_loop(
+    body: Mapping[str, Any], model: str, remembered: CallerCounts | None, *, big: bool
+) -> tuple[list[int], int]:
+    """`count_prompt`, in a worker thread for a `big` prompt (tiktoken releases the
+    GIL, so the event loop keeps serving); a small one counts on the loop, once the
+    encoding is loaded (a backstop: the Runtime loads it before serving)."""
+    if big:
+        return await asyncio.to_thread(count_prompt, body, model, remembered)
+    if not encoding_loaded(model):
+        await load_encoding(model)
+    return count_prompt(body, model, remembered)
+
+
 def remembered_counts(turns: TurnCounts | None, exchange: Exchange) -> CallerCounts | None:
     """The counts remembered for this request's caller (its key's identity; one
     caller for a gateway without keys). None for a prompt of one message: only
@@ -147,12 +160,9 @@ class PromptGuard:
             return
         model = group.deployments[0].config.model
         remembered = remembered_counts(self.turns, exchange)
-        if bound > OFFLOAD_BYTES:
-            costs, fixed = await asyncio.to_thread(count_prompt, exchange.body, model, remembered)
-        else:
-            if not encoding_loaded(model):
-                await load_encoding(model)
-            costs, fixed = count_prompt(exchange.body, model, remembered)
+        costs, fixed = await count_prompt_off_loop(
+            exchange.body, model, remembered, big=bound > OFFLOAD_BYTES
+        )
         tokens = fixed + sum(costs)
         exchange.prompt_count = PromptCount(
             exchange.body["messages"], encoding_name_for(model), tokens

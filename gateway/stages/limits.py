@@ -31,7 +31,6 @@ Writes `exchange.limits`, `exchange.headers`, the body's `stream_options`.
 
 from __future__ import annotations
 
-import asyncio
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -40,12 +39,16 @@ from common.chat import RESPONSES, estimated_tokens
 from common.headers import LIMIT_HEADER
 from gateway.errors import STREAM_INTERRUPTED, GatewayError
 from gateway.exchange import Exchange
-from gateway.stages.guards import OFFLOAD_BYTES, PromptCount, count_prompt, remembered_counts
+from gateway.stages.guards import (
+    OFFLOAD_BYTES,
+    PromptCount,
+    count_prompt_off_loop,
+    remembered_counts,
+)
 from limits.claims import NO_DEMAND, Demand, Level, Plan
 from limits.config import LimitSettings
 from limits.limiter import Admission, Limiter
 from limits.prices import TokenPrice
-from routing.tokens import encoding_loaded, load_encoding
 from routing.turn_counts import TurnCounts
 from tenants.identity import Identity
 
@@ -142,12 +145,9 @@ class AdmitLimits:
         counted = None if shared is None else shared.tokens_of(body, model)
         if counted is None:
             remembered = remembered_counts(self.turns, exchange)
-            if len(exchange.raw) > OFFLOAD_BYTES:
-                costs, fixed = await asyncio.to_thread(count_prompt, body, model, remembered)
-            else:
-                if not encoding_loaded(model):
-                    await load_encoding(model)
-                costs, fixed = count_prompt(body, model, remembered)
+            costs, fixed = await count_prompt_off_loop(
+                body, model, remembered, big=len(exchange.raw) > OFFLOAD_BYTES
+            )
             counted = fixed + sum(costs)
         # A continued conversation (Responses' `previous_response_id`) is not in the
         # body yet: its stored bytes are counted at the policies' rate.
