@@ -24,8 +24,10 @@ from gateway.stages.guards import count_prompt
 from routing.tokens import count_text, get_encoding
 from routing.turn_counts import CallerCounts, TurnCounts
 from tests.examples import examples
+from tests.isolation import ATTACKER, VICTIM, call, two_tenants
 from tests.support import mock_group, running_gateway
 
+PATH = "/v1/chat/completions"
 #: One model of each encoding: o200k_base and cl100k_base.
 MODELS = ("gpt-4o-mini", "gpt-4")
 
@@ -144,6 +146,28 @@ def test_a_caller_never_reads_or_evicts_another_callers_counts(misses: list[str]
     misses.clear()
     count_prompt(body, "gpt-4o-mini", turns.of(victim))
     assert misses == []
+
+
+def test_a_sibling_tenant_with_every_role_gets_no_count_the_victim_made(
+    misses: list[str],
+) -> None:
+    """Through the gateway, with a tokens limit on both tenants (so every prompt is
+    counted): the victim sends its conversation, then an attacker of the sibling
+    tenant holding every role sends the very same one. Nothing the victim counted
+    answers the attacker (a faster answer would tell it the victim sent that text),
+    and the victim's counts still answer the victim."""
+    limits = {"limits": {"tokens_per_minute": 10**9}}
+    config = two_tenants(tenant_extra={VICTIM: limits, ATTACKER: limits})
+    body = {"model": "chat", "messages": HISTORY}
+    with running_gateway(config) as gateway:
+        assert call(gateway.url, f"{VICTIM}-user", "POST", PATH, json=body).status_code == 200
+        assert len(misses) == 3  # the victim's three messages before the last
+        misses.clear()
+        assert call(gateway.url, f"{ATTACKER}-all", "POST", PATH, json=body).status_code == 200
+        assert len(misses) == 3, "the victim's counts answered the attacker"
+        misses.clear()
+        assert call(gateway.url, f"{VICTIM}-user", "POST", PATH, json=body).status_code == 200
+        assert misses == []
 
 
 def test_callers_are_bounded_and_the_least_recently_seen_forgotten() -> None:
