@@ -5,11 +5,12 @@ limits/lua.py), in plain Python; one event loop runs one admission at a time, so
 an admission is atomic without a lock. Costs: a request or token window keeps one
 slot per millisecond of its last `span_ms` that admitted anything (the sum of that
 millisecond's admissions: exact, since they age out together), so at most `span_ms`
-slots whatever the rate (a minute: 60,000), and a token window also one entry per
-reservation not settled yet (the requests in flight); a lease bucket one entry per
-held lease (and its heap at most twice that); a period one entry per unsettled
-reservation. Everything else is O(1) per bucket per admission (running sums), plus
-what has aged out since (each slot is dropped once: amortised O(1)).
+slots whatever the rate (a minute: 60,000); the store one entry per reservation
+with token windows not settled yet (the requests in flight), however many windows
+it was charged in; a lease bucket one entry per held lease (and its heap at most
+twice that); a period one entry per unsettled reservation. Everything else is O(1)
+per bucket per admission (running sums), plus what has aged out since (each slot is
+dropped once: amortised O(1)).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from limits.store import LEASE_RETRY_MS, StoreAnswer
 
 #: (used, reserved, reset_ms)
 Look = tuple[int, int, int]
-#: A token window sweeps its unsettled reservations for aged-out ones past twice the
+#: The store sweeps its unsettled token estimates for aged-out ones past twice the
 #: count after its last sweep, and never below this.
 PENDING_SWEEP_MIN = 1024
 #: Stale entries a lease heap may hold beyond twice its held leases.
@@ -86,9 +87,6 @@ class _Count:
             self.counts.append(1)
         self.total += 1
 
-    def settle(self, rid: str, amount: int) -> None:
-        return None
-
 
 class _Window:
     """Tokens: a slot per millisecond of the last `span_ms` that admitted any, oldest
@@ -96,16 +94,16 @@ class _Window:
     usage as they settle) and how much of that is still estimates; the reservations
     not settled yet, each with its slot's millisecond and estimate; and the running
     sums, so a look is O(what aged out since the last one). At most `span_ms` slots,
-    whatever the rate; unsettled reservations are the requests in flight.
+    whatever the rate. Which reservations are not settled yet, and the slot and
+    estimate of each, the store keeps once per admission, not once per window
+    (`MemoryStore._estimates`): every window of an admission is charged the same
+    tokens in the same millisecond.
 
     A slot is two integers in two dicts keyed by its millisecond, not an object: a
     window holds up to 60,000 of them for a minute, and objects would be the
     garbage collector's to traverse, ints and dicts of ints are not."""
 
-    __slots__ = (
-        "first", "pending", "pending_mark", "reserved", "reserved_at", "times", "total",
-        "totals",
-    )  # fmt: skip
+    __slots__ = ("first", "reserved", "reserved_at", "times", "total", "totals")
 
     def __init__(self) -> None:
         self.times: deque[int] = deque()
@@ -114,10 +112,6 @@ class _Window:
         self.reserved_at: dict[int, int] = {}
         #: The oldest slot's millisecond, or `NEVER` (as `_Count.first`).
         self.first = NEVER
-        self.pending: dict[str, tuple[int, int]] = {}  # rid -> (slot, estimate)
-        #: Past this many, pending entries whose slot aged out are dropped (each
-        #: once: amortised O(1)); a reservation is normally settled long before.
-        self.pending_mark = PENDING_SWEEP_MIN
         self.total = 0
         self.reserved = 0
 
@@ -162,20 +156,13 @@ class _Window:
             reserved[now] = amount
         self.total += amount
         self.reserved += amount
-        pending = self.pending
-        pending[rid] = (now, amount)
-        if len(pending) > self.pending_mark:
-            self.pending = {r: entry for r, entry in pending.items() if entry[0] in totals}
-            self.pending_mark = max(PENDING_SWEEP_MIN, 2 * len(self.pending))
 
-    def settle(self, rid: str, amount: int) -> None:
-        found = self.pending.pop(rid, None)
-        if found is None:
-            return  # settled already
-        at, estimate = found
-        if at not in self.totals:
+    def settle(self, at: int, amount: int, estimate: int) -> None:
+        """The admission of slot `at` that was charged `estimate` now counts `amount`."""
+        totals = self.totals
+        if at not in totals:
             return  # its slot aged out of the window: a late settlement changes nothing
-        self.totals[at] += amount - estimate
+        totals[at] += amount - estimate
         self.reserved_at[at] -= estimate
         self.total += amount - estimate
         self.reserved -= estimate
@@ -228,19 +215,19 @@ class _Leases:
 
     def add(self, now: int, rid: str, amount: int, span: int) -> None:
         expiries = self.expiries
-        expiries[rid] = now + span
-        self.total = len(expiries)
+        expiry = expiries[rid] = now + span
+        held = self.total = len(expiries)
         heap = self.heap
-        heapq.heappush(heap, (now + span, rid))
+        heapq.heappush(heap, (expiry, rid))
         self.first = heap[0][0]
-        if len(heap) > 2 * len(expiries) + HEAP_SLACK:
+        if len(heap) > 2 * held + HEAP_SLACK:
             self._compact()
 
-    def settle(self, rid: str, amount: int) -> None:
-        expiries = self.expiries
-        if expiries.pop(rid, None) is not None:
-            self.total = len(expiries)
-            if len(self.heap) > 2 * len(expiries) + HEAP_SLACK:
+    def release(self, rid: str) -> None:
+        """The lease is given back (its heap entry goes stale)."""
+        if self.expiries.pop(rid, None) is not None:
+            held = self.total = self.total - 1
+            if len(self.heap) > 2 * held + HEAP_SLACK:
                 self._compact()
 
     def renew(self, now: int, rid: str, span_ms: int) -> bool:
@@ -313,6 +300,13 @@ class MemoryStore:
         self._placements: dict[tuple[str, str, int], str] = {}
         #: Each plan's buckets (`_rows`), for at most `_RESOLVED` plans.
         self._resolved: dict[Plan, _Rows] = {}
+        #: Reservations with token windows not settled yet: rid -> (slot, estimate,
+        #: span), one entry per admission whatever its number of windows (each was
+        #: charged the estimate in the same millisecond). Past `_estimates_mark`,
+        #: entries whose slot aged out of the window are dropped (each once:
+        #: amortised O(1)); a reservation is normally settled long before.
+        self._estimates: dict[str, tuple[int, int, int]] = {}
+        self._estimates_mark = PENDING_SWEEP_MIN
 
     def _now(self) -> int:
         return round(self._clock() * 1000)
@@ -362,28 +356,44 @@ class MemoryStore:
 
     async def admit(self, rid: str, plan: Plan, tokens: int, cost: int) -> StoreAnswer:
         """One pass over the plan's buckets to look (each reads its running sum,
-        pruning first only when something may have aged out), one to add: O(1) per
-        bucket, amortised."""
+        pruning first only when something may have aged out), one per kind to add:
+        O(1) per bucket, amortised."""
         now = self._now()
         amounts = (1, tokens, cost)
         rows = self._rows(plan)
         if rows.fast is None:
             return self._admit_with_periods(rid, plan, rows, now, amounts)
+        # What each bucket would count with this admission.
         used: list[int] = []
         refused = -1
         for bucket, source, limit, lag, span in rows.fast:
             count = bucket.used(now, span) if bucket.first <= now - lag else bucket.total
-            if count + amounts[source] > limit and refused < 0:
+            count += amounts[source]
+            if count > limit and refused < 0:
                 refused = len(used)
             used.append(count)
         buckets: tuple[Bucket, ...] = rows.buckets  # type: ignore[assignment]
         if refused >= 0:
+            sources = zip(used, plan.sources, strict=True)
+            used = [count - amounts[source] for count, source in sources]
             return self._refused(plan, list(buckets), now, amounts, used, (), refused)
-        for index, (bucket, source, _, _, span) in enumerate(rows.fast):
-            amount = amounts[source]
-            bucket.add(now, rid, amount, span)
-            used[index] += amount
+        for counted in rows.counts:
+            counted.add(now, rid, 1, 0)
+        if rows.windows:
+            self._charge(rid, rows, now, tokens)
+        for leased, span in rows.leases:
+            leased.add(now, rid, 1, span)
         return StoreAnswer(True, now, used, _Resets(now, plan, buckets))
+
+    def _charge(self, rid: str, rows: _Rows, now: int, tokens: int) -> None:
+        """The admission's estimate in each of its token windows, remembered once."""
+        for window in rows.windows:
+            window.add(now, rid, tokens, 0)
+        estimates = self._estimates
+        estimates[rid] = (now, tokens, rows.window_span)
+        if len(estimates) > self._estimates_mark:
+            self._estimates = {r: e for r, e in estimates.items() if e[0] > now - e[2]}
+            self._estimates_mark = max(PENDING_SWEEP_MIN, 2 * len(self._estimates))
 
     def _admit_with_periods(
         self, rid: str, plan: Plan, rows: _Rows, now: int, amounts: tuple[int, int, int]
@@ -412,8 +422,11 @@ class MemoryStore:
             zip(buckets, plan.sources, claims, strict=True)
         ):
             amount = amounts[source]
-            bucket.add(now, rid, amount, claim.span_ms)
             used[index] += amount
+            if not isinstance(bucket, _Window):  # charged below, the estimate kept once
+                bucket.add(now, rid, amount, claim.span_ms)
+        if rows.windows:
+            self._charge(rid, rows, now, amounts[1])
         return StoreAnswer(True, now, used, _Resets(now, plan, buckets), periods)
 
     @staticmethod
@@ -440,20 +453,20 @@ class MemoryStore:
         self, rid: str, plan: Plan, periods: Sequence[str], tokens: int, cost: int
     ) -> None:
         rows = self._rows(plan)
-        amounts = (1, tokens, cost)
-        if rows.settled is not None:
-            for timed, source in rows.settled:
-                timed.settle(rid, amounts[source])
+        estimate = self._estimates.pop(rid, None)
+        if estimate is not None:
+            at, charged, _ = estimate
+            for window in rows.windows:
+                window.settle(at, tokens, charged)
+        for leased, _ in rows.leases:
+            leased.release(rid)
+        if not periods:
             return
-        buckets, resolved = self._buckets, rows.buckets
-        spent = iter(periods)
-        for index in plan.settles:
-            bucket = resolved[index]
-            if bucket is None:
-                bucket = buckets.get(next(spent))
-                if bucket is None:
-                    continue  # the period ended and was forgotten
-            bucket.settle(rid, amounts[plan.sources[index]])
+        buckets = self._buckets
+        for key in periods:
+            bucket = buckets.get(key)
+            if isinstance(bucket, _Period):  # else the period ended and was forgotten
+                bucket.settle(rid, cost)
 
     async def renew(self, leases: Sequence[tuple[str, Plan]]) -> set[str]:
         now = self._now()
@@ -479,29 +492,35 @@ class MemoryStore:
 
 
 class _Rows:
-    """A plan's buckets as this store holds them, and for a plan without spend
-    claims (whose buckets never change) a row per claim of what an admission reads,
-    (bucket, amount source, limit, lag, span), and of what a settlement changes. A
-    bucket needs pruning only once `first <= now - lag` (lag: the window for
-    requests and tokens, 0 for a lease, whose `first` is an expiry)."""
+    """A plan's buckets as this store holds them (None for a spend claim's: it moves
+    with the period), each kind's apart for adding and settling, and for a plan
+    without spend claims (whose buckets never change) a row per claim of what an
+    admission reads, (bucket, amount source, limit, lag, span). A bucket needs
+    pruning only once `first <= now - lag` (lag: the window for requests and
+    tokens, 0 for a lease, whose `first` is an expiry)."""
 
-    __slots__ = ("buckets", "fast", "settled")
+    __slots__ = ("buckets", "counts", "fast", "leases", "window_span", "windows")
 
     def __init__(self, plan: Plan, buckets: tuple[Bucket | None, ...]) -> None:
         self.buckets = buckets
+        claims = plan.claims
+        self.counts = tuple(b for b in buckets if isinstance(b, _Count))
+        self.windows = tuple(b for b in buckets if isinstance(b, _Window))
+        #: (bucket, lease span) of each concurrency claim.
+        self.leases = tuple(
+            (b, c.span_ms) for b, c in zip(buckets, claims, strict=True) if isinstance(b, _Leases)
+        )
+        #: How long a token estimate can be settled: the longest window's span.
+        self.window_span = max(
+            (c.span_ms for b, c in zip(buckets, claims, strict=True) if isinstance(b, _Window)),
+            default=0,
+        )
         self.fast: tuple[tuple[Timed, int, int, int, int], ...] | None = None
-        #: For such a plan, (bucket, amount source) of each claim a settlement touches.
-        self.settled: tuple[tuple[Timed, int], ...] | None = None
         if all(bucket is not None for bucket in buckets):
-            self.settled = tuple(
-                (bucket, plan.sources[index])
-                for index in plan.settles
-                if not isinstance(bucket := buckets[index], (_Period, type(None)))
-            )
             self.fast = tuple(
                 (bucket, source, claim.limit, 0 if claim.kind == "lease" else claim.span_ms,
                  claim.span_ms)
-                for bucket, source, claim in zip(buckets, plan.sources, plan.claims, strict=True)
+                for bucket, source, claim in zip(buckets, plan.sources, claims, strict=True)
                 if not isinstance(bucket, (_Period, type(None)))
             )  # fmt: skip
 

@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 from limits import Admission, Demand, Level, Limiter, MemoryStore
 from limits.claims import MICRO, Claim
 from limits.config import LimitsConfig, SpendLimit
+from limits.memory import PENDING_SWEEP_MIN
 from limits.periods import DAY_MS
 from limits.redis_store import RedisStore
 from limits.store import StoreUnavailable
@@ -481,3 +482,47 @@ async def test_the_memory_store_is_exact_past_its_window_and_bounded_at_any_rate
     await same()
     del never, never_theirs
     await limiter.aclose()
+
+
+async def test_the_memory_store_keeps_one_estimate_per_admission_and_forgets_aged_ones() -> None:
+    """The token estimates not settled yet are kept once per admission, however many
+    windows it was charged in (here four levels: four windows), and bounded: ones
+    whose slot aged out of the window are dropped once they pile up past the mark,
+    while the ones still in the window stay settleable, exactly."""
+    clock = FakeClock(START)
+    limiter = Limiter(MemoryStore(clock))
+    model = reference.ReferenceLimiter(clock)
+    config = LimitsConfig(requests_per_minute=10**6, tokens_per_minute=10**9)
+    levels = [Level(name, config) for name in ("tenant:t", "tenant:t/u", "key:a", "class:c")]
+    store = limiter.store
+    assert isinstance(store, MemoryStore)
+
+    async def same() -> None:
+        assert bucket_views(await limiter.usage(levels)) == bucket_views(model.usage(levels))
+
+    def admit_both(tokens: int) -> tuple[Any, reference.Reservation]:
+        theirs = model.admit(levels, Demand(tokens)).reservation
+        assert theirs is not None
+        return Demand(tokens), theirs
+
+    # Never settled (dropped by their callers, say): each is one estimate, not four.
+    for _ in range(PENDING_SWEEP_MIN):
+        demand, _theirs = admit_both(5)
+        assert (await limiter.admit(levels, demand)).reservation is not None
+        clock.advance(0.001)
+    assert len(store._estimates) == PENDING_SWEEP_MIN
+    await same()
+    clock.advance(61)  # every one of them aged out of the window
+    kept = []
+    for _ in range(10):
+        demand, theirs = admit_both(7)
+        mine = (await limiter.admit(levels, demand)).reservation
+        kept.append((mine, theirs))
+    # The sweep ran once past the mark: only the 10 in the window are left.
+    assert len(store._estimates) == 10
+    await same()
+    for mine, theirs in kept:
+        await limiter.settle(mine, tokens=3)
+        model.settle(theirs, tokens=3)
+    assert not store._estimates
+    await same()
