@@ -37,6 +37,7 @@ from policies import KnownNames, PoliciesConfig, PolicyError, compile_policies
 from responses.config import ResponsesConfig
 from rollouts.config import RolloutSettings
 from routing.config import OPENAI_COMPATIBLE, ModelGroupConfig, RoutingSettings
+from routing.providers.litellm_names import litellm_providers
 from slo.config import DEFAULT_FREEZE_AT, SloConfig
 from tenants.build import build_tenants, tenant_problems
 from tenants.config import KeyConfig, TenantConfig
@@ -218,8 +219,7 @@ def mcp_servers(data: Mapping[str, Any]) -> list[str]:
 def serving_problems(data: Mapping[str, Any], host: str | None) -> list[str]:
     """Problems only serving would hit, so `check-config` reports them too: a key-less
     gateway on a non-loopback address (`host`, or `server.host`), and litellm provider
-    names litellm does not know (checked only when such deployments exist: it
-    imports litellm, seconds)."""
+    names litellm does not know (read from litellm's source, not imported)."""
     problems: list[str] = []
     server = data.get("server")
     if host is None:
@@ -238,10 +238,9 @@ def serving_problems(data: Mapping[str, Any], host: str | None) -> list[str]:
         if isinstance(d.get("provider"), str) and d["provider"] not in OPENAI_COMPATIBLE
     ]
     if translated:
-        from routing.providers.litellm import translates
-
+        known = litellm_providers()
         for i, j, provider in translated:
-            if not translates(provider):
+            if provider not in known:
                 problems.append(
                     f"models[{i}].deployments[{j}].provider: unknown provider {provider!r} "
                     "(neither OpenAI-compatible nor one litellm translates)"

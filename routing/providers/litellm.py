@@ -40,6 +40,7 @@ from routing.outcomes import (
     parse_retry_after,
 )
 from routing.providers.base import attempt_limit
+from routing.providers.litellm_names import litellm_providers
 
 #: A provider's retry-after is honoured up to this many seconds (as for OpenAI upstreams).
 RETRY_AFTER_CAP_SECONDS = 60.0
@@ -124,8 +125,8 @@ def import_litellm() -> Any:
 
 
 def translates(provider: str) -> bool:
-    """Whether litellm knows `provider` (imports litellm: seconds the first time)."""
-    return provider in {p.value for p in import_litellm().provider_list}
+    """Whether litellm knows `provider` (read from its source: no import)."""
+    return provider in litellm_providers()
 
 
 class LiteLLMProvider:
