@@ -37,7 +37,7 @@ from policies import KnownNames, PoliciesConfig, PolicyError, compile_policies
 from responses.config import ResponsesConfig
 from rollouts.config import RolloutSettings
 from routing.config import OPENAI_COMPATIBLE, ModelGroupConfig, RoutingSettings
-from routing.providers.litellm_names import litellm_providers
+from routing.providers.litellm_import import litellm_providers
 from slo.config import DEFAULT_FREEZE_AT, SloConfig
 from tenants.build import build_tenants, tenant_problems
 from tenants.config import KeyConfig, TenantConfig

@@ -22,7 +22,7 @@ import httpx
 import openai
 import pytest
 
-from routing.providers.litellm_names import imported_providers, litellm_providers
+from routing.providers.litellm_import import imported_providers, litellm_providers
 from tests.servers.anthropic import FakeAnthropic, RecordedRequest
 from tests.support import ServerThread, gateway_config, running_gateway
 

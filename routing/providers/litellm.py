@@ -18,8 +18,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import importlib
-import os
 import struct
 import time
 from collections.abc import AsyncGenerator, Iterator
@@ -40,7 +38,7 @@ from routing.outcomes import (
     parse_retry_after,
 )
 from routing.providers.base import attempt_limit
-from routing.providers.litellm_names import litellm_providers
+from routing.providers.litellm_import import import_litellm, litellm_providers
 
 #: A provider's retry-after is honoured up to this many seconds (as for OpenAI upstreams).
 RETRY_AFTER_CAP_SECONDS = 60.0
@@ -96,32 +94,6 @@ EMBEDDING_PARAMS = frozenset({"input", "dimensions", "user"})
 # `encoding_format` is applied by the gateway (`encode_base64`): the openai SDK asks for
 # base64 by default and litellm refuses the parameter for most non-OpenAI providers.
 IGNORED_PARAMS = frozenset({"model", "stream", "metadata", "encoding_format"})
-
-# litellm 1.106 imports these on its first request: ~0.5 s (the proxy's type
-# definitions, tiktoken's encoding) that would block the event loop mid-traffic.
-# Importing them with litellm moves that cost to startup, off the loop.
-WARM_MODULES = ("litellm.proxy._types", "litellm.litellm_core_utils.default_encoding")
-
-_litellm: Any = None
-
-
-def import_litellm() -> Any:
-    """Import litellm with its network fetches disabled (the cost map is bundled).
-
-    Slow: call it from a worker thread (`LiteLLMProvider.start` does).
-    """
-    global _litellm
-    if _litellm is None:
-        os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-        os.environ.setdefault("LITELLM_LOG", "ERROR")
-        import litellm
-
-        for name in WARM_MODULES:
-            with contextlib.suppress(ImportError):  # moved in another litellm: only slower
-                importlib.import_module(name)
-        litellm.suppress_debug_info = True
-        _litellm = litellm
-    return _litellm
 
 
 def translates(provider: str) -> bool:
