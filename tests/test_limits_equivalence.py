@@ -526,3 +526,37 @@ async def test_the_memory_store_keeps_one_estimate_per_admission_and_forgets_age
         model.settle(theirs, tokens=3)
     assert not store._estimates
     await same()
+
+
+async def test_a_sibling_flooding_unsettled_estimates_never_drops_the_victims() -> None:
+    """The estimates are kept in one table for every tenant. Red, a sibling tenant,
+    leaves thousands of reservations unsettled (streams that never end, say), so the
+    table is swept again and again; blue's reservation, admitted before the flood and
+    still in its window, is never swept with red's: its settlement is applied exactly
+    (blue's tokens are what blue used), and red's buckets are only red's."""
+    clock = FakeClock(START)
+    limiter = Limiter(MemoryStore(clock))
+    model = reference.ReferenceLimiter(clock)
+    config = LimitsConfig(requests_per_minute=10**6, tokens_per_minute=10**9)
+    blue = [Level("tenant:blue", config), Level("key:blue", config)]
+    red = [Level("tenant:red", config), Level("key:red", config)]
+    store = limiter.store
+    assert isinstance(store, MemoryStore)
+
+    async def same(levels: list[Level]) -> None:
+        assert bucket_views(await limiter.usage(levels)) == bucket_views(model.usage(levels))
+
+    victim = (await limiter.admit(blue, Demand(500))).reservation
+    theirs = model.admit(blue, Demand(500)).reservation
+    for _ in range(3 * PENDING_SWEEP_MIN):
+        assert (await limiter.admit(red, Demand(9))).reservation is not None
+        assert model.admit(red, Demand(9)).reservation is not None
+        clock.advance(0.005)  # 15 s in all: everyone's slot is still in the window
+    assert len(store._estimates) == 1 + 3 * PENDING_SWEEP_MIN  # swept, nothing dropped
+    await limiter.settle(victim, tokens=120)
+    model.settle(theirs, tokens=120)
+    await same(blue)
+    await same(red)
+    states = await limiter.usage(blue)
+    tokens = next(s for s in states if s.claim.level == "key:blue" and s.claim.kind == "window")
+    assert (tokens.used, tokens.reserved) == (120, 0)
