@@ -161,9 +161,11 @@ def count_messages(messages: Iterable[Mapping[str, Any]], encoding: tiktoken.Enc
     return REPLY_PRIMING_TOKENS + sum(message_tokens(m, encoding) for m in messages)
 
 
-def count_tools(tools: Iterable[Any] | None, encoding: tiktoken.Encoding) -> int:
+def count_tools(
+    tools: Iterable[Any] | None, encoding: tiktoken.Encoding, count: TextCounter = count_text
+) -> int:
     """Tool definitions as the model sees them: an approximation by their JSON text,
     a function's schema or a custom tool's format (a grammar's definition) included."""
     if not tools:
         return 0
-    return count_text(orjson.dumps(list(tools)).decode(), encoding)
+    return count(orjson.dumps(list(tools)).decode(), encoding)

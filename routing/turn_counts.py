@@ -1,4 +1,5 @@
-"""Token counts of a conversation's earlier messages, remembered per caller.
+"""Token counts of a conversation's earlier messages and tool definitions, remembered
+per caller.
 
 An agent sends its whole conversation again on every turn, so a gateway that counts
 each prompt exactly (the limits' token reservation, the prompt guard near its limit)
@@ -11,7 +12,9 @@ What is remembered, and why it cannot leak or grow:
 
 - Only messages before the last one: the conversation so far, which the next turn
   sends again. The last message is usually new, so remembering it would only push
-  out counts that will be asked for.
+  out counts that will be asked for. And the tool definitions (their JSON text, one
+  count for all of a request's), which an agent sends unchanged every turn: twenty
+  function tools are ~2,000 tokens, most of a short turn's counting.
 - A count is keyed by a hash of the encoding's name and the text (Python's keyed
   SipHash: nobody without the process's key can make two texts collide), never by
   the text itself: nothing a caller sent is kept, only integers.

@@ -58,17 +58,42 @@ def encodings() -> None:
         get_encoding(name)
 
 
-@given(st.lists(messages(), min_size=1, max_size=8), st.lists(st.sampled_from(MODELS), min_size=1))
+tools = st.lists(
+    st.builds(
+        lambda name, description: {
+            "type": "function",
+            "function": {"name": name, "description": description, "parameters": {}},
+        },
+        texts,
+        texts,
+    ),
+    max_size=3,
+)
+
+
+@given(
+    st.lists(messages(), min_size=1, max_size=8),
+    st.lists(st.sampled_from(MODELS), min_size=1),
+    st.lists(tools, min_size=1, max_size=3),
+    st.sampled_from(["tools", "functions"]),
+)
 @settings(max_examples=examples(100), deadline=None)
 def test_remembered_counts_are_the_exact_counts_turn_after_turn(
-    conversation: list[dict[str, Any]], models: list[str]
+    conversation: list[dict[str, Any]],
+    models: list[str],
+    offered: list[list[dict[str, Any]]],
+    field: str,
 ) -> None:
     """Every turn (a growing prefix of the conversation), in every model's encoding,
-    with one caller's counts shared across them all: the count without memory."""
+    with tool definitions (the same on consecutive turns, or changed; or none), with
+    one caller's counts shared across them all: the count without memory."""
     remembered = CallerCounts(limit=4)  # small: forgetting is exercised too
     for model in models:
         for turn in range(1, len(conversation) + 1):
-            body = {"messages": conversation[:turn]}
+            body: dict[str, Any] = {"messages": conversation[:turn]}
+            definitions = offered[turn % len(offered)]
+            if definitions:
+                body[field] = definitions
             assert count_prompt(body, model, remembered) == count_prompt(body, model)
 
 
@@ -217,3 +242,51 @@ def test_through_the_gateway_each_turn_reserves_the_exact_count_and_counts_only_
                 {"role": "assistant", "content": f"Answer {turn}."},
                 {"role": "user", "content": f"Question {turn + 1}?"},
             ]
+
+
+AGENT_TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": f"tool_{i}",
+            "description": f"Looks record {i} up and says what it found. " * 3,
+            "parameters": {"type": "object", "properties": {"query": {"type": "string"}}},
+        },
+    }
+    for i in range(10)
+]
+
+
+def test_through_the_gateway_an_agents_tool_definitions_are_counted_once(
+    misses: list[str],
+) -> None:
+    """An agent sends the same tool definitions every turn: they are counted on the
+    first, and remembered after, even for a prompt of one message; the reservation is
+    still the exact count (a TPM limit of 5 refuses each turn as too large, naming
+    what it needed)."""
+    config = {
+        "models": [mock_group("demo")],
+        "tenants": [{"id": "team", "limits": {"tokens_per_minute": 5}}],
+        "keys": [
+            {"id": "agent", "key_sha256": hashlib.sha256(b"agent").hexdigest(), "tenant": "team"}
+        ],
+    }
+    model = config["models"][0]["deployments"][0]["model"]
+    with running_gateway(config) as gateway:
+        client = openai.OpenAI(base_url=gateway.url + "/v1", api_key="agent", max_retries=0)
+        for turn in range(3):
+            misses.clear()
+            question = [{"role": "user", "content": f"Question {turn}?"}]
+            with pytest.raises(openai.RateLimitError) as refused:
+                client.chat.completions.create(
+                    model="demo",
+                    messages=question,  # type: ignore[arg-type]
+                    tools=AGENT_TOOLS,  # type: ignore[arg-type]
+                    max_tokens=16,
+                )
+            needed = re.search(r"it needs (\d+) tokens", refused.value.message)
+            assert needed is not None, refused.value.message
+            costs, fixed = count_prompt({"messages": question, "tools": AGENT_TOOLS}, model)
+            assert int(needed.group(1)) == fixed + sum(costs) + 16
+            tool_texts = [text for text in misses if '"tool_0"' in text]
+            assert len(tool_texts) == (1 if turn == 0 else 0), misses

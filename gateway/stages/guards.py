@@ -32,6 +32,7 @@ from routing.tokens import (
     REPLY_PRIMING_TOKENS,
     TOKENS_PER_MESSAGE,
     content_text,
+    count_text,
     count_tools,
     encoding_for,
     encoding_loaded,
@@ -72,7 +73,8 @@ def count_prompt(
 ) -> tuple[list[int], int]:
     """(tokens per message, tokens outside the messages: tool definitions, priming).
     With the caller's `remembered` counts, the messages before the last (the
-    conversation so far, sent again every turn) are counted once per caller."""
+    conversation so far) and the tool definitions, which an agent sends again every
+    turn, are counted once per caller."""
     encoding = encoding_for(model)
     messages = body["messages"]
     if remembered is None or len(messages) < 2:
@@ -83,7 +85,8 @@ def count_prompt(
         costs.append(message_tokens(messages[-1], encoding))
     # Every tool definition the model is shown: `tools`, and the legacy `functions`.
     offered = [*as_list(body.get("tools")), *as_list(body.get("functions"))]
-    return costs, REPLY_PRIMING_TOKENS + count_tools(offered, encoding)
+    counter = count_text if remembered is None else remembered.count
+    return costs, REPLY_PRIMING_TOKENS + count_tools(offered, encoding, counter)
 
 
 async def count_prompt_off_loop(
@@ -101,9 +104,12 @@ async def count_prompt_off_loop(
 
 def remembered_counts(turns: TurnCounts | None, exchange: Exchange) -> CallerCounts | None:
     """The counts remembered for this request's caller (its key's identity; one
-    caller for a gateway without keys). None for a prompt of one message: only
-    messages before the last are remembered."""
-    if turns is None or len(exchange.body["messages"]) < 2:
+    caller for a gateway without keys). None for a prompt of one message without
+    tools: only messages before the last, and tool definitions, are remembered."""
+    if turns is None:
+        return None
+    body = exchange.body
+    if len(body["messages"]) < 2 and not (body.get("tools") or body.get("functions")):
         return None
     return turns.of(exchange.identity)
 

@@ -21,8 +21,8 @@ What a request's levels claim is worked out once per caller and set of limit
 classes (a `Plan`, limits/claims.py), not per request: a request fills in its tokens
 and cost. The prompt is counted once per request: when the prompt guard counted it
 (near its limit, right before this stage), its count is the one reserved. The
-messages before the last (the conversation so far) are counted once per caller:
-their counts are remembered (routing/turn_counts.py).
+messages before the last (the conversation so far) and the tool definitions are
+counted once per caller: their counts are remembered (routing/turn_counts.py).
 
 Reads `exchange.identity`, `exchange.policy`, `exchange.group`, `exchange.body`,
 `exchange.history_bytes`, `exchange.prompt_count`.
