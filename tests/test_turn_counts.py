@@ -180,16 +180,17 @@ def test_a_sibling_tenant_with_every_role_gets_no_count_the_victim_made(
     counted): the victim sends its conversation, then an attacker of the sibling
     tenant holding every role sends the very same one. Nothing the victim counted
     answers the attacker (a faster answer would tell it the victim sent that text),
-    and the victim's counts still answer the victim."""
+    and the victim's counts still answer the victim. The same for its tool
+    definitions."""
     limits = {"limits": {"tokens_per_minute": 10**9}}
     config = two_tenants(tenant_extra={VICTIM: limits, ATTACKER: limits})
-    body = {"model": "chat", "messages": HISTORY}
+    body = {"model": "chat", "messages": HISTORY, "tools": AGENT_TOOLS}
     with running_gateway(config) as gateway:
         assert call(gateway.url, f"{VICTIM}-user", "POST", PATH, json=body).status_code == 200
-        assert len(misses) == 3  # the victim's three messages before the last
+        assert len(misses) == 4  # the victim's three messages before the last, its tools
         misses.clear()
         assert call(gateway.url, f"{ATTACKER}-all", "POST", PATH, json=body).status_code == 200
-        assert len(misses) == 3, "the victim's counts answered the attacker"
+        assert len(misses) == 4, "the victim's counts answered the attacker"
         misses.clear()
         assert call(gateway.url, f"{VICTIM}-user", "POST", PATH, json=body).status_code == 200
         assert misses == []
