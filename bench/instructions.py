@@ -21,12 +21,16 @@ and imports cancel out:
     .venv/bin/python bench/instructions.py --canary     # governed, a config canary running
     .venv/bin/python bench/instructions.py --responses  # /v1/responses, `store: false`
     .venv/bin/python bench/instructions.py --governed --history 40   # an agent's 41st turn
+    .venv/bin/python bench/instructions.py --governed --tools 20     # an agent's 20 tools
 
 `--history N` puts N earlier messages (a conversation so far, ~100 tokens each,
 user and assistant in turn) before the request's user message: an agent sends its
 conversation again on every turn. Every request sends the same history, as the next
 turn of one conversation would (a real turn also sends the two messages the turn
 before it added, which it counts anew).
+
+`--tools N` offers N function tools (~100 tokens each, each different) in every
+request, the same ones each time, as an agent sends its tools on every turn.
 
 `--governed` serves bench/policy_limits.py's config: a 3-level tenant tree with the key
 on its leaf, the 20 rules of bench/cel_libraries.py across the chain (some reading
@@ -45,6 +49,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import policy_limits
 import yaml
@@ -212,6 +217,29 @@ def history(count: int) -> list[dict[str, str]]:
     ]
 
 
+def tools(count: int) -> list[dict[str, Any]]:
+    """`count` function tools, ~100 tokens each, each different."""
+    return [
+        {
+            "type": "function",
+            "function": {
+                "name": f"tool_{n}",
+                "description": f"Tool {n}: looks the record up, checks it against the policy "
+                "and returns what it found, or an error naming the field that was wrong.",
+                "parameters": {
+                    "type": "object",
+                    "properties": {
+                        "query": {"type": "string", "description": "What to look for"},
+                        "limit": {"type": "integer", "description": "How many at most"},
+                    },
+                    "required": ["query"],
+                },
+            },
+        }
+        for n in range(count)
+    ]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--stream", action="store_true", help="200-event streams")
@@ -230,6 +258,7 @@ def main() -> int:
     parser.add_argument(
         "--history", type=int, default=0, help="N earlier messages before the user's"
     )
+    parser.add_argument("--tools", type=int, default=0, help="N function tools in every request")
     parser.add_argument(
         "--responses",
         action="store_true",
@@ -238,8 +267,8 @@ def main() -> int:
     args = parser.parse_args()
     if args.responses and args.stream:
         parser.error("--responses counts non-stream responses only")
-    if args.responses and args.history:
-        parser.error("--history is for chat completions")
+    if args.responses and (args.history or args.tools):
+        parser.error("--history and --tools are for chat completions")
     args.governed = args.governed or args.policies_only or args.audit or args.canary
     if subprocess.run(["which", "valgrind"], capture_output=True).returncode != 0:
         subprocess.run(["apt-get", "install", "-y", "-q", "valgrind"], check=True)
@@ -256,9 +285,11 @@ def main() -> int:
             if args.responses:
                 request = {"model": group, "input": endpoint.prompt, "store": False}
                 body = json.dumps(request).encode()
-            if args.history:
+            if args.history or args.tools:
                 chat = json.loads(body)
                 chat["messages"] = history(args.history) + chat["messages"]
+                if args.tools:
+                    chat["tools"] = tools(args.tools)
                 body = json.dumps(chat).encode()
             limits = None if args.policies_only else "memory"
             config = write_config(
@@ -284,6 +315,8 @@ def main() -> int:
     prompt = f"a ~{args.prompt_tokens}-token prompt" if args.prompt_tokens else "a short prompt"
     if args.history:
         prompt += f" after {args.history} earlier messages of ~100 tokens"
+    if args.tools:
+        prompt += f" with {args.tools} function tools"
     limit = f", max_prompt_tokens {args.max_prompt_tokens}" if args.max_prompt_tokens else ""
     if args.governed:
         limit += ", tenants and 20 rules" + ("" if args.policies_only else ", memory limits")
