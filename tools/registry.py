@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from tools.config import ToolConfig
-from tools.schemas import SchemaCache, compile_schema
+from tools.schemas import TenantSchemaCaches, compile_schema
 
 if TYPE_CHECKING:
     from jsonschema.protocols import Validator
@@ -50,7 +50,7 @@ class ToolRegistry:
         )
         #: Validators for schemas offered in requests, shared by the stage that
         #: refuses unsafe ones before routing and the one that checks calls after.
-        self.offered = SchemaCache()
+        self.offered = TenantSchemaCaches()
 
     def get(self, name: str) -> RegisteredTool | None:
         return self._tools.get(name)

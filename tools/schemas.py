@@ -2,7 +2,11 @@
 
 Validators are compiled once: registered tools at start-up, schemas offered in
 requests on first sight (agents send the same tool list with every request, so a
-small cache keyed by the schema's canonical text serves nearly every call).
+small cache keyed by the schema's canonical text serves nearly every call). The
+schemas offered in requests are cached per tenant (`TenantSchemaCaches`): one
+tenant's flood of schemas evicts only its own (a sibling's would otherwise be
+compiled again, milliseconds each, on the victim's requests), and how fast a schema
+is accepted tells no tenant whether another offered it.
 
 Schemas may come from clients, so validation is bounded three ways: values nested
 deeper than `MAX_DEPTH` are refused, schemas whose `$ref`s loop without consuming
@@ -19,7 +23,7 @@ request offered, and the first such reply pays the import once (docs/performance
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
 from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any
@@ -39,6 +43,12 @@ MAX_DEPTH = 64
 #: At most this many problems are reported per value.
 MAX_ERRORS = 10
 _CACHE_SIZE = 256
+#: Offered schemas kept per tenant, and tenants whose schemas are kept, at most: 64
+#: covers three agents of twenty tools each; past 32 tenants the least recently seen
+#: tenant's are forgotten (compiled again when offered again: a cost, never a wrong
+#: answer). A compiled schema is a few KB: ~20 MB per worker at most.
+SCHEMAS_PER_TENANT = 64
+MAX_TENANTS = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +208,33 @@ class SchemaCache:
             return exc
         except (ValueError, TypeError):  # invalid, or a remote $ref
             return None
+
+
+class TenantSchemaCaches:
+    """A `SchemaCache` per tenant, for the schemas requests offer; the least recently
+    seen tenant's is forgotten past `max_tenants`."""
+
+    def __init__(
+        self, per_tenant: int = SCHEMAS_PER_TENANT, max_tenants: int = MAX_TENANTS
+    ) -> None:
+        self.per_tenant = per_tenant
+        self.max_tenants = max_tenants
+        self._caches: OrderedDict[Hashable, SchemaCache] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._caches)
+
+    def of(self, tenant: Hashable) -> SchemaCache:
+        """`tenant`'s cache (made on its first offered schema)."""
+        caches = self._caches
+        cache = caches.get(tenant)
+        if cache is None:
+            cache = caches[tenant] = SchemaCache(self.per_tenant)
+            if len(caches) > self.max_tenants:
+                caches.popitem(last=False)
+        else:
+            caches.move_to_end(tenant)
+        return cache
 
 
 def problems(validator: Validator, value: Any) -> list[Problem]:

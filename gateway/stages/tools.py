@@ -49,7 +49,7 @@ from tools.calls import OfferedTools, ToolCall, ToolCallAssembler, calls_in_repl
 from tools.config import Mode, ToolPolicy
 from tools.registry import ToolRegistry
 from tools.results import RECEIPT_FIELD, ResultChecker, ToolResult, tool_results
-from tools.schemas import SchemaCache, UnsafeSchema
+from tools.schemas import SchemaCache, TenantSchemaCaches, UnsafeSchema
 from tools.violations import Violation, header_value, strictest
 from toolservers.caller import LOCAL, Caller
 from toolservers.ledger import LedgerUnavailable
@@ -57,6 +57,9 @@ from toolservers.service import McpService
 
 #: A tool-call stream is held in memory up to this size; past it, it is refused.
 MAX_HELD_BYTES = 4 * 1024 * 1024
+
+#: The schema cache of a request that offered no tool (nothing is ever put in it).
+NO_OFFERED_SCHEMAS = SchemaCache(0)
 
 RESULT_KINDS = {
     "forged": "tool_result_forged",
@@ -70,7 +73,7 @@ class VerifyToolResults:
         self,
         checker: ResultChecker,
         events: Events,
-        cache: SchemaCache | None = None,
+        caches: TenantSchemaCaches | None = None,
         mcp: Callable[[], McpService | None] | None = None,
     ) -> None:
         self.checker = checker
@@ -78,14 +81,14 @@ class VerifyToolResults:
         #: The Runtime's MCP layer (built when the Runtime starts), for results of
         #: MCP tools; None: no result is one.
         self.mcp = mcp
-        # The registry's cache is the one `VerifyToolCalls` uses too: a schema
+        # The registry's caches are the ones `VerifyToolCalls` uses too: a schema
         # compiled here on first sight is not compiled again after routing.
-        self.cache = cache or checker.registry.offered
+        self.caches = caches or checker.registry.offered
 
     async def __call__(self, exchange: Exchange) -> None:
         body = exchange.body
         if offers_tools(body):
-            self._refuse_unsafe_schemas(body)
+            self._refuse_unsafe_schemas(body, self.caches.of(tenant_of(exchange)))
         bindings = bind(body, self.checker.registry)
         exchange.tool_bindings = bindings
         if bindings.collisions:
@@ -186,7 +189,7 @@ class VerifyToolResults:
             )
         return found + self.checker.injection_flags(result.tool, result)
 
-    def _refuse_unsafe_schemas(self, body: dict[str, Any]) -> None:
+    def _refuse_unsafe_schemas(self, body: dict[str, Any], cache: SchemaCache) -> None:
         """400 for an offered schema whose `$ref`s loop without consuming input.
 
         Other invalid offered schemas are only skipped when calls are checked (the
@@ -197,7 +200,7 @@ class VerifyToolResults:
             if parameters is None:
                 continue
             try:
-                self.cache.lookup(parameters)
+                cache.lookup(parameters)
             except UnsafeSchema as exc:
                 raise GatewayError(
                     400,
@@ -205,6 +208,13 @@ class VerifyToolResults:
                     code="invalid_function_parameters",
                     param=f"{tool.where}.parameters",
                 ) from None
+
+
+def tenant_of(exchange: Exchange) -> str | None:
+    """Whose schema cache a request's offered schemas go to: its key's tenant (None
+    for a gateway without keys)."""
+    identity = exchange.identity
+    return None if identity is None else identity.tenant_id
 
 
 def _caller(identity: Identity | None) -> Caller:
@@ -266,12 +276,12 @@ class VerifyToolCalls:
         registry: ToolRegistry,
         policy: ToolPolicy,
         events: Events,
-        cache: SchemaCache | None = None,
+        caches: TenantSchemaCaches | None = None,
     ) -> None:
         self.registry = registry
         self.policy = policy
         self.events = events
-        self.cache = cache or registry.offered
+        self.caches = caches or registry.offered
 
     def steps(self, exchange: Exchange) -> AsyncIterator[dict[str, Any]] | None:
         assert exchange.routed is not None
@@ -291,7 +301,7 @@ class VerifyToolCalls:
         offered = OfferedTools(
             offered_tools(exchange.body),
             self.registry,
-            self.cache,
+            self.caches.of(tenant_of(exchange)),
             self.policy,
             exchange.tool_bindings,
         )
@@ -340,7 +350,7 @@ class VerifyToolCalls:
     def _judge_at_end(self, exchange: Exchange, reply: Reply) -> None:
         """Relays a stream untouched, judging any tool call in it when it ends."""
         assert reply.events is not None and exchange.routed is not None
-        offered = OfferedTools((), self.registry, self.cache, self.policy)
+        offered = OfferedTools((), self.registry, NO_OFFERED_SCHEMAS, self.policy)
         tail = self._check_late_calls(reply.events, ToolCallAssembler(), offered, exchange)
         exchange.routed.reply = replace(reply, events=tail)
 
