@@ -10,10 +10,15 @@ own schemas are compiled again.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Any
 
+import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from tests.examples import examples
 from tests.isolation import ATTACKER, VICTIM, call, two_tenants
 from tests.support import running_gateway
 from tools import schemas
@@ -89,3 +94,28 @@ def test_tenants_are_bounded_the_least_recently_seen_forgotten_first() -> None:
     for n in range(5):
         first.get({"type": "object", "title": str(n)})
     assert len(first._entries) == 2
+
+
+def sized(name: int, padding: int) -> dict[str, Any]:
+    return {"type": "object", "title": str(name), "description": "x" * padding}
+
+
+@given(st.lists(st.tuples(st.integers(0, 7), st.integers(0, 400)), max_size=40))
+@settings(max_examples=examples(200), deadline=None)
+def test_a_cache_is_bounded_in_count_and_in_bytes(offers: list[tuple[int, int]]) -> None:
+    """Against a model: the least recently used schemas leave first, while more than
+    3 are kept or their text passes 600 bytes; one longer than that is never kept."""
+    cache = SchemaCache(size=3, max_bytes=600)
+    model: OrderedDict[bytes, None] = OrderedDict()
+    for name, padding in offers:
+        schema = sized(name, padding)
+        key = orjson.dumps(schema, option=orjson.OPT_SORT_KEYS)
+        assert cache.get(schema) is not None
+        if key in model:
+            model.move_to_end(key)
+        elif len(key) <= 600:
+            model[key] = None
+            while len(model) > 3 or sum(map(len, model)) > 600:
+                model.popitem(last=False)
+        assert list(cache._entries) == list(model)
+        assert cache.bytes == sum(map(len, model)) <= 600

@@ -46,8 +46,10 @@ _CACHE_SIZE = 256
 #: Offered schemas kept per tenant, and tenants whose schemas are kept, at most: 64
 #: covers three agents of twenty tools each; past 32 tenants the least recently seen
 #: tenant's are forgotten (compiled again when offered again: a cost, never a wrong
-#: answer). A compiled schema is a few KB: ~20 MB per worker at most.
+#: answer). And at most 128 KiB of schema text per tenant (~400 schemas of 330
+#: bytes): compiled, ~2.5 MB per tenant, ~80 MB per worker at the very most.
 SCHEMAS_PER_TENANT = 64
+SCHEMA_BYTES_PER_TENANT = 128 * 1024
 MAX_TENANTS = 32
 
 
@@ -169,11 +171,21 @@ def compile_schema(schema: dict[str, Any]) -> Validator:
 
 
 class SchemaCache:
-    """Compiled validators for schemas seen in requests, least recently used out."""
+    """Compiled validators for schemas seen in requests, least recently used out:
+    at most `size` of them and, with `max_bytes`, at most that much schema text (a
+    compiled schema takes ~20 times its text: 6.3 KB for a 330-byte one). A schema
+    longer than `max_bytes` on its own is compiled each time it is offered, never
+    kept."""
 
-    def __init__(self, size: int = _CACHE_SIZE) -> None:
+    def __init__(self, size: int = _CACHE_SIZE, max_bytes: int | None = None) -> None:
         self._size = size
+        self._max_bytes = max_bytes
         self._entries: OrderedDict[bytes, Validator | UnsafeSchema | None] = OrderedDict()
+        #: The schema text of the entries, in bytes.
+        self.bytes = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
     def get(self, schema: Any) -> Validator | None:
         """The validator, or None when the schema is not valid JSON Schema or is
@@ -187,14 +199,19 @@ class SchemaCache:
         """The validator; None for a schema that is not valid JSON Schema (callers
         skip it); `UnsafeSchema` for one validation could never finish with."""
         key = orjson.dumps(schema, option=orjson.OPT_SORT_KEYS)
-        if key in self._entries:
-            self._entries.move_to_end(key)
-            entry = self._entries[key]
+        entries = self._entries
+        if key in entries:
+            entries.move_to_end(key)
+            entry = entries[key]
         else:
             entry = self._compile(schema)
-            self._entries[key] = entry
-            if len(self._entries) > self._size:
-                self._entries.popitem(last=False)
+            limit = self._max_bytes
+            if limit is None or len(key) <= limit:
+                entries[key] = entry
+                self.bytes += len(key)
+                while len(entries) > self._size or (limit is not None and self.bytes > limit):
+                    old, _ = entries.popitem(last=False)
+                    self.bytes -= len(old)
         if isinstance(entry, UnsafeSchema):
             raise entry
         return entry
@@ -215,10 +232,14 @@ class TenantSchemaCaches:
     seen tenant's is forgotten past `max_tenants`."""
 
     def __init__(
-        self, per_tenant: int = SCHEMAS_PER_TENANT, max_tenants: int = MAX_TENANTS
+        self,
+        per_tenant: int = SCHEMAS_PER_TENANT,
+        max_tenants: int = MAX_TENANTS,
+        bytes_per_tenant: int = SCHEMA_BYTES_PER_TENANT,
     ) -> None:
         self.per_tenant = per_tenant
         self.max_tenants = max_tenants
+        self.bytes_per_tenant = bytes_per_tenant
         self._caches: OrderedDict[Hashable, SchemaCache] = OrderedDict()
 
     def __len__(self) -> int:
@@ -229,7 +250,7 @@ class TenantSchemaCaches:
         caches = self._caches
         cache = caches.get(tenant)
         if cache is None:
-            cache = caches[tenant] = SchemaCache(self.per_tenant)
+            cache = caches[tenant] = SchemaCache(self.per_tenant, self.bytes_per_tenant)
             if len(caches) > self.max_tenants:
                 caches.popitem(last=False)
         else:
