@@ -206,6 +206,15 @@ def test_callers_are_bounded_and_the_least_recently_seen_forgotten() -> None:
     assert 0 not in {c for c in turns._callers}
 
 
+#: A tenant whose tokens-per-minute limit (5) refuses every prompt as too large, naming
+#: the tokens it needed; its key `agent`.
+TIGHT_TPM: dict[str, Any] = {
+    "models": [mock_group("demo")],
+    "tenants": [{"id": "team", "limits": {"tokens_per_minute": 5}}],
+    "keys": [{"id": "agent", "key_sha256": hashlib.sha256(b"agent").hexdigest(), "tenant": "team"}],
+}
+
+
 def test_through_the_gateway_each_turn_reserves_the_exact_count_and_counts_only_what_it_added(
     misses: list[str],
 ) -> None:
@@ -213,13 +222,7 @@ def test_through_the_gateway_each_turn_reserves_the_exact_count_and_counts_only_
     tokens it needed: the prompt's exact count plus `max_tokens` (a refusal reserves
     nothing, so every turn is measured alone). From the second turn on, only the
     messages the turn added are counted (its last one always)."""
-    config = {
-        "models": [mock_group("demo")],
-        "tenants": [{"id": "team", "limits": {"tokens_per_minute": 5}}],
-        "keys": [
-            {"id": "agent", "key_sha256": hashlib.sha256(b"agent").hexdigest(), "tenant": "team"}
-        ],
-    }
+    config = TIGHT_TPM
     model = config["models"][0]["deployments"][0]["model"]
     conversation = list(HISTORY[:2])
     with running_gateway(config) as gateway:
@@ -265,13 +268,7 @@ def test_through_the_gateway_an_agents_tool_definitions_are_counted_once(
     first, and remembered after, even for a prompt of one message; the reservation is
     still the exact count (a TPM limit of 5 refuses each turn as too large, naming
     what it needed)."""
-    config = {
-        "models": [mock_group("demo")],
-        "tenants": [{"id": "team", "limits": {"tokens_per_minute": 5}}],
-        "keys": [
-            {"id": "agent", "key_sha256": hashlib.sha256(b"agent").hexdigest(), "tenant": "team"}
-        ],
-    }
+    config = TIGHT_TPM
     model = config["models"][0]["deployments"][0]["model"]
     with running_gateway(config) as gateway:
         client = openai.OpenAI(base_url=gateway.url + "/v1", api_key="agent", max_retries=0)
