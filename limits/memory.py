@@ -91,8 +91,7 @@ class _Count:
 class _Window:
     """Tokens: a slot per millisecond of the last `span_ms` that admitted any, oldest
     first, with what its admissions were charged (their estimates, then their actual
-    usage as they settle) and how much of that is still estimates; the reservations
-    not settled yet, each with its slot's millisecond and estimate; and the running
+    usage as they settle) and how much of that is still estimates; and the running
     sums, so a look is O(what aged out since the last one). At most `span_ms` slots,
     whatever the rate. Which reservations are not settled yet, and the slot and
     estimate of each, the store keeps once per admission, not once per window
